@@ -1,0 +1,117 @@
+//! # distlock-conformance
+//!
+//! The suite every distlock backend must pass, written once.
+//!
+//! - [`cases`]: plain async functions, one per promise of the contract.
+//! - [`suite!`]: expands to one `#[tokio::test]` per case for a backend, so
+//!   `cargo test` names each case per backend.
+//! - [`History`]: the checker for overlapping holds and fencing tokens that
+//!   fail to increase.
+//! - [`FaultProxy`]: a loopback TCP proxy that passes, blackholes or resets
+//!   traffic on command, for partition tests.
+//!
+//! A backend crate (inside this workspace or not) adds this crate as a
+//! dev-dependency, implements [`Harness`], and calls the macro once:
+//!
+//! ```ignore
+//! struct MyHarness;
+//! #[distlock_core::async_trait]
+//! impl distlock_conformance::Harness for MyHarness {
+//!     async fn client(&self) -> std::sync::Arc<dyn distlock_core::DistributedLock> {
+//!         std::sync::Arc::new(MyBackend::connect("my://server").await.unwrap())
+//!     }
+//! }
+//! distlock_conformance::suite!(my_backend, async { MyHarness });
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod cases;
+mod harness;
+mod history;
+mod proxy;
+
+pub use harness::Harness;
+pub use history::{History, Hold, Violation};
+pub use proxy::{FaultProxy, ProxyMode};
+
+/// How long one case may run before it fails as hung.
+pub const CASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Runs one case under [`CASE_TIMEOUT`]; used by [`suite!`].
+#[doc(hidden)]
+pub async fn run_case<H, F>(harness: H, case: impl FnOnce(std::sync::Arc<H>) -> F)
+where
+    H: Harness,
+    F: std::future::Future<Output = ()>,
+{
+    let harness = std::sync::Arc::new(harness);
+    if tokio::time::timeout(CASE_TIMEOUT, case(harness))
+        .await
+        .is_err()
+    {
+        panic!("case did not finish within {CASE_TIMEOUT:?}: a hang");
+    }
+}
+
+/// Instantiates the whole suite for one backend.
+///
+/// `suite!(name, make_harness)` expands to `mod name { … }` with one
+/// `#[tokio::test]` per case; `make_harness` is an expression evaluating to a
+/// future of a [`Harness`] (usually an `async { … }` block), evaluated afresh
+/// in each test. The calling crate needs `tokio` with the `macros` and
+/// `rt-multi-thread` features among its dev-dependencies.
+#[macro_export]
+macro_rules! suite {
+    ($backend:ident, $make:expr) => {
+        #[allow(clippy::redundant_async_block)]
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::suite!(@cases $make;
+                basic_acquire_release,
+                try_acquire_fails_while_held,
+                independent_names,
+                wait_timeout_is_honoured,
+                waiter_acquires_after_release,
+                wake_up_follows_release_promptly,
+                non_owner_cannot_release_or_extend,
+                lease_handoff_between_clients,
+                abandoned_lock_expires_after_ttl,
+                extend_keeps_the_lock,
+                extend_and_release_after_release_fail,
+                extend_and_release_after_expiry_fail,
+                lost_fires_when_lease_is_taken_away,
+                fencing_tokens_increase,
+                mutual_exclusion_under_contention,
+                cancelled_acquire_leaves_nothing_held,
+                awkward_names_are_distinct_locks,
+                bad_options_are_rejected,
+                status_reports_the_holder,
+            );
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn lease_expires_when_holder_is_killed() {
+                let path = concat!(module_path!(), "::lease_expires_when_holder_is_killed");
+                // libtest names tests without the crate's own name.
+                let path = path.split_once("::").map(|(_, p)| p).unwrap_or(path);
+                $crate::run_case($make.await, |h| async move {
+                    $crate::cases::lease_expires_when_holder_is_killed(&*h, path).await
+                })
+                .await;
+            }
+        }
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::run_case($make.await, |h| async move {
+                    $crate::cases::$case(&*h).await
+                })
+                .await;
+            }
+        )*
+    };
+}

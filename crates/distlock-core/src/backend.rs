@@ -1,0 +1,146 @@
+//! The contract every backend implements.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::capabilities::Capabilities;
+use crate::error::{LockError, Result};
+use crate::lease::{FencingToken, Lease};
+use crate::name::LockName;
+use crate::options::AcquireOptions;
+
+/// A distributed lock service: the one trait every backend implements.
+///
+/// The trait is object safe; applications usually hold an
+/// `Arc<dyn DistributedLock>` (from `distlock::connect(url)`) and use it
+/// through [`LockClient`](crate::LockClient), which adds guards, background
+/// extension and loss detection. Backend authors implement this trait and run
+/// the `distlock-conformance` suite against it.
+///
+/// Semantics every implementation honours (the suite checks them):
+/// mutual exclusion while a lease is valid; an abandoned lock frees after at
+/// most its ttl (or session timeout); only the owner token can extend or
+/// release; fencing tokens strictly increase across holders of a name;
+/// dropping an `acquire` future leaves nothing held and nothing queued; a
+/// backend that is down answers with an error within the caller's deadline.
+#[async_trait]
+pub trait DistributedLock: Send + Sync + fmt::Debug {
+    /// Short backend name (`memory`, `sqlite`, `redis`, …), as found in
+    /// [`Lease::backend`].
+    fn backend_name(&self) -> &'static str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Tries to take `name`, waiting up to `options.wait`.
+    ///
+    /// Returns `Ok(Some(lease))` when acquired, `Ok(None)` when the wait ran
+    /// out while someone else held it, and an error for bad options
+    /// (`InvalidOptions`) or a backend that cannot answer (`Unavailable`,
+    /// `Backend`) — also within the wait.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves nothing held and
+    /// nothing queued: a queue entry is removed and a lock taken in the same
+    /// instant is released (in the background where that needs a round trip).
+    async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>>;
+
+    /// Extends a held lease to `ttl` from now; returns the renewed lease.
+    ///
+    /// Fails with `NotHeld` when the lease expired, was released, or another
+    /// owner holds the lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may or may not have extended the lease; the old
+    /// lease stays correct either way (its validity is the shorter one).
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease>;
+
+    /// Releases a held lease, waking the next waiter.
+    ///
+    /// Fails with `NotHeld` when the lease was no longer held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may or may not have released the lock; if not, it
+    /// frees when the lease's ttl (or session) ends.
+    async fn release(&self, lease: &Lease) -> Result<()>;
+
+    /// Extends several leases, each by its own [`Lease::ttl`].
+    ///
+    /// Returns one result per lease, in order. The default issues the
+    /// extends concurrently; backends with
+    /// [`Capabilities::batch_extend`] do it in one round trip per server.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`extend`](DistributedLock::extend).
+    async fn extend_many(&self, leases: &[Lease]) -> Vec<Result<Lease>> {
+        futures::future::join_all(leases.iter().map(|l| self.extend(l, l.ttl()))).await
+    }
+
+    /// A channel reporting the liveness of the session behind `lease`, for
+    /// backends whose liveness is a session (ZooKeeper, etcd). `None` for
+    /// backends that rely on the ttl alone.
+    fn liveness(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {
+        let _ = lease;
+        None
+    }
+
+    /// What the backend can tell about `name` without taking it.
+    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+        let _ = name;
+        Err(LockError::Unsupported {
+            backend: self.backend_name(),
+            operation: "status",
+        })
+    }
+}
+
+/// The health of a session-based holder, as reported by
+/// [`DistributedLock::liveness`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Connected; locks held through the session are safe.
+    Live,
+    /// Disconnected, but the session may still be alive on the server: locks
+    /// may or may not be held. Do not touch the protected resource.
+    Suspended,
+    /// The session is gone: every lock it held is lost.
+    Lost(String),
+}
+
+/// What a backend can tell about a name, for `distlock status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockStatus {
+    /// Someone holds the lock now.
+    pub held: bool,
+    /// The current (or last issued) fencing token, if the backend exposes it.
+    pub fencing_token: Option<FencingToken>,
+    /// How long until the current hold expires, if held and ttl-based.
+    pub expires_in: Option<Duration>,
+    /// How many clients wait in line, if the backend keeps a queue.
+    pub waiters: Option<usize>,
+}
+
+impl LockStatus {
+    /// A status (for backend implementations).
+    pub fn new(
+        held: bool,
+        fencing_token: Option<FencingToken>,
+        expires_in: Option<Duration>,
+        waiters: Option<usize>,
+    ) -> Self {
+        LockStatus {
+            held,
+            fencing_token,
+            expires_in,
+            waiters,
+        }
+    }
+}

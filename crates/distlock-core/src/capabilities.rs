@@ -1,0 +1,101 @@
+//! What a backend promises, as data.
+
+use std::time::Duration;
+
+/// What a backend can do. The conformance suite reads these to decide which
+/// cases apply, and checks every claim: a claimed capability that does not
+/// hold fails its case.
+///
+/// ```
+/// use distlock_core::Capabilities;
+/// let caps = Capabilities::default();
+/// assert!(caps.fencing);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Fencing tokens strictly increase across successive holders of a name.
+    pub fencing: bool,
+    /// Waiters are served in arrival order.
+    pub fifo: bool,
+    /// Waiters are woken by a notification from the release, not by polling.
+    pub wait_notification: bool,
+    /// A holder's liveness is a session (ZooKeeper, etcd lease) rather than
+    /// the per-lock ttl alone.
+    pub session_liveness: bool,
+    /// An abandoned lock is freed once its ttl passes.
+    pub ttl_expiry: bool,
+    /// An exported lease can be extended and released by another client or
+    /// process.
+    pub lease_handoff: bool,
+    /// Several processes can share the lock (false only for in-process
+    /// backends).
+    pub cross_process: bool,
+    /// `extend_many` costs one round trip per server rather than one per lease.
+    pub batch_extend: bool,
+    /// The shortest ttl the backend accepts.
+    pub min_ttl: Duration,
+    /// The longest ttl the backend accepts.
+    pub max_ttl: Duration,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            fencing: true,
+            fifo: false,
+            wait_notification: false,
+            session_liveness: false,
+            ttl_expiry: true,
+            lease_handoff: true,
+            cross_process: true,
+            batch_extend: false,
+            min_ttl: Duration::from_millis(1),
+            max_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl Capabilities {
+    /// Capabilities to start a backend's declaration from; adjust with the
+    /// builder-style setters or struct update syntax inside the crate.
+    pub fn builder() -> CapabilitiesBuilder {
+        CapabilitiesBuilder(Capabilities::default())
+    }
+}
+
+/// Builds [`Capabilities`] (the struct is `#[non_exhaustive]`, so other
+/// crates construct it through this).
+#[derive(Clone, Copy, Debug)]
+pub struct CapabilitiesBuilder(Capabilities);
+
+macro_rules! setters {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        impl CapabilitiesBuilder {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`.")]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.0.$field = value;
+                    self
+                }
+            )*
+            /// The finished capabilities.
+            pub fn build(self) -> Capabilities {
+                self.0
+            }
+        }
+    };
+}
+
+setters! {
+    fencing: bool,
+    fifo: bool,
+    wait_notification: bool,
+    session_liveness: bool,
+    ttl_expiry: bool,
+    lease_handoff: bool,
+    cross_process: bool,
+    batch_extend: bool,
+    min_ttl: Duration,
+    max_ttl: Duration,
+}

@@ -1,0 +1,364 @@
+//! What a successful acquire hands back.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use crate::error::{LockError, Result};
+use crate::name::{hex, LockName};
+
+/// A random, unguessable 128-bit token naming the owner of one lease.
+///
+/// Backends store it with the lock and compare it on extend and release, so
+/// only the owner (or whoever holds the exported lease) can do either.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OwnerToken([u8; 16]);
+
+impl OwnerToken {
+    /// A fresh random token.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        OwnerToken(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The token as 32 lower-case hex digits (what backends store).
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// Parses 32 hex digits.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        let bad = || LockError::InvalidLease {
+            reason: "owner token must be 32 hex digits".into(),
+        };
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 16];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(OwnerToken(bytes))
+    }
+}
+
+impl fmt::Display for OwnerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for OwnerToken {
+    /// Shows only a prefix: the full token is what grants release.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OwnerToken({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// A number that strictly increases across successive holders of one name.
+///
+/// Pass it to the resource you protect and have the resource refuse writes
+/// carrying a token lower than the highest it has seen: that stops a holder
+/// that paused past its lease from doing damage (see `docs/safety.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FencingToken(pub u64);
+
+impl FencingToken {
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A held lock: name, owner token, fencing token, validity and backend data.
+///
+/// A lease is plain data. It stays valid until [`valid_until`](Lease::valid_until)
+/// (measured on this process's monotonic clock) unless extended. It can be
+/// [exported](Lease::export) to a string and [imported](Lease::import) in another
+/// process, which may then extend or release it where the backend allows
+/// ([`Capabilities::lease_handoff`](crate::Capabilities::lease_handoff)).
+#[derive(Clone)]
+pub struct Lease {
+    backend: String,
+    name: LockName,
+    owner: OwnerToken,
+    fencing: FencingToken,
+    ttl: Duration,
+    valid_until: Instant,
+    data: String,
+}
+
+impl Lease {
+    /// Builds a lease (for backend implementations).
+    pub fn new(
+        backend: &str,
+        name: LockName,
+        owner: OwnerToken,
+        fencing: FencingToken,
+        ttl: Duration,
+        valid_until: Instant,
+    ) -> Self {
+        Lease {
+            backend: backend.to_string(),
+            name,
+            owner,
+            fencing,
+            ttl,
+            valid_until,
+            data: String::new(),
+        }
+    }
+
+    /// Attaches backend data (node path, key, lease id…).
+    pub fn with_data(mut self, data: impl Into<String>) -> Self {
+        self.data = data.into();
+        self
+    }
+
+    /// The same lease with a new ttl and validity (what `extend` returns).
+    pub fn renewed(&self, ttl: Duration, valid_until: Instant) -> Self {
+        Lease {
+            ttl,
+            valid_until,
+            ..self.clone()
+        }
+    }
+
+    /// Which backend issued it (`memory`, `redis`, …).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &LockName {
+        &self.name
+    }
+
+    /// The owner token.
+    pub fn owner(&self) -> OwnerToken {
+        self.owner
+    }
+
+    /// The fencing token.
+    pub fn fencing_token(&self) -> FencingToken {
+        self.fencing
+    }
+
+    /// The ttl it was granted (or last extended) with.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Until when the lease can be trusted, on the monotonic clock.
+    pub fn valid_until(&self) -> Instant {
+        self.valid_until
+    }
+
+    /// Time left before the validity ends (zero when past).
+    pub fn remaining(&self) -> Duration {
+        self.valid_until.saturating_duration_since(Instant::now())
+    }
+
+    /// True once the validity has passed.
+    pub fn is_expired(&self) -> bool {
+        Instant::now() >= self.valid_until
+    }
+
+    /// Backend data.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// Checks that this lease came from `backend` (backends call it first
+    /// thing in extend and release).
+    pub fn check_backend(&self, backend: &str) -> Result<()> {
+        if self.backend == backend {
+            Ok(())
+        } else {
+            Err(LockError::InvalidLease {
+                reason: format!(
+                    "lease was issued by the {} backend, not {}",
+                    self.backend, backend
+                ),
+            })
+        }
+    }
+
+    /// Exports the lease to a string another process can [`import`](Lease::import).
+    ///
+    /// The remaining validity is written relative to now; importing it sets a
+    /// validity of at most that much from the moment of import, so time spent
+    /// in transit only shortens it.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use distlock_core::{FencingToken, Lease, LockName, OwnerToken};
+    /// let lease = Lease::new("memory", LockName::new("job/7")?, OwnerToken::random(),
+    ///     FencingToken(3), Duration::from_secs(30), Instant::now() + Duration::from_secs(30));
+    /// let back = Lease::import(&lease.export())?;
+    /// assert_eq!(back.name(), lease.name());
+    /// assert_eq!(back.fencing_token(), FencingToken(3));
+    /// assert!(back.valid_until() <= lease.valid_until() + Duration::from_millis(5));
+    /// # Ok::<(), distlock_core::LockError>(())
+    /// ```
+    pub fn export(&self) -> String {
+        format!(
+            "{EXPORT_PREFIX};backend={};name={};owner={};fence={};ttl_ms={};remaining_ms={};data={}",
+            crate::name::percent_encode(&self.backend),
+            crate::name::percent_encode(self.name.as_str()),
+            self.owner.to_hex(),
+            self.fencing.0,
+            self.ttl.as_millis(),
+            self.remaining().as_millis(),
+            crate::name::percent_encode(&self.data),
+        )
+    }
+
+    /// Reads a lease written by [`export`](Lease::export).
+    pub fn import(s: &str) -> Result<Self> {
+        let bad = |reason: &str| LockError::InvalidLease {
+            reason: reason.to_string(),
+        };
+        let mut parts = s.trim().split(';');
+        if parts.next() != Some(EXPORT_PREFIX) {
+            return Err(bad(
+                "not a distlock lease (missing `distlock-lease-v1` prefix)",
+            ));
+        }
+        let mut fields = std::collections::HashMap::new();
+        for part in parts {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| bad("field without `=`"))?;
+            fields.insert(k, v);
+        }
+        let get = |k: &str| {
+            fields
+                .get(k)
+                .copied()
+                .ok_or_else(|| bad(&format!("missing field `{k}`")))
+        };
+        let num = |k: &str| -> Result<u64> {
+            get(k)?
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("field `{k}` is not a number")))
+        };
+        let backend = percent_decode(get("backend")?).ok_or_else(|| bad("bad backend"))?;
+        let name = percent_decode(get("name")?).ok_or_else(|| bad("bad name encoding"))?;
+        let name = LockName::new(name)?;
+        let owner = OwnerToken::from_hex(get("owner")?)?;
+        let fencing = FencingToken(num("fence")?);
+        let ttl = Duration::from_millis(num("ttl_ms")?);
+        let remaining = Duration::from_millis(num("remaining_ms")?);
+        let data = percent_decode(get("data")?).ok_or_else(|| bad("bad data encoding"))?;
+        let now = Instant::now();
+        let valid_until = now.checked_add(remaining).unwrap_or(now);
+        Ok(Lease {
+            backend,
+            name,
+            owner,
+            fencing,
+            ttl,
+            valid_until,
+            data,
+        })
+    }
+}
+
+const EXPORT_PREFIX: &str = "distlock-lease-v1";
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("backend", &self.backend)
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("fencing", &self.fencing.0)
+            .field("ttl", &self.ttl)
+            .field("remaining", &self.remaining())
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease() -> Lease {
+        Lease::new(
+            "memory",
+            LockName::new("a;b=c%d/é").unwrap(),
+            OwnerToken::random(),
+            FencingToken(u64::MAX),
+            Duration::from_millis(1500),
+            Instant::now() + Duration::from_secs(1),
+        )
+        .with_data("node=/x;y%")
+    }
+
+    #[test]
+    fn export_import_round_trips_awkward_fields() {
+        let l = lease();
+        let back = Lease::import(&l.export()).unwrap();
+        assert_eq!(back.name(), l.name());
+        assert_eq!(back.owner(), l.owner());
+        assert_eq!(back.fencing_token(), l.fencing_token());
+        assert_eq!(back.ttl(), l.ttl());
+        assert_eq!(back.data(), l.data());
+        assert_eq!(back.backend(), "memory");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for s in [
+            "",
+            "distlock-lease-v1",
+            "distlock-lease-v1;name=%zz",
+            "distlock-lease-v1;backend=m;name=a;owner=xyz;fence=1;ttl_ms=1;remaining_ms=1;data=",
+            "distlock-lease-v1;backend=m;name=;owner=00000000000000000000000000000000;fence=1;ttl_ms=1;remaining_ms=1;data=",
+            "distlock-lease-v1;backend=m;name=a;owner=00000000000000000000000000000000;fence=-1;ttl_ms=1;remaining_ms=1;data=",
+            "distlock-lease-v1;backend=m;name=a;owner=ééééééééééééééé0;fence=1;ttl_ms=1;remaining_ms=1;data=",
+            "distlock-lease-v1;backend=m;name=a%;owner=00000000000000000000000000000000;fence=1;ttl_ms=1;remaining_ms=1;data=",
+        ] {
+            assert!(Lease::import(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_most_of_the_owner_token() {
+        let l = lease();
+        let dbg = format!("{l:?}");
+        assert!(!dbg.contains(&l.owner().to_hex()));
+    }
+}

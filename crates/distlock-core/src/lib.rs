@@ -1,0 +1,47 @@
+//! # distlock-core
+//!
+//! The contract of distlock: what a distributed lock is, independent of the
+//! system that provides it.
+//!
+//! - [`LockName`]: validated names and their safe mapping into key spaces.
+//! - [`AcquireOptions`], [`Wait`], [`Backoff`]: how long to hold and to wait.
+//! - [`Lease`], [`OwnerToken`], [`FencingToken`]: what an acquire returns.
+//! - [`DistributedLock`] and [`Capabilities`]: the trait backends implement.
+//! - [`LockError`]: the one error type.
+//! - [`LockClient`] and [`LockGuard`]: what applications use — self-extending
+//!   guards that report loss.
+//! - [`waiting`]: the shared retry loop for backends without a queue.
+//!
+//! ```
+//! # async fn demo(backend: std::sync::Arc<dyn distlock_core::DistributedLock>) -> distlock_core::Result<()> {
+//! use distlock_core::LockClient;
+//! let client = LockClient::new(backend);
+//! let guard = client.lock("reports/daily").await?;
+//! // … work, passing guard.fencing_token() to the protected store …
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod backend;
+mod capabilities;
+mod client;
+mod error;
+mod lease;
+mod name;
+mod options;
+mod redact;
+pub mod waiting;
+
+pub use backend::{DistributedLock, Liveness, LockStatus};
+pub use capabilities::{Capabilities, CapabilitiesBuilder};
+pub use client::{GuardHandle, GuardState, IntoLockName, LockClient, LockGuard, LostReason};
+pub use error::{BoxError, LockError, Result};
+pub use lease::{FencingToken, Lease, OwnerToken};
+pub use name::{percent_encode, LockName};
+pub use options::{validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, MAX_WAIT};
+pub use redact::redact_url;
+
+/// Re-exported so backends implement the trait with the same macro version.
+pub use async_trait::async_trait;

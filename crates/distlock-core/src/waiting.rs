@@ -1,0 +1,145 @@
+//! The shared waiting loop for backends without a queue of their own.
+//!
+//! A backend supplies one *attempt* (a single try that either takes the lock
+//! or reports how long the current holder still has) and, where it has one, a
+//! *notification* to wait on (Redis pub/sub, PostgreSQL LISTEN). The loop
+//! retries until the caller's wait runs out, never sleeping past the holder's
+//! remaining ttl, so a crashed holder costs no more than its ttl.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::lease::Lease;
+use crate::options::AcquireOptions;
+
+/// What one acquire attempt found.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The lock was taken.
+    Acquired(Lease),
+    /// Someone holds it; `remaining` is how long their lease still runs, if
+    /// the backend knows.
+    Held {
+        /// The holder's remaining ttl.
+        remaining: Option<Duration>,
+    },
+}
+
+/// Retries `attempt` with jittered backoff until acquired or the wait ends.
+///
+/// Each sleep is the next backoff delay, capped by the holder's remaining ttl
+/// and the caller's deadline. With [`Wait::NoWait`](crate::Wait::NoWait) it
+/// tries exactly once.
+///
+/// # Cancel safety
+///
+/// Cancel safe as long as `attempt` is: between attempts nothing is held.
+pub async fn poll_acquire<A, F>(options: &AcquireOptions, attempt: A) -> Result<Option<Lease>>
+where
+    A: FnMut() -> F,
+    F: Future<Output = Result<Attempt>>,
+{
+    let mut backoff = options.backoff.delays();
+    acquire_loop(options, attempt, move |bound| {
+        let delay = backoff.next_delay().min(bound);
+        tokio::time::sleep(delay)
+    })
+    .await
+}
+
+/// Retries `attempt` each time `notified(bound)` returns, until acquired or the
+/// wait ends.
+///
+/// `notified(bound)` must resolve on the backend's release notification or
+/// after `bound` at the latest (the holder's remaining ttl, capped by the
+/// caller's deadline). Subscribe to the notification *before* the first
+/// attempt so a release between attempt and wait is not missed.
+///
+/// # Cancel safety
+///
+/// Cancel safe as long as `attempt` and `notified` are.
+pub async fn notified_acquire<A, F, N, W>(
+    options: &AcquireOptions,
+    attempt: A,
+    notified: N,
+) -> Result<Option<Lease>>
+where
+    A: FnMut() -> F,
+    F: Future<Output = Result<Attempt>>,
+    N: FnMut(Duration) -> W,
+    W: Future<Output = ()>,
+{
+    acquire_loop(options, attempt, notified).await
+}
+
+/// Longest single wait when the holder's remaining ttl is unknown.
+const UNKNOWN_HOLDER_BOUND: Duration = Duration::from_millis(500);
+
+async fn acquire_loop<A, F, N, W>(
+    options: &AcquireOptions,
+    mut attempt: A,
+    mut wait: N,
+) -> Result<Option<Lease>>
+where
+    A: FnMut() -> F,
+    F: Future<Output = Result<Attempt>>,
+    N: FnMut(Duration) -> W,
+    W: Future<Output = ()>,
+{
+    let deadline = options.wait.deadline(Instant::now());
+    loop {
+        let remaining = match attempt().await? {
+            Attempt::Acquired(lease) => return Ok(Some(lease)),
+            Attempt::Held { remaining } => remaining,
+        };
+        let now = Instant::now();
+        let mut bound = remaining
+            .map(|r| r + Duration::from_millis(1))
+            .unwrap_or(UNKNOWN_HOLDER_BOUND);
+        if let Some(deadline) = deadline {
+            if now >= deadline {
+                return Ok(None);
+            }
+            bound = bound.min(deadline - now);
+        }
+        wait(bound).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Wait;
+
+    #[tokio::test]
+    async fn no_wait_tries_exactly_once() {
+        let mut calls = 0;
+        let opts = AcquireOptions::default();
+        let got = poll_acquire(&opts, || {
+            calls += 1;
+            async { Ok(Attempt::Held { remaining: None }) }
+        })
+        .await
+        .unwrap();
+        assert!(got.is_none());
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn waits_until_the_deadline_then_gives_up() {
+        let opts = AcquireOptions::default().wait(Wait::For(Duration::from_millis(120)));
+        let start = Instant::now();
+        let got = poll_acquire(&opts, || async {
+            Ok(Attempt::Held {
+                remaining: Some(Duration::from_secs(10)),
+            })
+        })
+        .await
+        .unwrap();
+        assert!(got.is_none());
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(120), "{took:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+    }
+}

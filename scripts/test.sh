@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the project's single test command (CI runs it through .ci/run).
+#
+# Phases, stopping at the first one that fails (non-zero exit):
+#   1. services  scripts/services.sh up, then load its settings (DISTLOCK_* variables)
+#   2. fmt       cargo fmt --all -- --check
+#   3. clippy    cargo clippy --workspace --all-targets --all-features -- -D warnings
+#   4. tests     cargo test --workspace --all-features, except tests named faults_*
+#   5. faults    the fault-injection tests (named faults_*), one at a time: they stop
+#                and restart servers through scripts/services.sh, so they must not
+#                run concurrently with each other (or with the other tests)
+# Then prints one summary line over both test phases: "tests: N passed, N failed, N skipped".
+#
+# The servers are left running afterwards (a rerun is then quick); stop them with
+# `scripts/services.sh down`. Works from any directory. Installs nothing itself
+# beyond what scripts/services.sh installs (the Debian packages for the servers).
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOG_DIR="$ROOT/target/test-logs"
+mkdir -p "$LOG_DIR"
+
+PASSED=0
+FAILED=0
+IGNORED=0
+
+banner() { printf '\n==================== %s ====================\n' "$*"; }
+
+# Run one phase with a banner and its elapsed time; exit if it fails.
+phase() {
+  local name="$1" start=$SECONDS rc=0
+  shift
+  banner "$name"
+  "$@" || rc=$?
+  if ((rc != 0)); then
+    echo "---- phase '$name' FAILED (exit code $rc) after $((SECONDS - start))s"
+    exit "$rc"
+  fi
+  echo "---- phase '$name' ok ($((SECONDS - start))s)"
+}
+
+# Print the summary line over all test phases run so far.
+summary() { echo "tests: $PASSED passed, $FAILED failed, $IGNORED skipped"; }
+
+# cargo test, output also kept in target/test-logs/<name>.log; adds the counts of
+# its "test result:" lines to the totals (also when it fails).
+cargo_test() {
+  local name="$1" rc=0 line
+  shift
+  cargo test "$@" 2>&1 | tee "$LOG_DIR/$name.log" || rc=$?
+  while read -r line; do
+    [[ $line =~ ([0-9]+)\ passed\;\ ([0-9]+)\ failed\;\ ([0-9]+)\ ignored ]] || continue
+    PASSED=$((PASSED + BASH_REMATCH[1]))
+    FAILED=$((FAILED + BASH_REMATCH[2]))
+    IGNORED=$((IGNORED + BASH_REMATCH[3]))
+  done < <(grep '^test result:' "$LOG_DIR/$name.log" || true)
+  if ((rc != 0)); then summary; fi
+  return "$rc"
+}
+
+services_up() {
+  # (explicit `|| return`: errexit is off inside a function called from `phase`)
+  scripts/services.sh up || return
+  # Loaded into this shell so that every later phase (and the tests) sees the settings.
+  local settings
+  settings="$(scripts/services.sh env)" || return
+  eval "$settings"
+}
+
+trap 'echo; echo "(servers left running; stop them with: $ROOT/scripts/services.sh down)"' EXIT
+
+# Tests treat a missing server as a failure when CI is set; pass it through.
+if [[ -n ${CI:-} ]]; then export CI; fi
+
+phase services services_up
+
+# The etcd client crate's build script compiles .proto files with protoc
+# (installed by services.sh as protobuf-compiler).
+if command -v protoc >/dev/null 2>&1; then
+  PROTOC="$(command -v protoc)"
+  export PROTOC
+fi
+
+cargo --version
+phase fmt cargo fmt --all -- --check
+phase clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
+phase tests cargo_test tests --workspace --all-features --no-fail-fast -- --skip faults_
+# Fault-injection tests: every test whose name contains "faults_", serially.
+phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_ -- --test-threads=1
+
+summary
