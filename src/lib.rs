@@ -116,3 +116,21 @@ fn not_compiled_in(scheme: &str, url: &str) -> LockError {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_scheme_without_its_feature_names_the_feature() {
+        let err = not_compiled_in("redlock", "redlock://u:pw@h1,h2");
+        let msg = err.to_string();
+        assert!(msg.contains("enable the `redis` feature"), "{msg}");
+        assert!(!msg.contains(":pw@"), "{msg}");
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        assert_eq!(scheme_of("MEMORY://x").unwrap(), "memory");
+    }
+}

@@ -668,6 +668,11 @@ impl fmt::Debug for GuardHandle {
 }
 
 impl GuardHandle {
+    /// The current lease (as last extended).
+    pub fn lease(&self) -> Lease {
+        lock(&self.shared.lease).clone()
+    }
+
     /// The fencing token.
     pub fn fencing_token(&self) -> FencingToken {
         lock(&self.shared.lease).fencing_token()

@@ -1,0 +1,51 @@
+//! `distlock::connect` turns URLs into backends, and bad URLs into clear
+//! errors that never show a password.
+
+use distlock::LockError;
+
+async fn config_error(url: &str) -> String {
+    match distlock::connect(url).await {
+        Err(LockError::InvalidConfig { reason }) => reason,
+        Err(other) => panic!("{url}: expected InvalidConfig, got {other}"),
+        Ok(b) => panic!("{url}: expected an error, got {b:?}"),
+    }
+}
+
+#[tokio::test]
+async fn memory_urls_connect() {
+    let a = distlock::connect("memory://shared-store").await.unwrap();
+    let b = distlock::connect("memory://shared-store").await.unwrap();
+    let name = distlock::LockName::new("x").unwrap();
+    let opts = distlock::AcquireOptions::default();
+    let lease = a.acquire(&name, &opts).await.unwrap().unwrap();
+    assert!(
+        b.acquire(&name, &opts).await.unwrap().is_none(),
+        "same store"
+    );
+    a.release(&lease).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_schemes_are_named() {
+    let reason = config_error("gopher://host/x").await;
+    assert!(reason.contains("unknown scheme `gopher`"), "{reason}");
+    assert!(
+        reason.contains("redis"),
+        "lists the known schemes: {reason}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_an_error_not_a_panic() {
+    for url in ["", "no scheme here", "://x", "::", "é://x", "\0://"] {
+        config_error(url).await;
+    }
+}
+
+#[tokio::test]
+async fn passwords_never_appear_in_errors() {
+    let reason = config_error("gopher://user:hunter2@host/x").await;
+    assert!(!reason.contains("hunter2"), "{reason}");
+    let reason = config_error("gopher://h/x?password=hunter2").await;
+    assert!(!reason.contains("hunter2"), "{reason}");
+}
