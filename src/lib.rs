@@ -42,6 +42,11 @@ pub use distlock_core::*;
 #[cfg(feature = "memory")]
 pub use distlock_memory as memory;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "memory"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Connects to the backend a URL names and returns it as a trait object.
 ///
 /// The scheme picks the backend; each backend's crate documents the rest of
