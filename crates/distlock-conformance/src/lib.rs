@@ -13,15 +13,23 @@
 //! A backend crate (inside this workspace or not) adds this crate as a
 //! dev-dependency, implements [`Harness`], and calls the macro once:
 //!
-//! ```ignore
-//! struct MyHarness;
+//! ```no_run
+//! use std::sync::Arc;
+//! use distlock_core::DistributedLock;
+//! use distlock_memory::MemoryBackend;
+//!
+//! // A harness hands out new clients of one service.
+//! struct MyHarness(MemoryBackend);
+//!
 //! #[distlock_core::async_trait]
 //! impl distlock_conformance::Harness for MyHarness {
-//!     async fn client(&self) -> std::sync::Arc<dyn distlock_core::DistributedLock> {
-//!         std::sync::Arc::new(MyBackend::connect("my://server").await.unwrap())
+//!     async fn client(&self) -> Arc<dyn DistributedLock> {
+//!         Arc::new(self.0.clone())
 //!     }
 //! }
-//! distlock_conformance::suite!(my_backend, async { MyHarness });
+//!
+//! distlock_conformance::suite!(my_backend, async { MyHarness(MemoryBackend::new()) });
+//! # fn main() {}
 //! ```
 
 #![warn(missing_docs)]
