@@ -1,0 +1,45 @@
+//! Exit codes of `distlock`.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | the command's own | the lock was held for the whole run; the command's status is passed through |
+//! | 128 + N | the command was killed by signal N (while the lock was held) |
+//! | 64 | bad usage |
+//! | 69 | the backend is unavailable (server down, no quorum, …) |
+//! | 70 | internal error |
+//! | 75 | the lock was not acquired (held by someone else within `--wait`) |
+//! | 77 | the lock was lost while the command ran; the command was stopped |
+//! | 78 | bad configuration: URL, lock name, ttl |
+//! | 126 | the command could not be executed |
+//! | 127 | the command was not found |
+
+/// Success.
+pub const OK: u8 = 0;
+/// Bad usage.
+pub const USAGE: u8 = 64;
+/// Backend unavailable.
+pub const UNAVAILABLE: u8 = 69;
+/// Internal error.
+pub const SOFTWARE: u8 = 70;
+/// Lock not acquired.
+pub const NOT_ACQUIRED: u8 = 75;
+/// Lock lost while the command ran.
+pub const LOST: u8 = 77;
+/// Bad configuration.
+pub const CONFIG: u8 = 78;
+/// Command not executable.
+pub const COMMAND_NOT_EXECUTABLE: u8 = 126;
+/// Command not found.
+pub const COMMAND_NOT_FOUND: u8 = 127;
+
+/// The exit code that reports a child's status.
+pub fn of_child(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return u8::try_from(code).unwrap_or(SOFTWARE);
+    }
+    match status.signal() {
+        Some(sig) => u8::try_from(128 + sig).unwrap_or(SOFTWARE),
+        None => SOFTWARE,
+    }
+}
