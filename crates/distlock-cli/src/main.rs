@@ -21,7 +21,11 @@ use distlock::{AcquireOptions, LockClient, LockError, LockName, Wait};
 mod exit;
 
 #[derive(Parser, Debug)]
-#[command(name = "distlock", version, about = "Distributed locks from the command line")]
+#[command(
+    name = "distlock",
+    version,
+    about = "Distributed locks from the command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,14 +69,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 500ms, 30s, 2m: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 500ms, 30s, 2m: {e}"))
 }
 
 fn parse_wait(s: &str) -> Result<Wait, String> {
     match s {
         "forever" => Ok(Wait::Forever),
         "0" => Ok(Wait::NoWait),
-        _ => parse_duration(s).map(|d| if d.is_zero() { Wait::NoWait } else { Wait::For(d) }),
+        _ => parse_duration(s).map(|d| {
+            if d.is_zero() {
+                Wait::NoWait
+            } else {
+                Wait::For(d)
+            }
+        }),
     }
 }
 
