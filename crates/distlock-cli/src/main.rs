@@ -18,7 +18,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use distlock::{AcquireOptions, LockClient, LockError, LockName, Wait};
 
+mod bench;
 mod exit;
+mod floor;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +55,30 @@ enum Command {
         /// The command and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Benchmark backends against each other and their raw floors.
+    Bench {
+        /// Backend URLs to compare (repeat the flag).
+        #[arg(long = "backend", required = true, num_args = 1)]
+        backends: Vec<String>,
+        /// How long each workload runs.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Clients in the contended and many-names workloads.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// How long each holder keeps the lock.
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
+        hold: Duration,
+        /// Names in the many-names workload.
+        #[arg(long, default_value_t = 64)]
+        names: usize,
+        /// Also write the Markdown table here.
+        #[arg(long)]
+        markdown: Option<std::path::PathBuf>,
+        /// Also write an SVG chart here.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
     },
     /// Show what the backend can tell about a lock.
     Status {
@@ -118,6 +144,23 @@ fn main() -> ExitCode {
                 command,
             } => run(&backend, &name, ttl, wait, grace, &command).await,
             Command::Status { backend, name } => status(&backend, &name).await,
+            Command::Bench {
+                backends,
+                duration,
+                clients,
+                hold,
+                names,
+                markdown,
+                svg,
+            } => {
+                let settings = bench::Settings {
+                    duration,
+                    clients,
+                    hold,
+                    names,
+                };
+                run_bench(&backends, settings, markdown, svg).await
+            }
         }
     });
     // Do not wait for background tasks (a guard's release has completed by now).
@@ -256,6 +299,40 @@ async fn status(url: &str, name: &str) -> u8 {
         }
         Err(e) => fail("status failed", &e),
     }
+}
+
+async fn run_bench(
+    urls: &[String],
+    settings: bench::Settings,
+    markdown: Option<std::path::PathBuf>,
+    svg: Option<std::path::PathBuf>,
+) -> u8 {
+    let steps = urls.len() as u64 * 6;
+    let progress = indicatif::ProgressBar::new(steps);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let rows = bench::run(urls, settings, &progress).await;
+    progress.finish_and_clear();
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("distlock: benchmark failed: {}", distlock::redact_url(&e));
+            return exit::UNAVAILABLE;
+        }
+    };
+    let table = bench::markdown(&rows, settings);
+    println!("{table}");
+    for (path, text) in [(markdown, table), (svg, bench::svg(&rows))] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("distlock: cannot write {}: {e}", path.display());
+                return exit::SOFTWARE;
+            }
+        }
+    }
+    exit::OK
 }
 
 fn round_ms(d: Duration) -> Duration {
