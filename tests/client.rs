@@ -183,7 +183,7 @@ async fn a_detached_lease_is_adopted_and_released_elsewhere() {
     let guard = scheduler.lock("task/42").await.unwrap();
     let token = guard.fencing_token();
     let exported = guard.detach().export();
-    let adopted = handler.adopt(Lease::import(&exported).unwrap());
+    let adopted = handler.adopt(Lease::import(&exported).unwrap()).unwrap();
     assert_eq!(adopted.fencing_token(), token);
     // The handler keeps it alive past the ttl it was taken with.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -252,4 +252,21 @@ async fn bad_names_and_options_are_errors_not_panics() {
         Err(LockError::InvalidOptions { .. })
     ));
     assert!(Lease::import("not a lease").is_err());
+}
+
+#[test]
+fn adopting_outside_a_runtime_is_an_error() {
+    let client = LockClient::new(Arc::new(MemoryBackend::new()));
+    let lease = Lease::new(
+        "memory",
+        LockName::new("x").unwrap(),
+        distlock::OwnerToken::random(),
+        distlock::FencingToken(1),
+        Duration::from_secs(1),
+        Instant::now() + Duration::from_secs(1),
+    );
+    assert!(matches!(
+        client.adopt(lease),
+        Err(LockError::InvalidConfig { .. })
+    ));
 }

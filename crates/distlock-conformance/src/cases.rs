@@ -438,7 +438,7 @@ pub async fn fencing_tokens_increase(h: &dyn Harness) {
 /// increase, and every client gets its turns (no starvation).
 pub async fn mutual_exclusion_under_contention(h: &dyn Harness) {
     const CLIENTS: usize = 8;
-    const ROUNDS: usize = 60;
+    const ROUNDS: usize = 125;
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(h.client().await);

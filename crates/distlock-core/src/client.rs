@@ -248,7 +248,7 @@ impl LockClient {
                     waited_us = started.elapsed().as_micros() as u64,
                     "distlock.acquired"
                 );
-                Ok(Some(self.adopt(lease)))
+                Ok(Some(self.adopt(lease)?))
             }
             Ok(None) => {
                 tracing::debug!(lock = %name, backend, "distlock.not_acquired");
@@ -311,7 +311,15 @@ impl LockClient {
 
     /// Wraps an existing lease (imported from another process, say) in a
     /// guard that this client keeps alive.
-    pub fn adopt(&self, lease: Lease) -> LockGuard {
+    ///
+    /// # Errors
+    ///
+    /// `InvalidConfig` when called outside a tokio runtime (the guard's
+    /// background extension needs one).
+    pub fn adopt(&self, lease: Lease) -> Result<LockGuard> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            LockError::invalid_config("LockClient::adopt must be called inside a tokio runtime")
+        })?;
         let (state, _) = watch::channel(GuardState::Held);
         let next_extend = Instant::now() + extend_interval(&lease);
         let liveness = self.inner.backend.liveness(&lease);
@@ -332,18 +340,18 @@ impl LockClient {
             shared
         };
         if spawn_watchdog {
-            tokio::spawn(watchdog(Arc::downgrade(&self.inner)));
+            runtime.spawn(watchdog(Arc::downgrade(&self.inner)));
         } else {
             self.inner.wake.notify_one();
         }
         if let Some(rx) = liveness {
-            tokio::spawn(follow_liveness(Arc::downgrade(&shared), rx));
+            runtime.spawn(follow_liveness(Arc::downgrade(&shared), rx));
         }
-        LockGuard {
+        Ok(LockGuard {
             client: self.inner.clone(),
             shared,
             done: false,
-        }
+        })
     }
 }
 
