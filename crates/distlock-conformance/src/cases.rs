@@ -691,7 +691,8 @@ pub async fn lease_expires_when_holder_is_killed(h: &dyn Harness, test_path: &st
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix(CHILD_MARK) {
+            // libtest may have printed `test … ... ` on the same line.
+            if let Some((_, rest)) = line.split_once(CHILD_MARK) {
                 return rest.trim().parse::<u64>().ok();
             }
         }
@@ -725,7 +726,8 @@ async fn child_hold(h: &dyn Harness, lock: &str) {
     let ttl = short_ttl(&c.capabilities());
     let name = LockName::new(lock).expect("child lock name");
     let lease = must_acquire(&c, &name, &opts(ttl)).await;
-    println!("{CHILD_MARK} {}", lease.fencing_token());
+    // Start on a fresh line: libtest may have printed the test's name.
+    println!("\n{CHILD_MARK} {}", lease.fencing_token());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     // Hold until killed; never release.
