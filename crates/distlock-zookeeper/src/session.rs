@@ -1,0 +1,189 @@
+//! One ZooKeeper session and the liveness every lease taken through it shares.
+//!
+//! The client library reports `Disconnected`, `SyncConnected` and the terminal
+//! states (`Expired`, `Closed`, `AuthFailed`). We turn them into
+//! [`Liveness`]: connected is `Live`, disconnected is `Suspended`, terminal is
+//! `Lost`. A disconnect that lasts too long is also `Lost`, decided locally:
+//! while cut off, the client only learns of the expiry when it reconnects,
+//! which is after the server has already handed the lock to the next waiter.
+//!
+//! # When a disconnect becomes `Lost`
+//!
+//! With a negotiated session timeout `T`, the library declares a connection
+//! dead after `2T/5` without traffic (checked every `T/20`), so the last byte
+//! from the server arrived at most `2T/5 + T/20` before the `Disconnected`
+//! event. The server expires the session no earlier than `T` after it last
+//! heard from us. We report `Lost` `9T/20` after the event: at most
+//! `2T/5 + T/20 + 9T/20 = 9T/10` after the last byte from the server, which
+//! leaves `T/10` for the round trip and scheduling before anyone else can be
+//! granted the lock. The session is then retired (closed if it ever
+//! reconnects) so no lease of it can be extended again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use distlock_core::{Liveness, LockError, Result};
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use crate::config::ZkConfig;
+use crate::BACKEND;
+
+/// A live ZooKeeper session shared by every operation of one backend.
+pub(crate) struct Session {
+    pub(crate) client: zk::Client,
+    pub(crate) id: i64,
+    /// The timeout the server granted.
+    pub(crate) timeout: Duration,
+    liveness: watch::Sender<Liveness>,
+    monitor: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &format_args!("{:#x}", self.id))
+            .field("timeout", &self.timeout)
+            .field("liveness", &*self.liveness.borrow())
+            .finish()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Dropping the last client handle closes the session (deleting its
+        // ephemeral nodes) as soon as the library can reach a server.
+        self.monitor.abort();
+    }
+}
+
+impl Session {
+    /// Opens a session: one connect handshake (plus one auth packet), given
+    /// up after `within`.
+    pub(crate) async fn open(config: &ZkConfig, within: Duration) -> Result<Arc<Session>> {
+        let mut connector = zk::Client::connector()
+            .with_session_timeout(config.requested_session_timeout())
+            .with_fail_eagerly();
+        if let Some(auth) = config.digest_auth() {
+            connector = connector.with_auth("digest", &auth);
+        }
+        let hosts = config.connect_string();
+        let bound = within;
+        let client = match tokio::time::timeout(bound, connector.connect(&hosts)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                return Err(LockError::unavailable(
+                    BACKEND,
+                    format!("cannot open a session with {hosts}: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(LockError::unavailable(
+                    BACKEND,
+                    format!("no session with {hosts} within {bound:?}"),
+                ))
+            }
+        };
+        let id = client.session_id().0;
+        let timeout = client.session_timeout();
+        let (tx, _) = watch::channel(Liveness::Live);
+        let states = client.state_watcher();
+        let monitor = tokio::spawn(follow_states(states, tx.clone(), timeout, id));
+        tracing::debug!(session = %format_args!("{id:#x}"), timeout_ms = timeout.as_millis() as u64, "zookeeper.session_opened");
+        Ok(Arc::new(Session {
+            client,
+            id,
+            timeout,
+            liveness: tx,
+            monitor,
+        }))
+    }
+
+    /// A receiver of this session's liveness.
+    pub(crate) fn liveness(&self) -> watch::Receiver<Liveness> {
+        self.liveness.subscribe()
+    }
+
+    /// True once the session can no longer be trusted.
+    pub(crate) fn is_lost(&self) -> bool {
+        matches!(*self.liveness.borrow(), Liveness::Lost(_))
+    }
+
+    /// Declares the session lost (an operation saw it expire or close).
+    pub(crate) fn mark_lost(&self, why: &str) {
+        mark_lost(&self.liveness, self.id, why);
+    }
+}
+
+/// How long a disconnect may last before the session counts as lost; see
+/// the module docs.
+pub(crate) fn lost_after(timeout: Duration) -> Duration {
+    timeout * 9 / 20
+}
+
+fn mark_lost(tx: &watch::Sender<Liveness>, id: i64, why: &str) {
+    let changed = tx.send_if_modified(|l| {
+        if matches!(l, Liveness::Lost(_)) {
+            false
+        } else {
+            *l = Liveness::Lost(why.to_string());
+            true
+        }
+    });
+    if changed {
+        tracing::warn!(session = %format_args!("{id:#x}"), reason = why, "zookeeper.session_lost");
+    }
+}
+
+fn set(tx: &watch::Sender<Liveness>, to: Liveness) {
+    tx.send_if_modified(|l| {
+        if matches!(l, Liveness::Lost(_)) || *l == to {
+            false
+        } else {
+            *l = to.clone();
+            true
+        }
+    });
+}
+
+/// Mirrors the library's session states into `Liveness`, adding the local
+/// "disconnected too long" verdict.
+async fn follow_states(
+    mut states: zk::StateWatcher,
+    tx: watch::Sender<Liveness>,
+    timeout: Duration,
+    id: i64,
+) {
+    let mut state = states.peek_state();
+    loop {
+        match state {
+            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                set(&tx, Liveness::Live);
+                state = states.changed().await;
+            }
+            zk::SessionState::Disconnected => {
+                set(&tx, Liveness::Suspended);
+                tracing::debug!(session = %format_args!("{id:#x}"), "zookeeper.session_suspended");
+                match tokio::time::timeout(lost_after(timeout), states.changed()).await {
+                    Ok(next) => state = next,
+                    Err(_) => {
+                        mark_lost(
+                            &tx,
+                            id,
+                            &format!(
+                                "disconnected for {}ms of a {}ms session: the server may already have expired it",
+                                lost_after(timeout).as_millis(),
+                                timeout.as_millis()
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+            zk::SessionState::Expired => return mark_lost(&tx, id, "session expired"),
+            zk::SessionState::Closed => return mark_lost(&tx, id, "session closed"),
+            zk::SessionState::AuthFailed => return mark_lost(&tx, id, "authentication failed"),
+        }
+    }
+}
