@@ -49,3 +49,18 @@ async fn passwords_never_appear_in_errors() {
     let reason = config_error("gopher://h/x?password=hunter2").await;
     assert!(!reason.contains("hunter2"), "{reason}");
 }
+
+#[cfg(feature = "zookeeper")]
+#[tokio::test]
+async fn zk_urls_reach_the_ensemble() {
+    let hosts = std::env::var("DISTLOCK_ZK_HOSTS")
+        .unwrap_or_else(|_| "127.0.0.1:12181,127.0.0.1:12182,127.0.0.1:12183".into());
+    let backend = distlock::connect(&format!("zk://{hosts}?session_timeout_ms=4000"))
+        .await
+        .expect("the ensemble from scripts/services.sh is up");
+    assert_eq!(backend.backend_name(), "zookeeper");
+    let name = distlock::LockName::new("facade/zk").unwrap();
+    let opts = distlock::AcquireOptions::default();
+    let lease = backend.acquire(&name, &opts).await.unwrap().unwrap();
+    backend.release(&lease).await.unwrap();
+}
