@@ -70,9 +70,10 @@ MAX_CONNECTIONS=400 # tests open many connections; both databases need >= 300
 
 # Debian packages this script needs (checked with dpkg -s, installed if missing).
 # zookeeper needs a Java runtime; etcd-client gives etcdctl (health checks);
-# protobuf-compiler gives protoc, which the etcd-client crate's build script needs.
+# protobuf-compiler gives protoc and libprotobuf-dev the well-known .proto files,
+# both needed by the etcd-client crate's build script.
 PACKAGES=(redis-server redis-tools zookeeper default-jre-headless etcd-server etcd-client
-  postgresql postgresql-client mariadb-server mariadb-client protobuf-compiler)
+  postgresql postgresql-client mariadb-server mariadb-client protobuf-compiler libprotobuf-dev)
 
 export ETCDCTL_API=3
 

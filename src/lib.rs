@@ -9,6 +9,7 @@
 //! | feature | URL | backend |
 //! |---|---|---|
 //! | `memory` | `memory://` or `memory://<store>` | in-process (tests, single process) |
+//! | `etcd` | `etcd://h1:p1,h2:p2[/prefix][?lease_ttl=10&user=…&password=…&tls=true]` | leases + create-revision queue on an etcd v3 cluster, waiters woken by watches |
 //! | `zookeeper` | `zk://h1:p1,h2:p2[/chroot][?session_timeout_ms=…&root=…&user=…&password=…]` | ephemeral sequential nodes on a ZooKeeper ensemble, waiters woken by predecessor watches |
 //!
 //! ```
@@ -63,6 +64,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
     match scheme.as_str() {
         #[cfg(feature = "memory")]
         "memory" => Ok(Arc::new(distlock_memory::MemoryBackend::connect(url)?)),
+        #[cfg(feature = "etcd")]
+        "etcd" => Ok(Arc::new(distlock_etcd::EtcdBackend::connect(url).await?)),
         #[cfg(feature = "zookeeper")]
         "zk" | "zookeeper" => Ok(Arc::new(distlock_zookeeper::ZkBackend::connect(url).await?)),
         // Backends are added above this line, one arm per scheme, each behind

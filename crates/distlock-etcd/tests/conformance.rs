@@ -1,0 +1,44 @@
+//! The shared conformance suite against the 3-node etcd cluster.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use distlock_conformance::Harness;
+use distlock_core::DistributedLock;
+
+struct EtcdHarness {
+    prefix: String,
+}
+
+#[distlock_core::async_trait]
+impl Harness for EtcdHarness {
+    /// A new etcd client with its own connection and its own lease.
+    async fn client(&self) -> Arc<dyn DistributedLock> {
+        Arc::new(common::connect(common::config(&self.prefix)).await)
+    }
+
+    /// A vanished holder's locks free when its etcd lease expires.
+    fn liveness_bound(&self, _ttl: Duration) -> Duration {
+        common::TEST_LEASE_TTL
+    }
+}
+
+/// A key prefix unique to this test process, shared with the child process
+/// that `lease_expires_when_holder_is_killed` spawns (it derives the same
+/// prefix from its parent's pid). Lock names are unique per case anyway.
+fn harness_prefix() -> String {
+    let pid = if std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some() {
+        std::os::unix::process::parent_id()
+    } else {
+        std::process::id()
+    };
+    format!("distlock-test/conformance/{pid}")
+}
+
+distlock_conformance::suite!(etcd, async {
+    EtcdHarness {
+        prefix: harness_prefix(),
+    }
+});
