@@ -64,3 +64,20 @@ async fn zk_urls_reach_the_ensemble() {
     let lease = backend.acquire(&name, &opts).await.unwrap().unwrap();
     backend.release(&lease).await.unwrap();
 }
+
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn etcd_urls_reach_the_cluster() {
+    let endpoints = std::env::var("DISTLOCK_ETCD_ENDPOINTS").unwrap_or_else(|_| {
+        "http://127.0.0.1:12379,http://127.0.0.1:12381,http://127.0.0.1:12383".into()
+    });
+    let hosts = endpoints.replace("http://", "");
+    let backend = distlock::connect(&format!("etcd://{hosts}"))
+        .await
+        .expect("the cluster from scripts/services.sh is up");
+    assert_eq!(backend.backend_name(), "etcd");
+    let name = distlock::LockName::new("facade/etcd").unwrap();
+    let opts = distlock::AcquireOptions::default();
+    let lease = backend.acquire(&name, &opts).await.unwrap().unwrap();
+    backend.release(&lease).await.unwrap();
+}
