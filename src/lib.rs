@@ -9,6 +9,9 @@
 //! | feature | URL | backend |
 //! |---|---|---|
 //! | `memory` | `memory://` or `memory://<store>` | in-process (tests, single process) |
+//! | `sqlite` (default) | `sqlite://path/to/file.db` | a locks table in a SQLite file shared by local processes |
+//! | `postgres` | `postgres://user:pw@host:port/db` | a locks table in PostgreSQL, waiters woken by LISTEN/NOTIFY |
+//! | `mysql` | `mysql://user:pw@host:port/db` (or `mariadb://`) | a locks table in MySQL/MariaDB |
 //! | `etcd` | `etcd://h1:p1,h2:p2[/prefix][?lease_ttl=10&user=…&password=…&tls=true]` | leases + create-revision queue on an etcd v3 cluster, waiters woken by watches |
 //! | `zookeeper` | `zk://h1:p1,h2:p2[/chroot][?session_timeout_ms=…&root=…&user=…&password=…]` | ephemeral sequential nodes on a ZooKeeper ensemble, waiters woken by predecessor watches |
 //!
@@ -44,6 +47,9 @@ pub use distlock_core::*;
 #[cfg(feature = "memory")]
 pub use distlock_memory as memory;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use distlock_sql as sql;
+
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "memory"))]
 #[doc = include_str!("../README.md")]
@@ -64,10 +70,18 @@ pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
     match scheme.as_str() {
         #[cfg(feature = "memory")]
         "memory" => Ok(Arc::new(distlock_memory::MemoryBackend::connect(url)?)),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
         #[cfg(feature = "etcd")]
         "etcd" => Ok(Arc::new(distlock_etcd::EtcdBackend::connect(url).await?)),
         #[cfg(feature = "zookeeper")]
         "zk" | "zookeeper" => Ok(Arc::new(distlock_zookeeper::ZkBackend::connect(url).await?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" | "redlock" => distlock_redis::connect(url).await,
         // Backends are added above this line, one arm per scheme, each behind
         // its feature.
         other => Err(not_compiled_in(other, url)),

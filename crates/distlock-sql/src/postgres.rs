@@ -1,0 +1,290 @@
+//! PostgreSQL: the locks table plus LISTEN/NOTIFY for waiters.
+//!
+//! The release statement calls `pg_notify(<table name>, <key>)`; PostgreSQL
+//! delivers it when the release commits. Each backend keeps one extra
+//! connection (opened on the first acquire that waits) that `LISTEN`s on the
+//! table's channel and fans notifications out to its waiters.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::Row;
+use tokio::sync::{broadcast, OnceCell};
+
+use crate::config::SqlConfig;
+use crate::store::{remaining_from_micros, ttl_micros, ConnectError, Holder, Statements, Take};
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+    timeout: Duration,
+    sql: Statements,
+    /// The LISTEN channel: the table name.
+    channel: String,
+    notifier: OnceCell<Notifier>,
+}
+
+/// The statement files, in [`Statements::load`] order.
+const TEXTS: [&str; 5] = [
+    include_str!("sql/postgres/create.sql"),
+    include_str!("sql/postgres/acquire.sql"),
+    include_str!("sql/postgres/holder.sql"),
+    include_str!("sql/postgres/extend.sql"),
+    include_str!("sql/postgres/release.sql"),
+];
+
+/// Looks the table up in the search path. Returns one boolean.
+const TABLE_EXISTS: &str = include_str!("sql/postgres/table_exists.sql");
+
+/// Serialises concurrent `CREATE TABLE IF NOT EXISTS` of the same table
+/// (which can otherwise fail on a catalog unique index). Returns nothing.
+const CREATE_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('distlock-create-table'))::text";
+
+/// The DDL for `table`.
+pub(crate) fn ddl(table: &str) -> String {
+    Statements::load(TEXTS, table).create
+}
+
+impl PgStore {
+    pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
+        let options =
+            PgConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
+        // One direct connection first: its error (refused, bad password) is
+        // the one to report, where a pool would retry until its timeout and
+        // then say only that it timed out.
+        let probe = PgConnection::connect_with(&options).await?;
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool_size_value())
+            .acquire_timeout(config.timeout_value())
+            .connect_lazy_with(options.clone());
+        Ok(PgStore {
+            pool,
+            options,
+            timeout: config.timeout_value(),
+            sql: Statements::load(TEXTS, config.table_name()),
+            channel: config.table_name().to_string(),
+            notifier: OnceCell::new(),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn cross_process(&self) -> bool {
+        true
+    }
+
+    /// Round trips: one (the existence check) when the table exists, three
+    /// more (lock, create, commit) when it does not.
+    pub async fn create_table(&self) -> Result<(), sqlx::Error> {
+        let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
+            .bind(&self.channel)
+            .fetch_one(&self.pool)
+            .await?;
+        if exists {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(CREATE_LOCK).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.create).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    /// Round trips: one statement, whether acquired or held.
+    pub async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+        let row = sqlx::query(&self.sql.acquire)
+            .bind(key)
+            .bind(owner)
+            .bind(ttl_micros(ttl))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Take::Held(None));
+        };
+        let acquired: bool = row.try_get("acquired")?;
+        if acquired {
+            let fence: i64 = row.try_get("fence")?;
+            Ok(Take::Acquired(u64::try_from(fence).unwrap_or(0)))
+        } else {
+            Ok(Take::Held(remaining_from_micros(
+                row.try_get("remaining_us")?,
+            )))
+        }
+    }
+
+    pub async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+        let row = sqlx::query(&self.sql.holder)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let fence: i64 = row.try_get("fence")?;
+            Ok(Holder {
+                owner: row.try_get("owner")?,
+                fence: u64::try_from(fence).unwrap_or(0),
+                remaining: remaining_from_micros(row.try_get("remaining_us")?),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(&self.sql.extend)
+            .bind(key)
+            .bind(owner)
+            .bind(ttl_micros(ttl))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Round trips: one statement (the notification rides on its commit).
+    pub async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(&self.sql.release)
+            .bind(key)
+            .bind(owner)
+            .bind(&self.channel)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// A subscription to release notifications, with `LISTEN` already in
+    /// effect when this returns (so nothing released after it is missed).
+    ///
+    /// Round trips: none once the listener runs; the first call opens its
+    /// connection and issues `LISTEN`.
+    pub async fn subscribe(&self) -> Result<Subscription, sqlx::Error> {
+        let notifier = self
+            .notifier
+            .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
+            .await?;
+        Ok(Subscription {
+            rx: notifier.tx.subscribe(),
+        })
+    }
+}
+
+/// What the listener task passes to waiters.
+#[derive(Clone, Debug)]
+enum Wake {
+    /// A release of this key committed.
+    Released(Arc<str>),
+    /// The listening connection was lost (and re-established, or failed):
+    /// notifications may have been missed, so every waiter retries.
+    Missed,
+}
+
+/// The listening connection's task and its fan-out channel; the task stops
+/// when the store is dropped.
+struct Notifier {
+    tx: broadcast::Sender<Wake>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Notifier {
+    async fn start(
+        options: PgConnectOptions,
+        timeout: Duration,
+        channel: &str,
+    ) -> Result<Notifier, sqlx::Error> {
+        // Its own pool of one, so the listener never takes a connection from
+        // the statements' pool; the pool only serves reconnects.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(options);
+        let listener = new_listener(&pool, channel).await?;
+        let (tx, _) = broadcast::channel(1024);
+        let task = tokio::spawn(listen(listener, pool, channel.to_string(), tx.clone()));
+        Ok(Notifier {
+            tx,
+            task: task.abort_handle(),
+        })
+    }
+}
+
+/// A listener with `LISTEN` in effect on `channel`.
+async fn new_listener(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.ignore_pool_close_event(true);
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Forwards notifications to the waiters. Whenever notifications may have
+/// been missed (the connection dropped), every waiter is told to retry —
+/// once when the drop is seen and again once `LISTEN` is back in effect, so
+/// a release during the outage never leaves a waiter asleep until its bound.
+async fn listen(
+    mut listener: PgListener,
+    pool: PgPool,
+    channel: String,
+    tx: broadcast::Sender<Wake>,
+) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) => {
+                let _ = tx.send(Wake::Released(Arc::from(n.payload())));
+            }
+            // The connection dropped and was re-established, listening again.
+            Ok(None) => {
+                tracing::debug!("postgres listener reconnected; waiters retry");
+                let _ = tx.send(Wake::Missed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "postgres listener lost its connection");
+                let _ = tx.send(Wake::Missed);
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    match new_listener(&pool, &channel).await {
+                        Ok(fresh) => {
+                            listener = fresh;
+                            tracing::debug!("postgres listener listening again; waiters retry");
+                            let _ = tx.send(Wake::Missed);
+                            break;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "postgres listener reconnect failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One waiter's view of release notifications.
+pub(crate) struct Subscription {
+    rx: broadcast::Receiver<Wake>,
+}
+
+impl Subscription {
+    /// Returns when `key` was released (or notifications may have been
+    /// missed), or after `bound` at the latest.
+    pub async fn wait(&mut self, key: &str, bound: Duration) {
+        let _ = tokio::time::timeout(bound, async {
+            loop {
+                match self.rx.recv().await {
+                    Ok(Wake::Released(k)) if &*k == key => return,
+                    Ok(Wake::Released(_)) => continue,
+                    Ok(Wake::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    // The listener is gone with its store; only the bound remains.
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
+    }
+}

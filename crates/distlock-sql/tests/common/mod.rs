@@ -1,0 +1,110 @@
+//! Where the tests find their databases.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// PostgreSQL from `scripts/services.sh`.
+pub fn postgres_url() -> String {
+    std::env::var("DISTLOCK_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://distlock:distlock-pw@127.0.0.1:15432/distlock".into())
+}
+
+/// MariaDB from `scripts/services.sh`.
+pub fn mysql_url() -> String {
+    std::env::var("DISTLOCK_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://distlock:distlock-pw@127.0.0.1:13306/distlock".into())
+}
+
+/// The SQLite file for the test running on this thread: one file per test
+/// (libtest names each test's thread after the test). A child process
+/// started by the cross-process case runs the same test, and uses its
+/// parent's file, so both compete for the same locks.
+pub fn sqlite_test_path() -> PathBuf {
+    let child = std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some();
+    let pid = if child {
+        std::os::unix::process::parent_id()
+    } else {
+        std::process::id()
+    };
+    let test: String = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    test_dir().join(format!("distlock-sql-{pid}-{test}.db"))
+}
+
+/// Removes a test's SQLite file and its WAL companions.
+pub fn remove_sqlite_files(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// The directory for test databases, cleared of files from earlier runs
+/// (older than ten minutes) the first time it is asked for.
+fn test_dir() -> PathBuf {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let _ = std::fs::create_dir_all(&dir);
+    CLEANED.call_once(|| {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let is_ours = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("distlock-sql-");
+            let modified = entry.metadata().and_then(|m| m.modified()).ok();
+            if is_ours && modified.is_some_and(|m| m < old) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+    dir
+}
+
+/// A fresh SQLite file for one test.
+pub fn fresh_sqlite_url(tag: &str) -> String {
+    let n: u64 = rand_u64();
+    let path = test_dir().join(format!(
+        "distlock-sql-{tag}-{}-{n:016x}.db",
+        std::process::id()
+    ));
+    format!("sqlite://{}", path.display())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Panics with the fix when a server is missing.
+pub fn server_missing(what: &str, url: &str, e: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "cannot reach {what} at {} ({e}): start the servers with scripts/services.sh up",
+        distlock_core::redact_url(url)
+    )
+}
+
+/// In the child process of the cross-process case, libtest has already
+/// printed `test <name> ... ` without a line break; end that line so the
+/// child's "holds" line starts a line of its own, where the suite looks
+/// for it.
+pub fn child_output_on_fresh_line() {
+    use std::io::Write;
+    if std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some() {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+}

@@ -1,0 +1,162 @@
+//! Fault tests: the database server goes away and comes back.
+//!
+//! These stop and start the shared PostgreSQL server through
+//! `$DISTLOCK_SERVICES_SCRIPT`, so they run in the serial fault phase
+//! (`cargo test … faults_ -- --test-threads=1`); a guard restarts the server
+//! even when an assertion fails.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use distlock_core::{AcquireOptions, Backoff, DistributedLock, LockName, Wait};
+use distlock_sql::SqlBackend;
+
+fn services_script() -> String {
+    std::env::var("DISTLOCK_SERVICES_SCRIPT").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/services.sh").into()
+    })
+}
+
+fn services(args: &[&str]) {
+    let status = std::process::Command::new(services_script())
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("run {} {args:?}: {e}", services_script()));
+    assert!(
+        status.success(),
+        "{} {args:?} failed: {status}",
+        services_script()
+    );
+}
+
+/// Restarts a stopped node when dropped, unless it was restarted already.
+struct Restart {
+    svc: &'static str,
+    node: &'static str,
+    done: bool,
+}
+
+impl Restart {
+    fn stop(svc: &'static str, node: &'static str) -> Self {
+        let guard = Restart {
+            svc,
+            node,
+            done: false,
+        };
+        services(&["stop-node", svc, node]);
+        guard
+    }
+
+    fn start(mut self) {
+        self.done = true;
+        services(&["start-node", self.svc, self.node]);
+    }
+}
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if !self.done {
+            services(&["start-node", self.svc, self.node]);
+        }
+    }
+}
+
+/// Polling so slow that only a notification (or an error) ends a wait early.
+fn slow_polling() -> Backoff {
+    Backoff {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(5),
+        factor: 1.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
+    let real = common::postgres_url();
+    let url = format!("{real}?timeout_ms=1500");
+    let connect = || async {
+        match SqlBackend::connect(&url).await {
+            Ok(b) => b,
+            Err(e) => common::server_missing("PostgreSQL", &real, &e),
+        }
+    };
+    let (a, b) = (connect().await, connect().await);
+    let name = LockName::new(format!("faults/restart/{}", std::process::id())).unwrap();
+    let ttl = Duration::from_secs(60);
+    let lease = a
+        .acquire(&name, &AcquireOptions::new(ttl))
+        .await
+        .unwrap()
+        .expect("free");
+
+    // A waiter, listening for the release.
+    let waiting = AcquireOptions::new(ttl)
+        .wait(Wait::For(Duration::from_secs(60)))
+        .backoff(slow_polling());
+    let waiter = {
+        let (b, name) = (b.clone(), name.clone());
+        tokio::spawn(async move { b.acquire(&name, &waiting).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The server goes away: the waiter hears of it and fails, rather than
+    // sleeping out its minute.
+    let server = Restart::stop("postgres", "1");
+    let got = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .expect("the waiter noticed the outage")
+        .expect("waiter task");
+    let err = got.expect_err("no lock while the server is down");
+    assert!(err.is_transient(), "{err:?}");
+
+    // A new acquire while the server is down ends within its wait plus the
+    // attempt timeout, with an error.
+    let start = Instant::now();
+    let err = b
+        .acquire(
+            &name,
+            &AcquireOptions::new(ttl).wait(Wait::For(Duration::from_secs(1))),
+        )
+        .await
+        .expect_err("the server is down");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    server.start();
+
+    // The holder's row survived the restart: the lock is still held.
+    let healthy = AcquireOptions::new(ttl);
+    assert!(
+        b.acquire(&name, &healthy)
+            .await
+            .expect("server back")
+            .is_none(),
+        "the lock survived the restart"
+    );
+
+    // The listener is back too: a release wakes a slow-polling waiter at once.
+    let waiter = {
+        let (b, name) = (b.clone(), name.clone());
+        tokio::spawn(async move {
+            let got = b.acquire(&name, &waiting).await;
+            (Instant::now(), got)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = Instant::now();
+    a.release(&lease).await.expect("release after the restart");
+    let (acquired_at, got) = waiter.await.expect("waiter task");
+    let got = got.expect("acquire").expect("acquired after the release");
+    let took = acquired_at.saturating_duration_since(released_at);
+    assert!(
+        took < Duration::from_secs(2),
+        "woken {took:?} after the release"
+    );
+    b.release(&got).await.unwrap();
+}

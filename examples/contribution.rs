@@ -1,0 +1,378 @@
+//! The contribution scenario: several worker processes, each handling queue
+//! messages concurrently, all adding contributions to one shared total.
+//!
+//! ```text
+//! cargo run --release --example contribution
+//! cargo run --release --example contribution -- --backend postgres://user:pw@host/db
+//! cargo run --release --example contribution -- --workers 4 --handlers 8 --messages 250
+//! ```
+//!
+//! Every message means "add `amount` to the total". A handler applies it the
+//! way most code does: read the total, do a little async work, write the
+//! total plus the amount. With several handlers per process and several
+//! processes (a scaled-out consumer), two handlers read the same total and
+//! one of the two contributions vanishes: a lost update. An in-process mutex
+//! cannot help across processes; a distributed lock can.
+//!
+//! The example runs the scenario twice against a total kept in a SQLite file
+//! (`target/contribution.db` by default, next to the SQLite lock table):
+//! once without a lock, once with every read-modify-write inside
+//! `LockClient::with_lock`. The locked writes also carry the lock's fencing
+//! token, and the store refuses a write whose token is lower than the last
+//! one it accepted, so even a handler that stalled past its lease could not
+//! overwrite a newer total. It prints what each run lost and exits non-zero
+//! if the locked run lost anything.
+//!
+//! The worker processes are this same executable, started with the hidden
+//! `--worker` argument.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distlock::sql::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
+use distlock::sql::sqlx::{self, Row};
+use distlock::{AcquireOptions, LockClient, Wait};
+
+type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+
+/// The lock every handler takes around its read-modify-write.
+const LOCK_NAME: &str = "contribution-total";
+
+/// What the parent tells each worker process.
+#[derive(Clone, Debug)]
+struct Settings {
+    /// The lock backend URL.
+    backend: String,
+    /// The SQLite file that holds the shared total.
+    store: PathBuf,
+    /// Worker processes.
+    workers: usize,
+    /// Concurrent handlers per worker.
+    handlers: usize,
+    /// Messages per worker.
+    messages: usize,
+}
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("contribution: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = runtime.block_on(async {
+        let (settings, worker) = parse_args(&args)?;
+        match worker {
+            // A worker process: handle this worker's messages and exit.
+            Some((id, locked)) => run_worker(&settings, id, locked).await.map(|()| true),
+            // The parent: run the scenario twice and compare.
+            None => run_scenario(&settings).await,
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("contribution: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `--backend URL --workers W --handlers C --messages M` and the
+/// hidden `--worker ID --locked true|false` of worker processes.
+fn parse_args(args: &[String]) -> Result<(Settings, Option<(usize, bool)>)> {
+    // The workspace root, so the default file lands in its `target/`.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let default_store = root.join("target").join("contribution.db");
+    let mut settings = Settings {
+        backend: format!("sqlite://{}", default_store.display()),
+        store: default_store,
+        workers: 4,
+        handlers: 8,
+        messages: 250,
+    };
+    let mut worker_id = None;
+    let mut locked = false;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--backend" => settings.backend = value()?,
+            "--store" => settings.store = PathBuf::from(value()?),
+            "--workers" => settings.workers = value()?.parse()?,
+            "--handlers" => settings.handlers = value()?.parse()?,
+            "--messages" => settings.messages = value()?.parse()?,
+            "--worker" => worker_id = Some(value()?.parse()?),
+            "--locked" => locked = value()?.parse()?,
+            "-h" | "--help" => {
+                println!(
+                    "usage: contribution [--backend URL] [--workers W] [--handlers C] [--messages M]\n\
+                     defaults: --backend {} --workers 4 --handlers 8 --messages 250",
+                    settings.backend
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+        }
+    }
+    if settings.workers == 0 || settings.handlers == 0 {
+        return Err("--workers and --handlers must be at least 1".into());
+    }
+    Ok((settings, worker_id.map(|id| (id, locked))))
+}
+
+/// The amount of message `n` of worker `worker`: varied, deterministic, so
+/// the parent knows the exact expected total.
+fn amount(worker: usize, n: usize) -> i64 {
+    1 + ((worker * 7919 + n * 104_729) % 100) as i64
+}
+
+fn expected_total(s: &Settings) -> i64 {
+    (0..s.workers)
+        .flat_map(|w| (0..s.messages).map(move |n| amount(w, n)))
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// The parent: reset the total, start the workers, compare.
+// ---------------------------------------------------------------------------
+
+async fn run_scenario(s: &Settings) -> Result<bool> {
+    let expected = expected_total(s);
+    println!(
+        "contribution: {} worker processes × {} concurrent handlers, {} messages per worker; lock backend {}",
+        s.workers,
+        s.handlers,
+        s.messages,
+        distlock::redact_url(&s.backend)
+    );
+    // Fail early, with a clear message, if the backend URL is wrong.
+    let backend = distlock::connect(&s.backend).await?;
+    if !backend.capabilities().cross_process {
+        println!(
+            "note: this backend lives inside one process; the worker processes \
+             cannot share it, so the locked run will lose updates too"
+        );
+    }
+    drop(backend);
+    let store = open_store(&s.store).await?;
+
+    let mut got = [0i64; 2];
+    for (i, locked) in [false, true].into_iter().enumerate() {
+        reset_total(&store).await?;
+        let start = Instant::now();
+        let rejected = run_workers(s, locked).await?;
+        let total = read_total(&store).await?.0;
+        got[i] = total;
+        let lost = expected - total;
+        println!(
+            "{:<13} expected {expected}, got {total}: lost {lost} ({:.1}%) in {:.1?}{}",
+            if locked {
+                "with lock:"
+            } else {
+                "without lock:"
+            },
+            100.0 * lost as f64 / expected as f64,
+            start.elapsed(),
+            if locked {
+                format!("; stale writes refused by the fencing check: {rejected}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    // The summary line scripts look for.
+    println!("with lock: expected {expected}, got {}", got[1]);
+    Ok(got[1] == expected)
+}
+
+/// Starts the worker processes for one run and waits for all of them;
+/// returns the number of writes the fencing check refused.
+async fn run_workers(s: &Settings, locked: bool) -> Result<u64> {
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for id in 0..s.workers {
+        let child = Command::new(&exe)
+            .args(["--worker", &id.to_string(), "--locked", &locked.to_string()])
+            .args(["--backend", &s.backend])
+            .arg("--store")
+            .arg(&s.store)
+            .args(["--handlers", &s.handlers.to_string()])
+            .args(["--messages", &s.messages.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        children.push(child);
+    }
+    // Waiting for a process blocks a thread: do it off the async workers.
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output())
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
+    let mut rejected = 0;
+    for out in outputs {
+        if !out.status.success() {
+            return Err(format!("a worker process failed: {}", out.status).into());
+        }
+        // Each worker prints `rejected <n>` as its last line.
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(n) = text.lines().rev().find_map(|l| l.strip_prefix("rejected ")) {
+            rejected += n.trim().parse::<u64>()?;
+        }
+    }
+    Ok(rejected)
+}
+
+// ---------------------------------------------------------------------------
+// A worker: C handlers draining this worker's M messages.
+// ---------------------------------------------------------------------------
+
+async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
+    let store = open_store(&s.store).await?;
+    // Locked runs: one lock client per process, as an application would
+    // have. A 10 s ttl is plenty for one read-modify-write (the client
+    // extends it in the background anyway); wait up to a minute for a turn.
+    let client = if locked {
+        let backend = distlock::connect(&s.backend).await?;
+        let options =
+            AcquireOptions::new(Duration::from_secs(10)).wait(Wait::For(Duration::from_secs(60)));
+        Some(LockClient::with_defaults(backend, options))
+    } else {
+        None
+    };
+    // The "queue": the next message number to take.
+    let next = Arc::new(AtomicUsize::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let mut handlers = Vec::new();
+    for _ in 0..s.handlers {
+        let (store, client, next, rejected) = (
+            store.clone(),
+            client.clone(),
+            next.clone(),
+            rejected.clone(),
+        );
+        let messages = s.messages;
+        handlers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= messages {
+                    return Ok::<(), Box<dyn Error + Send + Sync>>(());
+                }
+                let amount = amount(worker, n);
+                match &client {
+                    None => add_unlocked(&store, amount).await?,
+                    Some(client) => {
+                        // The whole read-modify-write happens while holding
+                        // the lock; the fencing token goes with the write.
+                        let accepted = client
+                            .with_lock(LOCK_NAME, |held| {
+                                let store = store.clone();
+                                async move {
+                                    add_fenced(&store, amount, held.fencing_token().get()).await
+                                }
+                            })
+                            .await??;
+                        if !accepted {
+                            rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for h in handlers {
+        h.await??;
+    }
+    println!("rejected {}", rejected.load(Ordering::Relaxed));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The store: one row holding the total and the highest fencing token seen.
+// ---------------------------------------------------------------------------
+
+async fn open_store(path: &PathBuf) -> Result<SqlitePool> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // Several processes write this file; wait for each other's writes.
+        .busy_timeout(Duration::from_secs(30));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS contribution (
+             id    INTEGER PRIMARY KEY CHECK (id = 1),
+             total INTEGER NOT NULL,
+             fence INTEGER NOT NULL
+         )",
+    )
+    .execute(&pool)
+    .await?;
+    Ok(pool)
+}
+
+async fn reset_total(store: &SqlitePool) -> Result<()> {
+    sqlx::query("INSERT OR REPLACE INTO contribution (id, total, fence) VALUES (1, 0, 0)")
+        .execute(store)
+        .await?;
+    Ok(())
+}
+
+/// Returns (total, highest fencing token accepted).
+async fn read_total(store: &SqlitePool) -> Result<(i64, i64)> {
+    let row = sqlx::query("SELECT total, fence FROM contribution WHERE id = 1")
+        .fetch_one(store)
+        .await?;
+    Ok((row.try_get("total")?, row.try_get("fence")?))
+}
+
+/// The naive handler: read, await something, write back. Racy.
+async fn add_unlocked(store: &SqlitePool, amount: i64) -> Result<()> {
+    let (total, _) = read_total(store).await?;
+    // The handler's "other work" (a call to another service, say): any await
+    // lets another handler read the same total.
+    tokio::task::yield_now().await;
+    sqlx::query("UPDATE contribution SET total = ?1 WHERE id = 1")
+        .bind(total + amount)
+        .execute(store)
+        .await?;
+    Ok(())
+}
+
+/// The same handler under the lock, with the fencing token: the write only
+/// lands if no holder with a newer token has written since. Returns whether
+/// the write was accepted.
+async fn add_fenced(store: &SqlitePool, amount: i64, token: u64) -> Result<bool> {
+    let (total, _) = read_total(store).await?;
+    tokio::task::yield_now().await;
+    let token = i64::try_from(token)?;
+    let done =
+        sqlx::query("UPDATE contribution SET total = ?1, fence = ?2 WHERE id = 1 AND fence <= ?2")
+            .bind(total + amount)
+            .bind(token)
+            .execute(store)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
