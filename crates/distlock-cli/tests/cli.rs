@@ -131,3 +131,110 @@ fn bench_writes_a_table_and_a_chart() {
     }
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
+
+/// A SQLite lock file of this test's own.
+fn sqlite_url(test: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("distlock-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}", dir.join("locks.db").display())
+}
+
+/// Starts `distlock run` holding `name` with a command that prints its lease
+/// and then sleeps; returns the process and the lease once it holds the lock.
+fn start_holder(url: &str, name: &str, ttl: &str) -> (std::process::Child, String) {
+    start_holder_for(url, name, ttl, 60)
+}
+
+/// [`start_holder`] whose command ends after `secs` seconds.
+fn start_holder_for(url: &str, name: &str, ttl: &str, secs: u32) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_distlock"))
+        .args([
+            "run",
+            "--backend",
+            url,
+            "--name",
+            name,
+            "--ttl",
+            ttl,
+            "--grace",
+            "2s",
+        ])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("echo \"$DISTLOCK_LEASE\"; exec sleep {secs}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(holder.stdout.take().unwrap()).lines();
+    let lease = lines
+        .next()
+        .expect("the command printed its lease")
+        .unwrap();
+    (holder, lease)
+}
+
+#[test]
+fn a_held_lock_is_not_acquired_and_exits_75() {
+    let url = sqlite_url("held");
+    let (mut holder, _) = start_holder(&url, "busy", "30s");
+    let out = distlock(&["run", "--backend", &url, "--name", "busy", "--", "true"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not acquired"));
+    let status = distlock(&["status", "--backend", &url, "--name", "busy"]);
+    assert!(
+        text(&status.stdout).contains("held: yes"),
+        "{}",
+        text(&status.stdout)
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn waiting_gets_the_lock_once_the_holder_is_done() {
+    let url = sqlite_url("wait");
+    let (mut holder, _) = start_holder_for(&url, "turn", "30s", 1);
+    let out = distlock(&[
+        "run",
+        "--backend",
+        &url,
+        "--name",
+        "turn",
+        "--wait",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        "echo token=$DISTLOCK_FENCING_TOKEN",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("token="));
+    assert!(holder.wait().unwrap().success());
+}
+
+#[test]
+fn a_lost_lock_stops_the_command_and_exits_77() {
+    let url = sqlite_url("lost");
+    let (holder, lease) = start_holder(&url, "fragile", "1s");
+    // Take the lease away behind the runner's back: its next extension is
+    // refused, the lock is lost, and the command must be stopped.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let backend = distlock::connect(&url).await.unwrap();
+        backend
+            .release(&distlock::Lease::import(&lease).unwrap())
+            .await
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(77));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the command was not stopped promptly"
+    );
+}

@@ -1,0 +1,21 @@
+-- Takes the lock if it is free and advances the name's fencing counter.
+--
+-- KEYS[1]  the lock key            ({prefix name}:lock)
+-- KEYS[2]  the fencing counter     ({prefix name}:fence)
+-- ARGV[1]  the owner token (32 hex digits)
+-- ARGV[2]  the ttl in milliseconds
+--
+-- An owner that already holds the lock (a retry after a reply was lost) gets
+-- it again with a fresh expiry.
+--
+-- Returns {1, counter} when the lock was taken: `counter` is the value of the
+-- fencing counter after INCR (the single-instance fencing token; Redlock
+-- combines the counters of a majority).
+-- Returns {0, pttl} when someone else holds it: `pttl` is the holder's
+-- remaining time to live in milliseconds (-1 when the key has no expiry).
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+    or (redis.call('GET', KEYS[1]) == ARGV[1]
+        and redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1) then
+  return {1, redis.call('INCR', KEYS[2])}
+end
+return {0, redis.call('PTTL', KEYS[1])}
