@@ -4,7 +4,7 @@
 //! |---|---|
 //! | the command's own | the lock was held for the whole run; the command's status is passed through |
 //! | 128 + N | the command was killed by signal N (while the lock was held) |
-//! | 64 | bad usage |
+//! | 2 | bad usage (unknown flag, malformed duration) |
 //! | 69 | the backend is unavailable (server down, no quorum, …) |
 //! | 70 | internal error |
 //! | 75 | the lock was not acquired (held by someone else within `--wait`) |
@@ -15,8 +15,8 @@
 
 /// Success.
 pub const OK: u8 = 0;
-/// Bad usage.
-pub const USAGE: u8 = 64;
+/// Bad usage (what the argument parser itself exits with).
+pub const USAGE: u8 = 2;
 /// Backend unavailable.
 pub const UNAVAILABLE: u8 = 69;
 /// Internal error.

@@ -44,6 +44,14 @@ pub async fn for_url(url: &str) -> Result<Option<Box<dyn Floor>>, String> {
     let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
     match scheme.as_str() {
         "memory" => Ok(Some(Box::new(memory::MemoryFloor::default()))),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Some(Box::new(sql::SqlFloor::connect(url).await?))),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Some(Box::new(sql::SqlFloor::connect(url).await?))),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Ok(Some(Box::new(sql::SqlFloor::connect(url).await?))),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(Some(Box::new(redis_floor::RedisFloor::new(url)?))),
         #[cfg(feature = "zookeeper")]
         "zk" | "zookeeper" => Ok(Some(Box::new(zookeeper::ZkFloor::new(url)?))),
         #[cfg(feature = "etcd")]
@@ -243,6 +251,209 @@ mod etcd {
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("etcd floor: {e}"))
+        }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql {
+    use std::sync::Arc;
+
+    use distlock::LockName;
+    use sqlx::AnyPool;
+
+    use super::{Floor, SPIN};
+    use crate::bench::Contender;
+
+    /// A row per held lock: an insert that does nothing when the row exists
+    /// to take, a delete to give back.
+    pub struct SqlFloor {
+        url: String,
+        insert: &'static str,
+        delete: &'static str,
+    }
+
+    impl SqlFloor {
+        pub async fn connect(url: &str) -> Result<Self, String> {
+            sqlx::any::install_default_drivers();
+            let scheme = url.split(':').next().unwrap_or("");
+            // Connection URLs as sqlx expects them.
+            let url = match scheme {
+                "postgresql" => url.replacen("postgresql", "postgres", 1),
+                "mariadb" => url.replacen("mariadb", "mysql", 1),
+                "sqlite" if !url.contains("mode=") => {
+                    format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+                }
+                _ => url.to_string(),
+            };
+            let (create, insert, delete) = match scheme {
+                "sqlite" => (
+                    "CREATE TABLE IF NOT EXISTS distlock_floor (name TEXT PRIMARY KEY)",
+                    "INSERT INTO distlock_floor (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                    "DELETE FROM distlock_floor WHERE name = $1",
+                ),
+                "mysql" | "mariadb" => (
+                    "CREATE TABLE IF NOT EXISTS distlock_floor (name VARCHAR(64) PRIMARY KEY)",
+                    "INSERT IGNORE INTO distlock_floor (name) VALUES (?)",
+                    "DELETE FROM distlock_floor WHERE name = ?",
+                ),
+                _ => (
+                    "CREATE TABLE IF NOT EXISTS distlock_floor (name TEXT PRIMARY KEY)",
+                    "INSERT INTO distlock_floor (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                    "DELETE FROM distlock_floor WHERE name = $1",
+                ),
+            };
+            let pool = AnyPool::connect(&url)
+                .await
+                .map_err(|e| format!("sql floor: {e}"))?;
+            sqlx::query(create)
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("sql floor: {e}"))?;
+            Ok(SqlFloor {
+                url,
+                insert,
+                delete,
+            })
+        }
+    }
+
+    struct SqlContender {
+        pool: AnyPool,
+        insert: &'static str,
+        delete: &'static str,
+    }
+
+    #[distlock::async_trait]
+    impl Floor for SqlFloor {
+        async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(2)
+                .connect(&self.url)
+                .await
+                .map_err(|e| format!("sql floor: {e}"))?;
+            Ok(Arc::new(SqlContender {
+                pool,
+                insert: self.insert,
+                delete: self.delete,
+            }))
+        }
+    }
+
+    #[distlock::async_trait]
+    impl Contender for SqlContender {
+        async fn take(&self, name: &LockName) -> Result<(), String> {
+            let key = &name.digest_hex()[..32];
+            loop {
+                match sqlx::query(self.insert).bind(key).execute(&self.pool).await {
+                    Ok(done) if done.rows_affected() == 1 => return Ok(()),
+                    Ok(_) => {}
+                    // A deadlock or serialization failure under contention
+                    // (MySQL 1213, SQLSTATE 40001): not taken, try again.
+                    Err(sqlx::Error::Database(e))
+                        if e.code().is_some_and(|c| c == "40001" || c == "1213") => {}
+                    Err(e) => return Err(format!("sql floor: {e}")),
+                }
+                tokio::time::sleep(SPIN).await;
+            }
+        }
+
+        async fn give_back(&self, name: &LockName) -> Result<(), String> {
+            sqlx::query(self.delete)
+                .bind(&name.digest_hex()[..32])
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("sql floor: {e}"))
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_floor {
+    use std::sync::Arc;
+
+    use distlock::LockName;
+
+    use super::{Floor, SPIN};
+    use crate::bench::Contender;
+
+    /// `SET NX PX` to take, a compare-and-delete script to give back: the
+    /// classic single-instance Redis lock.
+    pub struct RedisFloor {
+        client: redis::Client,
+    }
+
+    impl RedisFloor {
+        pub fn new(url: &str) -> Result<Self, String> {
+            Ok(RedisFloor {
+                client: redis::Client::open(url).map_err(|e| {
+                    format!("redis floor: {}", distlock::redact_url(&e.to_string()))
+                })?,
+            })
+        }
+    }
+
+    struct RedisContender {
+        conn: redis::aio::MultiplexedConnection,
+        token: String,
+        release: redis::Script,
+    }
+
+    #[distlock::async_trait]
+    impl Floor for RedisFloor {
+        async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+            let conn = self
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| format!("redis floor: {e}"))?;
+            Ok(Arc::new(RedisContender {
+                conn,
+                token: format!("{:032x}", rand::random::<u128>()),
+                release: redis::Script::new(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+                ),
+            }))
+        }
+    }
+
+    fn key(name: &LockName) -> String {
+        format!("distlock-floor:{}", &name.digest_hex()[..32])
+    }
+
+    #[distlock::async_trait]
+    impl Contender for RedisContender {
+        async fn take(&self, name: &LockName) -> Result<(), String> {
+            let key = key(name);
+            loop {
+                let mut conn = self.conn.clone();
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&self.token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| format!("redis floor: {e}"))?;
+                if set.is_some() {
+                    return Ok(());
+                }
+                tokio::time::sleep(SPIN).await;
+            }
+        }
+
+        async fn give_back(&self, name: &LockName) -> Result<(), String> {
+            let mut conn = self.conn.clone();
+            let _: i64 = self
+                .release
+                .key(key(name))
+                .arg(&self.token)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| format!("redis floor: {e}"))?;
+            Ok(())
         }
     }
 }
