@@ -52,6 +52,8 @@ pub async fn for_url(url: &str) -> Result<Option<Box<dyn Floor>>, String> {
         "mysql" | "mariadb" => Ok(Some(Box::new(sql::SqlFloor::connect(url).await?))),
         #[cfg(feature = "redis")]
         "redis" => Ok(Some(Box::new(redis_floor::RedisFloor::new(url)?))),
+        #[cfg(feature = "redis")]
+        "redlock" => Ok(Some(Box::new(redis_floor::RedlockFloor::new(url)?))),
         #[cfg(feature = "zookeeper")]
         "zk" | "zookeeper" => Ok(Some(Box::new(zookeeper::ZkFloor::new(url)?))),
         #[cfg(feature = "etcd")]
@@ -411,9 +413,7 @@ mod redis_floor {
             Ok(Arc::new(RedisContender {
                 conn,
                 token: format!("{:032x}", rand::random::<u128>()),
-                release: redis::Script::new(
-                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-                ),
+                release: redis::Script::new(RELEASE),
             }))
         }
     }
@@ -422,38 +422,138 @@ mod redis_floor {
         format!("distlock-floor:{}", &name.digest_hex()[..32])
     }
 
+    const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+    /// `SET key token NX PX 30000` on one connection: true if taken.
+    async fn set_nx(
+        conn: &redis::aio::MultiplexedConnection,
+        key: &str,
+        token: &str,
+    ) -> Result<bool, String> {
+        let mut conn = conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(30_000)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("redis floor: {e}"))?;
+        Ok(set.is_some())
+    }
+
+    /// Compare-and-delete on one connection.
+    async fn compare_and_delete(
+        conn: &redis::aio::MultiplexedConnection,
+        script: &redis::Script,
+        key: &str,
+        token: &str,
+    ) -> Result<(), String> {
+        let mut conn = conn.clone();
+        let _: i64 = script
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| format!("redis floor: {e}"))?;
+        Ok(())
+    }
+
     #[distlock::async_trait]
     impl Contender for RedisContender {
         async fn take(&self, name: &LockName) -> Result<(), String> {
             let key = key(name);
+            while !set_nx(&self.conn, &key, &self.token).await? {
+                tokio::time::sleep(SPIN).await;
+            }
+            Ok(())
+        }
+
+        async fn give_back(&self, name: &LockName) -> Result<(), String> {
+            compare_and_delete(&self.conn, &self.release, &key(name), &self.token).await
+        }
+    }
+
+    /// The same two commands on every instance at once, taken when a majority
+    /// said yes; a minority hold is given back before trying again.
+    pub struct RedlockFloor {
+        clients: Vec<redis::Client>,
+    }
+
+    impl RedlockFloor {
+        pub fn new(url: &str) -> Result<Self, String> {
+            let clients = super::hosts_of(url)?
+                .into_iter()
+                .map(|h| redis::Client::open(format!("redis://{h}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("redlock floor: {e}"))?;
+            Ok(RedlockFloor { clients })
+        }
+    }
+
+    struct RedlockContender {
+        conns: Vec<redis::aio::MultiplexedConnection>,
+        token: String,
+        release: redis::Script,
+    }
+
+    #[distlock::async_trait]
+    impl Floor for RedlockFloor {
+        async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+            let mut conns = Vec::new();
+            for c in &self.clients {
+                conns.push(
+                    c.get_multiplexed_async_connection()
+                        .await
+                        .map_err(|e| format!("redlock floor: {e}"))?,
+                );
+            }
+            Ok(Arc::new(RedlockContender {
+                conns,
+                token: format!("{:032x}", rand::random::<u128>()),
+                release: redis::Script::new(RELEASE),
+            }))
+        }
+    }
+
+    impl RedlockContender {
+        async fn release_all(&self, key: &str) -> Result<(), String> {
+            let all = self
+                .conns
+                .iter()
+                .map(|c| compare_and_delete(c, &self.release, key, &self.token));
+            for r in futures::future::join_all(all).await {
+                r?;
+            }
+            Ok(())
+        }
+    }
+
+    #[distlock::async_trait]
+    impl Contender for RedlockContender {
+        async fn take(&self, name: &LockName) -> Result<(), String> {
+            let key = key(name);
+            let quorum = self.conns.len() / 2 + 1;
             loop {
-                let mut conn = self.conn.clone();
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&self.token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(30_000)
-                    .query_async(&mut conn)
+                let all = self.conns.iter().map(|c| set_nx(c, &key, &self.token));
+                let granted = futures::future::join_all(all)
                     .await
-                    .map_err(|e| format!("redis floor: {e}"))?;
-                if set.is_some() {
+                    .into_iter()
+                    .filter(|r| matches!(r, Ok(true)))
+                    .count();
+                if granted >= quorum {
                     return Ok(());
+                }
+                if granted > 0 {
+                    self.release_all(&key).await?;
                 }
                 tokio::time::sleep(SPIN).await;
             }
         }
 
         async fn give_back(&self, name: &LockName) -> Result<(), String> {
-            let mut conn = self.conn.clone();
-            let _: i64 = self
-                .release
-                .key(key(name))
-                .arg(&self.token)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| format!("redis floor: {e}"))?;
-            Ok(())
+            self.release_all(&key(name)).await
         }
     }
 }
