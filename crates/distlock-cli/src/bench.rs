@@ -305,79 +305,225 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
     s
 }
 
-/// A grouped bar chart of throughput (distlock vs floor) per backend and
-/// workload, as a standalone SVG.
+/// The chart, as a standalone SVG: two log-scale panels grouped by backend,
+/// throughput (distlock and its floor) and p50 latency relative to the floor.
 pub fn svg(rows: &[Row]) -> String {
-    let bar_w = 18.0;
-    let group_gap = 26.0;
-    let left = 70.0;
-    let top = 40.0;
-    let height = 260.0;
-    let max = rows
-        .iter()
-        .flat_map(|r| [r.per_sec, r.floor.map(|f| f.0).unwrap_or(0.0)])
-        .fold(1.0_f64, f64::max);
-    let width = left + rows.len() as f64 * (2.0 * bar_w + group_gap) + 40.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" font-family="sans-serif" font-size="11">"#,
-        w = width,
-        h = top + height + 150.0
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{left}" y="20" font-size="14">Throughput (operations/s): distlock (blue) vs raw floor (grey)</text>"#
-    );
-    for i in 0..=4 {
-        let v = max * i as f64 / 4.0;
-        let y = top + height - height * i as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{v:.0}</text>"##,
-            x2 = width - 20.0,
-            tx = left - 6.0,
-            ty = y + 4.0
-        );
-    }
-    for (i, r) in rows.iter().enumerate() {
-        let x = left + 10.0 + i as f64 * (2.0 * bar_w + group_gap);
-        let bar = |s: &mut String, x: f64, v: f64, color: &str| {
-            let h = height * v / max;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w}" height="{h:.1}" fill="{color}"><title>{v:.0}/s</title></rect>"#,
-                y = top + height - h
-            );
-        };
-        bar(&mut s, x, r.per_sec, "#3b6fd8");
-        if let Some((f, _, _)) = r.floor {
-            bar(&mut s, x + bar_w, f, "#9a9a9a");
+    let mut groups: Vec<(String, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        match groups.iter_mut().find(|(b, _)| *b == r.backend) {
+            Some((_, members)) => members.push(r),
+            None => groups.push((r.backend.clone(), vec![r])),
         }
-        let label = format!("{} · {}", short_backend(&r.backend), r.workload);
+    }
+    let labels = short_labels(&groups.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>());
+    let throughput: Vec<Vec<Bar>> = groups
+        .iter()
+        .map(|(_, members)| {
+            members
+                .iter()
+                .flat_map(|r| {
+                    let color = workload_color(r.workload);
+                    let mut bars = vec![Bar {
+                        value: r.per_sec,
+                        color,
+                        faded: false,
+                    }];
+                    if let Some((f, _, _)) = r.floor {
+                        bars.push(Bar {
+                            value: f,
+                            color,
+                            faded: true,
+                        });
+                    }
+                    bars
+                })
+                .collect()
+        })
+        .collect();
+    let ratios: Vec<Vec<Bar>> = groups
+        .iter()
+        .map(|(_, members)| {
+            members
+                .iter()
+                .filter_map(|r| {
+                    r.latency_ratio()
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .map(|value| Bar {
+                            value,
+                            color: workload_color(r.workload),
+                            faded: false,
+                        })
+                })
+                .collect()
+        })
+        .collect();
+    let panel_h = 230.0;
+    let mut out = String::new();
+    let width = (LEFT + groups.len() as f64 * GROUP_W + 40.0).max(560.0);
+    let height = 2.0 * (panel_h + 110.0) + 40.0;
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    panel(
+        &mut out,
+        40.0,
+        panel_h,
+        "Throughput, ops/s (log scale): solid = distlock, faded = raw floor",
+        &labels,
+        &throughput,
+        None,
+    );
+    panel(
+        &mut out,
+        40.0 + panel_h + 110.0,
+        panel_h,
+        "p50 latency vs raw floor (log scale; dashed = floor)",
+        &labels,
+        &ratios,
+        Some(1.0),
+    );
+    let legend_y = height - 18.0;
+    for (i, w) in ["uncontended", "contended", "many-names"]
+        .iter()
+        .enumerate()
+    {
+        let x = LEFT + i as f64 * 140.0;
         let _ = writeln!(
-            s,
-            r#"<text transform="translate({tx:.1},{ty:.1}) rotate(-45)" text-anchor="end">{}</text>"#,
-            xml_escape(&label),
-            tx = x + bar_w,
-            ty = top + height + 14.0
+            out,
+            r#"<rect x="{x}" y="{y:.0}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ty:.0}">{w}</text>"#,
+            y = legend_y - 10.0,
+            c = workload_color(w),
+            tx = x + 18.0,
+            ty = legend_y
         );
     }
-    s.push_str("</svg>\n");
-    s
+    out.push_str("</svg>\n");
+    out
 }
 
-fn short_backend(url: &str) -> String {
-    let s = url.split('?').next().unwrap_or(url);
-    if s.len() > 28 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(27).map(|(i, _)| i).unwrap_or(s.len())]
-        )
-    } else {
-        s.to_string()
+const LEFT: f64 = 80.0;
+const GROUP_W: f64 = 150.0;
+
+struct Bar {
+    value: f64,
+    color: &'static str,
+    faded: bool,
+}
+
+fn workload_color(workload: &str) -> &'static str {
+    match workload {
+        "uncontended" => "#3b6fd8",
+        "contended" => "#d8643b",
+        _ => "#3ba86b",
     }
+}
+
+/// One log-scale panel of grouped bars, with an optional reference line.
+fn panel(
+    out: &mut String,
+    top: f64,
+    height: f64,
+    title: &str,
+    labels: &[String],
+    groups: &[Vec<Bar>],
+    reference: Option<f64>,
+) {
+    let values = groups.iter().flatten().map(|b| b.value).chain(reference);
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for v in values.filter(|v| *v > 0.0) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        (lo, hi) = (1.0, 10.0);
+    }
+    let (lo_exp, hi_exp) = (
+        lo.log10().floor(),
+        hi.log10().ceil().max(lo.log10().floor() + 1.0),
+    );
+    let y_of = |v: f64| top + height - height * (v.log10() - lo_exp) / (hi_exp - lo_exp);
+    let right = LEFT + groups.len() as f64 * GROUP_W;
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{:.0}" font-size="14">{}</text>"#,
+        top - 14.0,
+        xml_escape(title)
+    );
+    let mut e = lo_exp;
+    while e <= hi_exp {
+        let v = 10f64.powf(e);
+        let y = y_of(v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{}</text>"##,
+            tick_label(v),
+            tx = LEFT - 6.0,
+            ty = y + 4.0
+        );
+        e += 1.0;
+    }
+    for (g, bars) in groups.iter().enumerate() {
+        let x0 = LEFT + g as f64 * GROUP_W + 10.0;
+        let bar_w = ((GROUP_W - 30.0) / bars.len().max(1) as f64).min(30.0);
+        for (i, b) in bars.iter().enumerate() {
+            let y = y_of(b.value.max(10f64.powf(lo_exp)));
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{c}" fill-opacity="{o}"><title>{v:.2}</title></rect>"#,
+                x = x0 + i as f64 * bar_w,
+                w = bar_w - 2.0,
+                h = top + height - y,
+                c = b.color,
+                o = if b.faded { "0.35" } else { "1" },
+                v = b.value
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{x:.1}" y="{y:.0}" text-anchor="middle">{}</text>"#,
+            xml_escape(&labels[g]),
+            x = LEFT + g as f64 * GROUP_W + GROUP_W / 2.0,
+            y = top + height + 18.0
+        );
+    }
+    if let Some(r) = reference {
+        let y = y_of(r);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#333" stroke-dasharray="6 4"/>"##
+        );
+    }
+}
+
+fn tick_label(v: f64) -> String {
+    if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Short labels for backend URLs: the scheme, numbered when repeated.
+fn short_labels(urls: &[&str]) -> Vec<String> {
+    let schemes: Vec<&str> = urls
+        .iter()
+        .map(|u| u.split(':').next().unwrap_or(u))
+        .collect();
+    schemes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n = schemes.iter().filter(|t| *t == s).count();
+            if n > 1 {
+                let k = schemes[..i].iter().filter(|t| *t == s).count() + 1;
+                format!("{s} #{k}")
+            } else {
+                s.to_string()
+            }
+        })
+        .collect()
 }
 
 fn xml_escape(s: &str) -> String {
