@@ -9,6 +9,8 @@
 #   5. faults    the fault-injection tests (named faults_*), one at a time: they stop
 #                and restart servers through scripts/services.sh, so they must not
 #                run concurrently with each other (or with the other tests)
+#   6. examples  every example program, each of which checks its own outcome and
+#                exits non-zero when its invariant breaks
 # Then prints one summary line over both test phases: "tests: N passed, N failed, N skipped".
 #
 # The servers are left running afterwards (a rerun is then quick); stop them with
@@ -89,5 +91,18 @@ phase clippy cargo clippy --workspace --all-targets --all-features -- -D warning
 phase tests cargo_test tests --workspace --all-features --no-fail-fast -- --skip faults_
 # Fault-injection tests: every test whose name contains "faults_", serially.
 phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_ -- --test-threads=1
+
+# The seed scenarios, run as users run them; each verifies its own outcome.
+run_examples() {
+  local example
+  for example in contribution inventory scheduler_handoff redlock_failover; do
+    echo "-- example $example"
+    cargo run --quiet --all-features --example "$example" || return
+  done
+  echo "-- example contribution on PostgreSQL"
+  cargo run --quiet --all-features --example contribution -- \
+    --backend "$DISTLOCK_POSTGRES_URL" --messages 100 || return
+}
+phase examples run_examples
 
 summary
