@@ -256,14 +256,17 @@ impl Lease {
                 .parse::<u64>()
                 .map_err(|_| bad(&format!("field `{k}` is not a number")))
         };
-        let backend = percent_decode(get("backend")?).ok_or_else(|| bad("bad backend"))?;
-        let name = percent_decode(get("name")?).ok_or_else(|| bad("bad name encoding"))?;
+        let backend =
+            crate::name::percent_decode(get("backend")?).ok_or_else(|| bad("bad backend"))?;
+        let name =
+            crate::name::percent_decode(get("name")?).ok_or_else(|| bad("bad name encoding"))?;
         let name = LockName::new(name)?;
         let owner = OwnerToken::from_hex(get("owner")?)?;
         let fencing = FencingToken(num("fence")?);
         let ttl = Duration::from_millis(num("ttl_ms")?);
         let remaining = Duration::from_millis(num("remaining_ms")?);
-        let data = percent_decode(get("data")?).ok_or_else(|| bad("bad data encoding"))?;
+        let data =
+            crate::name::percent_decode(get("data")?).ok_or_else(|| bad("bad data encoding"))?;
         let now = Instant::now();
         let valid_until = now.checked_add(remaining).unwrap_or(now);
         Ok(Lease {
@@ -279,23 +282,6 @@ impl Lease {
 }
 
 const EXPORT_PREFIX: &str = "distlock-lease-v1";
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

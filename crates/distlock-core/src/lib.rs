@@ -39,7 +39,7 @@ pub use capabilities::{Capabilities, CapabilitiesBuilder};
 pub use client::{GuardHandle, GuardState, IntoLockName, LockClient, LockGuard, LostReason};
 pub use error::{BoxError, LockError, Result};
 pub use lease::{FencingToken, Lease, OwnerToken};
-pub use name::{percent_encode, LockName};
+pub use name::{percent_decode, percent_encode, LockName};
 pub use options::{validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, MAX_WAIT};
 pub use redact::redact_url;
 

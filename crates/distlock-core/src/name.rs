@@ -167,6 +167,32 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// Decodes `%XX` escapes (as written by [`percent_encode`] or found in
+/// URLs); `None` for a malformed escape or bytes that are not UTF-8.
+///
+/// ```
+/// use distlock_core::{percent_decode, percent_encode};
+/// assert_eq!(percent_decode("p%40ss").as_deref(), Some("p@ss"));
+/// assert_eq!(percent_decode(&percent_encode("a/b é")).as_deref(), Some("a/b é"));
+/// assert_eq!(percent_decode("%zz"), None);
+/// ```
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

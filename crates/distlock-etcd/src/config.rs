@@ -1,5 +1,6 @@
 //! Connection settings: the `etcd://` URL and the builder that says the same.
 
+use distlock_core::percent_decode;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -367,23 +368,6 @@ fn parse_whole_seconds(s: &str) -> Option<Duration> {
     let s = s.trim();
     let n: u64 = s.strip_suffix('s').unwrap_or(s).parse().ok()?;
     (n >= 1).then(|| Duration::from_secs(n))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Configuration: the URL forms, the builder, and the per-instance settings.
 
+use distlock_core::percent_decode;
 use std::fmt;
 use std::time::Duration;
 
@@ -427,23 +428,6 @@ fn parse_hostport(s: &str) -> Option<(String, u16)> {
         port.parse().ok().filter(|p| *p > 0)?
     };
     Some((host.to_string(), port))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

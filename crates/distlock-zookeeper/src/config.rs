@@ -1,5 +1,6 @@
 //! Connection settings: the `zk://` URL and the builder that says the same.
 
+use distlock_core::percent_decode;
 use std::fmt;
 use std::time::Duration;
 
@@ -269,30 +270,6 @@ fn normalize_path(path: &str) -> Result<String> {
         out.push_str(seg);
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let h = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
