@@ -26,20 +26,21 @@
 //! The worker processes are this same executable, started with the hidden
 //! `--worker` argument.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::error::Error;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock::sql::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-};
+use distlock::sql::sqlx::sqlite::SqlitePool;
 use distlock::sql::sqlx::{self, Row};
 use distlock::{AcquireOptions, LockClient, Wait};
 
-type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+use support::Result;
 
 /// The lock every handler takes around its read-modify-write.
 const LOCK_NAME: &str = "contribution-total";
@@ -202,38 +203,29 @@ async fn run_scenario(s: &Settings) -> Result<bool> {
 /// Starts the worker processes for one run and waits for all of them;
 /// returns the number of writes the fencing check refused.
 async fn run_workers(s: &Settings, locked: bool) -> Result<u64> {
-    let exe = std::env::current_exe()?;
-    let mut children = Vec::new();
-    for id in 0..s.workers {
-        let child = Command::new(&exe)
-            .args(["--worker", &id.to_string(), "--locked", &locked.to_string()])
-            .args(["--backend", &s.backend])
-            .arg("--store")
-            .arg(&s.store)
-            .args(["--handlers", &s.handlers.to_string()])
-            .args(["--messages", &s.messages.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        children.push(child);
-    }
-    // Waiting for a process blocks a thread: do it off the async workers.
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output())
-            .collect::<std::io::Result<Vec<_>>>()
-    })
-    .await??;
+    let args = (0..s.workers)
+        .map(|id| {
+            vec![
+                "--worker".into(),
+                id.to_string(),
+                "--locked".into(),
+                locked.to_string(),
+                "--backend".into(),
+                s.backend.clone(),
+                "--store".into(),
+                s.store.display().to_string(),
+                "--handlers".into(),
+                s.handlers.to_string(),
+                "--messages".into(),
+                s.messages.to_string(),
+            ]
+        })
+        .collect();
     let mut rejected = 0;
-    for out in outputs {
-        if !out.status.success() {
-            return Err(format!("a worker process failed: {}", out.status).into());
-        }
-        // Each worker prints `rejected <n>` as its last line.
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(n) = text.lines().rev().find_map(|l| l.strip_prefix("rejected ")) {
-            rejected += n.trim().parse::<u64>()?;
+    // Each worker prints `rejected <n>` as its last line.
+    for out in support::run_self(args).await? {
+        if let Some(n) = support::last_value(&out, "rejected ") {
+            rejected += n.parse::<u64>()?;
         }
     }
     Ok(rejected)
@@ -307,20 +299,8 @@ async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
 // The store: one row holding the total and the highest fencing token seen.
 // ---------------------------------------------------------------------------
 
-async fn open_store(path: &PathBuf) -> Result<SqlitePool> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // Several processes write this file; wait for each other's writes.
-        .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await?;
+async fn open_store(path: &std::path::Path) -> Result<SqlitePool> {
+    let pool = support::open_sqlite(path).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS contribution (
              id    INTEGER PRIMARY KEY CHECK (id = 1),
