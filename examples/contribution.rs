@@ -243,7 +243,7 @@ async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
     let client = if locked {
         let backend = distlock::connect(&s.backend).await?;
         let options =
-            AcquireOptions::new(Duration::from_secs(10)).wait(Wait::For(Duration::from_secs(60)));
+            AcquireOptions::new(Duration::from_secs(10)).with_wait(Wait::For(Duration::from_secs(60)));
         Some(LockClient::with_defaults(backend, options))
     } else {
         None

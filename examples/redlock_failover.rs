@@ -107,7 +107,7 @@ async fn contend(phase: &str, url: &str, name: &LockName) -> Result<bool> {
         let (name, history) = (name.clone(), history.clone());
         tasks.push(tokio::spawn(async move {
             let opts = AcquireOptions::new(Duration::from_secs(5))
-                .wait(Wait::For(Duration::from_secs(30)));
+                .with_wait(Wait::For(Duration::from_secs(30)));
             for _ in 0..ROUNDS {
                 let lease = backend
                     .acquire(&name, &opts)
@@ -146,7 +146,7 @@ async fn contend(phase: &str, url: &str, name: &LockName) -> Result<bool> {
 async fn no_majority(url: &str, name: &LockName) -> Result<bool> {
     let backend = distlock::connect(url).await?;
     let wait = Duration::from_secs(2);
-    let opts = AcquireOptions::new(Duration::from_secs(5)).wait(Wait::For(wait));
+    let opts = AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(wait));
     let start = Instant::now();
     let outcome = backend.acquire(name, &opts).await;
     let took = start.elapsed();

@@ -75,7 +75,7 @@ async fn scheduler(url: &str) -> Result<bool> {
         )
         .into());
     }
-    let client = LockClient::with_defaults(backend.clone(), AcquireOptions::new(TTL));
+    let client = LockClient::with_defaults(backend.clone(), AcquireOptions::try_once(TTL));
     let guard = client
         .try_lock(JOB)
         .await?
@@ -92,7 +92,7 @@ async fn scheduler(url: &str) -> Result<bool> {
         exported,
     ]]));
     tokio::time::sleep(TTL / 2).await;
-    let rival = LockClient::with_defaults(distlock::connect(url).await?, AcquireOptions::new(TTL));
+    let rival = LockClient::with_defaults(distlock::connect(url).await?, AcquireOptions::try_once(TTL));
     let duplicate_refused = rival.try_lock(JOB).await?.is_none();
     println!(
         "scheduler: a second scheduling attempt while the worker runs: {}",

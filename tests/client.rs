@@ -70,7 +70,7 @@ impl DistributedLock for Instrumented {
 }
 
 fn opts(ttl_ms: u64) -> AcquireOptions {
-    AcquireOptions::new(Duration::from_millis(ttl_ms))
+    AcquireOptions::try_once(Duration::from_millis(ttl_ms))
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn dropping_a_guard_releases_it_in_the_background() {
     let a = LockClient::with_defaults(Arc::new(store.clone()), opts(30_000));
     let b = LockClient::with_defaults(Arc::new(store), opts(30_000));
     drop(a.lock("dropped").await.unwrap());
-    let o = opts(30_000).wait(Wait::For(Duration::from_secs(5)));
+    let o = opts(30_000).with_wait(Wait::For(Duration::from_secs(5)));
     let g = b
         .lock_with("dropped", &o)
         .await
@@ -226,7 +226,7 @@ async fn lock_times_out_with_a_timeout_error() {
     let a = LockClient::new(Arc::new(store.clone()));
     let b = LockClient::new(Arc::new(store));
     let _held = a.lock("busy").await.unwrap();
-    let o = opts(30_000).wait(Wait::For(Duration::from_millis(100)));
+    let o = opts(30_000).with_wait(Wait::For(Duration::from_millis(100)));
     let err = b.lock_with("busy", &o).await.unwrap_err();
     assert!(matches!(err, LockError::Timeout { .. }), "{err}");
 }

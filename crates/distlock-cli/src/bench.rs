@@ -166,7 +166,7 @@ async fn distlock_contenders(
 ) -> Result<Vec<Arc<dyn Contender>>, String> {
     let mut out: Vec<Arc<dyn Contender>> = Vec::new();
     let options =
-        AcquireOptions::new(Duration::from_secs(30)).wait(Wait::For(Duration::from_secs(60)));
+        AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::For(Duration::from_secs(60)));
     for _ in 0..clients_for(workload, settings) {
         let backend = distlock::connect(url).await.map_err(|e| e.to_string())?;
         out.push(Arc::new(Distlock {

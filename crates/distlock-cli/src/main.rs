@@ -198,7 +198,7 @@ async fn run(
         Ok(b) => b,
         Err(e) => return fail("cannot use the backend", &e),
     };
-    let options = AcquireOptions::new(ttl).wait(wait);
+    let options = AcquireOptions::try_once(ttl).wait(wait);
     let client = LockClient::with_defaults(backend, options);
     let guard = match client.try_lock_with(&name, &options).await {
         Ok(Some(g)) => g,

@@ -38,7 +38,7 @@ fn short_ttl(caps: &Capabilities) -> Duration {
 }
 
 fn opts(ttl: Duration) -> AcquireOptions {
-    AcquireOptions::new(ttl)
+    AcquireOptions::try_once(ttl)
 }
 
 fn skip(case: &str, why: &str) {
@@ -134,7 +134,7 @@ pub async fn wait_timeout_is_honoured(h: &dyn Harness) {
     let wait = Duration::from_millis(700);
     let start = Instant::now();
     let got = b
-        .acquire(&name, &opts(ttl).wait(Wait::For(wait)))
+        .acquire(&name, &opts(ttl).with_wait(Wait::For(wait)))
         .await
         .expect("acquire with wait");
     let took = start.elapsed();
@@ -159,7 +159,7 @@ pub async fn waiter_acquires_after_release(h: &dyn Harness) {
     let waiter = {
         let (b, name) = (b.clone(), name.clone());
         tokio::spawn(async move {
-            b.acquire(&name, &opts(ttl).wait(Wait::For(Duration::from_secs(20))))
+            b.acquire(&name, &opts(ttl).with_wait(Wait::For(Duration::from_secs(20))))
                 .await
         })
     };
@@ -203,7 +203,7 @@ pub async fn wake_up_follows_release_promptly(h: &dyn Harness) {
             let (b, name) = (b.clone(), name.clone());
             tokio::spawn(async move {
                 let o = opts(ttl)
-                    .wait(Wait::For(Duration::from_secs(20)))
+                    .with_wait(Wait::For(Duration::from_secs(20)))
                     .backoff(slow_polling);
                 let got = b.acquire(&name, &o).await;
                 (Instant::now(), got)
@@ -300,7 +300,7 @@ pub async fn abandoned_lock_expires_after_ttl(h: &dyn Harness) {
     let got = b
         .acquire(
             &name,
-            &opts(ttl).wait(Wait::For(ttl + Duration::from_secs(5))),
+            &opts(ttl).with_wait(Wait::For(ttl + Duration::from_secs(5))),
         )
         .await
         .expect("acquire")
@@ -372,7 +372,7 @@ pub async fn extend_and_release_after_expiry_fail(h: &dyn Harness) {
     let new = b
         .acquire(
             &name,
-            &opts(long_ttl(&caps)).wait(Wait::For(ttl + Duration::from_secs(5))),
+            &opts(long_ttl(&caps)).with_wait(Wait::For(ttl + Duration::from_secs(5))),
         )
         .await
         .expect("acquire")
@@ -451,7 +451,7 @@ pub async fn mutual_exclusion_under_contention(h: &dyn Harness) {
         let (name, history) = (name.clone(), history.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..ROUNDS {
-                let o = opts(ttl).wait(Wait::For(Duration::from_secs(60)));
+                let o = opts(ttl).with_wait(Wait::For(Duration::from_secs(60)));
                 let lease = match c.acquire(&name, &o).await {
                     Ok(Some(l)) => l,
                     Ok(None) => panic!("client {id} starved: no lock within 60 s"),
@@ -491,7 +491,7 @@ pub async fn cancelled_acquire_leaves_nothing_held(h: &dyn Harness) {
     // B waits, then gives up by dropping its future mid-wait.
     let cancelled = tokio::time::timeout(
         Duration::from_millis(300),
-        b.acquire(&name, &opts(ttl).wait(Wait::For(Duration::from_secs(20)))),
+        b.acquire(&name, &opts(ttl).with_wait(Wait::For(Duration::from_secs(20)))),
     )
     .await;
     assert!(
@@ -501,7 +501,7 @@ pub async fn cancelled_acquire_leaves_nothing_held(h: &dyn Harness) {
     a.release(&lease).await.expect("release");
     // Neither a zombie holder nor a zombie queue entry may stand in C's way.
     let got = c
-        .acquire(&name, &opts(ttl).wait(Wait::For(Duration::from_secs(3))))
+        .acquire(&name, &opts(ttl).with_wait(Wait::For(Duration::from_secs(3))))
         .await
         .expect("acquire")
         .expect("a cancelled acquire left the lock held or queued");
@@ -707,7 +707,7 @@ pub async fn lease_expires_when_holder_is_killed(h: &dyn Harness, test_path: &st
     let killed_at = Instant::now();
     let bound = h.liveness_bound(ttl) + Duration::from_secs(3);
     let got = b
-        .acquire(&name, &opts(ttl).wait(Wait::For(bound)))
+        .acquire(&name, &opts(ttl).with_wait(Wait::For(bound)))
         .await
         .expect("acquire")
         .unwrap_or_else(|| panic!("lock of a killed holder not freed within {bound:?}"));

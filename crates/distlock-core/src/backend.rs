@@ -9,16 +9,22 @@ use tokio::sync::watch;
 use crate::capabilities::Capabilities;
 use crate::error::{LockError, Result};
 use crate::lease::{FencingToken, Lease};
+use crate::mode::Mode;
 use crate::name::LockName;
 use crate::options::AcquireOptions;
 
-/// A distributed lock service: the one trait every backend implements.
+/// A distributed lock service, as applications and the client see it.
 ///
 /// The trait is object safe; applications usually hold an
 /// `Arc<dyn DistributedLock>` (from `distlock::connect(url)`) and use it
 /// through [`LockClient`](crate::LockClient), which adds guards, background
-/// extension and loss detection. Backend authors implement this trait and run
-/// the `distlock-conformance` suite against it.
+/// extension and loss detection.
+///
+/// Backend authors do not implement this trait: they implement
+/// [`LockBackend`](crate::LockBackend), and the core's checked layer
+/// implements `DistributedLock` for it (validation, lease validity,
+/// batching, tracing and metrics written once). Then they run the
+/// `distlock-conformance` suite against it.
 ///
 /// Semantics every implementation honours (the suite checks them):
 /// mutual exclusion while a lease is valid; an abandoned lock frees after at
@@ -47,12 +53,28 @@ pub trait DistributedLock: Send + Sync + fmt::Debug {
     /// Dropping the future before it completes leaves nothing held and
     /// nothing queued: a queue entry is removed and a lock taken in the same
     /// instant is released (in the background where that needs a round trip).
-    async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>>;
+    async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>> {
+        self.acquire_as(name, Mode::Exclusive, options).await
+    }
+
+    /// [`acquire`](DistributedLock::acquire) for any [`Mode`]: exclusive,
+    /// shared or a permit. A mode the backend's capabilities do not claim is
+    /// `Unsupported`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](DistributedLock::acquire).
+    async fn acquire_as(
+        &self,
+        name: &LockName,
+        mode: Mode,
+        options: &AcquireOptions,
+    ) -> Result<Option<Lease>>;
 
     /// Extends a held lease to `ttl` from now; returns the renewed lease.
     ///
-    /// Fails with `NotHeld` when the lease expired, was released, or another
-    /// owner holds the lock.
+    /// Fails with `NotHeld` when the lease expired (even if nobody took the
+    /// lock since), was released, or another owner holds the lock.
     ///
     /// # Cancel safety
     ///
@@ -72,9 +94,9 @@ pub trait DistributedLock: Send + Sync + fmt::Debug {
 
     /// Extends several leases, each by its own [`Lease::ttl`].
     ///
-    /// Returns one result per lease, in order. The default issues the
-    /// extends concurrently; backends with
-    /// [`Capabilities::batch_extend`] do it in one round trip per server.
+    /// Returns one result per lease, in order. Backends with
+    /// [`Capabilities::batch_extend`] do it in one round trip per server
+    /// for each batch; others extend the leases concurrently.
     ///
     /// # Cancel safety
     ///

@@ -6,10 +6,14 @@ use std::time::Duration;
 /// cases apply, and checks every claim: a claimed capability that does not
 /// hold fails its case.
 ///
+/// The default claims nothing (every flag false) and sets wide ttl limits;
+/// a backend states each claim it makes, explicitly:
+///
 /// ```
 /// use distlock_core::Capabilities;
-/// let caps = Capabilities::default();
-/// assert!(caps.fencing);
+/// assert!(!Capabilities::default().fencing);
+/// let caps = Capabilities::builder().fencing(true).ttl_expiry(true).build();
+/// assert!(caps.fencing && !caps.fifo);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -33,6 +37,11 @@ pub struct Capabilities {
     pub cross_process: bool,
     /// `extend_many` costs one round trip per server rather than one per lease.
     pub batch_extend: bool,
+    /// Serves [`Mode::Shared`](crate::Mode::Shared) holds (reader-writer
+    /// locks).
+    pub shared: bool,
+    /// Serves [`Mode::Permit`](crate::Mode::Permit) holds (semaphores).
+    pub semaphore: bool,
     /// The shortest ttl the backend accepts.
     pub min_ttl: Duration,
     /// The longest ttl the backend accepts.
@@ -42,14 +51,16 @@ pub struct Capabilities {
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
-            fencing: true,
+            fencing: false,
             fifo: false,
             wait_notification: false,
             session_liveness: false,
-            ttl_expiry: true,
-            lease_handoff: true,
-            cross_process: true,
+            ttl_expiry: false,
+            lease_handoff: false,
+            cross_process: false,
             batch_extend: false,
+            shared: false,
+            semaphore: false,
             min_ttl: Duration::from_millis(1),
             max_ttl: Duration::from_secs(7 * 24 * 3600),
         }
@@ -57,8 +68,8 @@ impl Default for Capabilities {
 }
 
 impl Capabilities {
-    /// Capabilities to start a backend's declaration from; adjust with the
-    /// builder-style setters or struct update syntax inside the crate.
+    /// Starts a backend's declaration from no claims at all; state each one
+    /// with the builder's setters.
     pub fn builder() -> CapabilitiesBuilder {
         CapabilitiesBuilder(Capabilities::default())
     }
@@ -67,6 +78,7 @@ impl Capabilities {
 /// Builds [`Capabilities`] (the struct is `#[non_exhaustive]`, so other
 /// crates construct it through this).
 #[derive(Clone, Copy, Debug)]
+#[must_use]
 pub struct CapabilitiesBuilder(Capabilities);
 
 macro_rules! setters {
@@ -96,6 +108,8 @@ setters! {
     lease_handoff: bool,
     cross_process: bool,
     batch_extend: bool,
+    shared: bool,
+    semaphore: bool,
     min_ttl: Duration,
     max_ttl: Duration,
 }

@@ -27,6 +27,15 @@ pub enum LockError {
         waited: Duration,
     },
 
+    /// The lock is held by someone else and the caller asked not to wait
+    /// ([`Wait::NoWait`](crate::Wait::NoWait)). Not transient: it is an
+    /// answer, not a failure.
+    #[error("lock `{name}` is held by another owner")]
+    Held {
+        /// The lock name.
+        name: String,
+    },
+
     /// The lease is not (or no longer) held by its owner: it expired, was
     /// released, or another owner holds the lock now. Extending or releasing it
     /// is refused.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use crate::error::{LockError, Result};
+use crate::mode::Mode;
 use crate::name::{hex, LockName};
 
 /// A random, unguessable 128-bit token naming the owner of one lease.
@@ -98,6 +99,7 @@ pub struct Lease {
     fencing: FencingToken,
     ttl: Duration,
     valid_until: Instant,
+    mode: Mode,
     data: String,
 }
 
@@ -118,8 +120,20 @@ impl Lease {
             fencing,
             ttl,
             valid_until,
+            mode: Mode::Exclusive,
             data: String::new(),
         }
+    }
+
+    /// Sets the mode the lease was granted in (exclusive unless set).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The mode it was granted in.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Attaches backend data (node path, key, lease id…).
@@ -216,13 +230,14 @@ impl Lease {
     /// ```
     pub fn export(&self) -> String {
         format!(
-            "{EXPORT_PREFIX};backend={};name={};owner={};fence={};ttl_ms={};remaining_ms={};data={}",
+            "{EXPORT_PREFIX};backend={};name={};owner={};fence={};ttl_ms={};remaining_ms={};mode={};data={}",
             crate::name::percent_encode(&self.backend),
             crate::name::percent_encode(self.name.as_str()),
             self.owner.to_hex(),
             self.fencing.0,
             self.ttl.as_millis(),
             self.remaining().as_millis(),
+            self.mode.code(),
             crate::name::percent_encode(&self.data),
         )
     }
@@ -267,6 +282,11 @@ impl Lease {
         let remaining = Duration::from_millis(num("remaining_ms")?);
         let data =
             crate::name::percent_decode(get("data")?).ok_or_else(|| bad("bad data encoding"))?;
+        // Leases exported before modes existed are exclusive.
+        let mode = match fields.get("mode") {
+            Some(code) => Mode::from_code(code).ok_or_else(|| bad("bad mode"))?,
+            None => Mode::Exclusive,
+        };
         let now = Instant::now();
         let valid_until = now.checked_add(remaining).unwrap_or(now);
         Ok(Lease {
@@ -276,6 +296,7 @@ impl Lease {
             fencing,
             ttl,
             valid_until,
+            mode,
             data,
         })
     }
@@ -292,6 +313,7 @@ impl fmt::Debug for Lease {
             .field("fencing", &self.fencing.0)
             .field("ttl", &self.ttl)
             .field("remaining", &self.remaining())
+            .field("mode", &self.mode)
             .field("data", &self.data)
             .finish()
     }

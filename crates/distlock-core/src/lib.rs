@@ -6,11 +6,18 @@
 //! - [`LockName`]: validated names and their safe mapping into key spaces.
 //! - [`AcquireOptions`], [`Wait`], [`Backoff`]: how long to hold and to wait.
 //! - [`Lease`], [`OwnerToken`], [`FencingToken`]: what an acquire returns.
-//! - [`DistributedLock`] and [`Capabilities`]: the trait backends implement.
+//! - [`DistributedLock`]: the trait applications use; [`LockBackend`]: the
+//!   trait backends implement, wrapped by the core's checked [`layer`]
+//!   (validation, lease validity, batching, tracing, metrics) into a
+//!   `DistributedLock`. [`Capabilities`] say what a backend serves; [`Mode`]
+//!   says which kind of hold an acquire asks for.
 //! - [`LockError`]: the one error type.
 //! - [`LockClient`] and [`LockGuard`]: what applications use — self-extending
 //!   guards that report loss.
-//! - [`waiting`]: the shared retry loop for backends without a queue.
+//! - [`waiting`]: the shared retry loop for backends without a queue;
+//!   [`cleanup`]: finishing what a dropped operation started;
+//!   [`validity`]: the one drift rule; [`sync`]: the poison-tolerant lock.
+//! - [`BackendUrl`]: the one URL grammar; [`registry`]: every known scheme.
 //!
 //! ```
 //! # async fn demo(backend: std::sync::Arc<dyn distlock_core::DistributedLock>) -> distlock_core::Result<()> {
@@ -25,22 +32,35 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod backend_url;
 mod capabilities;
+pub mod cleanup;
 mod client;
 mod error;
+pub mod layer;
 mod lease;
+mod mode;
 mod name;
 mod options;
 mod redact;
+pub mod registry;
+pub mod sync;
+pub mod validity;
 pub mod waiting;
 
 pub use backend::{DistributedLock, Liveness, LockStatus};
+pub use backend_url::{BackendUrl, Host};
 pub use capabilities::{Capabilities, CapabilitiesBuilder};
 pub use client::{GuardHandle, GuardState, IntoLockName, LockClient, LockGuard, LostReason};
 pub use error::{BoxError, LockError, Result};
+pub use layer::{AcquireRequest, Grant, LockBackend, Renewal};
 pub use lease::{FencingToken, Lease, OwnerToken};
+pub use mode::Mode;
 pub use name::{percent_decode, percent_encode, LockName};
-pub use options::{validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, MAX_WAIT};
+pub use options::{
+    validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, DEFAULT_TTL, DEFAULT_WAIT,
+    MAX_WAIT,
+};
 pub use redact::redact_url;
 
 /// Re-exported so backends implement the trait with the same macro version.

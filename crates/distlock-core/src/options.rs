@@ -40,6 +40,13 @@ impl Wait {
     }
 }
 
+/// The ttl of [`AcquireOptions::default()`] and of a default [`LockClient`](crate::LockClient).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// The wait of [`AcquireOptions::default()`] and [`AcquireOptions::new`], and
+/// so of `LockClient::lock` unless the client was given other defaults.
+pub const DEFAULT_WAIT: Wait = Wait::For(Duration::from_secs(30));
+
 /// Longest finite wait accepted (use [`Wait::Forever`] beyond it).
 pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -135,10 +142,13 @@ impl BackoffDelays {
 /// ```
 /// use std::time::Duration;
 /// use distlock_core::{AcquireOptions, Wait};
-/// let opts = AcquireOptions::new(Duration::from_secs(10)).wait(Wait::For(Duration::from_secs(2)));
+/// let opts = AcquireOptions::new(Duration::from_secs(10)).with_wait(Wait::For(Duration::from_secs(2)));
 /// assert_eq!(opts.ttl, Duration::from_secs(10));
+/// assert_eq!(AcquireOptions::default().wait, distlock_core::DEFAULT_WAIT);
+/// assert_eq!(AcquireOptions::try_once(Duration::from_secs(1)).wait, Wait::NoWait);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use]
 pub struct AcquireOptions {
     /// How long the lease lasts unless extended. For session-based backends
     /// (ZooKeeper, etcd) it is the validity the lease reports; liveness comes
@@ -151,17 +161,18 @@ pub struct AcquireOptions {
 }
 
 impl Default for AcquireOptions {
+    /// [`DEFAULT_TTL`], [`DEFAULT_WAIT`], the default backoff.
     fn default() -> Self {
         AcquireOptions {
-            ttl: Duration::from_secs(30),
-            wait: Wait::NoWait,
+            ttl: DEFAULT_TTL,
+            wait: DEFAULT_WAIT,
             backoff: Backoff::default(),
         }
     }
 }
 
 impl AcquireOptions {
-    /// Options with this ttl, no waiting, the default backoff.
+    /// Options with this ttl, the default wait ([`DEFAULT_WAIT`]) and backoff.
     pub fn new(ttl: Duration) -> Self {
         AcquireOptions {
             ttl,
@@ -169,21 +180,33 @@ impl AcquireOptions {
         }
     }
 
+    /// Options with this ttl that try once and do not wait.
+    pub fn try_once(ttl: Duration) -> Self {
+        Self::new(ttl).with_wait(Wait::NoWait)
+    }
+
+    /// Sets the ttl.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
     /// Sets how long to wait.
-    pub fn wait(mut self, wait: Wait) -> Self {
+    pub fn with_wait(mut self, wait: Wait) -> Self {
         self.wait = wait;
         self
     }
 
     /// Sets the backoff policy.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
     }
 
     /// Checks these options against a backend's limits.
     ///
-    /// Every backend calls this at the top of `acquire`; a zero ttl, a ttl
+    /// The core's checked layer calls this before a backend sees an
+    /// acquire; a zero ttl, a ttl
     /// outside `[caps.min_ttl, caps.max_ttl]`, an absurd wait or a malformed
     /// backoff is an [`InvalidOptions`](LockError::InvalidOptions) error.
     pub fn validate(&self, caps: &Capabilities) -> Result<()> {
@@ -275,7 +298,7 @@ mod tests {
 
     #[test]
     fn huge_finite_wait_is_refused() {
-        let opts = AcquireOptions::default().wait(Wait::For(Duration::MAX));
+        let opts = AcquireOptions::default().with_wait(Wait::For(Duration::MAX));
         assert!(opts.validate(&Capabilities::default()).is_err());
     }
 }

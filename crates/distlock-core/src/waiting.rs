@@ -10,14 +10,14 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::lease::Lease;
+use crate::layer::Grant;
 use crate::options::AcquireOptions;
 
 /// What one acquire attempt found.
 #[derive(Debug)]
 pub enum Attempt {
     /// The lock was taken.
-    Acquired(Lease),
+    Acquired(Grant),
     /// Someone holds it; `remaining` is how long their lease still runs, if
     /// the backend knows.
     Held {
@@ -35,7 +35,7 @@ pub enum Attempt {
 /// # Cancel safety
 ///
 /// Cancel safe as long as `attempt` is: between attempts nothing is held.
-pub async fn poll_acquire<A, F>(options: &AcquireOptions, attempt: A) -> Result<Option<Lease>>
+pub async fn poll_acquire<A, F>(options: &AcquireOptions, attempt: A) -> Result<Option<Grant>>
 where
     A: FnMut() -> F,
     F: Future<Output = Result<Attempt>>,
@@ -63,7 +63,7 @@ pub async fn notified_acquire<A, F, N, W>(
     options: &AcquireOptions,
     attempt: A,
     notified: N,
-) -> Result<Option<Lease>>
+) -> Result<Option<Grant>>
 where
     A: FnMut() -> F,
     F: Future<Output = Result<Attempt>>,
@@ -80,7 +80,7 @@ async fn acquire_loop<A, F, N, W>(
     options: &AcquireOptions,
     mut attempt: A,
     mut wait: N,
-) -> Result<Option<Lease>>
+) -> Result<Option<Grant>>
 where
     A: FnMut() -> F,
     F: Future<Output = Result<Attempt>>,
@@ -90,7 +90,7 @@ where
     let deadline = options.wait.deadline(Instant::now());
     loop {
         let remaining = match attempt().await? {
-            Attempt::Acquired(lease) => return Ok(Some(lease)),
+            Attempt::Acquired(grant) => return Ok(Some(grant)),
             Attempt::Held { remaining } => remaining,
         };
         let now = Instant::now();
@@ -115,7 +115,7 @@ mod tests {
     #[tokio::test]
     async fn no_wait_tries_exactly_once() {
         let mut calls = 0;
-        let opts = AcquireOptions::default();
+        let opts = AcquireOptions::try_once(Duration::from_secs(1));
         let got = poll_acquire(&opts, || {
             calls += 1;
             async { Ok(Attempt::Held { remaining: None }) }
@@ -128,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_until_the_deadline_then_gives_up() {
-        let opts = AcquireOptions::default().wait(Wait::For(Duration::from_millis(120)));
+        let opts = AcquireOptions::default().with_wait(Wait::For(Duration::from_millis(120)));
         let start = Instant::now();
         let got = poll_acquire(&opts, || async {
             Ok(Attempt::Held {

@@ -62,9 +62,9 @@ async fn main() {
     let floor_key = format!("{prefix}/floor");
     let lock = backend(&prefix).await;
     let name = LockName::new("bench/uncontended").unwrap();
-    let no_wait = AcquireOptions::new(Duration::from_secs(30));
+    let no_wait = AcquireOptions::try_once(Duration::from_secs(30));
     let waiting =
-        AcquireOptions::new(Duration::from_secs(30)).wait(Wait::For(Duration::from_secs(10)));
+        AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::For(Duration::from_secs(10)));
     let contended = LockName::new("bench/contended").unwrap();
     let mut clients = Vec::new();
     for _ in 0..CONTENDED_CLIENTS {

@@ -159,7 +159,7 @@ async fn correct_credentials_lock_and_a_wrong_password_is_a_clear_error() {
         .expect("the right password connects");
     let name = LockName::new("auth/resource").unwrap();
     let lease = backend
-        .acquire(&name, &AcquireOptions::new(Duration::from_secs(10)))
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(10)))
         .await
         .expect("acquire")
         .expect("free");
@@ -172,7 +172,7 @@ async fn correct_credentials_lock_and_a_wrong_password_is_a_clear_error() {
     .await
     .expect("builder config connects too");
     assert!(other
-        .acquire(&name, &AcquireOptions::new(Duration::from_secs(10)))
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(10)))
         .await
         .expect("try-acquire")
         .is_none());

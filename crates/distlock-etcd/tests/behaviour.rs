@@ -16,12 +16,12 @@ async fn one_client_can_queue_twice_for_the_same_name() {
     let prefix = common::unique_prefix("behaviour");
     let backend = Arc::new(common::connect(common::config(&prefix)).await);
     let name = name("same-client");
-    let opts = AcquireOptions::new(Duration::from_secs(30));
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
     let first = backend.acquire(&name, &opts).await.unwrap().expect("free");
     let second = {
         let (backend, name) = (backend.clone(), name.clone());
         tokio::spawn(async move {
-            let o = opts.wait(Wait::For(Duration::from_secs(20)));
+            let o = opts.with_wait(Wait::For(Duration::from_secs(20)));
             backend.acquire(&name, &o).await
         })
     };
@@ -46,7 +46,7 @@ async fn one_client_can_queue_twice_for_the_same_name() {
 async fn every_lock_of_a_client_shares_one_etcd_lease_and_extends_in_one_batch() {
     let prefix = common::unique_prefix("behaviour");
     let backend = common::connect(common::config(&prefix)).await;
-    let opts = AcquireOptions::new(Duration::from_secs(30));
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
     let mut leases = Vec::new();
     for i in 0..5 {
         let n = name(&format!("shared-{i}"));
@@ -90,12 +90,12 @@ async fn status_reports_holder_and_waiters() {
         Arc::new(common::connect(common::config(&prefix)).await),
     );
     let name = name("status");
-    let opts = AcquireOptions::new(Duration::from_secs(30));
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
     let held = a.acquire(&name, &opts).await.unwrap().expect("free");
     let waiting = {
         let (b, name) = (b.clone(), name.clone());
         tokio::spawn(async move {
-            b.acquire(&name, &opts.wait(Wait::For(Duration::from_secs(20))))
+            b.acquire(&name, &opts.with_wait(Wait::For(Duration::from_secs(20))))
                 .await
         })
     };
@@ -150,7 +150,7 @@ async fn acquires_cancelled_at_any_point_leave_no_key_behind() {
     );
     let name = name("cancel-anywhere");
     let opts = AcquireOptions::new(Duration::from_secs(30));
-    let waiting = opts.wait(Wait::For(Duration::from_secs(20)));
+    let waiting = opts.with_wait(Wait::For(Duration::from_secs(20)));
     // Cancel free-lock acquires and queued acquires after 0..8 ms: before the
     // request is sent, while it is in flight, and after it landed.
     for round in 0..60u64 {

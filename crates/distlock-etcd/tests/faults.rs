@@ -139,7 +139,7 @@ impl ContendedRun {
                 (run.stop.clone(), run.acquired.clone(), run.errors.clone());
             tasks.push(tokio::spawn(async move {
                 let opts = AcquireOptions::new(Duration::from_secs(30))
-                    .wait(Wait::For(Duration::from_secs(5)));
+                    .with_wait(Wait::For(Duration::from_secs(5)));
                 while !stop.load(Ordering::SeqCst) {
                     match backend.acquire(&name, &opts).await {
                         Ok(Some(lease)) => {
@@ -261,7 +261,7 @@ async fn faults_blackholed_holder_is_lost_within_the_lease_ttl_before_a_waiter_a
     // A guard ttl far above the lease ttl: loss must come from the session.
     let client = LockClient::with_defaults(
         Arc::new(holder),
-        AcquireOptions::new(Duration::from_secs(30)),
+        AcquireOptions::try_once(Duration::from_secs(30)),
     );
     let guard = client.try_lock(&name).await.expect("lock").expect("free");
     let lost = guard.lost();
@@ -269,7 +269,7 @@ async fn faults_blackholed_holder_is_lost_within_the_lease_ttl_before_a_waiter_a
         let (waiter, name) = (waiter.clone(), name.clone());
         tokio::spawn(async move {
             let opts = AcquireOptions::new(Duration::from_secs(30))
-                .wait(Wait::For(Duration::from_secs(30)));
+                .with_wait(Wait::For(Duration::from_secs(30)));
             let got = waiter.acquire(&name, &opts).await;
             (Instant::now(), got)
         })

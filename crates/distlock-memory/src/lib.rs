@@ -24,7 +24,7 @@
 //!
 //! let locks = MemoryBackend::new();
 //! let name = LockName::new("inventory/sku-42")?;
-//! let opts = AcquireOptions::new(Duration::from_secs(5));
+//! let opts = AcquireOptions::try_once(Duration::from_secs(5));
 //! let lease = locks.acquire(&name, &opts).await?.expect("free");
 //! // A second client of the same store cannot take it now.
 //! assert!(locks.clone().acquire(&name, &opts).await?.is_none());
@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use distlock_core::{
-    validate_ttl, AcquireOptions, Capabilities, DistributedLock, FencingToken, Lease, LockError,
-    LockName, LockStatus, OwnerToken, Result,
+    sync::lock as lock_unpoisoned, AcquireRequest, BackendUrl, Capabilities, FencingToken, Grant,
+    Lease, LockBackend, LockError, LockName, LockStatus, OwnerToken, Renewal, Result,
 };
 use tokio::sync::Notify;
 
@@ -107,9 +107,7 @@ impl Slot {
 }
 
 fn lock(store: &Store) -> MutexGuard<'_, HashMap<LockName, Slot>> {
-    // Critical sections below never leave a slot half-updated, so a poisoned
-    // mutex still holds consistent data.
-    store.slots.lock().unwrap_or_else(|p| p.into_inner())
+    lock_unpoisoned(&store.slots)
 }
 
 fn stores() -> &'static Mutex<HashMap<String, MemoryBackend>> {
@@ -134,15 +132,24 @@ impl MemoryBackend {
     /// assert!(MemoryBackend::connect("redis://x").is_err());
     /// ```
     pub fn connect(url: &str) -> Result<Self> {
-        let rest = url.strip_prefix("memory://").ok_or_else(|| {
-            LockError::invalid_config(format!(
-                "`{}` is not a memory URL (expected `memory://[name]`)",
-                distlock_core::redact_url(url)
-            ))
-        })?;
-        let name = if rest.is_empty() { "default" } else { rest };
-        let mut all = stores().lock().unwrap_or_else(|p| p.into_inner());
-        Ok(all.entry(name.to_string()).or_default().clone())
+        let parsed = BackendUrl::parse(url)?;
+        if parsed.scheme() != "memory" || !parsed.path().is_empty() {
+            return Err(parsed.error("not a memory URL (expected `memory://[store]`)"));
+        }
+        parsed.finish()?;
+        let name = match parsed.authority() {
+            "" => "default",
+            store => store,
+        };
+        Ok(Self::store(name))
+    }
+
+    /// The process-wide store called `name` (what `memory://<name>` names).
+    pub fn store(name: &str) -> Self {
+        lock_unpoisoned(stores())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
     fn capabilities_const() -> Capabilities {
@@ -157,6 +164,24 @@ impl MemoryBackend {
             .batch_extend(true)
             .min_ttl(Duration::from_millis(1))
             .build()
+    }
+}
+
+/// Extends `lease` to `ttl` from `now` if its owner still holds it.
+fn renew_in(
+    slots: &mut HashMap<LockName, Slot>,
+    lease: &Lease,
+    ttl: Duration,
+    now: Instant,
+) -> Result<Renewal> {
+    match slots.get_mut(lease.name()) {
+        Some(slot) if slot.is_held_by(lease.owner(), now) => {
+            if let Some(h) = slot.holder.as_mut() {
+                h.expires = now + ttl;
+            }
+            Ok(Renewal::sent_at(now))
+        }
+        _ => Err(LockError::not_held(lease.name().as_str())),
     }
 }
 
@@ -183,20 +208,20 @@ impl Drop for QueuePlace {
 }
 
 #[async_trait]
-impl DistributedLock for MemoryBackend {
-    fn backend_name(&self) -> &'static str {
+impl LockBackend for MemoryBackend {
+    fn kind(&self) -> &'static str {
         BACKEND
     }
 
-    fn capabilities(&self) -> Capabilities {
+    fn claims(&self) -> Capabilities {
         Self::capabilities_const()
     }
 
     /// Takes the lock if it is free and nobody queued earlier; otherwise
     /// queues and sleeps until woken (by release, by the waiter ahead leaving)
     /// or until the holder's ttl or the caller's deadline passes.
-    async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>> {
-        options.validate(&self.capabilities())?;
+    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        let (name, options) = (&request.name, &request.options);
         let deadline = options.wait.deadline(Instant::now());
         let wake = Arc::new(Notify::new());
         let mut place = QueuePlace {
@@ -226,17 +251,12 @@ impl DistributedLock for MemoryBackend {
                     }
                     slot.fence += 1;
                     let expires = now + options.ttl;
-                    let owner = OwnerToken::random();
-                    slot.holder = Some(Holder { owner, expires });
-                    slot.wake_head();
-                    return Ok(Some(Lease::new(
-                        BACKEND,
-                        name.clone(),
-                        owner,
-                        FencingToken(slot.fence),
-                        options.ttl,
+                    slot.holder = Some(Holder {
+                        owner: request.owner,
                         expires,
-                    )));
+                    });
+                    slot.wake_head();
+                    return Ok(Some(Grant::new(FencingToken(slot.fence), now)));
                 }
                 if deadline.is_some_and(|d| now >= d) {
                     return Ok(None); // `place` leaves the queue on drop
@@ -270,25 +290,22 @@ impl DistributedLock for MemoryBackend {
         }
     }
 
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
-        lease.check_backend(BACKEND)?;
-        validate_ttl(ttl, &self.capabilities())?;
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
         let now = Instant::now();
-        let mut slots = lock(&self.store);
-        match slots.get_mut(lease.name()) {
-            Some(slot) if slot.is_held_by(lease.owner(), now) => {
-                let expires = now + ttl;
-                if let Some(h) = slot.holder.as_mut() {
-                    h.expires = expires;
-                }
-                Ok(lease.renewed(ttl, expires))
-            }
-            _ => Err(LockError::not_held(lease.name().as_str())),
-        }
+        renew_in(&mut lock(&self.store), lease, ttl, now)
     }
 
-    async fn release(&self, lease: &Lease) -> Result<()> {
-        lease.check_backend(BACKEND)?;
+    /// Renews the whole batch under one acquisition of the store's mutex.
+    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        let now = Instant::now();
+        let mut slots = lock(&self.store);
+        batch
+            .iter()
+            .map(|(lease, ttl)| renew_in(&mut slots, lease, *ttl, now))
+            .collect()
+    }
+
+    async fn revoke(&self, lease: &Lease) -> Result<()> {
         let now = Instant::now();
         let mut slots = lock(&self.store);
         match slots.get_mut(lease.name()) {
@@ -301,7 +318,7 @@ impl DistributedLock for MemoryBackend {
         }
     }
 
-    async fn status(&self, name: &LockName) -> Result<LockStatus> {
+    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let now = Instant::now();
         let mut slots = lock(&self.store);
         let Some(slot) = slots.get_mut(name) else {

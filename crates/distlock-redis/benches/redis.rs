@@ -45,7 +45,7 @@ fn micros(d: Duration) -> f64 {
 
 /// Mean microseconds per acquire + release over one round.
 async fn lock_round(backend: &dyn DistributedLock, name: &LockName) -> f64 {
-    let opts = AcquireOptions::new(Duration::from_secs(30));
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
     let start = Instant::now();
     for _ in 0..OPS_PER_ROUND {
         let lease = backend
@@ -182,7 +182,7 @@ async fn handoff_median(url: &str, name: &LockName) -> (f64, Vec<usize>) {
         let backend = RedisBackend::connect(url).await.expect("connect");
         let name = name.clone();
         tasks.push(tokio::spawn(async move {
-            let opts = AcquireOptions::new(Duration::from_secs(30)).wait(Wait::Forever);
+            let opts = AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::Forever);
             let mut events = Vec::with_capacity(PER_CLIENT);
             for _ in 0..PER_CLIENT {
                 let lease = backend

@@ -50,7 +50,7 @@ async fn require_up() {
 async fn lock_and_unlock(backend: &dyn DistributedLock) {
     let name = LockName::new(format!("auth/{}", distlock_core::OwnerToken::random())).unwrap();
     let lease = backend
-        .acquire(&name, &AcquireOptions::new(Duration::from_secs(5)))
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(5)))
         .await
         .expect("acquire with good credentials")
         .expect("free lock");

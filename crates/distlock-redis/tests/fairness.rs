@@ -36,7 +36,7 @@ async fn waiters_are_served_in_arrival_order() {
     let lock = name("order");
     let ttl = Duration::from_secs(30);
     let first = holder
-        .acquire(&lock, &AcquireOptions::new(ttl))
+        .acquire(&lock, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("free");
@@ -46,7 +46,7 @@ async fn waiters_are_served_in_arrival_order() {
         let client = common::single(prefix).await;
         let (mine, order) = (lock.clone(), order.clone());
         waiters.push(tokio::spawn(async move {
-            let o = AcquireOptions::new(ttl).wait(Wait::For(Duration::from_secs(30)));
+            let o = AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_secs(30)));
             let lease = client.acquire(&mine, &o).await.unwrap().expect("served");
             order.lock().unwrap().push(i);
             client.release(&lease).await.unwrap();
@@ -68,14 +68,14 @@ async fn a_releasing_client_cannot_jump_the_queue() {
     let lock = name("jump");
     let ttl = Duration::from_secs(30);
     let lease = holder
-        .acquire(&lock, &AcquireOptions::new(ttl))
+        .acquire(&lock, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("free");
     let waiting = {
         let (waiter, lock) = (waiter.clone(), lock.clone());
         tokio::spawn(async move {
-            let o = AcquireOptions::new(ttl).wait(Wait::For(Duration::from_secs(30)));
+            let o = AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_secs(30)));
             waiter.acquire(&lock, &o).await.unwrap().expect("served")
         })
     };
@@ -83,7 +83,7 @@ async fn a_releasing_client_cannot_jump_the_queue() {
     holder.release(&lease).await.unwrap();
     // The lock may be free for a moment, but the waiter is first in line.
     let again = holder
-        .acquire(&lock, &AcquireOptions::new(ttl))
+        .acquire(&lock, &AcquireOptions::try_once(ttl))
         .await
         .unwrap();
     assert!(
@@ -103,16 +103,16 @@ async fn a_waiter_that_gives_up_leaves_the_queue() {
     let lock = name("give-up");
     let ttl = Duration::from_secs(30);
     let lease = holder
-        .acquire(&lock, &AcquireOptions::new(ttl))
+        .acquire(&lock, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("free");
-    let o = AcquireOptions::new(ttl).wait(Wait::For(Duration::from_millis(200)));
+    let o = AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_millis(200)));
     assert!(quitter.acquire(&lock, &o).await.unwrap().is_none());
     queue_reaches(&holder, &lock, 0).await;
     holder.release(&lease).await.unwrap();
     let again = holder
-        .acquire(&lock, &AcquireOptions::new(ttl))
+        .acquire(&lock, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("nobody is waiting any more");
@@ -128,7 +128,7 @@ async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
     let lock = name("vanished");
     let ttl = Duration::from_secs(30);
     let lease = holder
-        .acquire(&lock, &AcquireOptions::new(ttl))
+        .acquire(&lock, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("free");
@@ -168,7 +168,7 @@ async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
         .unwrap();
 
     let waiting = tokio::spawn(async move {
-        let o = AcquireOptions::new(ttl).wait(Wait::For(Duration::from_secs(5)));
+        let o = AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_secs(5)));
         waiter.acquire(&lock, &o).await.map(|l| (l, waiter))
     });
     holder.release(&lease).await.unwrap();

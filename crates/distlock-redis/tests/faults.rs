@@ -73,7 +73,7 @@ async fn contend(
         tasks.push(tokio::spawn(async move {
             for _ in 0..rounds {
                 let o = AcquireOptions::new(Duration::from_secs(10))
-                    .wait(Wait::For(Duration::from_secs(30)));
+                    .with_wait(Wait::For(Duration::from_secs(30)));
                 let lease = c
                     .acquire(&name, &o)
                     .await
@@ -123,7 +123,7 @@ async fn faults_redlock_without_quorum_is_unavailable_and_recovers() {
     let client = common::redlock(&addrs, prefix).await;
     let lock = name("three-down");
     let before = client
-        .acquire(&lock, &AcquireOptions::new(Duration::from_secs(5)))
+        .acquire(&lock, &AcquireOptions::try_once(Duration::from_secs(5)))
         .await
         .unwrap()
         .expect("free lock");
@@ -136,7 +136,7 @@ async fn faults_redlock_without_quorum_is_unavailable_and_recovers() {
         let got = client
             .acquire(
                 &lock,
-                &AcquireOptions::new(Duration::from_secs(5)).wait(Wait::For(wait)),
+                &AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(wait)),
             )
             .await;
         let took = start.elapsed();
@@ -151,7 +151,7 @@ async fn faults_redlock_without_quorum_is_unavailable_and_recovers() {
     let after = client
         .acquire(
             &lock,
-            &AcquireOptions::new(Duration::from_secs(5)).wait(Wait::For(Duration::from_secs(10))),
+            &AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(Duration::from_secs(10))),
         )
         .await
         .expect("acquire after the instances came back")
@@ -172,7 +172,7 @@ async fn partitioned_holder_is_lost_before_another_acquires(
     other: Arc<dyn DistributedLock>,
 ) {
     let ttl = Duration::from_secs(2);
-    let client = LockClient::with_defaults(holder, AcquireOptions::new(ttl));
+    let client = LockClient::with_defaults(holder, AcquireOptions::try_once(ttl));
     let lock = name("partitioned");
     let guard = client.try_lock(&lock).await.unwrap().expect("free lock");
     let lost = guard.lost();
@@ -184,7 +184,7 @@ async fn partitioned_holder_is_lost_before_another_acquires(
         p.set_mode(ProxyMode::Blackhole);
     }
     let got = other
-        .acquire(&lock, &AcquireOptions::new(ttl).wait(Wait::For(ttl * 5)))
+        .acquire(&lock, &AcquireOptions::new(ttl).with_wait(Wait::For(ttl * 5)))
         .await
         .unwrap()
         .expect("the cut-off holder's lock frees after its ttl");
@@ -260,7 +260,7 @@ async fn faults_redlock_reset_connections_recover() {
     let proxied: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
     let client = common::redlock(&proxied, prefix).await;
     let lock = name("reset");
-    let o = AcquireOptions::new(Duration::from_secs(5));
+    let o = AcquireOptions::try_once(Duration::from_secs(5));
     let first = client.acquire(&lock, &o).await.unwrap().expect("free");
     client.release(&first).await.unwrap();
     for p in &proxies[..2] {
@@ -279,7 +279,7 @@ async fn faults_redlock_reset_connections_recover() {
         p.set_mode(ProxyMode::Pass);
     }
     let third = client
-        .acquire(&lock, &o.wait(Wait::For(Duration::from_secs(5))))
+        .acquire(&lock, &o.with_wait(Wait::For(Duration::from_secs(5))))
         .await
         .unwrap()
         .expect("free after the connections healed");

@@ -71,7 +71,7 @@ async fn bench(label: &str, url: &str, per_round: usize) {
     let name = LockName::new(format!("bench/uncontended/{}", std::process::id()))
         .unwrap_or_else(|e| panic!("{e}"));
     let key = name.as_str().to_string();
-    let opts = AcquireOptions::new(TTL);
+    let opts = AcquireOptions::try_once(TTL);
 
     // Warm up both paths (connections, prepared statements).
     for _ in 0..per_round / 5 + 1 {
@@ -134,7 +134,7 @@ async fn contended(url: &str) -> f64 {
             .unwrap_or_else(|e| panic!("{e}"));
         let (name, count) = (name.clone(), count.clone());
         tasks.push(tokio::spawn(async move {
-            let opts = AcquireOptions::new(TTL).wait(Wait::For(Duration::from_secs(30)));
+            let opts = AcquireOptions::new(TTL).with_wait(Wait::For(Duration::from_secs(30)));
             while Instant::now() < stop {
                 if let Some(lease) = backend
                     .acquire(&name, &opts)

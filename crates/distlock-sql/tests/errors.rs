@@ -116,7 +116,7 @@ async fn in_memory_sqlite_is_in_process_only() {
         .expect("connect");
     assert!(!backend.capabilities().cross_process);
     let name = LockName::new("m").unwrap();
-    let opts = AcquireOptions::new(Duration::from_secs(5));
+    let opts = AcquireOptions::try_once(Duration::from_secs(5));
     let lease = backend.acquire(&name, &opts).await.unwrap().expect("free");
     assert!(
         backend.acquire(&name, &opts).await.unwrap().is_none(),
@@ -181,7 +181,7 @@ async fn silent_server_gives_unavailable_within_the_timeout() {
     };
     let name = LockName::new(format!("silent/{}", std::process::id())).unwrap();
     let opts =
-        AcquireOptions::new(Duration::from_secs(5)).wait(Wait::For(Duration::from_millis(300)));
+        AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(Duration::from_millis(300)));
 
     proxy.set_mode(ProxyMode::Blackhole);
     let start = Instant::now();
@@ -202,7 +202,7 @@ async fn silent_server_gives_unavailable_within_the_timeout() {
 
     proxy.set_mode(ProxyMode::Pass);
     let healthy =
-        AcquireOptions::new(Duration::from_secs(5)).wait(Wait::For(Duration::from_secs(10)));
+        AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(Duration::from_secs(10)));
     let lease = backend
         .acquire(&name, &healthy)
         .await

@@ -86,14 +86,14 @@ async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
     let name = LockName::new(format!("faults/restart/{}", std::process::id())).unwrap();
     let ttl = Duration::from_secs(60);
     let lease = a
-        .acquire(&name, &AcquireOptions::new(ttl))
+        .acquire(&name, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("free");
 
     // A waiter, listening for the release.
     let waiting = AcquireOptions::new(ttl)
-        .wait(Wait::For(Duration::from_secs(60)))
+        .with_wait(Wait::For(Duration::from_secs(60)))
         .backoff(slow_polling());
     let waiter = {
         let (b, name) = (b.clone(), name.clone());
@@ -117,7 +117,7 @@ async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
     let err = b
         .acquire(
             &name,
-            &AcquireOptions::new(ttl).wait(Wait::For(Duration::from_secs(1))),
+            &AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_secs(1))),
         )
         .await
         .expect_err("the server is down");
@@ -131,7 +131,7 @@ async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
     server.start();
 
     // The holder's row survived the restart: the lock is still held.
-    let healthy = AcquireOptions::new(ttl);
+    let healthy = AcquireOptions::try_once(ttl);
     assert!(
         b.acquire(&name, &healthy)
             .await

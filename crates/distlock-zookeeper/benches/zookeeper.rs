@@ -69,7 +69,7 @@ async fn raw_create_delete(zk: &zk::Client, dir: &str, n: usize) -> Duration {
 }
 
 async fn acquire_release(b: &ZkBackend, name: &LockName) -> Duration {
-    let opts = AcquireOptions::new(Duration::from_secs(30));
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
     let start = Instant::now();
     let lease = b
         .acquire(name, &opts)
@@ -93,7 +93,7 @@ async fn handoffs(root: &str) -> Duration {
     for c in clients {
         let name = name.clone();
         tasks.push(tokio::spawn(async move {
-            let opts = AcquireOptions::new(Duration::from_secs(30)).wait(Wait::Forever);
+            let opts = AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::Forever);
             for _ in 0..per_client {
                 let lease = c
                     .acquire(&name, &opts)

@@ -20,7 +20,7 @@ fn name(tag: &str) -> LockName {
 }
 
 fn opts() -> AcquireOptions {
-    AcquireOptions::new(LONG_TTL)
+    AcquireOptions::try_once(LONG_TTL)
 }
 
 async fn backend(root: &str) -> ZkBackend {
@@ -69,7 +69,7 @@ async fn waiter_is_woken_by_the_predecessors_deletion_not_by_polling() {
         let waiter = {
             let (b, name) = (b.clone(), name.clone());
             tokio::spawn(async move {
-                let got = b.acquire(&name, &opts().wait(Wait::Forever)).await;
+                let got = b.acquire(&name, &opts().with_wait(Wait::Forever)).await;
                 (Instant::now(), got)
             })
         };
@@ -108,7 +108,7 @@ async fn waiters_are_served_in_arrival_order() {
         let (n, tx) = (name.clone(), order_tx.clone());
         waiters.push(tokio::spawn(async move {
             let lease = b
-                .acquire(&n, &opts().wait(Wait::Forever))
+                .acquire(&n, &opts().with_wait(Wait::Forever))
                 .await
                 .unwrap()
                 .unwrap();
@@ -194,7 +194,7 @@ async fn status_counts_waiters_and_shows_the_holders_token() {
     for w in [&b, &c] {
         let (w, name) = (w.clone(), name.clone());
         waiting.push(tokio::spawn(async move {
-            w.acquire(&name, &opts().wait(Wait::For(Duration::from_secs(30))))
+            w.acquire(&name, &opts().with_wait(Wait::For(Duration::from_secs(30))))
                 .await
         }));
     }
@@ -227,7 +227,7 @@ async fn a_dropped_acquire_removes_its_queue_node() {
     for _ in 0..5 {
         let r = tokio::time::timeout(
             Duration::from_millis(150),
-            b.acquire(&name, &opts().wait(Wait::Forever)),
+            b.acquire(&name, &opts().with_wait(Wait::Forever)),
         )
         .await;
         assert!(r.is_err(), "should still be waiting");
@@ -303,7 +303,7 @@ async fn a_guard_stays_held_while_the_session_lives() {
     let root = common::unique_root();
     let b: Arc<dyn DistributedLock> = Arc::new(backend(&root).await);
     let client =
-        LockClient::with_defaults(b.clone(), AcquireOptions::new(Duration::from_millis(600)));
+        LockClient::with_defaults(b.clone(), AcquireOptions::try_once(Duration::from_millis(600)));
     let guard = client.try_lock(name("guard")).await.unwrap().unwrap();
     // Several watchdog rounds (ttl/3 = 200 ms) later it is still held.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -205,7 +205,7 @@ async fn faults_blackholed_holder_is_lost_before_a_waiter_acquires() {
 
     let client = LockClient::with_defaults(
         holder.clone() as Arc<dyn DistributedLock>,
-        AcquireOptions::new(Duration::from_secs(60)),
+        AcquireOptions::try_once(Duration::from_secs(60)),
     );
     let name = name("blackhole");
     let guard = client.try_lock(&name).await.unwrap().expect("free lock");
@@ -217,7 +217,7 @@ async fn faults_blackholed_holder_is_lost_before_a_waiter_acquires() {
                 .acquire(
                     &name,
                     &AcquireOptions::new(Duration::from_secs(60))
-                        .wait(Wait::For(Duration::from_secs(30))),
+                        .with_wait(Wait::For(Duration::from_secs(30))),
                 )
                 .await;
             (Instant::now(), got)
@@ -289,7 +289,7 @@ async fn faults_follower_then_leader_stop_during_contention_keeps_exclusion() {
         );
         workers.push(tokio::spawn(async move {
             let opts = AcquireOptions::new(Duration::from_secs(30))
-                .wait(Wait::For(Duration::from_secs(10)));
+                .with_wait(Wait::For(Duration::from_secs(10)));
             while !stop.load(Ordering::SeqCst) {
                 match backend.acquire(&name, &opts).await {
                     Ok(Some(lease)) => {
@@ -403,7 +403,7 @@ async fn faults_a_short_disconnect_suspends_the_guard_without_losing_the_lock() 
     let other = common::connect(common::config(&root, Duration::from_secs(8))).await;
     let client = LockClient::with_defaults(
         holder.clone() as Arc<dyn DistributedLock>,
-        AcquireOptions::new(Duration::from_secs(60)),
+        AcquireOptions::try_once(Duration::from_secs(60)),
     );
     let name = name("short-cut");
     let guard = client.try_lock(&name).await.unwrap().expect("free lock");
@@ -430,7 +430,7 @@ async fn faults_a_short_disconnect_suspends_the_guard_without_losing_the_lock() 
     }
     // Suspended is not lost: nobody else can take the lock meanwhile.
     assert!(other
-        .acquire(&name, &AcquireOptions::new(Duration::from_secs(60)))
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(60)))
         .await
         .unwrap()
         .is_none());
@@ -465,7 +465,7 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
     let root = common::unique_root();
     let b = common::connect(common::config(&root, Duration::from_secs(6))).await;
     let held = b
-        .acquire(&name("held"), &AcquireOptions::new(Duration::from_secs(60)))
+        .acquire(&name("held"), &AcquireOptions::try_once(Duration::from_secs(60)))
         .await
         .unwrap()
         .unwrap();
@@ -482,7 +482,7 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
         let r = b
             .acquire(
                 &name("no-quorum"),
-                &AcquireOptions::new(Duration::from_secs(60)).wait(Wait::For(wait)),
+                &AcquireOptions::new(Duration::from_secs(60)).with_wait(Wait::For(wait)),
             )
             .await;
         let took = start.elapsed();
@@ -506,7 +506,7 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let opts =
-            AcquireOptions::new(Duration::from_secs(60)).wait(Wait::For(Duration::from_secs(5)));
+            AcquireOptions::new(Duration::from_secs(60)).with_wait(Wait::For(Duration::from_secs(5)));
         match b.acquire(&name("after"), &opts).await {
             Ok(Some(lease)) => {
                 b.release(&lease).await.unwrap();

@@ -1,0 +1,312 @@
+//! [`LockGuard`]: a held lock that keeps itself alive, and its cloneable
+//! view [`GuardHandle`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use crate::backend::DistributedLock;
+use crate::error::Result;
+use crate::lease::{FencingToken, Lease};
+use crate::name::LockName;
+use crate::sync::lock;
+
+use super::ClientInner;
+
+/// Why a guard stopped being trustworthy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// The backend refused an extension: the lease is no longer ours.
+    Rejected,
+    /// The validity passed before an extension succeeded (backend unreachable
+    /// or too slow).
+    Expired,
+    /// The session behind the lease ended (ZooKeeper session, etcd lease).
+    Session(String),
+}
+
+impl LostReason {
+    /// A short label for metrics: `rejected`, `expired`, `session`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LostReason::Rejected => "rejected",
+            LostReason::Expired => "expired",
+            LostReason::Session(_) => "session",
+        }
+    }
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::Rejected => f.write_str("extension refused: the lease is no longer held"),
+            LostReason::Expired => f.write_str("validity passed before an extension succeeded"),
+            LostReason::Session(why) => write!(f, "session lost: {why}"),
+        }
+    }
+}
+
+/// Where a guard stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuardState {
+    /// Held and being kept alive.
+    Held,
+    /// The session is disconnected but may still be alive: the lock may or may
+    /// not still be held. Pause work on the protected resource.
+    Suspended,
+    /// Lost for good.
+    Lost(LostReason),
+}
+
+/// What a guard and the watchdog share.
+pub(crate) struct GuardShared {
+    pub(crate) id: u64,
+    pub(crate) lease: Mutex<Lease>,
+    pub(crate) next_extend: Mutex<Instant>,
+    pub(crate) state: watch::Sender<GuardState>,
+    /// Stops the per-guard liveness task.
+    pub(crate) ended: Notify,
+}
+
+impl GuardShared {
+    pub(crate) fn new(id: u64, lease: Lease) -> Self {
+        let (state, _) = watch::channel(GuardState::Held);
+        let next_extend = Instant::now() + extend_interval(&lease);
+        GuardShared {
+            id,
+            lease: Mutex::new(lease),
+            next_extend: Mutex::new(next_extend),
+            state,
+            ended: Notify::new(),
+        }
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        matches!(*self.state.borrow(), GuardState::Lost(_))
+    }
+
+    /// Marks the guard lost (once) and reports it.
+    pub(crate) fn mark_lost(&self, reason: LostReason) {
+        let changed = self.state.send_if_modified(|s| {
+            if matches!(s, GuardState::Lost(_)) {
+                false
+            } else {
+                *s = GuardState::Lost(reason.clone());
+                true
+            }
+        });
+        if changed {
+            crate::layer::telemetry::lost(&lock(&self.lease), reason.label(), &reason);
+        }
+    }
+
+    /// Takes a renewed lease and schedules the next extension.
+    pub(crate) fn renewed(&self, lease: Lease) {
+        *lock(&self.next_extend) = Instant::now() + extend_interval(&lease);
+        *lock(&self.lease) = lease;
+    }
+}
+
+/// How often a lease is extended: a third of its ttl.
+pub(crate) fn extend_interval(lease: &Lease) -> Duration {
+    (lease.ttl() / 3).max(Duration::from_millis(1))
+}
+
+/// A held lock that keeps itself alive until released or dropped.
+///
+/// Dropping a guard without calling [`release`](LockGuard::release) releases
+/// it in the background (on the current tokio runtime); with no runtime left,
+/// the lock frees when its ttl or session ends. Because dropping releases,
+/// a guard that is not bound to a variable is released at once — hence
+/// `#[must_use]`.
+#[must_use = "dropping a LockGuard releases the lock at once; bind it (`let guard = …`) for as long as the work runs"]
+pub struct LockGuard {
+    pub(crate) client: Arc<ClientInner>,
+    pub(crate) shared: Arc<GuardShared>,
+    pub(crate) done: bool,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lease", &*lock(&self.shared.lease))
+            .field("state", &*self.shared.state.borrow())
+            .finish()
+    }
+}
+
+impl LockGuard {
+    /// The lock name.
+    pub fn name(&self) -> LockName {
+        lock(&self.shared.lease).name().clone()
+    }
+
+    /// The fencing token to pass to the protected resource.
+    pub fn fencing_token(&self) -> FencingToken {
+        lock(&self.shared.lease).fencing_token()
+    }
+
+    /// The current lease (as last extended).
+    pub fn lease(&self) -> Lease {
+        lock(&self.shared.lease).clone()
+    }
+
+    /// Where the guard stands.
+    pub fn state(&self) -> GuardState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// True once the lock can no longer be trusted.
+    pub fn is_lost(&self) -> bool {
+        self.shared.is_lost()
+    }
+
+    /// Resolves when the lock is lost; see [`LostReason`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub fn lost(&self) -> impl Future<Output = LostReason> + Send + 'static {
+        self.handle().lost()
+    }
+
+    /// A cheap, cloneable view of this guard (token, state, loss signal).
+    pub fn handle(&self) -> GuardHandle {
+        GuardHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Extends the lease to `ttl` from now, at once; the background
+    /// extension then keeps it at that ttl.
+    ///
+    /// A `NotHeld` answer marks the guard lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may or may not have extended the lease; the
+    /// guard keeps the lease it had, so its validity stays correct.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        let current = self.lease();
+        match self.client.backend.extend(&current, ttl).await {
+            Ok(renewed) => {
+                self.shared.renewed(renewed);
+                Ok(())
+            }
+            Err(e) => {
+                if e.is_not_held() {
+                    self.shared.mark_lost(LostReason::Rejected);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Releases the lock now.
+    ///
+    /// Returns `NotHeld` if the lock had already been lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard stops being extended at once; if the future is dropped
+    /// before the backend answered, the lock may stay held until its ttl or
+    /// session ends.
+    pub async fn release(mut self) -> Result<()> {
+        self.done = true;
+        let lease = self.stop();
+        self.client.backend.release(&lease).await
+    }
+
+    /// Stops extending the lease and hands it over, without releasing it:
+    /// for passing the lock to another process ([`Lease::export`]).
+    #[must_use = "the detached lease stays held until released or its ttl ends"]
+    pub fn detach(mut self) -> Lease {
+        self.done = true;
+        self.stop()
+    }
+
+    fn stop(&self) -> Lease {
+        self.client.forget(self.shared.id);
+        self.shared.ended.notify_one();
+        lock(&self.shared.lease).clone()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let lease = self.stop();
+        let backend: Arc<dyn DistributedLock> = self.client.backend.clone();
+        // Dropped here: spawned on the current runtime, or (with none) a
+        // warning that the lock frees at its ttl or session end.
+        let _release = crate::cleanup::CleanupOnDrop::armed("client", "dropped guard", async move {
+            let _ = backend.release(&lease).await;
+        });
+    }
+}
+
+/// A cloneable view of a [`LockGuard`]: read the token, watch for loss.
+#[derive(Clone)]
+pub struct GuardHandle {
+    pub(crate) shared: Arc<GuardShared>,
+}
+
+impl fmt::Debug for GuardHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardHandle")
+            .field("lease", &*lock(&self.shared.lease))
+            .finish()
+    }
+}
+
+impl GuardHandle {
+    /// The current lease (as last extended).
+    pub fn lease(&self) -> Lease {
+        lock(&self.shared.lease).clone()
+    }
+
+    /// The fencing token.
+    pub fn fencing_token(&self) -> FencingToken {
+        lock(&self.shared.lease).fencing_token()
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> LockName {
+        lock(&self.shared.lease).name().clone()
+    }
+
+    /// True once the lock can no longer be trusted.
+    pub fn is_lost(&self) -> bool {
+        self.shared.is_lost()
+    }
+
+    /// Where the guard stands.
+    pub fn state(&self) -> GuardState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// Resolves when the lock is lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub fn lost(&self) -> impl Future<Output = LostReason> + Send + 'static {
+        let mut rx = self.shared.state.subscribe();
+        async move {
+            loop {
+                if let GuardState::Lost(r) = &*rx.borrow_and_update() {
+                    return r.clone();
+                }
+                if rx.changed().await.is_err() {
+                    // The guard is gone; nothing will ever report loss.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The checked layer: what a backend implements, and what the core does
+//! around it for every backend.
+//!
+//! A backend implements [`LockBackend`]: its algorithm and nothing else —
+//! one `grant` (take the lock or wait for it), `renew`, `revoke`, optionally
+//! a batched renew, a session channel and a status read. The core implements
+//! [`DistributedLock`](crate::DistributedLock) for every `LockBackend`
+//! (a blanket implementation, so no backend can bypass it), and in it, once:
+//!
+//! - validates options against the backend's [`Capabilities`], refuses modes
+//!   the backend does not serve, checks that a lease came from this backend;
+//! - draws the owner token and builds the [`Lease`], its validity computed
+//!   by the one drift rule in [`validity`](crate::validity);
+//! - splits `extend_many` into the backend's batches and puts the answers
+//!   back in the callers' order;
+//! - emits the `tracing` spans and events and the `metrics` of every
+//!   operation (see [`telemetry`]).
+//!
+//! Cancellation clean-up inside a backend goes through
+//! [`CleanupOnDrop`](crate::cleanup::CleanupOnDrop).
+
+mod batch;
+mod checked;
+pub mod telemetry;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::backend::{Liveness, LockStatus};
+use crate::capabilities::Capabilities;
+use crate::error::{LockError, Result};
+use crate::lease::{FencingToken, Lease, OwnerToken};
+use crate::mode::Mode;
+use crate::name::LockName;
+use crate::options::AcquireOptions;
+
+/// One acquire, as the core hands it to a backend: already validated.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AcquireRequest {
+    /// The lock name.
+    pub name: LockName,
+    /// The kind of hold; always one the backend's capabilities claim.
+    pub mode: Mode,
+    /// Ttl, wait and backoff, checked against the backend's limits.
+    pub options: AcquireOptions,
+    /// The owner token the core drew for this acquire; the backend stores it
+    /// with the hold and compares it on renew and revoke.
+    pub owner: OwnerToken,
+}
+
+impl AcquireRequest {
+    /// A request for an exclusive hold with a fresh owner token.
+    pub fn new(name: LockName, options: AcquireOptions) -> Self {
+        AcquireRequest {
+            name,
+            mode: Mode::Exclusive,
+            options,
+            owner: OwnerToken::random(),
+        }
+    }
+
+    /// The same request for another mode.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The requested ttl.
+    pub fn ttl(&self) -> Duration {
+        self.options.ttl
+    }
+}
+
+/// What a backend returns for a successful grant; the core turns it into a
+/// [`Lease`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The fencing token of this hold.
+    pub fencing: FencingToken,
+    /// When the request that took the lock was *sent* (before the round
+    /// trip): the server's countdown cannot have started earlier.
+    pub sent: Instant,
+    /// Backend data carried by the lease (node path, key, lease id…).
+    pub data: String,
+}
+
+impl Grant {
+    /// A grant with no backend data.
+    pub fn new(fencing: FencingToken, sent: Instant) -> Self {
+        Grant {
+            fencing,
+            sent,
+            data: String::new(),
+        }
+    }
+
+    /// Attaches backend data to the lease.
+    pub fn with_data(mut self, data: impl Into<String>) -> Self {
+        self.data = data.into();
+        self
+    }
+}
+
+/// What a backend returns for a successful renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// When the request that renewed the lease was sent.
+    pub sent: Instant,
+}
+
+impl Renewal {
+    /// A renewal by a request sent at `sent`.
+    pub fn sent_at(sent: Instant) -> Self {
+        Renewal { sent }
+    }
+}
+
+/// The backend-facing contract: a backend's algorithm, nothing else.
+///
+/// Implement this; the core's blanket implementation turns it into a
+/// [`DistributedLock`](crate::DistributedLock) with validation, validity,
+/// batching, tracing and metrics (see the [module docs](self)). Each method
+/// receives input the core already checked: options within
+/// [`claims`](LockBackend::claims)' limits, a mode the backend serves, a
+/// lease issued by a backend of this [`kind`](LockBackend::kind).
+///
+/// Method docs in a backend should name the round trips each one costs.
+#[async_trait]
+pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
+    /// Short backend name (`memory`, `sqlite`, `redis`, …), recorded in the
+    /// leases it issues.
+    fn kind(&self) -> &'static str;
+
+    /// What this backend promises; the conformance suite checks each claim.
+    fn claims(&self) -> Capabilities;
+
+    /// Takes `request.name` in `request.mode`, waiting up to
+    /// `request.options.wait`; `Ok(None)` when the wait ran out while
+    /// others held it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Must be cancel safe: a dropped future leaves nothing held and nothing
+    /// queued (use [`CleanupOnDrop`](crate::cleanup::CleanupOnDrop) for what
+    /// needs a round trip to undo).
+    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>>;
+
+    /// Extends a held lease to `ttl` from now.
+    ///
+    /// Must answer `NotHeld` when the server no longer holds the lease for
+    /// its owner: released, taken over, or expired — even when nobody took
+    /// it since. An expired lease is never brought back to life.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have extended the lease.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal>;
+
+    /// Extends several leases (each to its own ttl) in as few round trips as
+    /// the backend can, answering one result per entry, in order. Called
+    /// with at most [`max_batch`](LockBackend::max_batch) entries. The
+    /// default renews them concurrently, one call each.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`renew`](LockBackend::renew).
+    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        futures::future::join_all(batch.iter().map(|(lease, ttl)| self.renew(lease, *ttl))).await
+    }
+
+    /// The most leases one [`renew_batch`](LockBackend::renew_batch) call
+    /// takes (a server's limit on one request, say).
+    fn max_batch(&self) -> usize {
+        128
+    }
+
+    /// Gives a held lease back, waking the next waiter; `NotHeld` when the
+    /// server no longer holds it for its owner.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have released the lock; if not, it
+    /// frees when its ttl (or session) ends.
+    async fn revoke(&self, lease: &Lease) -> Result<()>;
+
+    /// The liveness channel of the session behind `lease`, for backends
+    /// whose holds live as long as a session.
+    fn session(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {
+        let _ = lease;
+        None
+    }
+
+    /// What the backend can tell about `name` without taking it.
+    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
+        let _ = name;
+        Err(LockError::Unsupported {
+            backend: self.kind(),
+            operation: "status",
+        })
+    }
+}
