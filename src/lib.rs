@@ -4,158 +4,109 @@
 //! [`DistributedLock`], real backends behind it, and one conformance suite
 //! that holds every backend to the same contract.
 //!
-//! Pick backends with Cargo features and a connection URL:
-//!
-//! | feature | URL | backend |
-//! |---|---|---|
-//! | `memory` | `memory://` or `memory://<store>` | in-process (tests, single process) |
-//! | `sqlite` (default) | `sqlite://path/to/file.db` | a locks table in a SQLite file shared by local processes |
-//! | `postgres` | `postgres://user:pw@host:port/db` | a locks table in PostgreSQL, waiters woken by LISTEN/NOTIFY |
-//! | `mysql` | `mysql://user:pw@host:port/db` (or `mariadb://`) | a locks table in MySQL/MariaDB |
-//! | `etcd` | `etcd://h1:p1,h2:p2[/prefix][?lease_ttl=10&user=…&password=…&tls=true]` | leases + create-revision queue on an etcd v3 cluster, waiters woken by watches |
-//! | `zookeeper` | `zk://h1:p1,h2:p2[/chroot][?session_timeout_ms=…&root=…&user=…&password=…]` | ephemeral sequential nodes on a ZooKeeper ensemble, waiters woken by predecessor watches |
-//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> distlock::Result<()> {
-//! use distlock::LockClient;
+//! use distlock::prelude::*;
 //!
-//! let backend = distlock::connect("memory://docs").await?;
-//! let client = LockClient::new(backend);
-//! let guard = client.lock("contribution-total").await?;
+//! let client = LockClient::connect("memory://docs").await?;
+//! let guard = client.lock("contribution-total").await?; // waits up to 30 s
 //! assert!(guard.fencing_token().get() >= 1);
 //! guard.release().await?;
 //! # Ok(()) }
 //! ```
 //!
-//! Unknown schemes and backends whose feature is off are clear errors:
+//! [`LockClient::connect`](Connect::connect) is [`connect`] (URL → backend)
+//! followed by [`LockClient::new`]; it comes with the [`Connect`] trait,
+//! which the [`prelude`] brings into scope.
+//!
+//! ## Backends
+//!
+//! Pick backends with Cargo features (default: `memory` and `sqlite`) and a
+//! connection URL. The scheme picks the backend through the one list of
+//! schemes, [`registry`]; each backend crate is re-exported under its
+//! feature as `distlock::memory`, `distlock::sql`, `distlock::redis`,
+//! `distlock::etcd` and `distlock::zookeeper`, and documents the rest of its
+//! URL.
+//!
+//! | backend | feature | URL | what it is |
+//! |---|---|---|---|
+//! | Memory | `memory` | `memory://[store]` | in-process (tests, single process) |
+//! | SQLite | `sqlite` | `sqlite://path/to/file.db[?table=…]` | a locks table in a SQLite file shared by local processes |
+//! | PostgreSQL | `postgres` | `postgres://user:pw@host:port/db[?table=…]` (or `postgresql://`) | a locks table in PostgreSQL, waiters woken by LISTEN/NOTIFY |
+//! | MySQL / MariaDB | `mysql` | `mysql://user:pw@host:port/db[?table=…]` (or `mariadb://`) | a locks table in MySQL/MariaDB |
+//! | Redis | `redis` | `redis://[:pw@]host:port[/db][?prefix=…&fair=true]` (or `rediss://`) | one Redis instance: fencing, fair queue, waiters woken by pub/sub |
+//! | Redlock | `redis` | `redlock://h1:p1,h2:p2,h3:p3[?prefix=…]` | Redlock over N independent Redis instances (majority quorum) |
+//! | ZooKeeper | `zookeeper` | `zk://[user:pw@]h1:p1,h2:p2[/chroot][?session_timeout=…&prefix=…]` (or `zookeeper://`) | ephemeral sequential nodes on a ZooKeeper ensemble, waiters woken by predecessor watches |
+//! | etcd | `etcd` | `etcd://[user:pw@]h1:p1,h2:p2[/prefix][?session_timeout=…&tls=true]` | leases + create-revision queue on an etcd v3 cluster, waiters woken by watches |
+//!
+//! (This table is [`registry::docs_table()`]; a test keeps them equal.)
+//!
+//! Every backend reads the same URL parameters where they apply: userinfo
+//! for credentials, `timeout`, `connect_timeout` and `session_timeout` as
+//! durations (`2s`, `500ms`), `prefix`, `tls`, `ca`. Unknown parameters are
+//! refused, naming the parameter. Unknown schemes and backends whose feature
+//! is off are clear errors, and passwords never appear in them:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let err = distlock::connect("gopher://x").await.unwrap_err();
-//! assert!(err.to_string().contains("unknown"));
+//! let err = distlock::connect("gopher://user:secret@x").await.unwrap_err();
+//! assert!(err.to_string().contains("unknown scheme `gopher`"));
+//! assert!(!err.to_string().contains("secret"));
 //! # }
 //! ```
+//!
+//! ## One vocabulary
+//!
+//! - `lock(name)` / `lock_with(name, &options)` wait for the lock (30 s by
+//!   default) and return a self-extending [`LockGuard`]; they fail with
+//!   `Timeout` when the wait runs out, and with `Held` when the wait was zero
+//!   and someone else holds the lock.
+//! - `try_lock` / `try_lock_with` answer `Ok(None)` instead of an error.
+//! - `with_lock` / `with_lock_with` run work under the lock and release it;
+//!   `try_with_lock` runs it only if the lock is free now;
+//!   `with_lock_fallible` takes work returning `Result<T, E>` and answers one
+//!   flat `Result<T, E>`; `with_lock_until_lost` drops the work the moment
+//!   the lock is lost.
+//! - A guard: `fencing_token()`, `lost()` / `is_lost()`, `extend(ttl)`,
+//!   `release()`, `detach()` (export the lease to another process, which
+//!   `adopt`s it).
+//! - [`AcquireOptions::new(ttl)`](AcquireOptions::new) waits 30 s,
+//!   [`AcquireOptions::try_once(ttl)`](AcquireOptions::try_once) tries once;
+//!   setters are `with_ttl`, `with_wait`, `with_backoff`.
 
 #![warn(missing_docs)]
 
-use std::sync::Arc;
+mod connect;
+pub mod prelude;
 
+pub use connect::{connect, Connect};
 pub use distlock_core::*;
 
+/// The in-process backend (`memory://`): the whole contract in one file,
+/// handy in tests.
 #[cfg(feature = "memory")]
 pub use distlock_memory as memory;
 
+/// The SQL backends (`sqlite://`, `postgres://`, `mysql://`).
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use distlock_sql as sql;
+
+/// The Redis backends: one instance (`redis://`) and Redlock
+/// (`redlock://`).
+#[cfg(feature = "redis")]
+pub use distlock_redis as redis;
+
+/// The etcd backend (`etcd://`).
+#[cfg(feature = "etcd")]
+pub use distlock_etcd as etcd;
+
+/// The ZooKeeper backend (`zk://`).
+#[cfg(feature = "zookeeper")]
+pub use distlock_zookeeper as zookeeper;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "memory"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// Connects to the backend a URL names and returns it as a trait object.
-///
-/// The scheme picks the backend; each backend's crate documents the rest of
-/// its URL. Passwords in the URL never appear in errors or logs.
-///
-/// # Errors
-///
-/// `InvalidConfig` for a malformed URL, an unknown scheme, or a backend whose
-/// Cargo feature is not enabled (the message names the feature); backend
-/// errors when the server cannot be reached.
-pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
-    let scheme = scheme_of(url)?;
-    match scheme.as_str() {
-        #[cfg(feature = "memory")]
-        "memory" => Ok(Arc::new(distlock_memory::MemoryBackend::connect(url)?)),
-        #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
-        #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
-        #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
-        #[cfg(feature = "etcd")]
-        "etcd" => Ok(Arc::new(distlock_etcd::EtcdBackend::connect(url).await?)),
-        #[cfg(feature = "zookeeper")]
-        "zk" | "zookeeper" => Ok(Arc::new(distlock_zookeeper::ZkBackend::connect(url).await?)),
-        #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redlock" => distlock_redis::connect(url).await,
-        // Backends are added above this line, one arm per scheme, each behind
-        // its feature.
-        other => Err(not_compiled_in(other, url)),
-    }
-}
-
-fn scheme_of(url: &str) -> Result<String> {
-    let Some((scheme, _)) = url.split_once(':') else {
-        return Err(LockError::invalid_config(format!(
-            "`{}` is not a URL: expected `<scheme>://…`",
-            redact_url(url)
-        )));
-    };
-    let valid = !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if !valid {
-        return Err(LockError::invalid_config(format!(
-            "`{}` has no valid scheme",
-            redact_url(url)
-        )));
-    }
-    Ok(scheme.to_ascii_lowercase())
-}
-
-/// Which Cargo feature serves each known scheme.
-const SCHEMES: &[(&str, &str)] = &[
-    ("memory", "memory"),
-    ("sqlite", "sqlite"),
-    ("postgres", "postgres"),
-    ("postgresql", "postgres"),
-    ("mysql", "mysql"),
-    ("mariadb", "mysql"),
-    ("redis", "redis"),
-    ("rediss", "redis"),
-    ("redlock", "redis"),
-    ("zk", "zookeeper"),
-    ("zookeeper", "zookeeper"),
-    ("etcd", "etcd"),
-];
-
-fn not_compiled_in(scheme: &str, url: &str) -> LockError {
-    match SCHEMES.iter().find(|(s, _)| *s == scheme) {
-        Some((_, feature)) => LockError::invalid_config(format!(
-            "the `{scheme}` backend is not compiled in: enable the `{feature}` feature of distlock (URL `{}`)",
-            redact_url(url)
-        )),
-        None => LockError::invalid_config(format!(
-            "unknown scheme `{scheme}` in `{}`; known schemes: {}",
-            redact_url(url),
-            SCHEMES
-                .iter()
-                .map(|(s, _)| *s)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_known_scheme_without_its_feature_names_the_feature() {
-        let err = not_compiled_in("redlock", "redlock://u:pw@h1,h2");
-        let msg = err.to_string();
-        assert!(msg.contains("enable the `redis` feature"), "{msg}");
-        assert!(!msg.contains(":pw@"), "{msg}");
-    }
-
-    #[test]
-    fn schemes_are_case_insensitive() {
-        assert_eq!(scheme_of("MEMORY://x").unwrap(), "memory");
-    }
-}

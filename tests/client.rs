@@ -1,5 +1,6 @@
 //! The guard client over the memory backend: background extension, batching,
-//! loss detection, release on drop, handoff and `with_lock`.
+//! loss detection, release on drop, handoff, and the `lock*` / `try_lock*` /
+//! `with_lock*` vocabulary.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use distlock::memory::MemoryBackend;
 use distlock::{
     async_trait, AcquireOptions, Capabilities, DistributedLock, GuardState, Lease, Liveness,
-    LockClient, LockError, LockName, LostReason, Result, Wait,
+    LockClient, LockError, LockName, LostReason, Mode, Result, Wait,
 };
 use tokio::sync::watch;
 
@@ -43,8 +44,13 @@ impl DistributedLock for Instrumented {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn acquire(&self, name: &LockName, o: &AcquireOptions) -> Result<Option<Lease>> {
-        self.inner.acquire(name, o).await
+    async fn acquire_as(
+        &self,
+        name: &LockName,
+        mode: Mode,
+        o: &AcquireOptions,
+    ) -> Result<Option<Lease>> {
+        self.inner.acquire_as(name, mode, o).await
     }
     async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         if self.stall_extends.load(Ordering::SeqCst) {
@@ -149,6 +155,10 @@ async fn session_states_reach_the_guard() {
     assert_eq!(reason, LostReason::Session("expired".into()));
 }
 
+async fn store_status(client: &LockClient, name: &LockName) -> distlock::LockStatus {
+    client.backend().status(name).await.unwrap()
+}
+
 async fn wait_for_state(handle: &mut distlock::GuardHandle, want: GuardState) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while handle.state() != want {
@@ -229,6 +239,65 @@ async fn lock_times_out_with_a_timeout_error() {
     let o = opts(30_000).with_wait(Wait::For(Duration::from_millis(100)));
     let err = b.lock_with("busy", &o).await.unwrap_err();
     assert!(matches!(err, LockError::Timeout { .. }), "{err}");
+    assert!(err.is_transient(), "a timeout is worth retrying: {err}");
+}
+
+#[tokio::test]
+async fn lock_with_no_wait_on_a_held_lock_is_held_not_timeout() {
+    let store = MemoryBackend::new();
+    let a = LockClient::new(Arc::new(store.clone()));
+    let b = LockClient::new(Arc::new(store));
+    let held = a.lock("busy").await.unwrap();
+    let started = Instant::now();
+    let err = b.lock_with("busy", &opts(30_000)).await.unwrap_err();
+    assert!(
+        matches!(&err, LockError::Held { name } if name == "busy"),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "`Held` is an answer, not a failure");
+    assert!(!err.is_not_held());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a zero wait does not wait"
+    );
+    held.release().await.unwrap();
+    let g = b.lock_with("busy", &opts(30_000)).await.unwrap();
+    g.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn default_options_wait_30s_on_client_and_options() {
+    assert_eq!(AcquireOptions::default().wait, distlock::DEFAULT_WAIT);
+    assert_eq!(distlock::DEFAULT_WAIT, Wait::For(Duration::from_secs(30)));
+    let client = LockClient::new(Arc::new(MemoryBackend::new()));
+    assert_eq!(client.defaults().wait, distlock::DEFAULT_WAIT);
+    assert_eq!(
+        AcquireOptions::try_once(Duration::from_secs(1)).wait,
+        Wait::NoWait
+    );
+}
+
+#[tokio::test]
+async fn lock_waits_for_the_holder_by_default() {
+    let store = MemoryBackend::new();
+    let a = LockClient::new(Arc::new(store.clone()));
+    let b = LockClient::new(Arc::new(store));
+    let held = a.lock("queue").await.unwrap();
+    let waiter = tokio::spawn(async move { b.lock("queue").await.map(|g| g.fencing_token()) });
+    let name = LockName::new("queue").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store_status(&a, &name).await.waiters != Some(1) {
+        assert!(Instant::now() < deadline, "the second client never queued");
+        tokio::task::yield_now().await;
+    }
+    let first = held.fencing_token();
+    held.release().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter got the lock once it was released")
+        .unwrap()
+        .unwrap();
+    assert!(second > first);
 }
 
 #[tokio::test]
@@ -269,4 +338,196 @@ fn adopting_outside_a_runtime_is_an_error() {
         client.adopt(lease),
         Err(LockError::InvalidConfig { .. })
     ));
+}
+
+/// Two clients on one private store.
+fn two_clients(ttl_ms: u64) -> (Arc<MemoryBackend>, LockClient, LockClient) {
+    let store = Arc::new(MemoryBackend::new());
+    let a = LockClient::with_defaults(store.clone(), opts(ttl_ms));
+    let b = LockClient::with_defaults(Arc::new((*store).clone()), opts(ttl_ms));
+    (store, a, b)
+}
+
+#[tokio::test]
+async fn try_with_lock_skips_the_work_when_held() {
+    let store = MemoryBackend::new();
+    let a = LockClient::new(Arc::new(store.clone()));
+    // The default wait is 30 s; `try_with_lock` must not use it.
+    let b = LockClient::new(Arc::new(store));
+    let held = a.lock("nightly").await.unwrap();
+    let ran = AtomicBool::new(false);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.try_with_lock("nightly", |_| async {
+            ran.store(true, Ordering::SeqCst);
+            1
+        }),
+    )
+    .await
+    .expect("answers at once, without waiting")
+    .unwrap();
+    assert_eq!(outcome, None);
+    assert!(!ran.load(Ordering::SeqCst), "the work ran without the lock");
+    assert!(!held.is_lost(), "the holder is untouched");
+    held.release().await.unwrap();
+
+    let outcome = b
+        .try_with_lock("nightly", |held| async move { held.fencing_token() })
+        .await
+        .unwrap();
+    assert!(outcome.is_some_and(|t| t.get() >= 2));
+    assert!(a.try_lock("nightly").await.unwrap().is_some(), "released");
+}
+
+#[derive(Debug, PartialEq)]
+enum JobError {
+    Lock(String),
+    Failed(&'static str),
+}
+
+impl From<LockError> for JobError {
+    fn from(e: LockError) -> Self {
+        JobError::Lock(match e {
+            LockError::Held { .. } => "held".into(),
+            LockError::NotHeld { .. } => "not held".into(),
+            other => other.to_string(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn with_lock_fallible_flattens_work_and_lock_errors() {
+    let (store, a, b) = two_clients(30_000);
+    let o = opts(30_000);
+
+    let ok: std::result::Result<u64, JobError> = a
+        .with_lock_fallible("ledger", &o, |held| async move {
+            Ok(held.fencing_token().get())
+        })
+        .await;
+    assert_eq!(ok, Ok(1));
+
+    // The work's own error comes back as is, and the lock is released.
+    let failed: std::result::Result<u64, JobError> = a
+        .with_lock_fallible("ledger", &o, |_| async { Err(JobError::Failed("disk full")) })
+        .await;
+    assert_eq!(failed, Err(JobError::Failed("disk full")));
+    let held = b.try_lock("ledger").await.unwrap().expect("released");
+
+    // A lock error comes back through `From<LockError>`, without running the work.
+    let ran = AtomicBool::new(false);
+    let refused: std::result::Result<u64, JobError> = a
+        .with_lock_fallible("ledger", &o, |_| async {
+            ran.store(true, Ordering::SeqCst);
+            Ok(0)
+        })
+        .await;
+    assert_eq!(refused, Err(JobError::Lock("held".into())));
+    assert!(!ran.load(Ordering::SeqCst));
+    held.release().await.unwrap();
+
+    // Work that succeeded while the lock was lost reports the loss.
+    let lost: std::result::Result<u64, JobError> = a
+        .with_lock_fallible("ledger", &o, |held| async move {
+            store.release(&held.lease()).await.unwrap();
+            Ok(7)
+        })
+        .await;
+    assert_eq!(lost, Err(JobError::Lock("not held".into())));
+}
+
+/// Sets its flag when dropped: tells whether a future was dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn with_lock_until_lost_drops_the_work_when_the_lock_is_lost() {
+    let (store, a, b) = two_clients(300);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let started = Instant::now();
+    let err = a
+        .with_lock_until_lost("migration", &opts(300), |held| async move {
+            let _flag = DropFlag(flag);
+            // Someone takes the lock over behind the holder's back; the
+            // holder's next extension is refused.
+            store.release(&held.lease()).await.unwrap();
+            let rival = b.lock("migration").await.unwrap();
+            std::future::pending::<()>().await;
+            drop(rival);
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::NotHeld { .. }), "{err}");
+    assert!(dropped.load(Ordering::SeqCst), "the work was dropped");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped at the loss, not at some timeout"
+    );
+}
+
+#[tokio::test]
+async fn with_lock_until_lost_returns_the_work_while_held() {
+    let client = LockClient::new(Arc::new(MemoryBackend::new()));
+    let out = client
+        .with_lock_until_lost("short", &opts(30_000), |held| async move {
+            held.fencing_token().get()
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, 1);
+    assert!(client.try_lock("short").await.unwrap().is_some(), "released");
+}
+
+#[tokio::test]
+async fn guard_extend_sets_a_new_ttl_now() {
+    let (store, a, _) = two_clients(2_000);
+    let name = LockName::new("long-job").unwrap();
+    let guard = a.lock(&name).await.unwrap();
+    let before = guard.lease().valid_until();
+    guard.extend(Duration::from_secs(120)).await.unwrap();
+    let lease = guard.lease();
+    assert_eq!(lease.ttl(), Duration::from_secs(120));
+    assert!(lease.valid_until() > before + Duration::from_secs(100));
+    let status = store.status(&name).await.unwrap();
+    assert!(
+        status.expires_in.is_some_and(|d| d > Duration::from_secs(100)),
+        "the backend holds it for the new ttl: {status:?}"
+    );
+    assert!(!guard.is_lost());
+
+    // Extending a lease someone took away marks the guard lost.
+    store.release(&guard.lease()).await.unwrap();
+    let err = guard.extend(Duration::from_secs(120)).await.unwrap_err();
+    assert!(err.is_not_held(), "{err}");
+    assert_eq!(guard.state(), GuardState::Lost(LostReason::Rejected));
+}
+
+#[test]
+fn a_lease_whose_guard_cannot_be_built_is_released() {
+    let store = MemoryBackend::new();
+    let client = LockClient::new(Arc::new(store.clone()));
+    let o = opts(30_000);
+    // Outside a tokio runtime the guard's background extension cannot run,
+    // so wrapping the freshly taken lease in a guard fails.
+    let err = futures::executor::block_on(client.try_lock_with("orphan", &o)).unwrap_err();
+    assert!(matches!(err, LockError::InvalidConfig { .. }), "{err}");
+
+    // The lease was given back at once: another client takes the lock now,
+    // long before the 30 s ttl.
+    let name = LockName::new("orphan").unwrap();
+    let other: Arc<dyn DistributedLock> = Arc::new(store.clone());
+    let lease = futures::executor::block_on(other.acquire(&name, &o))
+        .unwrap()
+        .expect("the failed guard's lease was released");
+    // (Control: a lease nobody released does keep the lock.)
+    assert!(futures::executor::block_on(other.acquire(&name, &o))
+        .unwrap()
+        .is_none());
+    futures::executor::block_on(other.release(&lease)).unwrap();
 }

@@ -1,6 +1,6 @@
 //! `distlock bench`: one set of workloads, every backend URL given, one report.
 //!
-//! Workloads:
+//! Workloads ([`Workload`]):
 //! - `uncontended`: one client acquires and releases one name in a loop.
 //! - `contended`: K clients compete for one name, holding it for `--hold`.
 //! - `many-names`: K clients each take random names out of `--names`.
@@ -9,50 +9,62 @@
 //! *raw floor* ([`crate::floor`]): the bare commands an expert would issue by
 //! hand (a put-if-absent and a delete, with no fencing, no waiting queue and
 //! no validity bookkeeping). Ratios compare distlock to that floor, measured in
-//! the same run on the same servers.
+//! the same run on the same servers; [`crate::report`] writes them out.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use distlock::{AcquireOptions, DistributedLock, LockName, Wait};
+use distlock::sync::lock;
+use distlock::{AcquireOptions, DistributedLock, Lease, LockName, Wait};
 use rand::Rng;
 
 use crate::floor::{self, Floor};
+use crate::workload::{Contender, Settings, Workload};
 
-/// One workload's settings.
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    pub duration: Duration,
-    pub clients: usize,
-    pub hold: Duration,
-    pub names: usize,
+/// What one workload measured on one contender kind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Numbers {
+    /// Completed take + give-back cycles.
+    pub ops: u64,
+    /// Cycles per second.
+    pub per_sec: f64,
+    /// Median cycle time.
+    pub p50: Duration,
+    /// 99th percentile cycle time.
+    pub p99: Duration,
 }
 
-/// One measured row.
+/// One measured row: distlock on one backend for one workload, and the
+/// backend's raw floor for the same workload.
 #[derive(Clone, Debug)]
 pub struct Row {
+    /// The backend URL, redacted.
     pub backend: String,
-    pub workload: &'static str,
-    pub ops: u64,
-    pub per_sec: f64,
-    pub p50: Duration,
-    pub p99: Duration,
-    /// The floor's numbers for the same workload, when the backend has one.
-    pub floor: Option<(f64, Duration, Duration)>,
+    /// The workload.
+    pub workload: Workload,
+    /// distlock's numbers.
+    pub ours: Numbers,
+    /// The floor's numbers, when the backend has a floor.
+    pub floor: Option<Numbers>,
+    /// What the floor does (from the registry), when it has one.
+    pub floor_recipe: Option<&'static str>,
 }
 
 impl Row {
-    /// distlock's p50 latency over the floor's (lower is better; 1.0 = floor).
+    /// distlock's p50 latency divided by the floor's: a slow-down factor
+    /// (lower is better; 1.0 = as fast as the floor).
     pub fn latency_ratio(&self) -> Option<f64> {
-        self.floor.map(|(_, p50, _)| ratio(self.p50, p50))
+        self.floor.map(|f| ratio(self.ours.p50, f.p50))
     }
 
-    /// The floor's throughput over distlock's (1.0 = floor).
+    /// The floor's throughput divided by distlock's: a slow-down factor too
+    /// (lower is better; 1.0 = as fast as the floor; 2.0 = half the floor's
+    /// throughput).
     pub fn throughput_ratio(&self) -> Option<f64> {
-        self.floor.map(|(fps, _, _)| {
-            if self.per_sec > 0.0 {
-                fps / self.per_sec
+        self.floor.map(|f| {
+            if self.ours.per_sec > 0.0 {
+                f.per_sec / self.ours.per_sec
             } else {
                 f64::INFINITY
             }
@@ -67,19 +79,10 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-/// Something that can take and give back a named lock: distlock or a floor.
-#[distlock::async_trait]
-pub trait Contender: Send + Sync {
-    /// Takes `name`, waiting; returns when held.
-    async fn take(&self, name: &LockName) -> Result<(), String>;
-    /// Gives `name` back.
-    async fn give_back(&self, name: &LockName) -> Result<(), String>;
-}
-
 /// distlock through the trait object, remembering the current lease per name.
 struct Distlock {
     backend: Arc<dyn DistributedLock>,
-    held: Mutex<std::collections::HashMap<LockName, distlock::Lease>>,
+    held: Mutex<HashMap<LockName, Lease>>,
     options: AcquireOptions,
 }
 
@@ -88,10 +91,7 @@ impl Contender for Distlock {
     async fn take(&self, name: &LockName) -> Result<(), String> {
         match self.backend.acquire(name, &self.options).await {
             Ok(Some(lease)) => {
-                self.held
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.clone(), lease);
+                lock(&self.held).insert(name.clone(), lease);
                 Ok(())
             }
             Ok(None) => Err(format!("`{name}` not acquired within the wait")),
@@ -100,11 +100,7 @@ impl Contender for Distlock {
     }
 
     async fn give_back(&self, name: &LockName) -> Result<(), String> {
-        let lease = self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        let lease = lock(&self.held).remove(name);
         match lease {
             Some(l) => self.backend.release(&l).await.map_err(|e| e.to_string()),
             None => Err(format!("`{name}` was not held")),
@@ -122,17 +118,16 @@ pub async fn run(
     for url in urls {
         let label = distlock::redact_url(url);
         let floor = floor::for_url(url).await?;
-        for workload in ["uncontended", "contended", "many-names"] {
-            progress.set_message(format!("{label}: {workload}"));
+        for workload in Workload::ALL {
+            progress.set_message(format!("{label}: {}", workload.name()));
             let contenders = distlock_contenders(url, settings, workload).await?;
-            let (ops, per_sec, p50, p99) = measure(workload, contenders, settings).await?;
+            let ours = measure(workload, contenders, settings).await?;
             progress.inc(1);
             let floor_numbers = match &floor {
                 Some(f) => {
-                    progress.set_message(format!("{label}: {workload} (raw floor)"));
-                    let contenders = floor_contenders(f.as_ref(), settings, workload).await?;
-                    let (_, fps, fp50, fp99) = measure(workload, contenders, settings).await?;
-                    Some((fps, fp50, fp99))
+                    progress.set_message(format!("{label}: {} (raw floor)", workload.name()));
+                    let contenders = floor_contenders(f.floor.as_ref(), settings, workload).await?;
+                    Some(measure(workload, contenders, settings).await?)
                 }
                 None => None,
             };
@@ -140,38 +135,28 @@ pub async fn run(
             rows.push(Row {
                 backend: label.clone(),
                 workload,
-                ops,
-                per_sec,
-                p50,
-                p99,
+                ours,
                 floor: floor_numbers,
+                floor_recipe: floor.as_ref().map(|f| f.recipe),
             });
         }
     }
     Ok(rows)
 }
 
-fn clients_for(workload: &str, settings: Settings) -> usize {
-    if workload == "uncontended" {
-        1
-    } else {
-        settings.clients.max(1)
-    }
-}
-
 async fn distlock_contenders(
     url: &str,
     settings: Settings,
-    workload: &str,
+    workload: Workload,
 ) -> Result<Vec<Arc<dyn Contender>>, String> {
     let mut out: Vec<Arc<dyn Contender>> = Vec::new();
     let options =
         AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::For(Duration::from_secs(60)));
-    for _ in 0..clients_for(workload, settings) {
+    for _ in 0..workload.clients(settings) {
         let backend = distlock::connect(url).await.map_err(|e| e.to_string())?;
         out.push(Arc::new(Distlock {
             backend,
-            held: Mutex::new(Default::default()),
+            held: Mutex::new(HashMap::new()),
             options,
         }));
     }
@@ -181,31 +166,36 @@ async fn distlock_contenders(
 async fn floor_contenders(
     floor: &dyn Floor,
     settings: Settings,
-    workload: &str,
+    workload: Workload,
 ) -> Result<Vec<Arc<dyn Contender>>, String> {
     let mut out = Vec::new();
-    for _ in 0..clients_for(workload, settings) {
+    for _ in 0..workload.clients(settings) {
         out.push(floor.contender().await?);
     }
     Ok(out)
 }
 
-/// Runs one workload: returns (operations, per second, p50, p99) of
-/// take+give-back cycles (for contention, the wait is part of the cycle).
+/// The names a workload's clients pick from, unique to this run.
+fn names_for(workload: Workload, settings: Settings) -> Result<Vec<LockName>, String> {
+    let tag: u64 = rand::thread_rng().gen();
+    let count = match workload {
+        Workload::ManyNames => settings.names.max(1),
+        Workload::Uncontended | Workload::Contended => 1,
+    };
+    (0..count)
+        .map(|i| LockName::new(format!("bench/{tag:x}/{i}")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
+}
+
+/// Runs one workload: the numbers of take + give-back cycles (for
+/// contention, the wait is part of the cycle).
 async fn measure(
-    workload: &str,
+    workload: Workload,
     contenders: Vec<Arc<dyn Contender>>,
     settings: Settings,
-) -> Result<(u64, f64, Duration, Duration), String> {
-    let tag: u64 = rand::thread_rng().gen();
-    let names: Vec<LockName> = match workload {
-        "many-names" => (0..settings.names.max(1))
-            .map(|i| LockName::new(format!("bench/{tag:x}/{i}")))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?,
-        _ => vec![LockName::new(format!("bench/{tag:x}/one")).map_err(|e| e.to_string())?],
-    };
-    let names = Arc::new(names);
+) -> Result<Numbers, String> {
+    let names = Arc::new(names_for(workload, settings)?);
     let stop_at = Instant::now() + settings.duration;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -231,303 +221,64 @@ async fn measure(
     for t in tasks {
         all.extend(t.await.map_err(|e| e.to_string())??);
     }
-    let elapsed = start.elapsed();
-    all.sort();
+    Ok(summarize(all, start.elapsed()))
+}
+
+/// Cycle count, rate and percentiles of `samples` taken over `elapsed`.
+fn summarize(mut samples: Vec<Duration>, elapsed: Duration) -> Numbers {
+    samples.sort();
     let pick = |q: f64| -> Duration {
-        if all.is_empty() {
+        if samples.is_empty() {
             return Duration::ZERO;
         }
-        let i = ((all.len() as f64 - 1.0) * q).round() as usize;
-        all[i.min(all.len() - 1)]
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i.min(samples.len() - 1)]
     };
-    let ops = all.len() as u64;
-    Ok((
+    let ops = samples.len() as u64;
+    Numbers {
         ops,
-        ops as f64 / elapsed.as_secs_f64(),
-        pick(0.5),
-        pick(0.99),
-    ))
-}
-
-fn fmt_d(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
+        per_sec: ops as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        p50: pick(0.5),
+        p99: pick(0.99),
     }
 }
 
-fn fmt_ratio(r: Option<f64>) -> String {
-    match r {
-        Some(r) if r.is_finite() => format!("{r:.2}x"),
-        Some(_) => "∞".into(),
-        None => "–".into(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The Markdown table.
-pub fn markdown(rows: &[Row], settings: Settings) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Settings: {} per workload, {} clients for contended and many-names, hold {:?}, {} names.\n",
-        humantime::format_duration(settings.duration),
-        settings.clients,
-        settings.hold,
-        settings.names
-    );
-    let _ = writeln!(
-        s,
-        "| backend | workload | ops | ops/s | p50 | p99 | floor ops/s | floor p50 | p50 vs floor | throughput vs floor |"
-    );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
-        let (fops, fp50) = match r.floor {
-            Some((f, p, _)) => (format!("{f:.0}"), fmt_d(p)),
-            None => ("–".into(), "–".into()),
+    fn numbers(per_sec: f64, p50_us: u64) -> Numbers {
+        Numbers {
+            ops: 100,
+            per_sec,
+            p50: Duration::from_micros(p50_us),
+            p99: Duration::from_micros(p50_us * 2),
+        }
+    }
+
+    #[test]
+    fn ratios_are_slow_down_factors() {
+        let row = Row {
+            backend: "redis://h".into(),
+            workload: Workload::Contended,
+            ours: numbers(750.0, 400),
+            floor: Some(numbers(1000.0, 100)),
+            floor_recipe: None,
         };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            r.backend,
-            r.workload,
-            r.ops,
-            r.per_sec,
-            fmt_d(r.p50),
-            fmt_d(r.p99),
-            fops,
-            fp50,
-            fmt_ratio(r.latency_ratio()),
-            fmt_ratio(r.throughput_ratio()),
-        );
+        // Slower than the floor: both ratios above 1.
+        assert_eq!(row.latency_ratio(), Some(4.0));
+        assert!((row.throughput_ratio().unwrap() - 1000.0 / 750.0).abs() < 1e-9);
+        let none = Row { floor: None, ..row };
+        assert_eq!(none.latency_ratio(), None);
     }
-    s
-}
 
-/// The chart, as a standalone SVG: two log-scale panels grouped by backend,
-/// throughput (distlock and its floor) and p50 latency relative to the floor.
-pub fn svg(rows: &[Row]) -> String {
-    let mut groups: Vec<(String, Vec<&Row>)> = Vec::new();
-    for r in rows {
-        match groups.iter_mut().find(|(b, _)| *b == r.backend) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((r.backend.clone(), vec![r])),
-        }
+    #[test]
+    fn percentiles_pick_from_sorted_samples() {
+        let samples = (1..=100).rev().map(Duration::from_millis).collect();
+        let n = summarize(samples, Duration::from_secs(1));
+        assert_eq!(n.ops, 100);
+        assert_eq!(n.p50, Duration::from_millis(51));
+        assert_eq!(n.p99, Duration::from_millis(99));
+        assert_eq!(summarize(Vec::new(), Duration::ZERO).p50, Duration::ZERO);
     }
-    let labels = short_labels(&groups.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>());
-    let throughput: Vec<Vec<Bar>> = groups
-        .iter()
-        .map(|(_, members)| {
-            members
-                .iter()
-                .flat_map(|r| {
-                    let color = workload_color(r.workload);
-                    let mut bars = vec![Bar {
-                        value: r.per_sec,
-                        color,
-                        faded: false,
-                    }];
-                    if let Some((f, _, _)) = r.floor {
-                        bars.push(Bar {
-                            value: f,
-                            color,
-                            faded: true,
-                        });
-                    }
-                    bars
-                })
-                .collect()
-        })
-        .collect();
-    let ratios: Vec<Vec<Bar>> = groups
-        .iter()
-        .map(|(_, members)| {
-            members
-                .iter()
-                .filter_map(|r| {
-                    r.latency_ratio()
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .map(|value| Bar {
-                            value,
-                            color: workload_color(r.workload),
-                            faded: false,
-                        })
-                })
-                .collect()
-        })
-        .collect();
-    let panel_h = 230.0;
-    let mut out = String::new();
-    let width = (LEFT + groups.len() as f64 * GROUP_W + 40.0).max(560.0);
-    let height = 2.0 * (panel_h + 110.0) + 40.0;
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    panel(
-        &mut out,
-        40.0,
-        panel_h,
-        "Throughput, ops/s (log scale): solid = distlock, faded = raw floor",
-        &labels,
-        &throughput,
-        None,
-    );
-    panel(
-        &mut out,
-        40.0 + panel_h + 110.0,
-        panel_h,
-        "p50 latency vs raw floor (log scale; dashed = floor)",
-        &labels,
-        &ratios,
-        Some(1.0),
-    );
-    let legend_y = height - 18.0;
-    for (i, w) in ["uncontended", "contended", "many-names"]
-        .iter()
-        .enumerate()
-    {
-        let x = LEFT + i as f64 * 140.0;
-        let _ = writeln!(
-            out,
-            r#"<rect x="{x}" y="{y:.0}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ty:.0}">{w}</text>"#,
-            y = legend_y - 10.0,
-            c = workload_color(w),
-            tx = x + 18.0,
-            ty = legend_y
-        );
-    }
-    out.push_str("</svg>\n");
-    out
-}
-
-const LEFT: f64 = 80.0;
-const GROUP_W: f64 = 150.0;
-
-struct Bar {
-    value: f64,
-    color: &'static str,
-    faded: bool,
-}
-
-fn workload_color(workload: &str) -> &'static str {
-    match workload {
-        "uncontended" => "#3b6fd8",
-        "contended" => "#d8643b",
-        _ => "#3ba86b",
-    }
-}
-
-/// One log-scale panel of grouped bars, with an optional reference line.
-fn panel(
-    out: &mut String,
-    top: f64,
-    height: f64,
-    title: &str,
-    labels: &[String],
-    groups: &[Vec<Bar>],
-    reference: Option<f64>,
-) {
-    let values = groups.iter().flatten().map(|b| b.value).chain(reference);
-    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-    for v in values.filter(|v| *v > 0.0) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if lo > hi {
-        (lo, hi) = (1.0, 10.0);
-    }
-    let (lo_exp, hi_exp) = (
-        lo.log10().floor(),
-        hi.log10().ceil().max(lo.log10().floor() + 1.0),
-    );
-    let y_of = |v: f64| top + height - height * (v.log10() - lo_exp) / (hi_exp - lo_exp);
-    let right = LEFT + groups.len() as f64 * GROUP_W;
-    let _ = writeln!(
-        out,
-        r#"<text x="{LEFT}" y="{:.0}" font-size="14">{}</text>"#,
-        top - 14.0,
-        xml_escape(title)
-    );
-    let mut e = lo_exp;
-    while e <= hi_exp {
-        let v = 10f64.powf(e);
-        let y = y_of(v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{}</text>"##,
-            tick_label(v),
-            tx = LEFT - 6.0,
-            ty = y + 4.0
-        );
-        e += 1.0;
-    }
-    for (g, bars) in groups.iter().enumerate() {
-        let x0 = LEFT + g as f64 * GROUP_W + 10.0;
-        let bar_w = ((GROUP_W - 30.0) / bars.len().max(1) as f64).min(30.0);
-        for (i, b) in bars.iter().enumerate() {
-            let y = y_of(b.value.max(10f64.powf(lo_exp)));
-            let _ = writeln!(
-                out,
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{c}" fill-opacity="{o}"><title>{v:.2}</title></rect>"#,
-                x = x0 + i as f64 * bar_w,
-                w = bar_w - 2.0,
-                h = top + height - y,
-                c = b.color,
-                o = if b.faded { "0.35" } else { "1" },
-                v = b.value
-            );
-        }
-        let _ = writeln!(
-            out,
-            r#"<text x="{x:.1}" y="{y:.0}" text-anchor="middle">{}</text>"#,
-            xml_escape(&labels[g]),
-            x = LEFT + g as f64 * GROUP_W + GROUP_W / 2.0,
-            y = top + height + 18.0
-        );
-    }
-    if let Some(r) = reference {
-        let y = y_of(r);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#333" stroke-dasharray="6 4"/>"##
-        );
-    }
-}
-
-fn tick_label(v: f64) -> String {
-    if v >= 1.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Short labels for backend URLs: the scheme, numbered when repeated.
-fn short_labels(urls: &[&str]) -> Vec<String> {
-    let schemes: Vec<&str> = urls
-        .iter()
-        .map(|u| u.split(':').next().unwrap_or(u))
-        .collect();
-    schemes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let n = schemes.iter().filter(|t| *t == s).count();
-            if n > 1 {
-                let k = schemes[..i].iter().filter(|t| *t == s).count() + 1;
-                format!("{s} #{k}")
-            } else {
-                s.to_string()
-            }
-        })
-        .collect()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -13,6 +13,8 @@
 //! | 126 | the command could not be executed |
 //! | 127 | the command was not found |
 
+use distlock::LockError;
+
 /// Success.
 pub const OK: u8 = 0;
 /// Bad usage (what the argument parser itself exits with).
@@ -32,6 +34,20 @@ pub const COMMAND_NOT_EXECUTABLE: u8 = 126;
 /// Command not found.
 pub const COMMAND_NOT_FOUND: u8 = 127;
 
+/// The exit code for a library error: not acquired (`Timeout`, or `Held`
+/// after a zero wait), bad configuration, or the backend unavailable.
+pub fn of_error(e: &LockError) -> u8 {
+    match e {
+        LockError::InvalidName { .. }
+        | LockError::InvalidOptions { .. }
+        | LockError::InvalidConfig { .. }
+        | LockError::InvalidLease { .. }
+        | LockError::Unsupported { .. } => CONFIG,
+        LockError::Timeout { .. } | LockError::Held { .. } => NOT_ACQUIRED,
+        _ => UNAVAILABLE,
+    }
+}
+
 /// The exit code that reports a child's status.
 pub fn of_child(status: std::process::ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
@@ -41,5 +57,25 @@ pub fn of_child(status: std::process::ExitStatus) -> u8 {
     match status.signal() {
         Some(sig) => u8::try_from(128 + sig).unwrap_or(SOFTWARE),
         None => SOFTWARE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn not_acquired_covers_held_and_timeout() {
+        let held = LockError::Held { name: "j".into() };
+        let timeout = LockError::Timeout {
+            name: "j".into(),
+            waited: Duration::from_secs(1),
+        };
+        assert_eq!(of_error(&held), NOT_ACQUIRED);
+        assert_eq!(of_error(&timeout), NOT_ACQUIRED);
+        assert_eq!(of_error(&LockError::invalid_config("x")), CONFIG);
+        assert_eq!(of_error(&LockError::unavailable("redis", "down")), UNAVAILABLE);
+        assert_eq!(of_error(&LockError::not_held("j")), UNAVAILABLE);
     }
 }

@@ -21,6 +21,8 @@ use distlock::{AcquireOptions, LockClient, LockError, LockName, Wait};
 mod bench;
 mod exit;
 mod floor;
+mod report;
+mod workload;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,7 +155,7 @@ fn main() -> ExitCode {
                 markdown,
                 svg,
             } => {
-                let settings = bench::Settings {
+                let settings = workload::Settings {
                     duration,
                     clients,
                     hold,
@@ -168,18 +170,10 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Maps a library error to a message and an exit code.
+/// Reports a library error and returns its exit code.
 fn fail(context: &str, e: &LockError) -> u8 {
     eprintln!("distlock: {context}: {e}");
-    match e {
-        LockError::InvalidName { .. }
-        | LockError::InvalidOptions { .. }
-        | LockError::InvalidConfig { .. }
-        | LockError::InvalidLease { .. }
-        | LockError::Unsupported { .. } => exit::CONFIG,
-        LockError::Timeout { .. } => exit::NOT_ACQUIRED,
-        _ => exit::UNAVAILABLE,
-    }
+    exit::of_error(e)
 }
 
 async fn run(
@@ -198,7 +192,7 @@ async fn run(
         Ok(b) => b,
         Err(e) => return fail("cannot use the backend", &e),
     };
-    let options = AcquireOptions::try_once(ttl).wait(wait);
+    let options = AcquireOptions::try_once(ttl).with_wait(wait);
     let client = LockClient::with_defaults(backend, options);
     let guard = match client.try_lock_with(&name, &options).await {
         Ok(Some(g)) => g,
@@ -303,7 +297,7 @@ async fn status(url: &str, name: &str) -> u8 {
 
 async fn run_bench(
     urls: &[String],
-    settings: bench::Settings,
+    settings: workload::Settings,
     markdown: Option<std::path::PathBuf>,
     svg: Option<std::path::PathBuf>,
 ) -> u8 {
@@ -322,9 +316,9 @@ async fn run_bench(
             return exit::UNAVAILABLE;
         }
     };
-    let table = bench::markdown(&rows, settings);
+    let table = report::markdown(&rows, settings);
     println!("{table}");
-    for (path, text) in [(markdown, table), (svg, bench::svg(&rows))] {
+    for (path, text) in [(markdown, table), (svg, report::svg(&rows))] {
         if let Some(path) = path {
             if let Err(e) = std::fs::write(&path, text) {
                 eprintln!("distlock: cannot write {}: {e}", path.display());

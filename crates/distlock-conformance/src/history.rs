@@ -69,7 +69,7 @@ impl fmt::Display for Violation {
 /// h.record(Hold { client: 1, fencing: 2, start: t + Duration::from_millis(2), end: t + Duration::from_millis(3) });
 /// assert!(h.check().is_ok());
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct History {
     holds: Arc<Mutex<Vec<Hold>>>,
 }

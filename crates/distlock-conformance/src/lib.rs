@@ -9,6 +9,10 @@
 //!   fail to increase.
 //! - [`FaultProxy`]: a loopback TCP proxy that passes, blackholes or resets
 //!   traffic on command, for partition tests.
+//! - [`services`]: stop and start the shared test servers' nodes (restarted
+//!   on drop), for fault tests.
+//! - [`workload`]: the contention workload — many clients taking turns on
+//!   one lock, every hold recorded in a [`History`].
 //!
 //! A backend crate (inside this workspace or not) adds this crate as a
 //! dev-dependency, implements [`Harness`], and calls the macro once:
@@ -38,8 +42,10 @@ pub mod cases;
 mod harness;
 mod history;
 mod proxy;
+pub mod services;
+pub mod workload;
 
-pub use harness::Harness;
+pub use harness::{Harness, ProxiedClient};
 pub use history::{History, Hold, Violation};
 pub use proxy::{FaultProxy, ProxyMode};
 
@@ -84,18 +90,25 @@ macro_rules! suite {
                 wait_timeout_is_honoured,
                 waiter_acquires_after_release,
                 wake_up_follows_release_promptly,
+                waiters_are_served_in_arrival_order,
                 non_owner_cannot_release_or_extend,
                 lease_handoff_between_clients,
                 abandoned_lock_expires_after_ttl,
                 extend_keeps_the_lock,
+                extend_many_answers_in_order,
                 extend_and_release_after_release_fail,
                 extend_and_release_after_expiry_fail,
+                extend_and_release_of_an_expired_lease_are_not_held,
                 lost_fires_when_lease_is_taken_away,
+                session_suspends_then_recovers_or_is_lost,
+                partitioned_holder_reports_lost_before_another_acquires,
                 fencing_tokens_increase,
                 mutual_exclusion_under_contention,
                 cancelled_acquire_leaves_nothing_held,
+                cancelled_acquires_at_random_points_leave_nothing_held,
                 awkward_names_are_distinct_locks,
                 bad_options_are_rejected,
+                modes_are_served_as_claimed,
                 status_reports_the_holder,
             );
 

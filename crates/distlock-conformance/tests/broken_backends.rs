@@ -1,22 +1,28 @@
 //! The suite must fail backends that break the contract on purpose.
 //!
-//! Each broken backend wraps the (correct) memory backend and breaks one
-//! promise; the matching case must panic against it, and pass against the
-//! unbroken memory backend.
+//! Each broken backend is a `LockBackend` wrapping the (correct) memory
+//! backend, delegating to its `LockBackend` methods, and breaks exactly one
+//! promise; the matching case must fail against it — with a message that
+//! names the case and the broken claim — and pass against the unbroken
+//! control.
 
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use distlock_conformance::{cases, Harness};
+use distlock_core::sync::lock;
+use distlock_core::waiting::{poll_acquire, Attempt};
 use distlock_core::{
-    async_trait, AcquireOptions, Capabilities, DistributedLock, FencingToken, Lease, LockName,
-    Result,
+    async_trait, AcquireOptions, AcquireRequest, Capabilities, DistributedLock, FencingToken,
+    Grant, Lease, LockBackend, LockError, LockName, LockStatus, OwnerToken, Renewal, Result, Wait,
 };
 use distlock_memory::MemoryBackend;
 
 /// How a wrapper breaks the contract.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Breakage {
     /// None: the control group.
     Nothing,
@@ -24,63 +30,237 @@ enum Breakage {
     LetsTwoHoldersIn,
     /// Fencing tokens count down instead of up.
     FencingGoesBackwards,
-    /// Acquire runs in a detached task that lives on after cancellation.
+    /// The whole acquire (wait included) runs in a detached task that lives
+    /// on after cancellation and takes the lock later.
     IgnoresCancellation,
+    /// Claims `fifo`, but the newest waiter goes first.
+    ServesNewestWaiterFirst,
+    /// Polls with attempts that each run as their own task: an acquire
+    /// cancelled mid-attempt drops only the task's handle, and the attempt
+    /// takes the lock for nobody.
+    LeaksCancelledAttempts,
+    /// Renews a lease that expired while nobody took the lock since, by
+    /// taking the lock again for the same owner.
+    RevivesExpiredLeases,
+    /// Tries once, whatever the wait.
+    IgnoresWait,
+}
+
+/// State the clients of one broken service share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Waiters per name, oldest first (for `ServesNewestWaiterFirst`).
+    waiters: Mutex<HashMap<LockName, Vec<u64>>>,
+    next_ticket: std::sync::atomic::AtomicU64,
+    /// Owners that released (so only expired leases are revived).
+    released: Mutex<HashSet<OwnerToken>>,
 }
 
 #[derive(Debug)]
 struct Broken {
     inner: MemoryBackend,
     how: Breakage,
+    shared: Arc<Shared>,
 }
 
-#[async_trait]
-impl DistributedLock for Broken {
-    fn backend_name(&self) -> &'static str {
-        "memory"
-    }
+/// The same request, trying once.
+fn once(request: &AcquireRequest) -> AcquireRequest {
+    let mut once = request.clone();
+    once.options = once.options.with_wait(Wait::NoWait);
+    once
+}
 
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+/// How long the leaky backend's attempt is "on the wire", each way.
+const HALF_ROUND_TRIP: Duration = Duration::from_millis(1);
 
-    async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>> {
-        match self.how {
-            Breakage::IgnoresCancellation => {
-                let (inner, name, options) = (self.inner.clone(), name.clone(), *options);
-                tokio::spawn(async move { inner.acquire(&name, &options).await })
-                    .await
-                    .expect("detached acquire")
-            }
-            Breakage::FencingGoesBackwards => {
-                let lease = self.inner.acquire(name, options).await?;
-                Ok(lease.map(|l| {
-                    Lease::new(
-                        l.backend(),
-                        l.name().clone(),
-                        l.owner(),
-                        FencingToken(1_000_000 - l.fencing_token().get()),
-                        l.ttl(),
-                        l.valid_until(),
-                    )
-                }))
-            }
-            _ => self.inner.acquire(name, options).await,
+/// A place among the waiters of `ServesNewestWaiterFirst`; leaves on drop.
+struct Ticket {
+    shared: Arc<Shared>,
+    name: LockName,
+    id: u64,
+}
+
+impl Ticket {
+    fn take(shared: &Arc<Shared>, name: &LockName) -> Ticket {
+        let id = shared
+            .next_ticket
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&shared.waiters)
+            .entry(name.clone())
+            .or_default()
+            .push(id);
+        Ticket {
+            shared: shared.clone(),
+            name: name.clone(),
+            id,
         }
     }
 
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
-        self.inner.extend(lease, ttl).await
+    fn is_newest(&self) -> bool {
+        lock(&self.shared.waiters)
+            .get(&self.name)
+            .and_then(|w| w.last())
+            == Some(&self.id)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(w) = lock(&self.shared.waiters).get_mut(&self.name) {
+            w.retain(|id| *id != self.id);
+        }
+    }
+}
+
+impl Broken {
+    /// Newest waiter first: each waiter polls, but only the newest may try.
+    async fn grant_newest_first(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        if let Some(grant) = self.inner.grant(&once(request)).await? {
+            return Ok(Some(grant));
+        }
+        let deadline = request.options.wait.deadline(Instant::now());
+        let ticket = Ticket::take(&self.shared, &request.name);
+        loop {
+            if ticket.is_newest() {
+                if let Some(grant) = self.inner.grant(&once(request)).await? {
+                    return Ok(Some(grant));
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
-    async fn release(&self, lease: &Lease) -> Result<()> {
-        self.inner.release(lease).await
+    /// Polls with attempts that run as detached tasks.
+    async fn grant_leaky(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        poll_acquire(&request.options, || {
+            let (inner, once) = (self.inner.clone(), once(request));
+            // The bug: dropping this future drops only the handle.
+            let attempt = tokio::spawn(async move {
+                tokio::time::sleep(HALF_ROUND_TRIP).await;
+                let got = inner.grant(&once).await;
+                tokio::time::sleep(HALF_ROUND_TRIP).await;
+                got
+            });
+            async move {
+                match attempt.await {
+                    Ok(Ok(Some(grant))) => Ok(Attempt::Acquired(grant)),
+                    Ok(Ok(None)) => Ok(Attempt::Held { remaining: None }),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(LockError::unavailable("memory", e.to_string())),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Renews; an expired lease nobody took since is taken again.
+    async fn renew_reviving(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        let refused = match self.inner.renew(lease, ttl).await {
+            Err(e) if e.is_not_held() => e,
+            other => return other,
+        };
+        let status = self.inner.inspect(lease.name()).await?;
+        let untouched = !status.held && status.fencing_token == Some(lease.fencing_token());
+        if !untouched || lock(&self.shared.released).contains(&lease.owner()) {
+            return Err(refused);
+        }
+        let mut again = AcquireRequest::new(lease.name().clone(), AcquireOptions::try_once(ttl));
+        again.owner = lease.owner();
+        match self.inner.grant(&again).await? {
+            Some(grant) => Ok(Renewal::sent_at(grant.sent)),
+            None => Err(refused),
+        }
+    }
+}
+
+#[async_trait]
+impl LockBackend for Broken {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn claims(&self) -> Capabilities {
+        let mut claims = self.inner.claims();
+        if self.how == Breakage::LeaksCancelledAttempts {
+            // It polls: no queue, no notification (the one breakage stays
+            // the only one).
+            claims.fifo = false;
+            claims.wait_notification = false;
+        }
+        claims
+    }
+
+    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        match self.how {
+            Breakage::IgnoresCancellation => {
+                let (inner, request) = (self.inner.clone(), request.clone());
+                tokio::spawn(async move { inner.grant(&request).await })
+                    .await
+                    .map_err(|e| LockError::unavailable("memory", e.to_string()))?
+            }
+            Breakage::FencingGoesBackwards => {
+                let grant = self.inner.grant(request).await?;
+                Ok(grant.map(|g| Grant {
+                    fencing: FencingToken(1_000_000 - g.fencing.get()),
+                    ..g
+                }))
+            }
+            Breakage::ServesNewestWaiterFirst => self.grant_newest_first(request).await,
+            Breakage::LeaksCancelledAttempts => self.grant_leaky(request).await,
+            Breakage::IgnoresWait => self.inner.grant(&once(request)).await,
+            _ => self.inner.grant(request).await,
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        match self.how {
+            Breakage::RevivesExpiredLeases => self.renew_reviving(lease, ttl).await,
+            _ => self.inner.renew(lease, ttl).await,
+        }
+    }
+
+    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        match self.how {
+            Breakage::RevivesExpiredLeases => {
+                let renewals = batch.iter().map(|(l, ttl)| self.renew_reviving(l, *ttl));
+                futures::future::join_all(renewals).await
+            }
+            _ => self.inner.renew_batch(batch).await,
+        }
+    }
+
+    async fn revoke(&self, lease: &Lease) -> Result<()> {
+        self.inner.revoke(lease).await?;
+        lock(&self.shared.released).insert(lease.owner());
+        Ok(())
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
+        let s = self.inner.inspect(name).await?;
+        // Report the queue this wrapper keeps, not the inner one.
+        let waiters = match self.how {
+            Breakage::ServesNewestWaiterFirst => {
+                Some(lock(&self.shared.waiters).get(name).map_or(0, Vec::len))
+            }
+            Breakage::LeaksCancelledAttempts => None,
+            _ => s.waiters,
+        };
+        Ok(LockStatus::new(
+            s.held,
+            s.fencing_token,
+            s.expires_in,
+            waiters,
+        ))
     }
 }
 
 struct BrokenHarness {
     store: MemoryBackend,
     how: Breakage,
+    shared: Arc<Shared>,
 }
 
 #[async_trait]
@@ -93,12 +273,24 @@ impl Harness for BrokenHarness {
         Arc::new(Broken {
             inner,
             how: self.how,
+            shared: self.shared.clone(),
         })
     }
 }
 
-/// Runs `case` against a backend broken in `how`; true if the case failed.
-async fn case_fails<F, Fut>(how: Breakage, case: F) -> bool
+/// The text of a panic payload.
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(no message)".to_string(), |s| s.to_string()),
+    }
+}
+
+/// Runs `case` against a backend broken in `how`; its panic message if it
+/// failed.
+async fn failure<F, Fut>(how: Breakage, case: F) -> Option<String>
 where
     F: FnOnce(Arc<BrokenHarness>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -106,34 +298,59 @@ where
     let harness = Arc::new(BrokenHarness {
         store: MemoryBackend::new(),
         how,
+        shared: Arc::default(),
     });
-    tokio::spawn(case(harness)).await.is_err()
+    match tokio::spawn(case(harness)).await {
+        Ok(()) => None,
+        Err(e) if e.is_panic() => Some(panic_message(e.into_panic())),
+        Err(e) => Some(format!("cancelled: {e}")),
+    }
+}
+
+/// The control passes `case`; `how` fails it with a message containing
+/// every one of `expected`.
+async fn assert_caught<F, Fut>(how: Breakage, case: F, expected: &[&str])
+where
+    F: Fn(Arc<BrokenHarness>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if let Some(message) = failure(Breakage::Nothing, &case).await {
+        panic!("the control must pass, but: {message}");
+    }
+    let Some(message) = failure(how, &case).await else {
+        panic!("the suite let a backend that {how:?} pass");
+    };
+    for part in expected {
+        assert!(
+            message.contains(part),
+            "{how:?}: the failure should say {part:?}, but said: {message}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn suite_catches_two_holders_at_once() {
     let run =
         |h: Arc<BrokenHarness>| async move { cases::mutual_exclusion_under_contention(&*h).await };
-    assert!(
-        !case_fails(Breakage::Nothing, run).await,
-        "control must pass"
-    );
-    assert!(case_fails(Breakage::LetsTwoHoldersIn, run).await);
+    let expected = ["[mutual_exclusion_under_contention]", "overlap"];
+    assert_caught(Breakage::LetsTwoHoldersIn, run, &expected).await;
     let run = |h: Arc<BrokenHarness>| async move { cases::try_acquire_fails_while_held(&*h).await };
-    assert!(case_fails(Breakage::LetsTwoHoldersIn, run).await);
+    let expected = ["[try_acquire_fails_while_held]", "acquired again"];
+    assert_caught(Breakage::LetsTwoHoldersIn, run, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn suite_catches_fencing_going_backwards() {
     let run = |h: Arc<BrokenHarness>| async move { cases::fencing_tokens_increase(&*h).await };
-    assert!(
-        !case_fails(Breakage::Nothing, run).await,
-        "control must pass"
-    );
-    assert!(case_fails(Breakage::FencingGoesBackwards, run).await);
+    let expected = ["[fencing_tokens_increase]", "backend claims `fencing`"];
+    assert_caught(Breakage::FencingGoesBackwards, run, &expected).await;
     let run =
         |h: Arc<BrokenHarness>| async move { cases::mutual_exclusion_under_contention(&*h).await };
-    assert!(case_fails(Breakage::FencingGoesBackwards, run).await);
+    let expected = [
+        "[mutual_exclusion_under_contention]",
+        "backend claims `fencing`",
+    ];
+    assert_caught(Breakage::FencingGoesBackwards, run, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -141,9 +358,74 @@ async fn suite_catches_ignored_cancellation() {
     let run = |h: Arc<BrokenHarness>| async move {
         cases::cancelled_acquire_leaves_nothing_held(&*h).await
     };
-    assert!(
-        !case_fails(Breakage::Nothing, run).await,
-        "control must pass"
+    let expected = ["[cancelled_acquire_leaves_nothing_held]"];
+    assert_caught(Breakage::IgnoresCancellation, run, &expected).await;
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::cancelled_acquires_at_random_points_leave_nothing_held(&*h).await
+    };
+    let expected = [
+        "[cancelled_acquires_at_random_points_leave_nothing_held]",
+        "leaked",
+    ];
+    assert_caught(Breakage::IgnoresCancellation, run, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_catches_waiters_served_out_of_order() {
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::waiters_are_served_in_arrival_order(&*h).await
+    };
+    let expected = [
+        "[waiters_are_served_in_arrival_order] backend claims `fifo` but granted waiter 4 before waiter 1",
+    ];
+    assert_caught(Breakage::ServesNewestWaiterFirst, run, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_catches_a_hold_leaked_by_a_cancelled_attempt() {
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::cancelled_acquires_at_random_points_leave_nothing_held(&*h).await
+    };
+    let expected = [
+        "[cancelled_acquires_at_random_points_leave_nothing_held]",
+        "on a free lock was cancelled",
+        "leaked a hold",
+    ];
+    assert_caught(Breakage::LeaksCancelledAttempts, run, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_catches_an_expired_lease_brought_back_to_life() {
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::extend_and_release_of_an_expired_lease_are_not_held(&*h).await
+    };
+    let expected = [
+        "[extend_and_release_of_an_expired_lease_are_not_held]",
+        "backend claims `ttl_expiry` but extended a lease",
+    ];
+    assert_caught(Breakage::RevivesExpiredLeases, run, &expected).await;
+    // Only expiry is broken: a released lease stays released.
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::extend_and_release_after_release_fail(&*h).await
+    };
+    let passed = failure(Breakage::RevivesExpiredLeases, run).await;
+    assert_eq!(
+        passed, None,
+        "the breakage should touch expired leases only"
     );
-    assert!(case_fails(Breakage::IgnoresCancellation, run).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_says_a_backend_ignores_wait_rather_than_that_a_client_starved() {
+    let run =
+        |h: Arc<BrokenHarness>| async move { cases::mutual_exclusion_under_contention(&*h).await };
+    let Some(message) = failure(Breakage::IgnoresWait, run).await else {
+        panic!("the suite let a backend that ignores the wait pass");
+    };
+    assert!(
+        message.contains("[mutual_exclusion_under_contention]")
+            && message.contains("does not honour `Wait`")
+            && !message.contains("starved"),
+        "{message}"
+    );
 }

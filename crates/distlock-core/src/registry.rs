@@ -32,6 +32,8 @@ pub enum BackendKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Scheme {
+    /// The backend's name as the docs' tables show it (`Redis`, `Redlock`).
+    pub name: &'static str,
     /// The scheme, as written in URLs.
     pub scheme: &'static str,
     /// Other spellings of the same scheme.
@@ -53,6 +55,7 @@ pub struct Scheme {
 /// Every scheme, in the order the docs list them.
 pub const SCHEMES: &[Scheme] = &[
     Scheme {
+        name: "Memory",
         scheme: "memory",
         aliases: &[],
         kind: BackendKind::Memory,
@@ -63,6 +66,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "a mutex-guarded set of held names, spinning while taken",
     },
     Scheme {
+        name: "SQLite",
         scheme: "sqlite",
         aliases: &[],
         kind: BackendKind::Sqlite,
@@ -73,6 +77,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "INSERT … ON CONFLICT DO NOTHING / DELETE on a one-column table",
     },
     Scheme {
+        name: "PostgreSQL",
         scheme: "postgres",
         aliases: &["postgresql"],
         kind: BackendKind::Postgres,
@@ -83,6 +88,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "INSERT … ON CONFLICT DO NOTHING / DELETE on a one-column table",
     },
     Scheme {
+        name: "MySQL / MariaDB",
         scheme: "mysql",
         aliases: &["mariadb"],
         kind: BackendKind::MySql,
@@ -93,6 +99,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "INSERT IGNORE / DELETE on a one-column table",
     },
     Scheme {
+        name: "Redis",
         scheme: "redis",
         aliases: &["rediss"],
         kind: BackendKind::Redis,
@@ -103,6 +110,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "SET key NX PX / DEL",
     },
     Scheme {
+        name: "Redlock",
         scheme: "redlock",
         aliases: &[],
         kind: BackendKind::Redlock,
@@ -113,6 +121,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "SET NX PX on a majority, DEL on all",
     },
     Scheme {
+        name: "ZooKeeper",
         scheme: "zk",
         aliases: &["zookeeper"],
         kind: BackendKind::ZooKeeper,
@@ -123,6 +132,7 @@ pub const SCHEMES: &[Scheme] = &[
         floor: "create an ephemeral node / delete it",
     },
     Scheme {
+        name: "etcd",
         scheme: "etcd",
         aliases: &[],
         kind: BackendKind::Etcd,
@@ -156,13 +166,16 @@ pub fn all_spellings() -> impl Iterator<Item = &'static str> {
 /// assert!(table.lines().count() >= distlock_core::registry::SCHEMES.len() + 2);
 /// ```
 pub fn docs_table() -> String {
-    let mut out = String::from("| feature | URL | backend |\n|---|---|---|\n");
+    let mut out = String::from("| backend | feature | URL | what it is |\n|---|---|---|---|\n");
     for s in SCHEMES {
         let mut url = format!("`{}`", s.url_form);
         for alias in s.aliases {
             url.push_str(&format!(" (or `{alias}://`)"));
         }
-        out.push_str(&format!("| `{}` | {url} | {} |\n", s.feature, s.summary));
+        out.push_str(&format!(
+            "| {} | `{}` | {url} | {} |\n",
+            s.name, s.feature, s.summary
+        ));
     }
     out
 }

@@ -36,10 +36,10 @@ fn endpoints() -> Vec<String> {
 }
 
 async fn backend(prefix: &str) -> EtcdBackend {
-    EtcdBackend::with_config(
+    EtcdBackend::from_config(
         EtcdConfig::new(endpoints())
             .with_prefix(prefix)
-            .with_lease_ttl(Duration::from_secs(10)),
+            .with_session_timeout(Duration::from_secs(10)),
     )
     .await
     .unwrap_or_else(|e| {

@@ -10,17 +10,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use distlock_core::sync::lock;
 use distlock_core::{LockError, Result};
 use etcd_client::{Client, ConnectOptions};
 
-use crate::BACKEND;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::errors::{classify, is_auth_failure, map_err, Failure, BACKEND};
 
 /// One lazily connected client per endpoint, and which one is in use.
 pub(crate) struct Cluster {
@@ -33,18 +30,6 @@ pub(crate) struct Cluster {
     user: Option<String>,
     clients: Mutex<Vec<Option<Client>>>,
     active: AtomicUsize,
-}
-
-/// What a failed request tells about the endpoint it went to.
-#[derive(Debug, PartialEq, Eq)]
-enum Failure {
-    /// No connection could be made: the request was never sent.
-    NotSent,
-    /// The endpoint (or its member's view of the cluster) is unusable; the
-    /// request may or may not have been applied.
-    Endpoint,
-    /// An answer from a working member (compare failed, permission denied…).
-    Answer,
 }
 
 impl Cluster {
@@ -85,30 +70,12 @@ impl Cluster {
             if let Some(c) = lock(&self.clients)[i].clone() {
                 return Ok((i, c));
             }
-            let url = self.urls[i].as_str();
-            let connecting = Client::connect([url], Some(self.options.clone()));
-            match tokio::time::timeout(self.connect_timeout, connecting).await {
-                Ok(Ok(c)) => {
-                    lock(&self.clients)[i] = Some(c.clone());
-                    return Ok((i, c));
-                }
-                Ok(Err(e)) if is_auth_failure(&e) => return Err(self.auth_error()),
-                Ok(Err(e)) if e.to_string().contains("authentication is not enabled") => {
-                    return Err(LockError::invalid_config(format!(
-                        "credentials were given for `{}`, but authentication is not enabled on that etcd cluster",
-                        self.shown
-                    )));
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(endpoint = url, error = %e, "distlock.etcd.connect_failed");
-                    last = Some(map_err(&format!("connecting to {url}"), e));
-                    self.failed(i);
-                }
-                Err(_) => {
-                    last = Some(LockError::unavailable(
-                        BACKEND,
-                        format!("no answer from {url} within {:?}", self.connect_timeout),
-                    ));
+            match self.connect(i).await {
+                Ok(c) => return Ok((i, c)),
+                // Bad credentials are bad on every member.
+                Err(e @ LockError::InvalidConfig { .. }) => return Err(e),
+                Err(e) => {
+                    last = Some(e);
                     self.failed(i);
                 }
             }
@@ -116,6 +83,41 @@ impl Cluster {
         Err(last.unwrap_or_else(|| {
             LockError::unavailable(BACKEND, format!("no endpoint of `{}` answers", self.shown))
         }))
+    }
+
+    /// Connects endpoint `i`'s client, within the connect timeout, and keeps
+    /// it for the next requests.
+    async fn connect(&self, i: usize) -> Result<Client> {
+        let url = self.urls[i].as_str();
+        let connecting = Client::connect([url], Some(self.options.clone()));
+        let client = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.connect_error(url, e)),
+            Err(_) => {
+                return Err(LockError::unavailable(
+                    BACKEND,
+                    format!("no answer from {url} within {:?}", self.connect_timeout),
+                ))
+            }
+        };
+        lock(&self.clients)[i] = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Why connecting to `url` failed: a configuration mistake (credentials)
+    /// or an endpoint that does not answer.
+    fn connect_error(&self, url: &str, e: etcd_client::Error) -> LockError {
+        if is_auth_failure(&e) {
+            return self.auth_error();
+        }
+        if e.to_string().contains("authentication is not enabled") {
+            return LockError::invalid_config(format!(
+                "credentials were given for `{}`, but authentication is not enabled on that etcd cluster",
+                self.shown
+            ));
+        }
+        tracing::debug!(endpoint = url, error = %e, "distlock.etcd.connect_failed");
+        map_err(&format!("connecting to {url}"), e)
     }
 
     /// Moves off endpoint `i` (if it is still the active one).
@@ -196,44 +198,5 @@ impl Cluster {
             self.user.as_deref().unwrap_or(""),
             self.shown
         ))
-    }
-}
-
-fn classify(e: &etcd_client::Error) -> Failure {
-    use etcd_client::Error as E;
-    match e {
-        E::TransportError(_) | E::IoError(_) => Failure::Endpoint,
-        E::GRpcStatus(status) => {
-            let message = status.message();
-            match status.code() {
-                tonic::Code::Unavailable if message.contains("connect") => Failure::NotSent,
-                tonic::Code::Unavailable
-                | tonic::Code::DeadlineExceeded
-                | tonic::Code::Cancelled
-                | tonic::Code::Unknown => Failure::Endpoint,
-                _ => Failure::Answer,
-            }
-        }
-        _ => Failure::Answer,
-    }
-}
-
-pub(crate) fn is_auth_failure(e: &etcd_client::Error) -> bool {
-    let s = e.to_string();
-    s.contains("authentication failed") || s.contains("invalid user ID or password")
-}
-
-/// Turns a client error into a `LockError`: transport trouble and a cluster
-/// without a leader are `Unavailable`, the rest `Backend` with context.
-pub(crate) fn map_err(context: &str, e: etcd_client::Error) -> LockError {
-    match classify(&e) {
-        Failure::NotSent | Failure::Endpoint => {
-            let detail = match &e {
-                etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
-                other => other.to_string(),
-            };
-            LockError::unavailable(BACKEND, format!("{context}: {detail}"))
-        }
-        Failure::Answer => LockError::backend(BACKEND, context.to_string(), e),
     }
 }

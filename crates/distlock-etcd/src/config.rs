@@ -1,17 +1,17 @@
 //! Connection settings: the `etcd://` URL and the builder that says the same.
 
-use distlock_core::percent_decode;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use distlock_core::{redact_url, LockError, Result};
+use distlock_core::{BackendUrl, Host, LockError, Result};
 
-/// Default etcd lease TTL: how long a crashed client's locks stay held.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Default session timeout (the etcd lease ttl): how long a vanished
+/// client's locks stay held.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on one request to the cluster.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default bound on establishing the first connection.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on establishing a connection to one member.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default key prefix under which locks live.
 pub const DEFAULT_PREFIX: &str = "distlock";
@@ -25,25 +25,24 @@ pub const DEFAULT_PREFIX: &str = "distlock";
 /// use std::time::Duration;
 /// use distlock_etcd::EtcdConfig;
 ///
-/// let a = EtcdConfig::from_url("etcd://10.0.0.1:2379,10.0.0.2:2379/app/locks?lease_ttl=5s")?;
+/// let a = EtcdConfig::from_url("etcd://10.0.0.1:2379,10.0.0.2/app/locks?session_timeout=5s")?;
 /// let b = EtcdConfig::new(["10.0.0.1:2379", "10.0.0.2:2379"])
 ///     .with_prefix("app/locks")
-///     .with_lease_ttl(Duration::from_secs(5));
+///     .with_session_timeout(Duration::from_secs(5));
 /// assert_eq!(a.endpoints(), b.endpoints());
 /// assert_eq!(a.prefix(), b.prefix());
-/// assert_eq!(a.lease_ttl(), b.lease_ttl());
+/// assert_eq!(a.session_timeout(), b.session_timeout());
 /// # Ok::<(), distlock_core::LockError>(())
 /// ```
 #[derive(Clone)]
 pub struct EtcdConfig {
     endpoints: Vec<String>,
     prefix: String,
-    lease_ttl: Duration,
-    user: Option<String>,
-    password: Option<String>,
+    session_timeout: Duration,
+    credentials: Option<(String, String)>,
     tls: bool,
     ca: Option<PathBuf>,
-    request_timeout: Duration,
+    timeout: Duration,
     connect_timeout: Duration,
 }
 
@@ -52,20 +51,20 @@ impl fmt::Debug for EtcdConfig {
         f.debug_struct("EtcdConfig")
             .field("endpoints", &self.endpoints)
             .field("prefix", &self.prefix)
-            .field("lease_ttl", &self.lease_ttl)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("session_timeout", &self.session_timeout)
+            .field("user", &self.user())
+            .field("password", &self.credentials.as_ref().map(|_| "***"))
             .field("tls", &self.tls)
             .field("ca", &self.ca)
-            .field("request_timeout", &self.request_timeout)
+            .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
 
 impl EtcdConfig {
-    /// Settings for these endpoints (`host:port`, or `http://`/`https://`
-    /// URLs), with every other value at its default.
+    /// Settings for these endpoints (`host:port`, IPv6 in brackets, or
+    /// `http://`/`https://` URLs), with every other value at its default.
     pub fn new<I, S>(endpoints: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -77,123 +76,78 @@ impl EtcdConfig {
                 .map(|e| strip_scheme(&e.into()))
                 .collect(),
             prefix: DEFAULT_PREFIX.to_string(),
-            lease_ttl: DEFAULT_LEASE_TTL,
-            user: None,
-            password: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            credentials: None,
             tls: false,
             ca: None,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
-    /// Parses `etcd://[user:password@]host:port[,host:port…][/prefix][?options]`.
+    /// Parses
+    /// `etcd://[user:password@]host[:port][,host[:port]…][/prefix][?parameters]`
+    /// in the URL grammar of [`BackendUrl`](distlock_core::BackendUrl):
     ///
-    /// Options: `user`, `password`, `tls=true|false`, `ca=<path to PEM>`
-    /// (implies TLS), `lease_ttl` (whole seconds: `10`, `10s`), `timeout`
-    /// (per request: `5s`, `500ms`), `connect_timeout`. The path, if any, is
-    /// the key prefix (default `distlock`).
+    /// - hosts: one or more `host[:port]` (port 2379 by default; IPv6 in
+    ///   brackets);
+    /// - `user:password@` (percent-decoded): credentials for every member;
+    ///   the legacy query keys `user` (or `username`) and `password` say the
+    ///   same;
+    /// - path or `prefix` (not both; default `distlock`): the key prefix;
+    /// - `session_timeout` (`10s`; whole seconds, etcd leases count in
+    ///   seconds; legacy `lease_ttl=<seconds>`): how long a vanished
+    ///   client's locks stay held;
+    /// - `timeout` (legacy `timeout_ms`; default 5 s): the bound on each
+    ///   request;
+    /// - `connect_timeout` (legacy `connect_timeout_ms`; default 5 s): the
+    ///   bound on connecting to one member;
+    /// - `tls` (boolean): TLS to the members, verified against the system
+    ///   roots; `ca=<PEM file>` (legacy `cacert`) verifies against that CA
+    ///   instead and implies TLS.
+    ///
+    /// Unknown parameters are refused; the password never appears in errors.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use distlock_etcd::EtcdConfig;
+    /// let c = EtcdConfig::from_url("etcd://app:pw@a:1,[::1]/team?timeout=2s&lease_ttl=4")?;
+    /// assert_eq!(c.endpoints(), ["a:1", "[::1]:2379"]);
+    /// assert_eq!(c.prefix(), "team");
+    /// assert_eq!(c.session_timeout(), Duration::from_secs(4));
+    /// assert_eq!(c.user(), Some("app"));
+    /// # Ok::<(), distlock_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// `InvalidConfig` (with the password redacted) for anything malformed.
     pub fn from_url(url: &str) -> Result<Self> {
-        let shown = redact_url(url);
-        let bad = |why: &str| LockError::invalid_config(format!("{why} in `{shown}`"));
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| bad("an etcd URL must start with `etcd://`"))?;
-        let (before_query, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
+        let mut url = BackendUrl::parse(url)?;
+        if url.scheme() != "etcd" {
+            return Err(url.error("an etcd URL must start with `etcd://`"));
+        }
+        let hosts = url.hosts()?;
+        let mut config = EtcdConfig::new(hosts.iter().map(Host::address));
+        config.credentials = credentials(&mut url, &hosts)?;
+        config.prefix = prefix(&mut url)?;
+        config.session_timeout = session_timeout(&mut url)?;
+        config.timeout = url.duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+        config.connect_timeout = url
+            .duration("connect_timeout")?
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        config.ca = url.string_any(&["ca", "cacert"])?.map(PathBuf::from);
+        config.tls = match (url.boolean("tls")?, &config.ca) {
+            (Some(false), Some(_)) => {
+                return Err(url.error("`ca` verifies a TLS server: it cannot go with `tls=false`"))
+            }
+            (tls, ca) => tls.unwrap_or(false) || ca.is_some(),
         };
-        let (authority, path) = match before_query.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (before_query, None),
-        };
-        // Optional `user:password@` before the host list (it ends at the last '@').
-        let (userinfo, hosts) = match authority.rfind('@') {
-            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-            None => (None, authority),
-        };
-        let endpoints: Vec<String> = hosts
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_string)
-            .collect();
-        if endpoints.is_empty() {
-            return Err(bad("no etcd endpoint"));
+        url.finish()?;
+        match config.problem() {
+            Some(why) => Err(url.error(&why)),
+            None => Ok(config),
         }
-        for e in &endpoints {
-            let (host, port) = e
-                .rsplit_once(':')
-                .ok_or_else(|| bad(&format!("endpoint `{e}` needs a port (`host:port`)")))?;
-            if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(bad(&format!("endpoint `{e}` is not `host:port`")));
-            }
-        }
-        let mut config = EtcdConfig::new(endpoints);
-        if let Some(userinfo) = userinfo {
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            if user.is_empty() {
-                return Err(bad("empty user name"));
-            }
-            config.user = Some(percent_decode(user).ok_or_else(|| bad("bad user encoding"))?);
-            if let Some(p) = password {
-                config.password =
-                    Some(percent_decode(p).ok_or_else(|| bad("bad password encoding"))?);
-            }
-        }
-        if let Some(path) = path {
-            let path = path.trim_matches('/');
-            if !path.is_empty() {
-                config.prefix = percent_decode(path).ok_or_else(|| bad("bad prefix encoding"))?;
-            }
-        }
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value)
-                .ok_or_else(|| bad(&format!("bad encoding in option `{key}`")))?;
-            match key {
-                "user" | "username" => config.user = Some(value),
-                "password" => config.password = Some(value),
-                "tls" => {
-                    config.tls =
-                        parse_bool(&value).ok_or_else(|| bad("`tls` must be true or false"))?;
-                }
-                "ca" | "cacert" => {
-                    config.ca = Some(PathBuf::from(value));
-                    config.tls = true;
-                }
-                "lease_ttl" => {
-                    config.lease_ttl = parse_whole_seconds(&value).ok_or_else(|| {
-                        bad("`lease_ttl` must be a whole number of seconds >= 1 (`10` or `10s`)")
-                    })?
-                }
-                "timeout" => {
-                    config.request_timeout = parse_duration(&value)
-                        .ok_or_else(|| bad("`timeout` must be a duration like `5s` or `500ms`"))?;
-                }
-                "connect_timeout" => {
-                    config.connect_timeout = parse_duration(&value).ok_or_else(|| {
-                        bad("`connect_timeout` must be a duration like `5s` or `500ms`")
-                    })?;
-                }
-                other => return Err(bad(&format!("unknown option `{other}`"))),
-            }
-        }
-        if config.password.is_some() && config.user.is_none() {
-            return Err(bad("a password needs a user"));
-        }
-        if config.user.is_some() && config.password.is_none() {
-            return Err(bad("a user needs a password"));
-        }
-        config.validate()?;
-        Ok(config)
     }
 
     /// Sets the key prefix (no leading or trailing `/` needed).
@@ -202,28 +156,28 @@ impl EtcdConfig {
         self
     }
 
-    /// Sets the etcd lease TTL (whole seconds; etcd rounds up to its minimum,
-    /// 1.5 × the election timeout).
-    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl;
+    /// Sets the session timeout: the ttl of the client's etcd lease, so how
+    /// long a vanished client's locks stay held (whole seconds; etcd raises
+    /// it to its minimum, 1.5 × the election timeout).
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
         self
     }
 
     /// Authenticates as `user` with `password`.
     pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self.password = Some(password.into());
+        self.credentials = Some((user.into(), password.into()));
         self
     }
 
-    /// Connects with TLS, verifying the server against the system roots or
+    /// Connects with TLS, verifying the members against the system roots or
     /// [`with_ca`](Self::with_ca).
     pub fn with_tls(mut self, tls: bool) -> Self {
         self.tls = tls;
         self
     }
 
-    /// Verifies servers against this PEM CA certificate (implies TLS).
+    /// Verifies members against this PEM CA certificate (implies TLS).
     pub fn with_ca(mut self, ca: impl Into<PathBuf>) -> Self {
         self.ca = Some(ca.into());
         self.tls = true;
@@ -231,12 +185,12 @@ impl EtcdConfig {
     }
 
     /// Bounds each request to the cluster.
-    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
-    /// Bounds establishing the connection.
+    /// Bounds establishing a connection to one member.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -252,14 +206,14 @@ impl EtcdConfig {
         &self.prefix
     }
 
-    /// The etcd lease TTL.
-    pub fn lease_ttl(&self) -> Duration {
-        self.lease_ttl
+    /// The session timeout (the etcd lease ttl asked for).
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout
     }
 
     /// The user name, if any.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        self.credentials.as_ref().map(|(u, _)| u.as_str())
     }
 
     /// Whether TLS is on.
@@ -267,18 +221,18 @@ impl EtcdConfig {
         self.tls
     }
 
-    /// The per-request bound.
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
+    /// The bound on each request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    /// The connect bound.
+    /// The bound on connecting to one member.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
 
     pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.credentials.as_ref().map(|(_, p)| p.as_str())
     }
 
     pub(crate) fn ca(&self) -> Option<&PathBuf> {
@@ -296,7 +250,7 @@ impl EtcdConfig {
 
     /// A URL that describes this config, with the password redacted.
     pub fn display_url(&self) -> String {
-        let auth = match &self.user {
+        let auth = match self.user() {
             Some(u) => format!("{u}:***@"),
             None => String::new(),
         };
@@ -308,31 +262,114 @@ impl EtcdConfig {
         )
     }
 
+    /// Refuses settings no client can work with.
     pub(crate) fn validate(&self) -> Result<()> {
-        let shown = self.display_url();
+        match self.problem() {
+            None => Ok(()),
+            Some(why) => Err(LockError::invalid_config(format!(
+                "`{}`: {why}",
+                self.display_url()
+            ))),
+        }
+    }
+
+    /// What makes these settings unusable, if anything.
+    fn problem(&self) -> Option<String> {
         if self.endpoints.is_empty() {
-            return Err(LockError::invalid_config(format!(
-                "no etcd endpoint in `{shown}`"
-            )));
+            return Some("no etcd endpoint".into());
         }
-        if self.lease_ttl < Duration::from_secs(1) || self.lease_ttl.subsec_nanos() != 0 {
-            return Err(LockError::invalid_config(format!(
-                "the etcd lease ttl must be a whole number of seconds >= 1, got {:?} (`{shown}`)",
-                self.lease_ttl
-            )));
+        if let Some(e) = self.endpoints.iter().find(|e| !is_host_port(e)) {
+            return Some(format!("endpoint `{e}` is not `host:port`"));
         }
-        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(LockError::invalid_config(format!(
-                "timeouts must be positive (`{shown}`)"
-            )));
+        let whole_seconds = self.session_timeout.subsec_nanos() == 0;
+        if self.session_timeout < Duration::from_secs(1) || !whole_seconds {
+            return Some(format!(
+                "the session timeout is an etcd lease ttl: a whole number of seconds >= 1, got {:?}",
+                self.session_timeout
+            ));
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Some("timeouts must be positive".into());
         }
         if self.prefix.is_empty() {
-            return Err(LockError::invalid_config(format!(
-                "the key prefix must not be empty (`{shown}`)"
-            )));
+            return Some("the key prefix must not be empty".into());
         }
-        Ok(())
+        if self.credentials.as_ref().is_some_and(|(u, _)| u.is_empty()) {
+            return Some("empty user name".into());
+        }
+        None
     }
+}
+
+/// The credentials of a URL: its userinfo (one identity for every member)
+/// or the legacy `user`/`password` query keys, not both.
+fn credentials(url: &mut BackendUrl, hosts: &[Host]) -> Result<Option<(String, String)>> {
+    let from_query = (
+        url.string_any(&["user", "username"])?,
+        url.string("password"),
+    );
+    let first = &hosts[0];
+    if hosts
+        .iter()
+        .any(|h| h.user != first.user || h.password() != first.password())
+    {
+        return Err(url.error("every member must be given the same credentials"));
+    }
+    let from_userinfo = (first.user.clone(), first.password().map(str::to_string));
+    let (user, password) = match (from_userinfo, from_query) {
+        ((None, None), query) => query,
+        (userinfo, (None, None)) => userinfo,
+        _ => {
+            return Err(url.error(
+                "credentials given both before the hosts and as `user`/`password`; give one",
+            ))
+        }
+    };
+    match (user, password) {
+        (Some(u), Some(p)) => Ok(Some((u, p))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(url.error("a user needs a password")),
+        (None, Some(_)) => Err(url.error("a password needs a user")),
+    }
+}
+
+/// The key prefix: the URL's path or its `prefix` parameter, not both.
+fn prefix(url: &mut BackendUrl) -> Result<String> {
+    let path = url.path().trim_matches('/').to_string();
+    match (path.is_empty(), url.string("prefix")) {
+        (true, None) => Ok(DEFAULT_PREFIX.to_string()),
+        (false, None) => Ok(path),
+        (true, Some(p)) => Ok(p.trim_matches('/').to_string()),
+        (false, Some(_)) => {
+            Err(url.error("the prefix is given both as the path and as `prefix`; give one"))
+        }
+    }
+}
+
+/// `session_timeout` (a duration) or the legacy `lease_ttl` (whole
+/// seconds, `10` or `10s`), not both.
+fn session_timeout(url: &mut BackendUrl) -> Result<Duration> {
+    let modern = url.duration("session_timeout")?;
+    let legacy = match url.string("lease_ttl") {
+        None => None,
+        Some(v) => Some(whole_seconds(&v).ok_or_else(|| {
+            url.error(&format!(
+                "`lease_ttl={v}` must be a whole number of seconds >= 1 (`10` or `10s`)"
+            ))
+        })?),
+    };
+    match (modern, legacy) {
+        (Some(_), Some(_)) => {
+            Err(url.error("`session_timeout` and `lease_ttl` mean the same thing; give one"))
+        }
+        (modern, legacy) => Ok(modern.or(legacy).unwrap_or(DEFAULT_SESSION_TIMEOUT)),
+    }
+}
+
+fn whole_seconds(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let n: u64 = s.strip_suffix('s').unwrap_or(s).parse().ok()?;
+    (n >= 1).then(|| Duration::from_secs(n))
 }
 
 fn strip_scheme(endpoint: &str) -> String {
@@ -344,102 +381,20 @@ fn strip_scheme(endpoint: &str) -> String {
         .to_string()
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let d = if let Some(ms) = s.strip_suffix("ms") {
-        Duration::from_millis(ms.parse().ok()?)
-    } else if let Some(secs) = s.strip_suffix('s') {
-        Duration::from_secs(secs.parse().ok()?)
-    } else {
-        Duration::from_secs(s.parse().ok()?)
+/// `host:port` with a host and a non-zero port (IPv6 in brackets).
+fn is_host_port(endpoint: &str) -> bool {
+    let (host, port) = match endpoint.strip_prefix('[') {
+        Some(v6) => match v6.split_once("]:") {
+            Some(parts) => parts,
+            None => return false,
+        },
+        None => match endpoint.rsplit_once(':') {
+            Some(parts) => parts,
+            None => return false,
+        },
     };
-    (!d.is_zero()).then_some(d)
-}
-
-fn parse_whole_seconds(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let n: u64 = s.strip_suffix('s').unwrap_or(s).parse().ok()?;
-    (n >= 1).then(|| Duration::from_secs(n))
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_hosts_prefix_and_options() {
-        let c = EtcdConfig::from_url(
-            "etcd://127.0.0.1:2379,127.0.0.1:2380/team/locks?lease_ttl=3s&timeout=250ms",
-        )
-        .unwrap();
-        assert_eq!(c.endpoints(), ["127.0.0.1:2379", "127.0.0.1:2380"]);
-        assert_eq!(c.prefix(), "team/locks");
-        assert_eq!(c.lease_ttl(), Duration::from_secs(3));
-        assert_eq!(c.request_timeout(), Duration::from_millis(250));
-        assert!(!c.tls());
-        assert_eq!(
-            c.endpoint_urls(),
-            ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]
-        );
-    }
-
-    #[test]
-    fn credentials_in_query_or_authority() {
-        let a = EtcdConfig::from_url("etcd://h:1?user=bob&password=s%40cret").unwrap();
-        let b = EtcdConfig::from_url("etcd://bob:s%40cret@h:1").unwrap();
-        for c in [a, b] {
-            assert_eq!(c.user(), Some("bob"));
-            assert_eq!(c.password(), Some("s@cret"));
-            assert_eq!(c.prefix(), DEFAULT_PREFIX);
-        }
-    }
-
-    #[test]
-    fn password_never_shows_in_errors_or_debug() {
-        let err = EtcdConfig::from_url("etcd://bob:hunter2@h:1?bogus=1").unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let err =
-            EtcdConfig::from_url("etcd://h:1?user=bob&password=hunter2&lease_ttl=x").unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let c = EtcdConfig::from_url("etcd://h:1?user=bob&password=hunter2").unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert!(!c.display_url().contains("hunter2"));
-    }
-
-    #[test]
-    fn malformed_urls_are_invalid_config() {
-        for url in [
-            "redis://h:1",
-            "etcd://",
-            "etcd://h",
-            "etcd://h:notaport",
-            "etcd://h:1?lease_ttl=0",
-            "etcd://h:1?lease_ttl=1500ms",
-            "etcd://h:1?tls=maybe",
-            "etcd://h:1?password=x",
-            "etcd://h:1?user=x",
-            "etcd://h:1?what=1",
-        ] {
-            let err = EtcdConfig::from_url(url).unwrap_err();
-            assert!(
-                matches!(err, LockError::InvalidConfig { .. }),
-                "{url}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn ca_implies_tls() {
-        let c = EtcdConfig::from_url("etcd://h:1?ca=/etc/ssl/ca.pem").unwrap();
-        assert!(c.tls());
-        assert_eq!(c.endpoint_urls(), ["https://h:1"]);
-    }
-}
+mod tests;

@@ -5,23 +5,27 @@
 //! ## What it guarantees
 //!
 //! - **Liveness is one etcd lease per backend client.** [`EtcdBackend`]
-//!   grants one lease (ttl [`EtcdConfig::lease_ttl`], default 10 s) and one
-//!   task keeps it alive with a keep-alive every `lease_ttl / 3`, however many
-//!   locks the client holds. Every lock is a key attached to that lease, so a
-//!   client that dies (SIGKILL, power loss, partition) loses all its locks
-//!   when the lease expires: at most `lease_ttl` after its last keep-alive.
+//!   grants one lease (ttl [`EtcdConfig::session_timeout`], default 10 s)
+//!   and one task keeps it alive with a keep-alive every
+//!   `session_timeout / 3`, however many locks the client holds. Every lock
+//!   is a key attached to that lease, so a client that dies (SIGKILL, power
+//!   loss, partition) loses all its locks when the lease expires: at most
+//!   `session_timeout` after its last keep-alive.
 //!   [`DistributedLock::liveness`](distlock_core::DistributedLock::liveness)
 //!   reports `Suspended` while keep-alives go unanswered and `Lost` once the
 //!   lease may have expired on the server (judged conservatively on the local
-//!   monotonic clock: never later than the server can expire it) or the
-//!   server says it is gone. A guard reports `lost()` then, *before* another
-//!   client can take the lock. The next acquire grants a fresh lease.
+//!   monotonic clock with the one drift rule of
+//!   [`distlock_core::validity`]: never later than the server can expire it)
+//!   or the server says it is gone. A guard reports `lost()` then, *before*
+//!   another client can take the lock. The next acquire grants a fresh lease.
 //! - **The acquire ttl is the validity the lease reports**, not a server-side
 //!   expiry (`ttl_expiry = false`): a live client holds its locks until it
-//!   releases them or its etcd lease ends. Extending confirms the key still
-//!   exists. Code using the trait directly (not [`distlock_core::LockGuard`])
-//!   must watch `liveness()` to learn of a lost etcd lease before the
-//!   reported validity ends.
+//!   releases them or its etcd lease ends. The core computes that validity
+//!   from the instant the granting (or extending) request was sent, with the
+//!   drift rule of [`distlock_core::validity`]. Extending confirms the key
+//!   still exists. Code using the trait directly (not
+//!   [`distlock_core::LockGuard`]) must watch `liveness()` to learn of a lost
+//!   etcd lease before the reported validity ends.
 //! - **Mutual exclusion and order.** An acquire puts a key
 //!   `<prefix>/<escaped name>/<lease id hex>-<random hex>`; the key with the
 //!   lowest create revision holds the lock. The random suffix lets one client
@@ -39,6 +43,10 @@
 //!   deleted.
 //! - **Cancellation.** Dropping an `acquire` deletes its queue key in the
 //!   background, also when the creating transaction was still in flight.
+//!
+//! Options, lease checks, owner tokens, lease validity, the batching of
+//! `extend_many` and the tracing and metrics of every operation are the
+//! core's ([`distlock_core::layer`]); this crate is the algorithm.
 //!
 //! ## Round trips
 //!
@@ -64,17 +72,21 @@
 //! ## URL
 //!
 //! ```text
-//! etcd://[user:password@]host:port[,host:port…][/prefix][?option=value&…]
+//! etcd://[user:password@]host[:port][,host[:port]…][/prefix][?parameter=value&…]
 //! ```
 //!
-//! Options: `user`, `password`, `tls=true|false`, `ca=<PEM file>` (implies
-//! TLS), `lease_ttl=<seconds>` (whole seconds; etcd raises values below its
+//! In the one URL grammar of [`distlock_core::BackendUrl`] (port 2379 by
+//! default; IPv6 hosts in brackets): `session_timeout=<duration>` (whole
+//! seconds; legacy `lease_ttl=<seconds>`; etcd raises values below its
 //! minimum of 1.5 × the election timeout), `timeout=<duration>` (per
-//! request, default 5 s), `connect_timeout=<duration>`. The path is the key
-//! prefix (default `distlock`). Passwords never appear in errors, logs or
-//! `Debug` output. Connecting grants the lease and reads the prefix once, so
-//! a wrong password, missing credentials or a missing permission on the
-//! prefix is an `InvalidConfig` error at connect, naming the user.
+//! request, default 5 s), `connect_timeout=<duration>`, `prefix` (or the
+//! path; default `distlock`), `tls=<bool>`, `ca=<PEM file>` (legacy
+//! `cacert`; implies TLS); credentials as userinfo (legacy `user`/`username`
+//! and `password` parameters). Unknown parameters are refused. Passwords
+//! never appear in errors, logs or `Debug` output. Connecting grants the
+//! lease and reads the prefix once, so a wrong password, missing credentials
+//! or a missing permission on the prefix is an `InvalidConfig` error at
+//! connect, naming the user.
 //!
 //! ## Failover
 //!
@@ -89,7 +101,7 @@
 //! use distlock_core::LockClient;
 //! use distlock_etcd::EtcdBackend;
 //!
-//! let backend = EtcdBackend::connect("etcd://127.0.0.1:2379,127.0.0.1:22379/app?lease_ttl=5").await?;
+//! let backend = EtcdBackend::connect("etcd://127.0.0.1:2379,127.0.0.1:22379/app?session_timeout=5s").await?;
 //! let client = LockClient::new(std::sync::Arc::new(backend));
 //! let guard = client.lock("reports/daily").await?;
 //! // … pass guard.fencing_token() to the protected store …
@@ -99,15 +111,20 @@
 
 #![warn(missing_docs)]
 
+mod acquire;
 mod backend;
 mod cluster;
 mod config;
+mod connect;
+mod errors;
+mod keys;
+mod lock_backend;
+mod release;
+mod renew;
 mod session;
+mod status;
 
 pub use backend::EtcdBackend;
 pub use config::{
-    EtcdConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT,
+    EtcdConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_SESSION_TIMEOUT, DEFAULT_TIMEOUT,
 };
-
-/// The backend name leases carry.
-pub(crate) const BACKEND: &str = "etcd";

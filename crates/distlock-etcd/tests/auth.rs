@@ -163,11 +163,11 @@ async fn correct_credentials_lock_and_a_wrong_password_is_a_clear_error() {
         .await
         .expect("acquire")
         .expect("free");
-    let other = EtcdBackend::with_config(
+    let other = EtcdBackend::from_config(
         EtcdConfig::new([server.endpoint.clone()])
             .with_prefix(PREFIX)
             .with_user(USER, PASSWORD)
-            .with_lease_ttl(Duration::from_secs(3)),
+            .with_session_timeout(Duration::from_secs(3)),
     )
     .await
     .expect("builder config connects too");
@@ -179,6 +179,21 @@ async fn correct_credentials_lock_and_a_wrong_password_is_a_clear_error() {
     backend.release(&lease).await.expect("release");
     let status = other.status(&name).await.expect("status");
     assert!(!status.held);
+
+    // The same credentials as userinfo, percent-encoded like any password.
+    let userinfo = EtcdBackend::connect(&format!(
+        "etcd://{USER}:{}@{}/{PREFIX}?session_timeout=3s",
+        PASSWORD.replace('-', "%2D"),
+        server.endpoint
+    ))
+    .await
+    .expect("userinfo credentials connect");
+    let lease = userinfo
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(10)))
+        .await
+        .expect("acquire with userinfo credentials")
+        .expect("free");
+    userinfo.release(&lease).await.expect("release");
 
     let wrong = "not-the-password-42";
     let err = EtcdBackend::connect(&server.url(USER, wrong))
@@ -206,11 +221,11 @@ async fn correct_credentials_lock_and_a_wrong_password_is_a_clear_error() {
     );
 
     // A user without permission on another prefix is refused at connect.
-    let err = EtcdBackend::with_config(
+    let err = EtcdBackend::from_config(
         EtcdConfig::new([server.endpoint.clone()])
             .with_prefix("elsewhere")
             .with_user(USER, PASSWORD)
-            .with_lease_ttl(Duration::from_secs(3)),
+            .with_session_timeout(Duration::from_secs(3)),
     )
     .await
     .expect_err("no permission outside the granted prefix");

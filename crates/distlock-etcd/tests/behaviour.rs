@@ -123,14 +123,14 @@ async fn connect_through_the_url_and_bad_urls_are_invalid_config() {
         .map(|e| e.trim_start_matches("http://").to_string())
         .collect();
     let url = format!(
-        "etcd://{}/{}?lease_ttl=3",
+        "etcd://{}/{}?session_timeout=3s",
         endpoints.join(","),
         common::unique_prefix("behaviour")
     );
     let backend = distlock_etcd::EtcdBackend::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("{e}: start the servers with scripts/services.sh up"));
-    assert_eq!(backend.config().lease_ttl(), Duration::from_secs(3));
+    assert_eq!(backend.config().session_timeout(), Duration::from_secs(3));
     let err = distlock_etcd::EtcdBackend::connect("etcd://u:hunter2@127.0.0.1:1?bogus=1")
         .await
         .unwrap_err();
@@ -149,7 +149,7 @@ async fn acquires_cancelled_at_any_point_leave_no_key_behind() {
         common::connect(common::config(&prefix)).await,
     );
     let name = name("cancel-anywhere");
-    let opts = AcquireOptions::new(Duration::from_secs(30));
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
     let waiting = opts.with_wait(Wait::For(Duration::from_secs(20)));
     // Cancel free-lock acquires and queued acquires after 0..8 ms: before the
     // request is sent, while it is in flight, and after it landed.

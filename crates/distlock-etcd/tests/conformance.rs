@@ -5,8 +5,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_conformance::Harness;
+use distlock_conformance::{FaultProxy, Harness, ProxiedClient};
 use distlock_core::DistributedLock;
+use distlock_etcd::EtcdConfig;
 
 struct EtcdHarness {
     prefix: String,
@@ -21,7 +22,26 @@ impl Harness for EtcdHarness {
 
     /// A vanished holder's locks free when its etcd lease expires.
     fn liveness_bound(&self, _ttl: Duration) -> Duration {
-        common::TEST_LEASE_TTL
+        common::TEST_SESSION_TIMEOUT
+    }
+
+    /// A new client that reaches each member through its own fault proxy,
+    /// with the session timeout `liveness_bound` reports.
+    async fn proxied_client(&self) -> Option<ProxiedClient> {
+        let mut proxies = Vec::new();
+        for member in common::endpoint_addrs() {
+            let proxy = FaultProxy::start(member)
+                .await
+                .unwrap_or_else(|e| panic!("cannot start a fault proxy to {member}: {e}"));
+            proxies.push(proxy);
+        }
+        let config = EtcdConfig::new(proxies.iter().map(|p| p.addr().to_string()))
+            .with_prefix(&self.prefix)
+            .with_session_timeout(common::TEST_SESSION_TIMEOUT)
+            .with_timeout(Duration::from_secs(1))
+            .with_connect_timeout(Duration::from_secs(1));
+        let client = Arc::new(common::connect(config).await);
+        Some(ProxiedClient { client, proxies })
     }
 }
 

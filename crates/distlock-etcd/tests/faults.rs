@@ -8,55 +8,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_conformance::{FaultProxy, History, Hold, ProxyMode};
+use distlock_conformance::services::StoppedNodes;
+use distlock_conformance::workload::{Contention, Running};
+use distlock_conformance::{FaultProxy, ProxyMode};
 use distlock_core::{
     AcquireOptions, DistributedLock, GuardState, LockClient, LockName, LostReason, Wait,
 };
 use distlock_etcd::EtcdConfig;
-
-fn services_script() -> String {
-    std::env::var("DISTLOCK_SERVICES_SCRIPT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/services.sh").to_string()
-    })
-}
-
-fn services(command: &str, node: usize) {
-    let status = std::process::Command::new(services_script())
-        .args([command, "etcd", &node.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", services_script()));
-    assert!(status.success(), "services.sh {command} etcd {node} failed");
-}
-
-/// Restarts every node it stopped when dropped, then waits for health.
-#[derive(Default)]
-struct StoppedNodes(Vec<usize>);
-
-impl StoppedNodes {
-    fn stop(&mut self, node: usize) {
-        self.0.push(node);
-        services("stop-node", node);
-    }
-
-    async fn start(&mut self, node: usize) {
-        services("start-node", node);
-        self.0.retain(|n| *n != node);
-        wait_healthy(Duration::from_secs(60)).await;
-    }
-}
-
-impl Drop for StoppedNodes {
-    fn drop(&mut self) {
-        for node in std::mem::take(&mut self.0) {
-            services("start-node", node);
-        }
-    }
-}
 
 /// The 1-based node number of the current leader, asking each member.
 async fn leader() -> Option<usize> {
@@ -111,131 +72,68 @@ async fn wait_healthy(limit: Duration) {
     }
 }
 
-/// Clients taking turns on one lock until stopped, recording every hold.
-struct ContendedRun {
-    history: History,
-    stop: Arc<AtomicBool>,
-    acquired: Arc<AtomicUsize>,
-    errors: Arc<AtomicUsize>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+/// Starts `clients` clients taking turns on one lock until finished,
+/// counting (not failing on) errors while nodes are down.
+async fn contended_run(clients: usize, prefix: &str) -> Running {
+    let name = LockName::new(format!("faults/contended/{:08x}", rand::random::<u32>())).unwrap();
+    let mut backends: Vec<Arc<dyn DistributedLock>> = Vec::new();
+    for _ in 0..clients {
+        backends.push(Arc::new(common::connect(common::config(prefix)).await));
+    }
+    let options =
+        AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::For(Duration::from_secs(5)));
+    Contention::new(name)
+        .with_options(options)
+        .with_hold(Duration::from_millis(2))
+        .with_context("etcd nodes stopped")
+        .tolerating_faults(Duration::from_millis(100))
+        .start(backends)
 }
 
-impl ContendedRun {
-    async fn start(clients: usize, prefix: &str) -> Self {
-        let name =
-            LockName::new(format!("faults/contended/{:08x}", rand::random::<u32>())).unwrap();
-        let run = ContendedRun {
-            history: History::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-            acquired: Arc::new(AtomicUsize::new(0)),
-            errors: Arc::new(AtomicUsize::new(0)),
-            tasks: Vec::new(),
-        };
-        let mut tasks = Vec::new();
-        for id in 0..clients {
-            let backend = common::connect(common::config(prefix)).await;
-            let (name, history) = (name.clone(), run.history.clone());
-            let (stop, acquired, errors) =
-                (run.stop.clone(), run.acquired.clone(), run.errors.clone());
-            tasks.push(tokio::spawn(async move {
-                let opts = AcquireOptions::new(Duration::from_secs(30))
-                    .with_wait(Wait::For(Duration::from_secs(5)));
-                while !stop.load(Ordering::SeqCst) {
-                    match backend.acquire(&name, &opts).await {
-                        Ok(Some(lease)) => {
-                            let start = Instant::now();
-                            tokio::time::sleep(Duration::from_millis(2)).await;
-                            let end = Instant::now();
-                            history.record(Hold {
-                                client: id,
-                                fencing: lease.fencing_token().get(),
-                                start,
-                                end,
-                            });
-                            acquired.fetch_add(1, Ordering::SeqCst);
-                            // An application retries a failed release: a key
-                            // left behind would hold the lock while we live.
-                            for _ in 0..20 {
-                                match backend.release(&lease).await {
-                                    Ok(()) => break,
-                                    Err(e) if e.is_not_held() => break,
-                                    Err(_) => {
-                                        errors.fetch_add(1, Ordering::SeqCst);
-                                        tokio::time::sleep(Duration::from_millis(100)).await;
-                                    }
-                                }
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            if errors.fetch_add(1, Ordering::SeqCst) < 10 {
-                                eprintln!("client {id}: {e}");
-                            }
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }));
-        }
-        ContendedRun { tasks, ..run }
-    }
-
-    /// Waits until `count` more holds happened.
-    async fn progress(&self, count: usize, limit: Duration, phase: &str) {
-        let target = self.acquired.load(Ordering::SeqCst) + count;
-        let until = Instant::now() + limit;
-        while self.acquired.load(Ordering::SeqCst) < target {
-            assert!(
-                Instant::now() < until,
-                "no progress {phase}: {} of {count} holds within {limit:?}",
-                count + self.acquired.load(Ordering::SeqCst) - target
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn finish(self) -> History {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
-            t.await.expect("client task");
-        }
-        println!(
-            "contended run: {} holds, {} errors",
-            self.acquired.load(Ordering::SeqCst),
-            self.errors.load(Ordering::SeqCst)
-        );
-        self.history
+/// Waits until `count` more holds happened, failing with the phase.
+async fn progress(run: &Running, count: usize, limit: Duration, phase: &str) {
+    if let Err(stalled) = run.wait_for_holds(count, limit).await {
+        panic!("no progress {phase}: {stalled}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_stopping_a_follower_then_the_leader_keeps_exclusion_and_progress() {
     wait_healthy(Duration::from_secs(60)).await;
-    let mut stopped = StoppedNodes::default();
     let prefix = common::unique_prefix("faults-nodes");
-    let run = ContendedRun::start(4, &prefix).await;
-    run.progress(40, Duration::from_secs(30), "before any fault")
-        .await;
+    let run = contended_run(4, &prefix).await;
+    progress(&run, 40, Duration::from_secs(30), "before any fault").await;
 
     let leader_node = leader().await.expect("the cluster has a leader");
     let follower = (1..=3).find(|n| *n != leader_node).unwrap();
-    stopped.stop(follower);
-    run.progress(40, Duration::from_secs(60), "with a follower stopped")
-        .await;
-    stopped.start(follower).await;
-    run.progress(20, Duration::from_secs(60), "after the follower returned")
-        .await;
+    let mut stopped = StoppedNodes::stop("etcd", &[follower]);
+    progress(&run, 40, Duration::from_secs(60), "with a follower stopped").await;
+    stopped.start_node(follower);
+    wait_healthy(Duration::from_secs(60)).await;
+    progress(
+        &run,
+        20,
+        Duration::from_secs(60),
+        "after the follower returned",
+    )
+    .await;
 
     let leader_node = leader().await.expect("the cluster has a leader");
-    stopped.stop(leader_node);
-    run.progress(40, Duration::from_secs(60), "with the leader stopped")
-        .await;
-    stopped.start(leader_node).await;
-    run.progress(20, Duration::from_secs(60), "after the old leader returned")
-        .await;
+    stopped.stop_node(leader_node);
+    progress(&run, 40, Duration::from_secs(60), "with the leader stopped").await;
+    stopped.start_node(leader_node);
+    wait_healthy(Duration::from_secs(60)).await;
+    progress(
+        &run,
+        20,
+        Duration::from_secs(60),
+        "after the old leader returned",
+    )
+    .await;
 
-    let history = run.finish().await;
-    if let Err(e) = history.check() {
+    let outcome = run.finish().await;
+    println!("contended run: {outcome}");
+    if let Err(e) = outcome.history.check() {
         panic!("{e}");
     }
 }
@@ -243,16 +141,13 @@ async fn faults_stopping_a_follower_then_the_leader_keeps_exclusion_and_progress
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_blackholed_holder_is_lost_within_the_lease_ttl_before_a_waiter_acquires() {
     let prefix = common::unique_prefix("faults-blackhole");
-    let upstream: SocketAddr = common::endpoints()[0]
-        .trim_start_matches("http://")
-        .parse()
-        .expect("first endpoint is host:port");
+    let upstream = common::endpoint_addrs()[0];
     let proxy = FaultProxy::start(upstream).await.expect("start the proxy");
     let holder = common::connect(
         EtcdConfig::new([proxy.addr().to_string()])
             .with_prefix(&prefix)
-            .with_lease_ttl(common::TEST_LEASE_TTL)
-            .with_request_timeout(Duration::from_secs(1)),
+            .with_session_timeout(common::TEST_SESSION_TIMEOUT)
+            .with_timeout(Duration::from_secs(1)),
     )
     .await;
     let waiter = Arc::new(common::connect(common::config(&prefix)).await);
@@ -291,7 +186,7 @@ async fn faults_blackholed_holder_is_lost_within_the_lease_ttl_before_a_waiter_a
             GuardState::Lost(r) => panic!("lost ({r}) without being suspended first"),
         }
     }
-    let reason = tokio::time::timeout(common::TEST_LEASE_TTL * 3, lost)
+    let reason = tokio::time::timeout(common::TEST_SESSION_TIMEOUT * 3, lost)
         .await
         .expect("lost() fired");
     let lost_at = Instant::now();
@@ -300,10 +195,10 @@ async fn faults_blackholed_holder_is_lost_within_the_lease_ttl_before_a_waiter_a
         "lost through the etcd lease, got {reason:?}"
     );
     assert!(
-        lost_at <= cut + common::TEST_LEASE_TTL,
-        "lost() fired {:?} after the cut, later than the lease ttl {:?}",
+        lost_at <= cut + common::TEST_SESSION_TIMEOUT,
+        "lost() fired {:?} after the cut, later than the session timeout {:?}",
         lost_at - cut,
-        common::TEST_LEASE_TTL
+        common::TEST_SESSION_TIMEOUT
     );
 
     let (acquired_at, got) = queued.await.expect("waiter task");

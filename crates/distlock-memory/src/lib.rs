@@ -137,11 +137,16 @@ impl MemoryBackend {
             return Err(parsed.error("not a memory URL (expected `memory://[store]`)"));
         }
         parsed.finish()?;
-        let name = match parsed.authority() {
-            "" => "default",
-            store => store,
+        let config = match parsed.authority() {
+            "" => MemoryConfig::default(),
+            store => MemoryConfig::default().with_store(store),
         };
-        Ok(Self::store(name))
+        Ok(Self::from_config(config))
+    }
+
+    /// The process-wide store `config` names.
+    pub fn from_config(config: MemoryConfig) -> Self {
+        Self::store(&config.store)
     }
 
     /// The process-wide store called `name` (what `memory://<name>` names).
@@ -182,6 +187,30 @@ fn renew_in(
             Ok(Renewal::sent_at(now))
         }
         _ => Err(LockError::not_held(lease.name().as_str())),
+    }
+}
+
+/// Which process-wide store a [`MemoryBackend`] uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct MemoryConfig {
+    /// The store's name (`default` unless set).
+    pub store: String,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            store: "default".into(),
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// Sets the store's name.
+    pub fn with_store(mut self, store: impl Into<String>) -> Self {
+        self.store = store.into();
+        self
     }
 }
 

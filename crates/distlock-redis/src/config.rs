@@ -1,17 +1,18 @@
-//! Configuration: the URL forms, the builder, and the per-instance settings.
+//! Configuration: the URL forms (read with the core's one URL grammar), the
+//! builder, and the per-instance settings.
 
-use distlock_core::percent_decode;
 use std::fmt;
 use std::time::Duration;
 
-use distlock_core::{redact_url, LockError, Result};
+use distlock_core::{BackendUrl, Host, LockError, Result};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "distlock:";
 
-/// Default bound on one request to one instance when a single instance is used.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound on one request to one instance when a single instance is
+/// used (and on the connection check of every instance).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Default floor of the Redlock per-instance timeout.
 pub const DEFAULT_MIN_INSTANCE_TIMEOUT: Duration = Duration::from_millis(50);
@@ -20,7 +21,7 @@ pub const DEFAULT_MIN_INSTANCE_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_MAX_INSTANCE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Default lifetime of a waiter's queue entry between refreshes (fair mode).
-pub const DEFAULT_QUEUE_ENTRY_TTL: Duration = Duration::from_secs(2);
+pub const DEFAULT_QUEUE_TTL: Duration = Duration::from_secs(2);
 
 /// Credentials for one instance. `Debug` never shows the password.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -29,6 +30,29 @@ pub struct Credentials {
     pub username: Option<String>,
     /// Password (`requirepass` or the ACL user's).
     pub password: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials of an ACL user, or of the `default` user (`requirepass`)
+    /// when `username` is `None`.
+    pub fn new(username: Option<&str>, password: &str) -> Self {
+        Credentials {
+            username: username.map(str::to_string),
+            password: Some(password.to_string()),
+        }
+    }
+
+    /// The user and password of a URL host; an empty user is the `default`
+    /// user, an empty password none.
+    fn of_host(host: &Host) -> Self {
+        Credentials {
+            username: host.user.clone().filter(|u| !u.is_empty()),
+            password: host
+                .password()
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -65,6 +89,24 @@ impl InstanceConfig {
             tls: false,
             credentials: Credentials::default(),
         }
+    }
+
+    /// Sets the logical database number.
+    pub fn with_db(mut self, db: i64) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// Turns TLS on or off.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets the credentials.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// `host:port`, the name used in errors and logs (never credentials).
@@ -129,12 +171,19 @@ fn ensure_crypto_provider() {
 /// ([`RedisConfig::from_url`]) or by hand.
 ///
 /// ```
-/// use distlock_redis::RedisConfig;
+/// use std::time::Duration;
+/// use distlock_redis::{InstanceConfig, RedisConfig};
 /// let config = RedisConfig::from_url("redlock://:pw@h1:7001,h2:7002,h3:7003/2?prefix=app:")?;
 /// assert_eq!(config.instances.len(), 3);
 /// assert_eq!(config.instances[1].db, 2);
 /// assert_eq!(config.prefix, "app:");
 /// assert!(!format!("{config:?}").contains("pw"));
+///
+/// let by_hand = RedisConfig::single(InstanceConfig::new("127.0.0.1", 6379).with_db(1))
+///     .with_prefix("app:")
+///     .with_timeout(Duration::from_secs(1))
+///     .with_fair(false);
+/// assert!(by_hand.validate().is_ok());
 /// # Ok::<(), distlock_core::LockError>(())
 /// ```
 #[derive(Clone)]
@@ -144,8 +193,9 @@ pub struct RedisConfig {
     pub instances: Vec<InstanceConfig>,
     /// Prefix of every key (default `distlock:`). Must not contain `{` or `}`.
     pub prefix: String,
-    /// Single instance: the bound on one request (connect included).
-    pub request_timeout: Duration,
+    /// Single instance: the bound on one request (connect included). Both:
+    /// the bound on the connection check.
+    pub timeout: Duration,
     /// Redlock: the per-instance timeout is `ttl / 10` clamped to
     /// `[min_instance_timeout, max_instance_timeout]`.
     pub min_instance_timeout: Duration,
@@ -159,7 +209,7 @@ pub struct RedisConfig {
     /// Fair mode: how long a waiter's queue entry lives unless refreshed. A
     /// waiter refreshes it at a third of this while waiting; a waiter that
     /// vanished holds up the line for at most this long.
-    pub queue_entry_ttl: Duration,
+    pub queue_ttl: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -167,12 +217,12 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("instances", &self.instances)
             .field("prefix", &self.prefix)
-            .field("request_timeout", &self.request_timeout)
+            .field("timeout", &self.timeout)
             .field("min_instance_timeout", &self.min_instance_timeout)
             .field("max_instance_timeout", &self.max_instance_timeout)
             .field("redlock", &self.redlock)
             .field("fair", &self.fair)
-            .field("queue_entry_ttl", &self.queue_entry_ttl)
+            .field("queue_ttl", &self.queue_ttl)
             .finish()
     }
 }
@@ -183,12 +233,12 @@ impl RedisConfig {
         RedisConfig {
             instances: vec![instance],
             prefix: DEFAULT_PREFIX.to_string(),
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
             min_instance_timeout: DEFAULT_MIN_INSTANCE_TIMEOUT,
             max_instance_timeout: DEFAULT_MAX_INSTANCE_TIMEOUT,
             redlock: false,
             fair: true,
-            queue_entry_ttl: DEFAULT_QUEUE_ENTRY_TTL,
+            queue_ttl: DEFAULT_QUEUE_TTL,
         }
     }
 
@@ -202,28 +252,49 @@ impl RedisConfig {
         }
     }
 
-    /// Sets the key prefix.
+    /// Sets the key prefix (URL: `prefix`).
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
-    /// Sets the single-instance request timeout.
-    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+    /// Sets the request timeout (URL: `timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
-    /// Turns the waiters' queue on or off (single instance only).
+    /// Turns the waiters' queue on or off, single instance only (URL: `fair`).
     pub fn with_fair(mut self, fair: bool) -> Self {
         self.fair = fair;
         self
     }
 
-    /// Sets the bounds of the Redlock per-instance timeout.
-    pub fn with_instance_timeout_bounds(mut self, min: Duration, max: Duration) -> Self {
-        self.min_instance_timeout = min;
-        self.max_instance_timeout = max;
+    /// Sets the life of a waiter's queue entry (URL: `queue_ttl`).
+    pub fn with_queue_ttl(mut self, queue_ttl: Duration) -> Self {
+        self.queue_ttl = queue_ttl;
+        self
+    }
+
+    /// Sets the floor of the Redlock per-instance timeout (URL:
+    /// `min_instance_timeout`).
+    pub fn with_min_instance_timeout(mut self, timeout: Duration) -> Self {
+        self.min_instance_timeout = timeout;
+        self
+    }
+
+    /// Sets the ceiling of the Redlock per-instance timeout (URL:
+    /// `max_instance_timeout`).
+    pub fn with_max_instance_timeout(mut self, timeout: Duration) -> Self {
+        self.max_instance_timeout = timeout;
+        self
+    }
+
+    /// Turns TLS on or off for every instance (URL: `tls`, or `rediss://`).
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        for instance in &mut self.instances {
+            instance.tls = tls;
+        }
         self
     }
 
@@ -252,12 +323,12 @@ impl RedisConfig {
                 "fair (queued) waiting is only available on a single instance, not with redlock",
             ));
         }
-        if self.queue_entry_ttl < Duration::from_millis(30) {
+        if self.queue_ttl < Duration::from_millis(30) {
             return Err(LockError::invalid_config(
-                "the queue entry ttl must be at least 30 ms",
+                "the queue entry ttl (`queue_ttl`) must be at least 30 ms",
             ));
         }
-        if self.request_timeout.is_zero()
+        if self.timeout.is_zero()
             || self.min_instance_timeout.is_zero()
             || self.min_instance_timeout > self.max_instance_timeout
         {
@@ -268,166 +339,93 @@ impl RedisConfig {
         Ok(())
     }
 
-    /// Parses a URL (see the crate documentation for the forms).
+    /// Parses a URL (see the crate documentation for the forms and
+    /// parameters).
     ///
     /// Errors are `InvalidConfig` and show the URL with its passwords redacted.
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            LockError::invalid_config(format!("{why} in redis URL `{}`", redact_url(url)))
-        };
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("missing `scheme://`"))?;
-        let (tls, redlock) = match scheme.to_ascii_lowercase().as_str() {
+        let mut url = BackendUrl::parse(url)?;
+        let (scheme_tls, redlock) = match url.scheme() {
             "redis" => (false, false),
             "rediss" => (true, false),
             "redlock" => (false, true),
-            _ => return Err(bad("unknown scheme (expected redis, rediss or redlock)")),
+            other => {
+                let why = format!("unknown scheme `{other}` (expected redis, rediss or redlock)");
+                return Err(url.error(&why));
+            }
         };
-        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(auth_end);
-        let (path, query) = match tail.split_once('?') {
-            Some((p, q)) => (p, q),
-            None => (tail, ""),
-        };
-        let path = path.strip_prefix('/').unwrap_or(path);
-        let db: i64 = if path.is_empty() {
-            0
-        } else {
-            path.parse()
-                .ok()
-                .filter(|d| *d >= 0)
-                .ok_or_else(|| bad("the path must be a database number"))?
-        };
-
-        let mut instances = Vec::new();
-        let mut first_credentials: Option<Credentials> = None;
-        let parts: Vec<&str> = if redlock {
-            authority.split(',').collect()
-        } else {
-            vec![authority]
-        };
-        for part in parts {
-            let (credentials, hostport) = match part.rfind('@') {
-                Some(at) => (
-                    Some(parse_userinfo(&part[..at]).ok_or_else(|| bad("bad user info"))?),
-                    &part[at + 1..],
-                ),
-                None => (None, part),
-            };
-            let (host, port) = parse_hostport(hostport).ok_or_else(|| bad("bad host:port"))?;
-            let credentials = match credentials {
-                Some(c) => {
-                    if first_credentials.is_none() && instances.is_empty() {
-                        first_credentials = Some(c.clone());
-                    }
-                    c
-                }
-                None => first_credentials.clone().unwrap_or_default(),
-            };
-            instances.push(InstanceConfig {
-                host,
-                port,
-                db,
-                tls,
-                credentials,
-            });
+        let db = database(&url)?;
+        let hosts = url.hosts()?;
+        if !redlock && hosts.len() != 1 {
+            return Err(url.error(
+                "a redis:// URL names one instance; use redlock:// for several independent instances",
+            ));
         }
-
+        let mut instances: Vec<InstanceConfig> = hosts
+            .iter()
+            .map(|h| {
+                InstanceConfig::new(h.name.clone(), h.port)
+                    .with_db(db)
+                    .with_tls(scheme_tls)
+                    .with_credentials(Credentials::of_host(h))
+            })
+            .collect();
         let mut config = if redlock {
             RedisConfig::redlock(instances)
         } else {
             RedisConfig::single(instances.remove(0))
         };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value).ok_or_else(|| bad("bad percent-encoding"))?;
-            let millis = || -> Result<Duration> {
-                value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|v| *v > 0)
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| {
-                        bad(&format!(
-                            "`{key}` must be a positive number of milliseconds"
-                        ))
-                    })
-            };
-            match key {
-                "prefix" => config.prefix = value.clone(),
-                "timeout_ms" => config.request_timeout = millis()?,
-                "min_instance_timeout_ms" => config.min_instance_timeout = millis()?,
-                "max_instance_timeout_ms" => config.max_instance_timeout = millis()?,
-                "queue_ttl_ms" => config.queue_entry_ttl = millis()?,
-                "fair" => {
-                    config.fair = flag(&value).ok_or_else(|| bad("`fair` must be true or false"))?
-                }
-                "tls" => {
-                    let on = flag(&value).ok_or_else(|| bad("`tls` must be true or false"))?;
-                    for instance in &mut config.instances {
-                        instance.tls = on;
-                    }
-                }
-                _ => return Err(bad(&format!("unknown parameter `{key}`"))),
-            }
-        }
+        config.read_parameters(&mut url, scheme_tls)?;
+        url.finish()?;
         config.validate().map_err(|e| match e {
-            LockError::InvalidConfig { reason } => bad(&reason),
+            LockError::InvalidConfig { reason } => url.error(&reason),
             other => other,
         })?;
         Ok(config)
     }
-}
 
-fn flag(value: &str) -> Option<bool> {
-    match value {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_userinfo(userinfo: &str) -> Option<Credentials> {
-    let (user, password) = match userinfo.split_once(':') {
-        Some((u, p)) => (u, Some(p)),
-        None => (userinfo, None),
-    };
-    let user = percent_decode(user)?;
-    let password = match password {
-        Some(p) => Some(percent_decode(p)?),
-        None => None,
-    };
-    Some(Credentials {
-        username: if user.is_empty() { None } else { Some(user) },
-        password: password.filter(|p| !p.is_empty()),
-    })
-}
-
-fn parse_hostport(s: &str) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p,
-            None if after.is_empty() => "",
-            None => return None,
-        };
-        (host, port)
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, p),
-            None => (s, ""),
+    /// Takes every parameter this backend knows from `url`.
+    fn read_parameters(&mut self, url: &mut BackendUrl, scheme_tls: bool) -> Result<()> {
+        if let Some(prefix) = url.string("prefix") {
+            self.prefix = prefix;
         }
-    };
-    if host.is_empty() || host.contains(['/', '@', ',', ' ']) {
-        return None;
+        if let Some(timeout) = url.duration("timeout")? {
+            self.timeout = timeout;
+        }
+        if let Some(timeout) = url.duration("min_instance_timeout")? {
+            self.min_instance_timeout = timeout;
+        }
+        if let Some(timeout) = url.duration("max_instance_timeout")? {
+            self.max_instance_timeout = timeout;
+        }
+        if let Some(queue_ttl) = url.duration("queue_ttl")? {
+            self.queue_ttl = queue_ttl;
+        }
+        if let Some(fair) = url.boolean("fair")? {
+            self.fair = fair;
+        }
+        if let Some(tls) = url.boolean("tls")? {
+            if scheme_tls && !tls {
+                return Err(url.error("`rediss://` means TLS: `tls=false` contradicts it"));
+            }
+            for instance in &mut self.instances {
+                instance.tls = tls;
+            }
+        }
+        Ok(())
     }
-    let port = if port.is_empty() {
-        6379
-    } else {
-        port.parse().ok().filter(|p| *p > 0)?
-    };
-    Some((host.to_string(), port))
+}
+
+/// The database number in the URL's path (`/3`), 0 without one.
+fn database(url: &BackendUrl) -> Result<i64> {
+    let path = url.path().strip_prefix('/').unwrap_or(url.path());
+    if path.is_empty() {
+        return Ok(0);
+    }
+    path.parse()
+        .ok()
+        .filter(|d| *d >= 0)
+        .ok_or_else(|| url.error("the path must be a database number"))
 }
 
 #[cfg(test)]
@@ -451,6 +449,9 @@ mod tests {
         assert!(c.instances[0].tls);
         assert_eq!(c.instances[0].port, 6379);
         assert_eq!(c.instances[0].credentials.username, None);
+        assert_eq!(c.instances[0].credentials.password.as_deref(), Some("pw"));
+        let err = RedisConfig::from_url("rediss://:pw@example.com?tls=false").unwrap_err();
+        assert!(err.to_string().contains("tls=false"), "{err}");
     }
 
     #[test]
@@ -474,7 +475,10 @@ mod tests {
             "redis://:secret@h:1?prefix=%7Bx",
             "redis://:secret@h:1?bogus=1",
             "redis://:secret@",
+            "redis://:secret@h1:1,h2:2",
             "redlock://:secret@h:1,,h:2",
+            "redlock://:secret@h:1?fair=true",
+            "redis://:secret@h:1?queue_ttl=1ms",
             "memcached://:secret@h:1",
         ] {
             let err = RedisConfig::from_url(url).unwrap_err();
@@ -484,5 +488,71 @@ mod tests {
             );
             assert!(!err.to_string().contains("secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_host_without_a_port_gets_the_default_port() {
+        let c = RedisConfig::from_url("redlock://h1,h2:7000,h3").unwrap();
+        let ports: Vec<u16> = c.instances.iter().map(|i| i.port).collect();
+        assert_eq!(ports, [6379, 7000, 6379]);
+    }
+
+    #[test]
+    fn ipv6_hosts_go_in_brackets() {
+        let c = RedisConfig::from_url("redis://[::1]:16379").unwrap();
+        assert_eq!(
+            (c.instances[0].host.as_str(), c.instances[0].port),
+            ("::1", 16379)
+        );
+        assert_eq!(c.instances[0].label(), "[::1]:16379");
+        let c = RedisConfig::from_url("redis://[fe80::1]").unwrap();
+        assert_eq!(c.instances[0].port, 6379);
+    }
+
+    #[test]
+    fn durations_take_units_and_the_legacy_millisecond_keys() {
+        let modern = RedisConfig::from_url("redis://h?timeout=2s&queue_ttl=500ms").unwrap();
+        let legacy = RedisConfig::from_url("redis://h?timeout_ms=2000&queue_ttl_ms=500").unwrap();
+        assert_eq!(modern.timeout, Duration::from_secs(2));
+        assert_eq!(modern.timeout, legacy.timeout);
+        assert_eq!(modern.queue_ttl, legacy.queue_ttl);
+        let c = RedisConfig::from_url(
+            "redlock://h1,h2,h3?min_instance_timeout=20ms&max_instance_timeout_ms=900",
+        )
+        .unwrap();
+        assert_eq!(c.min_instance_timeout, Duration::from_millis(20));
+        assert_eq!(c.max_instance_timeout, Duration::from_millis(900));
+        assert!(RedisConfig::from_url("redis://h?timeout=2s&timeout_ms=2000").is_err());
+    }
+
+    #[test]
+    fn booleans_accept_any_case() {
+        let c = RedisConfig::from_url("redlock://h1,h2,h3?tls=ON").unwrap();
+        assert!(c.instances.iter().all(|i| i.tls));
+        let c = RedisConfig::from_url("redis://h?fair=No").unwrap();
+        assert!(!c.fair);
+        assert!(RedisConfig::from_url("redis://h?fair=maybe").is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_by_name() {
+        let err = RedisConfig::from_url("redis://:secret@h?prefix=a:&colour=blue").unwrap_err();
+        assert!(matches!(err, LockError::InvalidConfig { .. }), "{err}");
+        assert!(err.to_string().contains("`colour`"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn userinfo_is_accepted_and_percent_decoded() {
+        let c = RedisConfig::from_url("redis://app%2Fuser:p%3Aw%2C@h:1").unwrap();
+        let creds = &c.instances[0].credentials;
+        assert_eq!(creds.username.as_deref(), Some("app/user"));
+        assert_eq!(creds.password.as_deref(), Some("p:w,"));
+        let c = RedisConfig::from_url("redis://only-user@h:1").unwrap();
+        assert_eq!(
+            c.instances[0].credentials.username.as_deref(),
+            Some("only-user")
+        );
+        assert_eq!(c.instances[0].credentials.password, None);
     }
 }

@@ -7,9 +7,11 @@
 //! picked up by the next call.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use distlock_core::sync::lock;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, ScriptInvocation};
 
@@ -90,10 +92,6 @@ impl fmt::Debug for Instance {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Instance {
     pub(crate) fn new(config: &InstanceConfig) -> distlock_core::Result<Arc<Self>> {
         Ok(Arc::new(Instance {
@@ -136,38 +134,38 @@ impl Instance {
         invocation: &ScriptInvocation<'_>,
         timeout: Duration,
     ) -> Result<T, CallError> {
-        let call = async {
+        self.bounded(timeout, async {
             let mut conn = self.connection().await?;
             invocation
                 .invoke_async::<T>(&mut conn)
                 .await
                 .map_err(CallError::from_redis)
-        };
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout),
-        };
-        if let Err(e) = &result {
-            if e.is_unreachable() {
-                self.forget_connection();
-            }
-        }
-        result
+        })
+        .await
     }
 
-    /// Runs a plain command (used by `connect` to check credentials, and by
-    /// the benchmark's raw floor).
+    /// Runs a plain command (used by `connect` to check credentials).
     pub(crate) async fn query<T: FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
         timeout: Duration,
     ) -> Result<T, CallError> {
-        let call = async {
+        self.bounded(timeout, async {
             let mut conn = self.connection().await?;
             cmd.query_async::<T>(&mut conn)
                 .await
                 .map_err(CallError::from_redis)
-        };
+        })
+        .await
+    }
+
+    /// Bounds `call` (connect included) by `timeout`; forgets the connection
+    /// after a failure that says it is broken, so the next call reconnects.
+    async fn bounded<T>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
         let result = match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout),

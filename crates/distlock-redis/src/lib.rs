@@ -20,15 +20,26 @@
 //!   user.
 //! - In a `redlock://` URL each instance may carry its own credentials; an
 //!   instance without any uses those of the *first* instance.
-//! - Parameters: `prefix=` (key prefix, default `distlock:`, no `{` or `}`),
-//!   `timeout_ms=` (single instance: bound on one request, default 2000),
-//!   `fair=` (single instance: serve waiters in arrival order, default
-//!   `true`), `queue_ttl_ms=` (fair mode: life of a waiter's queue entry
-//!   between refreshes, default 2000), `min_instance_timeout_ms=` /
-//!   `max_instance_timeout_ms=` (Redlock: the per-instance timeout is
-//!   `ttl / 10` clamped to these, default 50 and 500), `tls=true` (Redlock
-//!   over TLS; `rediss://` does it for one instance). TLS uses rustls with the
-//!   system's root certificates.
+//! - Parameters (the core's one vocabulary, read by
+//!   [`BackendUrl`](distlock_core::BackendUrl)):
+//!   - `prefix=` key prefix, default `distlock:`, no `{` or `}`;
+//!   - `timeout=` (duration: `2s`, `500ms`; legacy `timeout_ms=<ms>`) the
+//!     bound on one request to a single instance and on the connection
+//!     check, default 2 s;
+//!   - `fair=` (single instance) serve waiters in arrival order, default
+//!     `true`;
+//!   - `queue_ttl=` (legacy `queue_ttl_ms=`) fair mode: life of a waiter's
+//!     queue entry between refreshes, default 2 s;
+//!   - `min_instance_timeout=` / `max_instance_timeout=` (legacy `_ms`
+//!     forms) Redlock: the per-instance timeout is `ttl / 10` clamped to
+//!     these, default 50 ms and 500 ms;
+//!   - `tls=` TLS to every instance (`rediss://` does it for one instance).
+//!     TLS uses rustls with the system's root certificates.
+//!
+//!   Booleans are `true/false/1/0/on/off/yes/no` in any case; unknown
+//!   parameters are refused, naming them. The same settings by hand:
+//!   [`RedisConfig`] and its `with_*` setters, then
+//!   [`RedisBackend::from_config`] / [`RedlockBackend::from_config`].
 //!
 //! Passwords never appear in errors, logs or `Debug` output.
 //!
@@ -44,11 +55,12 @@
 //!
 //! ## What it guarantees
 //!
-//! - **Mutual exclusion** while a lease is valid. Validity is measured on the
-//!   monotonic clock: start of the request + ttl − drift, drift = 1% of the
-//!   ttl + 2 ms. With Redlock, a lease is only returned when a quorum
-//!   (N/2 + 1) of instances granted it and validity remains after all
-//!   round trips.
+//! - **Mutual exclusion** while a lease is valid. The backend reports when
+//!   it sent the request that took (or extended) the lock; the core turns
+//!   that into the lease's validity with its one drift rule
+//!   ([`distlock_core::validity`]: sent + ttl − drift, on the monotonic
+//!   clock). With Redlock, a lock is only granted when a quorum (N/2 + 1) of
+//!   instances granted it and validity remains after all round trips.
 //! - **Liveness** is the ttl alone: a holder that vanishes frees the lock
 //!   after at most its ttl. There are no sessions; [`LockClient`] guards
 //!   extend themselves at a third of the ttl.
@@ -77,12 +89,12 @@
 //!   it sets the lock to the oldest live waiter's owner token with that
 //!   waiter's ttl, increments the fencing counter and publishes
 //!   `<owner>:<token>`, so exactly that waiter wakes (no herd) and owns the
-//!   lock without a round trip of its own. Its validity counts from the start
-//!   of its last attempt that found the lock held (the hand-over carries a
+//!   lock without a round trip of its own. Its validity counts from the send
+//!   time of its last attempt that found the lock held (the hand-over carries a
 //!   higher fencing token than that attempt saw, so it happened later). A
 //!   client that releases and re-acquires at once goes to the back of the
 //!   line (`fifo = true`). A waiter refreshes its queue entry at least every
-//!   third of `queue_ttl_ms`; a waiter that vanished is dropped from the line
+//!   third of `queue_ttl`; a waiter that vanished is dropped from the line
 //!   when its entry expires, or, if the lock was handed to it first, holds it
 //!   up for at most its ttl, like a holder that vanished. A try without
 //!   waiting does not queue and fails while anyone waits. Redlock has no
@@ -91,14 +103,17 @@
 //! - **Round trips**: acquire 1 per attempt (Redlock: 1, or 2 when the
 //!   counters of the granting quorum disagree, plus 1 to give back a partial
 //!   hold; fair mode: none for a lock handed over by a release); extend 1 for
-//!   any number of leases ([`DistributedLock::extend_many`]); release 1;
+//!   up to 256 leases (the core splits
+//!   [`extend_many`](distlock_core::DistributedLock::extend_many) into
+//!   batches of that size, each one script call per instance); release 1;
 //!   status 1; a waiter's first wait adds one SUBSCRIBE unless the channel is
 //!   still subscribed from an earlier wait. Redlock
 //!   runs each round on all instances in parallel, each call bounded by the
 //!   per-instance timeout, so a dead instance costs at most that timeout.
 //! - **Partitions**: a holder cut off from its instances cannot extend; its
 //!   guard reports loss when its validity passes, before the keys expire on
-//!   the servers (validity ends `drift` earlier), so before anyone else can
+//!   the servers (validity ends the core's drift allowance earlier), so
+//!   before anyone else can
 //!   take the lock. With Redlock, a minority of instances down or cut off is
 //!   tolerated; without a quorum, operations fail with `Unavailable`.
 //! - **Not guaranteed**: safety across an instance that loses its data
@@ -106,6 +121,10 @@
 //!   clocks that jump on the servers (Redis expires keys by wall clock).
 //!   Use fencing tokens at the protected resource for correctness that does
 //!   not depend on timing.
+//!
+//! Option and lease checks, lease validity, `extend_many` batching, tracing
+//! and metrics are the core's checked layer around this crate's
+//! [`LockBackend`] implementations: this crate is only the algorithm.
 //!
 //! ```no_run
 //! # async fn demo() -> distlock_core::Result<()> {
@@ -130,36 +149,25 @@ mod instance;
 mod keys;
 mod notify;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_core::{
-    async_trait, validate_ttl, AcquireOptions, Capabilities, DistributedLock, Lease, LockError,
-    LockName, LockStatus, Result,
+    async_trait, AcquireRequest, Capabilities, DistributedLock, Grant, Lease, LockBackend,
+    LockError, LockName, LockStatus, Renewal, Result,
 };
 
-pub use config::{Credentials, InstanceConfig, RedisConfig, DEFAULT_PREFIX};
+pub use config::{
+    Credentials, InstanceConfig, RedisConfig, DEFAULT_MAX_INSTANCE_TIMEOUT,
+    DEFAULT_MIN_INSTANCE_TIMEOUT, DEFAULT_PREFIX, DEFAULT_QUEUE_TTL, DEFAULT_TIMEOUT,
+};
 
-use engine::Engine;
+use engine::{Engine, MAX_BATCH};
 
-/// The shortest ttl accepted: a lease must outlive a few round trips and the
-/// drift allowance.
-const MIN_TTL: Duration = Duration::from_millis(10);
-
-fn capabilities(fifo: bool) -> Capabilities {
-    Capabilities::builder()
-        .fencing(true)
-        .fifo(fifo)
-        .wait_notification(true)
-        .session_liveness(false)
-        .ttl_expiry(true)
-        .lease_handoff(true)
-        .cross_process(true)
-        .batch_extend(true)
-        .min_ttl(MIN_TTL)
-        .build()
-}
+/// The kind of the single-instance backend, recorded in its leases.
+const REDIS: &str = "redis";
+/// The kind of the Redlock backend, recorded in its leases.
+const REDLOCK: &str = "redlock";
 
 /// Connects to the backend a `redis://`, `rediss://` or `redlock://` URL names.
 ///
@@ -169,123 +177,16 @@ fn capabilities(fifo: bool) -> Capabilities {
 pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
     let config = RedisConfig::from_url(url)?;
     if config.redlock {
-        Ok(Arc::new(RedlockBackend::with_config(config).await?))
+        Ok(Arc::new(RedlockBackend::from_config(config).await?))
     } else {
-        Ok(Arc::new(RedisBackend::with_config(config).await?))
+        Ok(Arc::new(RedisBackend::from_config(config).await?))
     }
-}
-
-macro_rules! backend_impl {
-    ($ty:ident, $name:literal) => {
-        impl fmt::Debug for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("engine", &self.engine)
-                    .finish()
-            }
-        }
-
-        #[async_trait]
-        impl DistributedLock for $ty {
-            fn backend_name(&self) -> &'static str {
-                $name
-            }
-
-            fn capabilities(&self) -> Capabilities {
-                capabilities(self.engine.fair)
-            }
-
-            /// Acquire: one round trip per attempt (see the crate docs);
-            /// waits on the release channel between attempts.
-            ///
-            /// # Cancel safety
-            ///
-            /// Dropping the future leaves nothing held: an attempt in flight
-            /// is released in the background, and the waiter's subscription
-            /// is dropped (its channel unsubscribed once no one waits on it).
-            async fn acquire(
-                &self,
-                name: &LockName,
-                options: &AcquireOptions,
-            ) -> Result<Option<Lease>> {
-                options.validate(&self.capabilities())?;
-                self.engine.acquire(name, options).await
-            }
-
-            /// Extend: one round trip (per instance, in parallel).
-            ///
-            /// # Cancel safety
-            ///
-            /// Dropping the future may or may not have extended the lease;
-            /// the old lease stays correct either way.
-            async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
-                lease.check_backend(self.backend_name())?;
-                validate_ttl(ttl, &self.capabilities())?;
-                self.engine
-                    .extend_many(&[(lease.clone(), ttl)])
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| Err(LockError::not_held(lease.name().as_str())))
-            }
-
-            /// Release: one round trip (per instance, in parallel); publishes
-            /// on the lock's release channel.
-            ///
-            /// # Cancel safety
-            ///
-            /// Dropping the future may or may not have released the lock; if
-            /// not, it frees when the ttl ends.
-            async fn release(&self, lease: &Lease) -> Result<()> {
-                lease.check_backend(self.backend_name())?;
-                self.engine.release(lease).await
-            }
-
-            /// Extends every lease in one extend-script call per instance.
-            ///
-            /// # Cancel safety
-            ///
-            /// As for `extend`.
-            async fn extend_many(&self, leases: &[Lease]) -> Vec<Result<Lease>> {
-                let caps = self.capabilities();
-                let mut results: Vec<Option<Result<Lease>>> = Vec::with_capacity(leases.len());
-                let mut batch = Vec::new();
-                let mut positions = Vec::new();
-                for (k, lease) in leases.iter().enumerate() {
-                    match lease
-                        .check_backend(self.backend_name())
-                        .and_then(|_| validate_ttl(lease.ttl(), &caps))
-                    {
-                        Ok(()) => {
-                            results.push(None);
-                            positions.push(k);
-                            batch.push((lease.clone(), lease.ttl()));
-                        }
-                        Err(e) => results.push(Some(Err(e))),
-                    }
-                }
-                let extended = self.engine.extend_many(&batch).await;
-                for (k, r) in positions.into_iter().zip(extended) {
-                    results[k] = Some(r);
-                }
-                results
-                    .into_iter()
-                    .zip(leases)
-                    .map(|(r, l)| r.unwrap_or_else(|| Err(LockError::not_held(l.name().as_str()))))
-                    .collect()
-            }
-
-            /// Status: one round trip (per instance, in parallel).
-            async fn status(&self, name: &LockName) -> Result<LockStatus> {
-                self.engine.status(name).await
-            }
-        }
-    };
 }
 
 /// A lock on one Redis instance (`redis://` or `rediss://`).
 ///
 /// Cloning is cheap and shares connections.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedisBackend {
     engine: Arc<Engine>,
 }
@@ -304,28 +205,105 @@ impl RedisBackend {
                 "a redlock:// URL names several instances: use RedlockBackend",
             ));
         }
-        Self::with_config(config).await
+        Self::from_config(config).await
     }
 
-    /// Connects with a configuration built by hand.
+    /// Connects with a configuration built by hand (one PING).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future abandons the connection attempt.
-    pub async fn with_config(mut config: RedisConfig) -> Result<Self> {
+    pub async fn from_config(mut config: RedisConfig) -> Result<Self> {
         config.redlock = false;
-        let engine = Arc::new(Engine::new("redis", config)?);
+        let engine = Arc::new(Engine::new(REDIS, config)?);
         engine.check().await?;
         Ok(RedisBackend { engine })
     }
 }
 
-backend_impl!(RedisBackend, "redis");
+#[async_trait]
+impl LockBackend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        REDIS
+    }
+
+    /// Fencing, FIFO unless `fair=false`, notified waits, ttl expiry, lease
+    /// hand-off, batched extension; no sessions, no shared or permit modes.
+    fn claims(&self) -> Capabilities {
+        self.engine.claims()
+    }
+
+    /// Takes the lock, waiting on its release channel between attempts.
+    ///
+    /// Round trips: one per attempt; the first wait adds one SUBSCRIBE
+    /// unless the channel is still subscribed; a lock handed over by a
+    /// release (fair mode) costs none.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped future leaves nothing held and nothing queued
+    /// (the owner token is released, or the queue left, in the background).
+    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        self.engine.grant(request).await
+    }
+
+    /// Extends the lease if this owner still holds it (never revives an
+    /// expired one).
+    ///
+    /// Round trips: one.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have extended the lease.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        self.engine.renew(lease, ttl).await
+    }
+
+    /// Extends every lease of the batch in one script call.
+    ///
+    /// Round trips: one for the whole batch.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have extended any of the leases.
+    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        self.engine.renew_batch(batch).await
+    }
+
+    /// The most leases one extend-script call carries.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// Releases the lock and hands it to the next waiter (fair mode) or
+    /// wakes every waiter.
+    ///
+    /// Round trips: one.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have released the lock; if not, it
+    /// frees when its ttl ends.
+    async fn revoke(&self, lease: &Lease) -> Result<()> {
+        self.engine.revoke(lease).await
+    }
+
+    /// Holder's remaining ttl, fencing counter and queue length.
+    ///
+    /// Round trips: one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Read-only: dropping the future changes nothing.
+    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
+        self.engine.inspect(name).await
+    }
+}
 
 /// Redlock over several independent Redis instances (`redlock://`).
 ///
 /// Cloning is cheap and shares connections.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedlockBackend {
     engine: Arc<Engine>,
 }
@@ -345,25 +323,105 @@ impl RedlockBackend {
                 "RedlockBackend takes a redlock:// URL; use RedisBackend for one instance",
             ));
         }
-        Self::with_config(config).await
+        Self::from_config(config).await
     }
 
-    /// Connects with a configuration built by hand.
+    /// Connects with a configuration built by hand (one PING per instance,
+    /// in parallel).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future abandons the connection attempts.
-    pub async fn with_config(mut config: RedisConfig) -> Result<Self> {
+    pub async fn from_config(mut config: RedisConfig) -> Result<Self> {
         config.redlock = true;
-        let engine = Arc::new(Engine::new("redlock", config)?);
+        let engine = Arc::new(Engine::new(REDLOCK, config)?);
         engine.check().await?;
         Ok(RedlockBackend { engine })
     }
 
     /// The number of instances that must agree.
     pub fn quorum(&self) -> usize {
-        self.engine.instances.len() / 2 + 1
+        self.engine.quorum()
     }
 }
 
-backend_impl!(RedlockBackend, "redlock");
+#[async_trait]
+impl LockBackend for RedlockBackend {
+    fn kind(&self) -> &'static str {
+        REDLOCK
+    }
+
+    /// Fencing, notified waits, ttl expiry, lease hand-off, batched
+    /// extension; no FIFO (waiters race), no sessions, no shared or permit
+    /// modes.
+    fn claims(&self) -> Capabilities {
+        self.engine.claims()
+    }
+
+    /// Takes the lock on a quorum, waiting on the instances' release
+    /// channels between attempts.
+    ///
+    /// Round trips: one per attempt on every instance in parallel, plus one
+    /// when the fencing counters of the granting quorum disagree, plus one to
+    /// give back a partial hold; the first wait adds one SUBSCRIBE per
+    /// instance unless the channel is still subscribed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped future leaves nothing held (the owner token is
+    /// released on every instance in the background).
+    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        self.engine.grant(request).await
+    }
+
+    /// Extends the lease on every instance; renewed when a quorum extended
+    /// it (never revives an expired one).
+    ///
+    /// Round trips: one (every instance in parallel).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have extended the lease.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        self.engine.renew(lease, ttl).await
+    }
+
+    /// Extends every lease of the batch in one script call per instance.
+    ///
+    /// Round trips: one for the whole batch (every instance in parallel).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have extended any of the leases.
+    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        self.engine.renew_batch(batch).await
+    }
+
+    /// The most leases one extend-script call carries.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// Releases the lock on every instance and wakes every waiter.
+    ///
+    /// Round trips: one (every instance in parallel).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have released the lock; if not, it
+    /// frees when its ttl ends.
+    async fn revoke(&self, lease: &Lease) -> Result<()> {
+        self.engine.revoke(lease).await
+    }
+
+    /// Held when a quorum reports a holder; the highest fencing counter.
+    ///
+    /// Round trips: one (every instance in parallel).
+    ///
+    /// # Cancel safety
+    ///
+    /// Read-only: dropping the future changes nothing.
+    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
+        self.engine.inspect(name).await
+    }
+}

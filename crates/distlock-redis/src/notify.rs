@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use distlock_core::cleanup::CleanupOnDrop;
+use distlock_core::sync::lock;
 use futures::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::watch;
@@ -32,10 +34,6 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// client that waits on the same lock again (the usual pattern under
 /// contention) needs no SUBSCRIBE round trip.
 const LINGER: Duration = Duration::from_secs(2);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The release notifications of one backend client.
 pub(crate) struct Notifier {
@@ -52,6 +50,8 @@ impl fmt::Debug for Notifier {
 }
 
 struct Shared {
+    /// `redis` or `redlock`, for the clean-up's logs.
+    backend: &'static str,
     channels: Mutex<HashMap<String, Channel>>,
     /// (instance, channel) -> the connection generation it is subscribed under.
     active: Mutex<HashMap<(usize, String), u64>>,
@@ -245,10 +245,11 @@ async fn read_messages(
 }
 
 impl Notifier {
-    pub(crate) fn new(instances: &[Arc<Instance>]) -> Self {
+    pub(crate) fn new(backend: &'static str, instances: &[Arc<Instance>]) -> Self {
         let (shutdown, _) = watch::channel(());
         Notifier {
             shared: Arc::new(Shared {
+                backend,
                 channels: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
                 slots: instances
@@ -291,6 +292,7 @@ impl Notifier {
             subscribed: vec![None; self.shared.slots.len()],
             needed,
             timeout,
+            unsubscribe: CleanupOnDrop::new(self.shared.backend, "release-channel subscription"),
         };
         sub.refresh().await;
         sub
@@ -318,6 +320,9 @@ pub(crate) struct Subscription {
     subscribed: Vec<Option<u64>>,
     needed: usize,
     timeout: Duration,
+    /// Armed by the last waiter of the channel when it leaves: unsubscribes
+    /// the channel after it lingered.
+    unsubscribe: CleanupOnDrop,
 }
 
 impl Subscription {
@@ -407,6 +412,9 @@ impl Subscription {
 }
 
 impl Drop for Subscription {
+    /// Unregisters the waiter; the last waiter of a channel arms the
+    /// unsubscribe, which runs in the background after [`LINGER`] unless a
+    /// waiter came back by then.
     fn drop(&mut self) {
         let last = {
             let mut channels = lock(&self.shared.channels);
@@ -426,14 +434,11 @@ impl Drop for Subscription {
         if !last {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let shared = Arc::downgrade(&self.shared);
         let channel = std::mem::take(&mut self.channel);
         let slots = self.subscribed.len();
         let timeout = self.timeout;
-        runtime.spawn(async move {
+        self.unsubscribe.arm(async move {
             tokio::time::sleep(LINGER).await;
             let Some(shared) = shared.upgrade() else {
                 return;
@@ -444,5 +449,7 @@ impl Drop for Subscription {
             )
             .await;
         });
+        // `self.unsubscribe` is dropped right after this, armed: it spawns
+        // the task onto the current runtime.
     }
 }

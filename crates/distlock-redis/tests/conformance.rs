@@ -5,15 +5,24 @@ mod common;
 
 use std::sync::Arc;
 
-use distlock_conformance::Harness;
+use distlock_conformance::{Harness, ProxiedClient};
 use distlock_core::DistributedLock;
+
+const SINGLE_PREFIX: &str = "conformance-single:";
+const REDLOCK_PREFIX: &str = "conformance-redlock:";
 
 struct SingleHarness;
 
 #[distlock_core::async_trait]
 impl Harness for SingleHarness {
     async fn client(&self) -> Arc<dyn DistributedLock> {
-        common::single("conformance-single:").await
+        common::single(SINGLE_PREFIX).await
+    }
+
+    /// A client whose one connection (and pub/sub connection) to the
+    /// instance passes through its own fault proxy.
+    async fn proxied_client(&self) -> Option<ProxiedClient> {
+        Some(common::proxied_single(SINGLE_PREFIX).await)
     }
 }
 
@@ -24,7 +33,13 @@ struct RedlockHarness {
 #[distlock_core::async_trait]
 impl Harness for RedlockHarness {
     async fn client(&self) -> Arc<dyn DistributedLock> {
-        common::redlock(&self.addrs, "conformance-redlock:").await
+        common::redlock(&self.addrs, REDLOCK_PREFIX).await
+    }
+
+    /// A client that reaches each of the five instances through its own
+    /// fault proxy (the URL lists the proxies' addresses).
+    async fn proxied_client(&self) -> Option<ProxiedClient> {
+        Some(common::proxied_redlock(&self.addrs, REDLOCK_PREFIX).await)
     }
 }
 

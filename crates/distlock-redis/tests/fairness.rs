@@ -122,7 +122,7 @@ async fn a_waiter_that_gives_up_leaves_the_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
     let prefix = "fairness-vanished:";
-    let url = format!("{}&queue_ttl_ms=300", common::single_url(prefix));
+    let url = format!("{}&queue_ttl=300ms", common::single_url(prefix));
     let holder = distlock_redis::RedisBackend::connect(&url).await.unwrap();
     let waiter = distlock_redis::RedisBackend::connect(&url).await.unwrap();
     let lock = name("vanished");

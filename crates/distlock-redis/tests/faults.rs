@@ -6,95 +6,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_conformance::{FaultProxy, History, Hold, ProxyMode};
+use distlock_conformance::services::StoppedNodes;
+use distlock_conformance::workload::Contention;
+use distlock_conformance::{FaultProxy, ProxyMode};
 use distlock_core::{AcquireOptions, DistributedLock, LockClient, LockError, LockName, Wait};
-
-fn services_script() -> String {
-    std::env::var("DISTLOCK_SERVICES_SCRIPT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/services.sh").to_string()
-    })
-}
-
-fn services(action: &str, node: u32) {
-    let status = Command::new("bash")
-        .arg(services_script())
-        .args([action, "redis", &node.to_string()])
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run the services script: {e}; {}",
-                common::START_SERVERS
-            )
-        });
-    assert!(status.success(), "services.sh {action} redis {node} failed");
-}
-
-/// Stops redis nodes for the duration of a test and restarts them on drop
-/// (start-node waits until each answers again).
-struct StoppedNodes(Vec<u32>);
-
-impl StoppedNodes {
-    fn stop(nodes: &[u32]) -> Self {
-        let guard = StoppedNodes(nodes.to_vec());
-        for &n in nodes {
-            services("stop-node", n);
-        }
-        guard
-    }
-}
-
-impl Drop for StoppedNodes {
-    fn drop(&mut self) {
-        for &n in &self.0 {
-            services("start-node", n);
-        }
-    }
-}
 
 fn name(case: &str) -> LockName {
     let tag = distlock_core::OwnerToken::random().to_hex();
     LockName::new(format!("faults/{case}/{tag}")).unwrap()
-}
-
-async fn contend(
-    clients: Vec<Arc<dyn DistributedLock>>,
-    name: &LockName,
-    rounds: usize,
-) -> History {
-    let history = History::new();
-    let mut tasks = Vec::new();
-    for (id, c) in clients.into_iter().enumerate() {
-        let (name, history) = (name.clone(), history.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..rounds {
-                let o = AcquireOptions::new(Duration::from_secs(10))
-                    .with_wait(Wait::For(Duration::from_secs(30)));
-                let lease = c
-                    .acquire(&name, &o)
-                    .await
-                    .unwrap_or_else(|e| panic!("client {id}: {e}"))
-                    .unwrap_or_else(|| panic!("client {id} starved"));
-                let start = Instant::now();
-                tokio::task::yield_now().await;
-                history.record(Hold {
-                    client: id,
-                    fencing: lease.fencing_token().get(),
-                    start,
-                    end: Instant::now(),
-                });
-                c.release(&lease).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    history
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,15 +24,21 @@ async fn faults_redlock_keeps_exclusion_with_two_of_five_instances_stopped() {
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-two-down:";
-    let _stopped = StoppedNodes::stop(&[2, 5]);
+    let _stopped = StoppedNodes::stop("redis", &[2, 5]);
     let mut clients = Vec::new();
     for _ in 0..4 {
         clients.push(common::redlock(&addrs, prefix).await);
     }
-    let lock = name("two-down");
-    let history = contend(clients, &lock, 25).await;
-    assert_eq!(history.len(), 100);
-    if let Err(e) = history.check() {
+    let outcome = Contention::new(name("two-down"))
+        .with_context("redlock two of five down")
+        .with_options(
+            AcquireOptions::new(Duration::from_secs(10))
+                .with_wait(Wait::For(Duration::from_secs(30))),
+        )
+        .run(clients, 25)
+        .await;
+    assert_eq!(outcome.history.len(), 100);
+    if let Err(e) = outcome.history.check() {
         panic!("{e}");
     }
 }
@@ -130,7 +58,7 @@ async fn faults_redlock_without_quorum_is_unavailable_and_recovers() {
     client.release(&before).await.unwrap();
 
     {
-        let _stopped = StoppedNodes::stop(&[1, 3, 4]);
+        let _stopped = StoppedNodes::stop("redis", &[1, 3, 4]);
         let wait = Duration::from_secs(2);
         let start = Instant::now();
         let got = client
@@ -151,7 +79,8 @@ async fn faults_redlock_without_quorum_is_unavailable_and_recovers() {
     let after = client
         .acquire(
             &lock,
-            &AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(Duration::from_secs(10))),
+            &AcquireOptions::new(Duration::from_secs(5))
+                .with_wait(Wait::For(Duration::from_secs(10))),
         )
         .await
         .expect("acquire after the instances came back")
@@ -184,7 +113,10 @@ async fn partitioned_holder_is_lost_before_another_acquires(
         p.set_mode(ProxyMode::Blackhole);
     }
     let got = other
-        .acquire(&lock, &AcquireOptions::new(ttl).with_wait(Wait::For(ttl * 5)))
+        .acquire(
+            &lock,
+            &AcquireOptions::new(ttl).with_wait(Wait::For(ttl * 5)),
+        )
         .await
         .unwrap()
         .expect("the cut-off holder's lock frees after its ttl");
@@ -212,25 +144,14 @@ async fn partitioned_holder_is_lost_before_another_acquires(
     drop(guard);
 }
 
-async fn proxies_for(addrs: &[String]) -> Vec<FaultProxy> {
-    let mut proxies = Vec::new();
-    for a in addrs {
-        let upstream: SocketAddr = a.parse().unwrap();
-        proxies.push(FaultProxy::start(upstream).await.unwrap());
-    }
-    proxies
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_redlock_partitioned_holder_reports_lost_before_another_acquires() {
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-partition-redlock:";
-    let proxies = proxies_for(&addrs).await;
-    let proxied: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
-    let holder = common::redlock(&proxied, prefix).await;
+    let holder = common::proxied_redlock(&addrs, prefix).await;
     let other = common::redlock(&addrs, prefix).await;
-    partitioned_holder_is_lost_before_another_acquires(holder, &proxies, other).await;
+    partitioned_holder_is_lost_before_another_acquires(holder.client, &holder.proxies, other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -238,17 +159,9 @@ async fn faults_single_partitioned_holder_reports_lost_before_another_acquires()
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs[..1]).await;
     let prefix = "faults-partition-single:";
-    let proxies = proxies_for(&addrs[..1]).await;
-    let holder: Arc<dyn DistributedLock> = Arc::new(
-        distlock_redis::RedisBackend::connect(&format!(
-            "redis://{}?prefix={prefix}",
-            proxies[0].addr()
-        ))
-        .await
-        .unwrap(),
-    );
+    let holder = common::proxied_single(prefix).await;
     let other = common::single(prefix).await;
-    partitioned_holder_is_lost_before_another_acquires(holder, &proxies, other).await;
+    partitioned_holder_is_lost_before_another_acquires(holder.client, &holder.proxies, other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -256,9 +169,8 @@ async fn faults_redlock_reset_connections_recover() {
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-reset:";
-    let proxies = proxies_for(&addrs).await;
-    let proxied: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
-    let client = common::redlock(&proxied, prefix).await;
+    let proxied = common::proxied_redlock(&addrs, prefix).await;
+    let (client, proxies) = (proxied.client, proxied.proxies);
     let lock = name("reset");
     let o = AcquireOptions::try_once(Duration::from_secs(5));
     let first = client.acquire(&lock, &o).await.unwrap().expect("free");

@@ -175,7 +175,7 @@ fn statements(acquire: &str, release: &str, table: &str) -> [String; 2] {
 
 impl Raw {
     fn new(backend: &SqlBackend) -> Raw {
-        let table = backend.config().table_name();
+        let table = backend.config().table();
         if let Some(pool) = backend.sqlite_pool() {
             return Raw::Sqlite(
                 pool.clone(),

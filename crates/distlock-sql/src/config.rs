@@ -1,9 +1,10 @@
-//! Connection settings: parsing the URL, validating the table name.
+//! Connection settings: the URL, read with the one URL grammar
+//! ([`BackendUrl`]), and the builder setters.
 
 use std::fmt;
 use std::time::Duration;
 
-use distlock_core::{redact_url, LockError, Result};
+use distlock_core::{percent_decode, percent_encode, redact_url, BackendUrl, LockError, Result};
 
 /// Which database a [`SqlConfig`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,19 +29,52 @@ impl Database {
 
     /// The Cargo feature that compiles this database in.
     pub fn feature(self) -> &'static str {
-        match self {
-            Database::Sqlite => "sqlite",
-            Database::Postgres => "postgres",
-            Database::MySql => "mysql",
-        }
+        self.backend_name()
     }
 
     fn from_scheme(scheme: &str) -> Option<Self> {
-        match scheme.to_ascii_lowercase().as_str() {
+        match scheme {
             "sqlite" => Some(Database::Sqlite),
             "postgres" | "postgresql" => Some(Database::Postgres),
             "mysql" | "mariadb" => Some(Database::MySql),
             _ => None,
+        }
+    }
+
+    /// The query parameters handed on to the sqlx driver (everything else
+    /// is either distlock's or refused).
+    fn driver_parameters(self) -> &'static [&'static str] {
+        match self {
+            Database::Sqlite => &["mode", "cache", "immutable", "vfs"],
+            Database::Postgres => &[
+                "sslmode",
+                "ssl-mode",
+                "sslrootcert",
+                "ssl-root-cert",
+                "ssl-ca",
+                "sslcert",
+                "ssl-cert",
+                "sslkey",
+                "ssl-key",
+                "statement-cache-capacity",
+                "application_name",
+                "options",
+            ],
+            Database::MySql => &[
+                "sslmode",
+                "ssl-mode",
+                "sslca",
+                "ssl-ca",
+                "sslcert",
+                "ssl-cert",
+                "sslkey",
+                "ssl-key",
+                "charset",
+                "collation",
+                "statement-cache-capacity",
+                "timezone",
+                "time-zone",
+            ],
         }
     }
 }
@@ -48,163 +82,224 @@ impl Database {
 /// The default locks table.
 pub const DEFAULT_TABLE: &str = "distlock_locks";
 
+/// The default bound on each statement.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default (and largest) connection pool.
+const DEFAULT_POOL_SIZE: u32 = 4;
+const MAX_POOL_SIZE: u32 = 1000;
+
 /// Everything the SQL backend needs to know; built from a URL with
-/// [`SqlConfig::from_url`] and adjusted with the builder methods.
+/// [`SqlConfig::from_url`] and adjusted with the `with_*` setters.
 ///
-/// URL parameters read by distlock (and removed before the URL is handed to
-/// the database driver; every other parameter goes to the driver):
+/// URL parameters read by distlock (the shared vocabulary of every
+/// backend; they never reach the database driver):
 ///
 /// | parameter | default | meaning |
 /// |---|---|---|
 /// | `table` | `distlock_locks` | the locks table (`[A-Za-z_][A-Za-z0-9_]{0,62}`) |
 /// | `create_table` | `true` | create the table if it is missing |
-/// | `pool_size` | `4` | most connections the backend opens |
-/// | `timeout_ms` | `5000` | bound on connecting and on each statement |
+/// | `pool_size` | `4` | most connections the backend opens (1..=1000) |
+/// | `timeout` (legacy `timeout_ms=<ms>`) | `5s` | bound on each statement |
+/// | `connect_timeout` (legacy `connect_timeout_ms`) | the `timeout` | bound on connecting (PostgreSQL, MySQL) |
+///
+/// The driver's own parameters pass through: `mode`, `cache`, `immutable`,
+/// `vfs` for SQLite; `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
+/// `statement-cache-capacity`, `application_name`, `options` for
+/// PostgreSQL; `ssl-mode`, `ssl-ca`, `ssl-cert`, `ssl-key`, `charset`,
+/// `collation`, `statement-cache-capacity`, `timezone` for MySQL (with
+/// sqlx's alternative spellings). Any other parameter is refused, by name.
 ///
 /// ```
+/// use std::time::Duration;
 /// use distlock_sql::{Database, SqlConfig};
-/// let config = SqlConfig::from_url("postgres://app:pw@db/locks?table=app_locks&sslmode=disable")?;
+/// let config = SqlConfig::from_url("postgres://app:pw@db/locks?table=app_locks&timeout=2s&sslmode=disable")?;
 /// assert_eq!(config.database(), Database::Postgres);
-/// assert_eq!(config.table_name(), "app_locks");
+/// assert_eq!(config.table(), "app_locks");
+/// assert_eq!(config.timeout(), Duration::from_secs(2));
 /// assert!(!format!("{config:?}").contains("pw@"));
+/// let config = config.with_pool_size(8).with_create_table(false);
+/// assert_eq!(config.pool_size(), 8);
 /// # Ok::<(), distlock_core::LockError>(())
 /// ```
 #[derive(Clone)]
 pub struct SqlConfig {
     database: Database,
-    /// The URL handed to the driver (our parameters removed). May hold a
-    /// password: never printed except through `redact_url`.
+    /// The URL handed to the driver (distlock's parameters removed). May
+    /// hold a password: never printed except through `redact_url`.
     driver_url: String,
+    /// The driver parameters in `driver_url`, decoded.
+    driver_params: Vec<(String, String)>,
+    in_memory: bool,
     table: String,
     create_table: bool,
     pool_size: u32,
     timeout: Duration,
+    connect_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for SqlConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlConfig")
             .field("database", &self.database)
-            .field("url", &redact_url(&self.driver_url))
+            .field("url", &self.redacted_url())
             .field("table", &self.table)
             .field("create_table", &self.create_table)
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout())
             .finish()
     }
 }
 
 impl SqlConfig {
     /// Parses a connection URL: `sqlite://path`, `sqlite::memory:`,
-    /// `postgres://user:pw@host:port/db`, `mysql://user:pw@host:port/db`
-    /// (`postgresql://` and `mariadb://` are accepted too).
+    /// `postgres://user:pw@host[:port]/db`, `mysql://user:pw@host[:port]/db`
+    /// (`postgresql://` and `mariadb://` are accepted too; the port
+    /// defaults to 5432 and 3306). See the table above for the parameters.
     ///
     /// # Errors
     ///
     /// `InvalidConfig` (with the URL's password redacted) for an unknown
-    /// scheme, a missing path or host, or a bad distlock parameter.
+    /// scheme, a missing path or host, more than one host, a bad value, or
+    /// an unknown parameter (named in the message).
     pub fn from_url(url: &str) -> Result<Self> {
-        let shown = redact_url(url);
-        let bad = |why: String| LockError::invalid_config(format!("`{shown}`: {why}"));
-        let Some((scheme, rest)) = url.split_once(':') else {
-            return Err(bad(
-                "not a URL: expected `sqlite://path`, `postgres://…` or `mysql://…`".into(),
+        if url.contains('#') {
+            // The URL is not echoed: a `#` in an unencoded password would
+            // defeat the redaction.
+            return Err(LockError::invalid_config(
+                "a `#` in the SQL backend URL starts a fragment, which it does not take; \
+                 write it as `%23` in a password or path",
             ));
-        };
-        let database = Database::from_scheme(scheme).ok_or_else(|| {
-            bad(format!(
-                "unknown scheme `{scheme}` for the SQL backend (expected sqlite, postgres or mysql)"
+        }
+        let mut url = BackendUrl::parse(url)?;
+        let database = Database::from_scheme(url.scheme()).ok_or_else(|| {
+            url.error(&format!(
+                "unknown scheme `{}` for the SQL backend (expected sqlite, postgres or mysql)",
+                url.scheme()
             ))
         })?;
-        let (base, query) = match rest.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (rest, None),
+        let mut config = SqlConfig::defaults(database);
+        config.read_parameters(&mut url)?;
+        config.driver_params = database
+            .driver_parameters()
+            .iter()
+            .filter_map(|key| url.string(key).map(|v| (key.to_string(), v)))
+            .collect();
+        url.finish()?;
+        config.driver_url = match database {
+            Database::Sqlite => config.sqlite_driver_url(&url)?,
+            Database::Postgres | Database::MySql => config.server_driver_url(&url)?,
         };
-        if base.contains('#') {
-            return Err(bad("fragments (`#…`) are not allowed".into()));
-        }
-        match database {
-            Database::Sqlite => {
-                let path = base.strip_prefix("//").unwrap_or(base);
-                if path.is_empty() {
-                    return Err(bad(
-                        "missing database path: use `sqlite://path/to/locks.db` or `sqlite::memory:`"
-                            .into(),
-                    ));
-                }
-            }
-            Database::Postgres | Database::MySql => {
-                let Some(authority) = base.strip_prefix("//") else {
-                    return Err(bad(format!("expected `{scheme}://host[:port]/database`")));
-                };
-                let host = authority.split('/').next().unwrap_or_default();
-                let host = host.rsplit('@').next().unwrap_or_default();
-                if host.is_empty() {
-                    return Err(bad("missing host".into()));
-                }
-            }
-        }
+        Ok(config)
+    }
 
-        let mut config = SqlConfig {
+    fn defaults(database: Database) -> Self {
+        SqlConfig {
             database,
             driver_url: String::new(),
+            driver_params: Vec::new(),
+            in_memory: false,
             table: DEFAULT_TABLE.to_string(),
             create_table: true,
-            pool_size: 4,
-            timeout: Duration::from_secs(5),
-        };
-        let mut driver_params = Vec::new();
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "table" => {
-                    validate_table(value)?;
-                    config.table = value.to_string();
-                }
-                "create_table" => {
-                    config.create_table = parse_bool(value).ok_or_else(|| {
-                        bad(format!("create_table must be true or false, got `{value}`"))
-                    })?;
-                }
-                "pool_size" => {
-                    config.pool_size = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=1000).contains(n))
-                        .ok_or_else(|| bad(format!("pool_size must be 1..=1000, got `{value}`")))?;
-                }
-                "timeout_ms" => {
-                    let ms = value
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|ms| *ms > 0)
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "timeout_ms must be a positive integer, got `{value}`"
-                            ))
-                        })?;
-                    config.timeout = Duration::from_millis(ms);
-                }
-                _ => driver_params.push(pair),
+            pool_size: DEFAULT_POOL_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: None,
+        }
+    }
+
+    /// Reads distlock's own parameters.
+    fn read_parameters(&mut self, url: &mut BackendUrl) -> Result<()> {
+        if let Some(table) = url.string("table") {
+            if let Some(why) = table_problem(&table) {
+                return Err(url.error(&why));
             }
+            self.table = table;
         }
-        // sqlx knows MariaDB as `mysql://`.
-        let driver_scheme = match database {
-            Database::MySql => "mysql",
-            Database::Postgres => "postgres",
-            Database::Sqlite => "sqlite",
+        if let Some(create) = url.boolean("create_table")? {
+            self.create_table = create;
+        }
+        if let Some(size) = url.number::<u32>("pool_size")? {
+            if !(1..=MAX_POOL_SIZE).contains(&size) {
+                return Err(url.error(&format!(
+                    "`pool_size={size}` is out of range (1..={MAX_POOL_SIZE})"
+                )));
+            }
+            self.pool_size = size;
+        }
+        if let Some(timeout) = positive(url, "timeout")? {
+            self.timeout = timeout;
+        }
+        // Only a server has a connection to establish.
+        if self.database != Database::Sqlite {
+            self.connect_timeout = positive(url, "connect_timeout")?;
+        }
+        Ok(())
+    }
+
+    /// `sqlite://<path>`: the path is everything after `//` (or after `:`),
+    /// percent-decoded; `:memory:` is an in-memory database.
+    fn sqlite_driver_url(&mut self, url: &BackendUrl) -> Result<String> {
+        let authority = percent_decode(url.authority())
+            .ok_or_else(|| url.error("bad percent escape in the database path"))?;
+        let path = format!("{authority}{}", url.path());
+        if path.is_empty() {
+            return Err(url.error(
+                "missing database path: use `sqlite://path/to/locks.db` or `sqlite::memory:`",
+            ));
+        }
+        self.in_memory = path == ":memory:" || self.driver_param("mode") == Some("memory");
+        let file = if path == ":memory:" {
+            path
+        } else {
+            percent_encode(&path)
         };
-        let mut driver_url = format!("{driver_scheme}:{base}");
-        if !driver_params.is_empty() {
-            driver_url.push('?');
-            driver_url.push_str(&driver_params.join("&"));
+        Ok(format!("sqlite://{file}{}", self.driver_query()))
+    }
+
+    /// `postgres|mysql://[user[:password]@]host[:port][/database]`, with
+    /// the default port filled in.
+    fn server_driver_url(&self, url: &BackendUrl) -> Result<String> {
+        let hosts = url.hosts()?;
+        let [host] = hosts.as_slice() else {
+            return Err(url.error(&format!(
+                "the SQL backend connects to one server; the URL names {}",
+                hosts.len()
+            )));
+        };
+        let userinfo = match (&host.user, host.password()) {
+            (None, None) => String::new(),
+            (user, None) => format!("{}@", percent_encode(user.as_deref().unwrap_or(""))),
+            (user, Some(pw)) => format!(
+                "{}:{}@",
+                percent_encode(user.as_deref().unwrap_or("")),
+                percent_encode(pw)
+            ),
+        };
+        let name = url.path().trim_start_matches('/');
+        let path = if name.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", percent_encode(name))
+        };
+        let scheme = self.database.backend_name(); // sqlx knows MariaDB as `mysql`
+        Ok(format!(
+            "{scheme}://{userinfo}{}{path}{}",
+            host.address(),
+            self.driver_query()
+        ))
+    }
+
+    fn driver_query(&self) -> String {
+        if self.driver_params.is_empty() {
+            return String::new();
         }
-        config.driver_url = driver_url;
-        Ok(config)
+        let pairs: Vec<String> = self
+            .driver_params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        format!("?{}", pairs.join("&"))
     }
 
     /// Uses `table` instead of `distlock_locks`.
@@ -212,7 +307,7 @@ impl SqlConfig {
     /// # Errors
     ///
     /// `InvalidConfig` unless the name matches `[A-Za-z_][A-Za-z0-9_]{0,62}`.
-    pub fn table(mut self, table: &str) -> Result<Self> {
+    pub fn with_table(mut self, table: &str) -> Result<Self> {
         validate_table(table)?;
         self.table = table.to_string();
         Ok(self)
@@ -221,21 +316,28 @@ impl SqlConfig {
     /// Whether to create the table when it is missing (default `true`). Turn
     /// it off when the schema is managed elsewhere (see the crate docs for
     /// the DDL).
-    pub fn create_table(mut self, create: bool) -> Self {
+    pub fn with_create_table(mut self, create: bool) -> Self {
         self.create_table = create;
         self
     }
 
-    /// The most connections the backend opens (default 4).
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool_size = size.max(1);
+    /// The most connections the backend opens (default 4; at least 1).
+    pub fn with_pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.clamp(1, MAX_POOL_SIZE);
         self
     }
 
-    /// Bound on connecting and on each statement (default 5 s). An operation
+    /// Bound on each statement (default 5 s; at least 1 ms). An operation
     /// that cannot finish within it fails with `Unavailable`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Bound on connecting to a PostgreSQL or MySQL server (default: the
+    /// statement timeout; at least 1 ms).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout.max(Duration::from_millis(1)));
         self
     }
 
@@ -245,7 +347,7 @@ impl SqlConfig {
     }
 
     /// The locks table.
-    pub fn table_name(&self) -> &str {
+    pub fn table(&self) -> &str {
         &self.table
     }
 
@@ -255,13 +357,24 @@ impl SqlConfig {
     }
 
     /// The pool size.
-    pub fn pool_size_value(&self) -> u32 {
+    pub fn pool_size(&self) -> u32 {
         self.pool_size
     }
 
-    /// The per-operation timeout.
-    pub fn timeout_value(&self) -> Duration {
+    /// The bound on each statement.
+    pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The bound on connecting.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.unwrap_or(self.timeout)
+    }
+
+    /// True for an in-memory SQLite database (`sqlite::memory:` or
+    /// `mode=memory`): this process only.
+    pub fn in_memory(&self) -> bool {
+        self.in_memory
     }
 
     /// The URL for the driver, password redacted (for messages).
@@ -272,36 +385,59 @@ impl SqlConfig {
     pub(crate) fn driver_url(&self) -> &str {
         &self.driver_url
     }
+
+    /// A driver parameter given in the URL.
+    pub(crate) fn driver_param(&self, key: &str) -> Option<&str> {
+        self.driver_params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
+/// Reads a duration parameter that must be longer than zero.
+fn positive(url: &mut BackendUrl, key: &str) -> Result<Option<Duration>> {
+    match url.duration(key)? {
+        Some(d) if d.is_zero() => Err(url.error(&format!("`{key}` must be longer than zero"))),
+        other => Ok(other),
     }
 }
 
 /// Checks a table name against `[A-Za-z_][A-Za-z0-9_]{0,62}`: it is the one
 /// thing spliced into statement text (quoted), so nothing else may pass.
+///
+/// # Errors
+///
+/// `InvalidConfig` naming the refused table.
 pub fn validate_table(table: &str) -> Result<()> {
+    match table_problem(table) {
+        None => Ok(()),
+        Some(why) => Err(LockError::invalid_config(why)),
+    }
+}
+
+/// Why `table` is not a plain identifier, if it is not.
+fn table_problem(table: &str) -> Option<String> {
     let mut chars = table.chars();
     let first_ok = chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if first_ok && rest_ok && table.len() <= 63 {
-        Ok(())
-    } else {
-        Err(LockError::invalid_config(format!(
-            "table name {table:?} is not an identifier matching [A-Za-z_][A-Za-z0-9_]{{0,62}}"
-        )))
-    }
+    (!(first_ok && rest_ok && table.len() <= 63)).then(|| {
+        format!("table name {table:?} is not an identifier matching [A-Za-z_][A-Za-z0-9_]{{0,62}}")
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reason(url: &str) -> String {
+        match SqlConfig::from_url(url) {
+            Err(LockError::InvalidConfig { reason }) => reason,
+            other => panic!("{url}: expected InvalidConfig, got {other:?}"),
+        }
+    }
 
     #[test]
     fn table_names_are_plain_identifiers() {
@@ -328,9 +464,10 @@ mod tests {
             "postgres://u:secret@h:5432/db?sslmode=disable&table=t1&pool_size=2&timeout_ms=250&create_table=false",
         )
         .unwrap();
-        assert_eq!(c.table_name(), "t1");
-        assert_eq!(c.pool_size_value(), 2);
-        assert_eq!(c.timeout_value(), Duration::from_millis(250));
+        assert_eq!(c.table(), "t1");
+        assert_eq!(c.pool_size(), 2);
+        assert_eq!(c.timeout(), Duration::from_millis(250));
+        assert_eq!(c.connect_timeout(), Duration::from_millis(250));
         assert!(!c.creates_table());
         assert_eq!(
             c.driver_url(),
@@ -343,6 +480,120 @@ mod tests {
     fn mariadb_scheme_maps_to_the_mysql_driver() {
         let c = SqlConfig::from_url("mariadb://u@h/db").unwrap();
         assert_eq!(c.database(), Database::MySql);
-        assert_eq!(c.driver_url(), "mysql://u@h/db");
+        assert_eq!(c.driver_url(), "mysql://u@h:3306/db");
+    }
+
+    #[test]
+    fn default_ports_are_filled_in() {
+        let c = SqlConfig::from_url("postgresql://u:p@db.example/locks").unwrap();
+        assert_eq!(c.driver_url(), "postgres://u:p@db.example:5432/locks");
+        let c = SqlConfig::from_url("mysql://db.example").unwrap();
+        assert_eq!(c.driver_url(), "mysql://db.example:3306");
+    }
+
+    #[test]
+    fn ipv6_hosts_keep_their_brackets() {
+        let c = SqlConfig::from_url("postgres://u:p@[::1]/db").unwrap();
+        assert_eq!(c.driver_url(), "postgres://u:p@[::1]:5432/db");
+        let c = SqlConfig::from_url("mysql://[fe80::2]:13306/db").unwrap();
+        assert_eq!(c.driver_url(), "mysql://[fe80::2]:13306/db");
+    }
+
+    #[test]
+    fn timeout_in_both_spellings_is_the_same() {
+        let modern = SqlConfig::from_url("postgres://h/db?timeout=2s").unwrap();
+        let legacy = SqlConfig::from_url("postgres://h/db?timeout_ms=2000").unwrap();
+        assert_eq!(modern.timeout(), Duration::from_secs(2));
+        assert_eq!(modern.timeout(), legacy.timeout());
+        let both = reason("postgres://h/db?timeout=2s&timeout_ms=2000");
+        assert!(both.contains("timeout"), "{both}");
+        let zero = reason("sqlite://x.db?timeout=0s");
+        assert!(zero.contains("longer than zero"), "{zero}");
+    }
+
+    #[test]
+    fn connect_timeout_is_read_for_servers() {
+        let c = SqlConfig::from_url("mysql://h/db?connect_timeout=750ms&timeout=3s").unwrap();
+        assert_eq!(c.connect_timeout(), Duration::from_millis(750));
+        assert_eq!(c.timeout(), Duration::from_secs(3));
+        let c = SqlConfig::from_url("postgres://h/db?connect_timeout_ms=1500").unwrap();
+        assert_eq!(c.connect_timeout(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn booleans_take_any_spelling() {
+        let c = SqlConfig::from_url("sqlite://x.db?create_table=OFF").unwrap();
+        assert!(!c.creates_table());
+        let c = SqlConfig::from_url("sqlite://x.db?create_table=ON").unwrap();
+        assert!(c.creates_table());
+        let bad = reason("sqlite://x.db?create_table=maybe");
+        assert!(bad.contains("create_table"), "{bad}");
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_by_name() {
+        let bad = reason("postgres://u:secret@h/db?colour=red&sslmode=disable");
+        assert!(bad.contains("`colour`"), "{bad}");
+        assert!(!bad.contains("secret"), "{bad}");
+        // SQLite has no connection to establish.
+        let bad = reason("sqlite://x.db?connect_timeout=1s");
+        assert!(bad.contains("`connect_timeout`"), "{bad}");
+        // The driver's parameters of another database are not taken either.
+        let bad = reason("sqlite://x.db?sslmode=disable");
+        assert!(bad.contains("`sslmode`"), "{bad}");
+    }
+
+    #[test]
+    fn userinfo_is_decoded_and_re_encoded_for_the_driver() {
+        let c = SqlConfig::from_url("postgres://app%20user:p%40ss%2Cw@h:1/my%20db").unwrap();
+        assert_eq!(
+            c.driver_url(),
+            "postgres://app%20user:p%40ss%2Cw@h:1/my%20db"
+        );
+        let c = SqlConfig::from_url("mysql://app@h/db").unwrap();
+        assert_eq!(c.driver_url(), "mysql://app@h:3306/db");
+        assert!(
+            !format!("{:?}", SqlConfig::from_url("mysql://a:pw1@h/db").unwrap()).contains("pw1")
+        );
+    }
+
+    #[test]
+    fn one_server_only() {
+        let bad = reason("postgres://h1,h2/db");
+        assert!(bad.contains("one server"), "{bad}");
+    }
+
+    #[test]
+    fn sqlite_paths_and_memory() {
+        let c = SqlConfig::from_url("sqlite://target/locks.db?mode=rwc").unwrap();
+        assert_eq!(c.driver_url(), "sqlite://target%2Flocks.db?mode=rwc");
+        assert!(!c.in_memory());
+        let c = SqlConfig::from_url("sqlite:///abs/my%20locks.db").unwrap();
+        assert_eq!(c.driver_url(), "sqlite://%2Fabs%2Fmy%20locks.db");
+        for memory in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x?mode=memory",
+        ] {
+            assert!(SqlConfig::from_url(memory).unwrap().in_memory(), "{memory}");
+        }
+        assert_eq!(
+            SqlConfig::from_url("sqlite::memory:").unwrap().driver_url(),
+            "sqlite://:memory:"
+        );
+    }
+
+    #[test]
+    fn setters_are_bounded() {
+        let c = SqlConfig::from_url("sqlite://x.db")
+            .unwrap()
+            .with_pool_size(0)
+            .with_timeout(Duration::ZERO)
+            .with_connect_timeout(Duration::from_secs(9));
+        assert_eq!(c.pool_size(), 1);
+        assert_eq!(c.timeout(), Duration::from_millis(1));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(9));
+        assert!(c.clone().with_table("no good").is_err());
+        assert_eq!(c.with_table("t2").unwrap().table(), "t2");
     }
 }

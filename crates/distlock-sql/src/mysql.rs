@@ -9,26 +9,37 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::config::SqlConfig;
-use crate::store::{remaining_from_micros, ttl_micros, ConnectError, Holder, Statements, Take};
+use crate::dialect::{
+    extended_of, remaining_from_micros, repeat_rows, ttl_micros, ConnectError, Dialect, Extension,
+    Holder, Statements, Take,
+};
 
-pub(crate) struct MySqlStore {
+/// The locks table in a MySQL or MariaDB database.
+pub(crate) struct MySqlDialect {
     pool: MySqlPool,
     sql: Statements,
+    /// Which leases of a batch are still held (see `held_batch.sql`).
+    held_batch: String,
     table: String,
 }
 
 /// The statement files, in [`Statements::load`] order.
-const TEXTS: [&str; 5] = [
+const TEXTS: [&str; 6] = [
     include_str!("sql/mysql/create.sql"),
     include_str!("sql/mysql/acquire.sql"),
     include_str!("sql/mysql/holder.sql"),
     include_str!("sql/mysql/extend.sql"),
+    include_str!("sql/mysql/extend_batch.sql"),
     include_str!("sql/mysql/release.sql"),
 ];
+
+/// Which leases of a batch are held now. `{pairs}` is `(?, ?)` per lease.
+const HELD_BATCH: &str = include_str!("sql/mysql/held_batch.sql");
 
 /// Looks the table up in the current database. Returns one count.
 const TABLE_EXISTS: &str = include_str!("sql/mysql/table_exists.sql");
@@ -38,37 +49,56 @@ pub(crate) fn ddl(table: &str) -> String {
     Statements::load(TEXTS, table).create
 }
 
-impl MySqlStore {
+impl MySqlDialect {
+    /// Opens one direct connection first: its error (refused, bad password)
+    /// is the one to report, where a pool would retry until its timeout and
+    /// then say only that it timed out. The pool connects lazily.
     pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
         let options =
             MySqlConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
-        // One direct connection first: its error (refused, bad password) is
-        // the one to report, where a pool would retry until its timeout and
-        // then say only that it timed out.
         let probe = options.connect().await?;
         let _ = probe.close().await;
         let pool = MySqlPoolOptions::new()
-            .max_connections(config.pool_size_value())
-            .acquire_timeout(config.timeout_value())
+            .max_connections(config.pool_size())
+            .acquire_timeout(config.timeout())
             .connect_lazy_with(options);
-        Ok(MySqlStore {
+        Ok(MySqlDialect {
             pool,
-            sql: Statements::load(TEXTS, config.table_name()),
-            table: config.table_name().to_string(),
+            sql: Statements::load(TEXTS, config.table()),
+            held_batch: HELD_BATCH.replace("{table}", config.table()),
+            table: config.table().to_string(),
         })
     }
 
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
+    /// Which of `batch` their owners hold now (one round trip).
+    async fn held(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        let sql = self.held_batch.replace(
+            "{pairs}",
+            &repeat_rows("{rows}", "(?, ?)", ", (?, ?)", batch.len()),
+        );
+        let mut query = sqlx::query(&sql);
+        for e in batch {
+            query = query.bind(e.key.as_bytes()).bind(e.owner.as_bytes());
+        }
+        let held = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((text(row.try_get("name")?), text(row.try_get("owner")?))))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(extended_of(batch, &held))
     }
+}
 
-    pub fn cross_process(&self) -> bool {
+#[async_trait]
+impl Dialect for MySqlDialect {
+    fn cross_process(&self) -> bool {
         true
     }
 
     /// Round trips: one (the existence check) when the table exists, two when
     /// it does not. Concurrent `CREATE TABLE IF NOT EXISTS` is safe in MySQL.
-    pub async fn create_table(&self) -> Result<(), sqlx::Error> {
+    async fn create_table(&self) -> Result<(), sqlx::Error> {
         let exists: i64 = sqlx::query_scalar(TABLE_EXISTS)
             .bind(&self.table)
             .fetch_one(&self.pool)
@@ -80,9 +110,9 @@ impl MySqlStore {
         Ok(())
     }
 
-    /// Round trips: one statement; the caller reads the holder's remaining
-    /// ttl with a second one when the lock is held.
-    pub async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+    /// One statement; a second ([`holder`](Dialect::holder)) is needed for
+    /// the holder's remaining ttl when the lock is held.
+    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
         let ttl = ttl_micros(ttl);
         let done = sqlx::query(&self.sql.acquire)
             .bind(key.as_bytes())
@@ -98,7 +128,7 @@ impl MySqlStore {
         }
     }
 
-    pub async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+    async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
         let row = sqlx::query(&self.sql.holder)
             .bind(key.as_bytes())
             .fetch_optional(&self.pool)
@@ -106,7 +136,7 @@ impl MySqlStore {
         row.map(|row| {
             let owner: Option<Vec<u8>> = row.try_get("owner")?;
             Ok(Holder {
-                owner: owner.map(|o| String::from_utf8_lossy(&o).into_owned()),
+                owner: owner.map(text),
                 fence: row.try_get("fence")?,
                 remaining: remaining_from_micros(row.try_get("remaining_us")?),
             })
@@ -114,7 +144,7 @@ impl MySqlStore {
         .transpose()
     }
 
-    pub async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+    async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(&self.sql.extend)
             .bind(ttl_micros(ttl))
             .bind(key.as_bytes())
@@ -124,7 +154,32 @@ impl MySqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+    /// One statement when every lease was extended (its matched-rows count
+    /// says so); when the count falls short, a second one reads which
+    /// leases are still held, since MySQL cannot return rows from an
+    /// `UPDATE`.
+    async fn extend_batch(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        let sql = repeat_rows(
+            &self.sql.extend_batch,
+            "SELECT ? AS name, ? AS owner, ? AS ttl_us",
+            " UNION ALL SELECT ?, ?, ?",
+            batch.len(),
+        );
+        let mut query = sqlx::query(&sql);
+        for e in batch {
+            query = query
+                .bind(e.key.as_bytes())
+                .bind(e.owner.as_bytes())
+                .bind(ttl_micros(e.ttl));
+        }
+        let matched = query.execute(&self.pool).await?.rows_affected();
+        if usize::try_from(matched).is_ok_and(|m| m == batch.len()) {
+            return Ok(vec![true; batch.len()]);
+        }
+        self.held(batch).await
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(&self.sql.release)
             .bind(key.as_bytes())
             .bind(owner.as_bytes())
@@ -132,4 +187,13 @@ impl MySqlStore {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    fn mysql_pool(&self) -> Option<&MySqlPool> {
+        Some(&self.pool)
+    }
+}
+
+/// A `VARBINARY` column as text (keys and owner tokens are UTF-8).
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -9,15 +9,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::Connection;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, OnceCell};
 
 use crate::config::SqlConfig;
-use crate::store::{remaining_from_micros, ttl_micros, ConnectError, Holder, Statements, Take};
+use crate::dialect::{
+    extended_of, fence, remaining_from_micros, ttl_micros, ConnectError, Dialect, Extension,
+    Holder, Statements, Take,
+};
+use crate::notify::{Subscription, Wake, BACKLOG};
 
-pub(crate) struct PgStore {
+/// The locks table in a PostgreSQL database, and its release listener.
+pub(crate) struct PostgresDialect {
     pool: PgPool,
     options: PgConnectOptions,
     timeout: Duration,
@@ -28,11 +33,12 @@ pub(crate) struct PgStore {
 }
 
 /// The statement files, in [`Statements::load`] order.
-const TEXTS: [&str; 5] = [
+const TEXTS: [&str; 6] = [
     include_str!("sql/postgres/create.sql"),
     include_str!("sql/postgres/acquire.sql"),
     include_str!("sql/postgres/holder.sql"),
     include_str!("sql/postgres/extend.sql"),
+    include_str!("sql/postgres/extend_batch.sql"),
     include_str!("sql/postgres/release.sql"),
 ];
 
@@ -48,40 +54,39 @@ pub(crate) fn ddl(table: &str) -> String {
     Statements::load(TEXTS, table).create
 }
 
-impl PgStore {
+impl PostgresDialect {
+    /// Opens one direct connection first: its error (refused, bad password)
+    /// is the one to report, where a pool would retry until its timeout and
+    /// then say only that it timed out. The pool connects lazily.
     pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
         let options =
             PgConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
-        // One direct connection first: its error (refused, bad password) is
-        // the one to report, where a pool would retry until its timeout and
-        // then say only that it timed out.
         let probe = PgConnection::connect_with(&options).await?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size_value())
-            .acquire_timeout(config.timeout_value())
+            .max_connections(config.pool_size())
+            .acquire_timeout(config.timeout())
             .connect_lazy_with(options.clone());
-        Ok(PgStore {
+        Ok(PostgresDialect {
             pool,
             options,
-            timeout: config.timeout_value(),
-            sql: Statements::load(TEXTS, config.table_name()),
-            channel: config.table_name().to_string(),
+            timeout: config.timeout(),
+            sql: Statements::load(TEXTS, config.table()),
+            channel: config.table().to_string(),
             notifier: OnceCell::new(),
         })
     }
+}
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    pub fn cross_process(&self) -> bool {
+#[async_trait]
+impl Dialect for PostgresDialect {
+    fn cross_process(&self) -> bool {
         true
     }
 
     /// Round trips: one (the existence check) when the table exists, three
     /// more (lock, create, commit) when it does not.
-    pub async fn create_table(&self) -> Result<(), sqlx::Error> {
+    async fn create_table(&self) -> Result<(), sqlx::Error> {
         let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
             .bind(&self.channel)
             .fetch_one(&self.pool)
@@ -95,8 +100,9 @@ impl PgStore {
         tx.commit().await
     }
 
-    /// Round trips: one statement, whether acquired or held.
-    pub async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+    /// One statement, whether acquired or held (it reports the holder's
+    /// remaining ttl too).
+    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
         let row = sqlx::query(&self.sql.acquire)
             .bind(key)
             .bind(owner)
@@ -108,8 +114,7 @@ impl PgStore {
         };
         let acquired: bool = row.try_get("acquired")?;
         if acquired {
-            let fence: i64 = row.try_get("fence")?;
-            Ok(Take::Acquired(u64::try_from(fence).unwrap_or(0)))
+            Ok(Take::Acquired(fence(row.try_get("fence")?)))
         } else {
             Ok(Take::Held(remaining_from_micros(
                 row.try_get("remaining_us")?,
@@ -117,23 +122,22 @@ impl PgStore {
         }
     }
 
-    pub async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+    async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
         let row = sqlx::query(&self.sql.holder)
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|row| {
-            let fence: i64 = row.try_get("fence")?;
             Ok(Holder {
                 owner: row.try_get("owner")?,
-                fence: u64::try_from(fence).unwrap_or(0),
+                fence: fence(row.try_get("fence")?),
                 remaining: remaining_from_micros(row.try_get("remaining_us")?),
             })
         })
         .transpose()
     }
 
-    pub async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+    async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(&self.sql.extend)
             .bind(key)
             .bind(owner)
@@ -143,8 +147,23 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Round trips: one statement (the notification rides on its commit).
-    pub async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+    /// One statement, whatever the batch's size: the leases go as three
+    /// arrays, and the statement returns the rows it extended.
+    async fn extend_batch(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
+        let owners: Vec<&str> = batch.iter().map(|e| e.owner.as_str()).collect();
+        let ttls: Vec<i64> = batch.iter().map(|e| ttl_micros(e.ttl)).collect();
+        let extended: Vec<(String, String)> = sqlx::query_as(&self.sql.extend_batch)
+            .bind(keys)
+            .bind(owners)
+            .bind(ttls)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(extended_of(batch, &extended))
+    }
+
+    /// One statement (the notification rides on its commit).
+    async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
         let row = sqlx::query(&self.sql.release)
             .bind(key)
             .bind(owner)
@@ -154,34 +173,23 @@ impl PgStore {
         Ok(row.is_some())
     }
 
-    /// A subscription to release notifications, with `LISTEN` already in
-    /// effect when this returns (so nothing released after it is missed).
-    ///
     /// Round trips: none once the listener runs; the first call opens its
     /// connection and issues `LISTEN`.
-    pub async fn subscribe(&self) -> Result<Subscription, sqlx::Error> {
+    async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
         let notifier = self
             .notifier
             .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
             .await?;
-        Ok(Subscription {
-            rx: notifier.tx.subscribe(),
-        })
+        Ok(Some(Subscription::new(&notifier.tx)))
+    }
+
+    fn postgres_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
     }
 }
 
-/// What the listener task passes to waiters.
-#[derive(Clone, Debug)]
-enum Wake {
-    /// A release of this key committed.
-    Released(Arc<str>),
-    /// The listening connection was lost (and re-established, or failed):
-    /// notifications may have been missed, so every waiter retries.
-    Missed,
-}
-
 /// The listening connection's task and its fan-out channel; the task stops
-/// when the store is dropped.
+/// when the dialect is dropped.
 struct Notifier {
     tx: broadcast::Sender<Wake>,
     task: tokio::task::AbortHandle,
@@ -208,7 +216,7 @@ impl Notifier {
             .idle_timeout(None)
             .connect_lazy_with(options);
         let listener = new_listener(&pool, channel).await?;
-        let (tx, _) = broadcast::channel(1024);
+        let (tx, _) = broadcast::channel(BACKLOG);
         let task = tokio::spawn(listen(listener, pool, channel.to_string(), tx.clone()));
         Ok(Notifier {
             tx,
@@ -242,49 +250,27 @@ async fn listen(
             }
             // The connection dropped and was re-established, listening again.
             Ok(None) => {
-                tracing::debug!("postgres listener reconnected; waiters retry");
+                tracing::debug!("distlock.postgres.listener_reconnected");
                 let _ = tx.send(Wake::Missed);
             }
             Err(e) => {
-                tracing::debug!(error = %e, "postgres listener lost its connection");
+                tracing::debug!(error = %e, "distlock.postgres.listener_lost");
                 let _ = tx.send(Wake::Missed);
-                loop {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    match new_listener(&pool, &channel).await {
-                        Ok(fresh) => {
-                            listener = fresh;
-                            tracing::debug!("postgres listener listening again; waiters retry");
-                            let _ = tx.send(Wake::Missed);
-                            break;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "postgres listener reconnect failed"),
-                    }
-                }
+                listener = relisten(&pool, &channel).await;
+                tracing::debug!("distlock.postgres.listener_reconnected");
+                let _ = tx.send(Wake::Missed);
             }
         }
     }
 }
 
-/// One waiter's view of release notifications.
-pub(crate) struct Subscription {
-    rx: broadcast::Receiver<Wake>,
-}
-
-impl Subscription {
-    /// Returns when `key` was released (or notifications may have been
-    /// missed), or after `bound` at the latest.
-    pub async fn wait(&mut self, key: &str, bound: Duration) {
-        let _ = tokio::time::timeout(bound, async {
-            loop {
-                match self.rx.recv().await {
-                    Ok(Wake::Released(k)) if &*k == key => return,
-                    Ok(Wake::Released(_)) => continue,
-                    Ok(Wake::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    // The listener is gone with its store; only the bound remains.
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                }
-            }
-        })
-        .await;
+/// Reconnects the listener, retrying every 250 ms until `LISTEN` is back.
+async fn relisten(pool: &PgPool, channel: &str) -> PgListener {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match new_listener(pool, channel).await {
+            Ok(fresh) => return fresh,
+            Err(e) => tracing::debug!(error = %e, "distlock.postgres.listener_reconnect_failed"),
+        }
     }
 }

@@ -7,31 +7,36 @@
 //! takes the write lock at the start of a writing statement and retries
 //! through the busy handler, so no read-then-write transaction (and no
 //! `SQLITE_BUSY` upgrade failure) can occur: `BEGIN IMMEDIATE` is never
-//! needed.
+//! needed. "Round trips" here are statements: there is no network.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
 
 use crate::config::SqlConfig;
-use crate::store::{ConnectError, Holder, Statements, Take};
+use crate::dialect::{
+    extended_of, fence, repeat_rows, ConnectError, Dialect, Extension, Holder, Statements, Take,
+};
 
-pub(crate) struct SqliteStore {
+/// The locks table in a SQLite database.
+pub(crate) struct SqliteDialect {
     pool: SqlitePool,
     sql: Statements,
     in_memory: bool,
 }
 
 /// The statement files, in [`Statements::load`] order.
-const TEXTS: [&str; 5] = [
+const TEXTS: [&str; 6] = [
     include_str!("sql/sqlite/create.sql"),
     include_str!("sql/sqlite/acquire.sql"),
     include_str!("sql/sqlite/holder.sql"),
     include_str!("sql/sqlite/extend.sql"),
+    include_str!("sql/sqlite/extend_batch.sql"),
     include_str!("sql/sqlite/release.sql"),
 ];
 
@@ -40,48 +45,48 @@ pub(crate) fn ddl(table: &str) -> String {
     Statements::load(TEXTS, table).create
 }
 
-impl SqliteStore {
+impl SqliteDialect {
+    /// Opens the file (creating it unless the URL gives a `mode`) and the
+    /// pool, with one connection made at once.
     pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
-        let url = config.driver_url();
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut options = SqliteConnectOptions::from_str(url)
+        let in_memory = config.in_memory();
+        let mut options = SqliteConnectOptions::from_str(config.driver_url())
             .map_err(ConnectError::BadUrl)?
-            .busy_timeout(config.timeout_value())
+            .busy_timeout(config.timeout())
             .synchronous(SqliteSynchronous::Full);
         if !in_memory {
-            // `sqlite://path` creates the file unless the URL says `mode=ro`/`rw`.
-            if !url.contains("mode=") {
+            if config.driver_param("mode").is_none() {
                 options = options.create_if_missing(true);
             }
             options = options.journal_mode(SqliteJournalMode::Wal);
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(config.pool_size_value())
-            .acquire_timeout(config.timeout_value())
+            .max_connections(config.pool_size())
+            .acquire_timeout(config.timeout())
             .connect_with(options)
             .await?;
-        Ok(SqliteStore {
+        Ok(SqliteDialect {
             pool,
-            sql: Statements::load(TEXTS, config.table_name()),
+            sql: Statements::load(TEXTS, config.table()),
             in_memory,
         })
     }
+}
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub fn cross_process(&self) -> bool {
+#[async_trait]
+impl Dialect for SqliteDialect {
+    fn cross_process(&self) -> bool {
         !self.in_memory
     }
 
-    pub async fn create_table(&self) -> Result<(), sqlx::Error> {
+    async fn create_table(&self) -> Result<(), sqlx::Error> {
         sqlx::query(&self.sql.create).execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Round trips: one statement (in-process: no network).
-    pub async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+    /// One statement; a second ([`holder`](Dialect::holder)) is needed for
+    /// the holder's remaining ttl when the lock is held.
+    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
         let row = sqlx::query(&self.sql.acquire)
             .bind(key)
             .bind(owner)
@@ -94,7 +99,7 @@ impl SqliteStore {
         }
     }
 
-    pub async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+    async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
         let row = sqlx::query(&self.sql.holder)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -111,7 +116,7 @@ impl SqliteStore {
         .transpose()
     }
 
-    pub async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+    async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(&self.sql.extend)
             .bind(key)
             .bind(owner)
@@ -121,7 +126,26 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+    async fn extend_batch(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        let sql = repeat_rows(
+            &self.sql.extend_batch,
+            "(?, ?, ?)",
+            ", (?, ?, ?)",
+            batch.len(),
+        );
+        let mut query = sqlx::query(&sql);
+        for e in batch {
+            query = query.bind(&e.key).bind(&e.owner).bind(ttl_millis(e.ttl));
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let extended = rows
+            .iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("owner")?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+        Ok(extended_of(batch, &extended))
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(&self.sql.release)
             .bind(key)
             .bind(owner)
@@ -129,10 +153,10 @@ impl SqliteStore {
             .await?;
         Ok(done.rows_affected() == 1)
     }
-}
 
-fn fence(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+    fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        Some(&self.pool)
+    }
 }
 
 /// The ttl in whole milliseconds (the resolution of the SQLite clock

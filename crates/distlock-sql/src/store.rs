@@ -1,174 +1,208 @@
-//! The locks table, one implementation per database, behind one enum.
+//! The locks table as the backend uses it: one [`Dialect`] behind the
+//! trait, every call bounded by a timeout and its failure turned into a
+//! [`LockError`] that names the operation, the lock and the table.
 //!
-//! Each database module loads its statements (the `.sql` files under
-//! `src/sql/<database>/`), splices in the validated table name, and runs them
-//! with bound parameters. This module only dispatches.
+//! This module knows no database; the dialects know nothing of it.
 
+use std::borrow::Borrow;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::SqlConfig;
+use distlock_core::{BoxError, LockError, LockName, Result};
 
-/// What one acquire statement found.
-#[derive(Debug)]
-pub(crate) enum Take {
-    /// The lock was taken with this fencing token.
-    Acquired(u64),
-    /// Someone holds it; their remaining ttl on the database clock, if the
-    /// statement could tell.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Held(Option<Duration>),
-    /// Someone holds it; ask [`Store::holder`] for their remaining ttl.
-    #[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
-    HeldAskRemaining,
-}
+use crate::dialect::{Dialect, Extension, Holder, Take};
+use crate::notify::Subscription;
 
-/// A row of the locks table as seen now.
-#[derive(Debug)]
-pub(crate) struct Holder {
-    /// The owner token, `None` when released.
-    pub owner: Option<String>,
-    /// The last fencing token issued.
-    pub fence: u64,
-    /// Time left on the database clock; `None` when released, zero when
-    /// expired.
-    pub remaining: Option<Duration>,
-}
-
-impl Holder {
-    /// Whether the row is held right now.
-    pub fn is_held(&self) -> bool {
-        self.owner.is_some() && self.remaining.is_some_and(|r| !r.is_zero())
-    }
-}
-
-/// Converts a signed remaining time (negative once expired) to a duration.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-pub(crate) fn remaining_from_micros(us: Option<i64>) -> Option<Duration> {
-    us.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0)))
-}
-
-/// A ttl in whole microseconds, rounded up so the database never keeps the
-/// lock for less than the lease reports.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-pub(crate) fn ttl_micros(ttl: Duration) -> i64 {
-    let us = ttl.as_nanos().div_ceil(1000);
-    i64::try_from(us).unwrap_or(i64::MAX)
-}
-
-/// The statements for one database and table.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub create: String,
-    pub acquire: String,
-    pub holder: String,
-    pub extend: String,
-    pub release: String,
-}
-
-impl Statements {
-    pub fn load(texts: [&str; 5], table: &str) -> Self {
-        let [create, acquire, holder, extend, release] = texts.map(|t| t.replace("{table}", table));
-        Statements {
-            create,
-            acquire,
-            holder,
-            extend,
-            release,
-        }
-    }
-}
-
-/// The locks table in one of the compiled-in databases.
-pub(crate) enum Store {
-    #[cfg(feature = "sqlite")]
-    Sqlite(crate::sqlite::SqliteStore),
-    #[cfg(feature = "postgres")]
-    Postgres(Box<crate::postgres::PgStore>),
-    #[cfg(feature = "mysql")]
-    MySql(crate::mysql::MySqlStore),
-}
-
-/// Runs the same method on whichever database the store holds.
-macro_rules! dispatch {
-    ($self:expr, $s:ident => $body:expr) => {
-        match $self {
-            #[cfg(feature = "sqlite")]
-            Store::Sqlite($s) => $body,
-            #[cfg(feature = "postgres")]
-            Store::Postgres($s) => $body,
-            #[cfg(feature = "mysql")]
-            Store::MySql($s) => $body,
-        }
-    };
+/// A cheaply cloned handle on the locks table.
+#[derive(Clone)]
+pub(crate) struct Store {
+    dialect: Arc<dyn Dialect>,
+    backend: &'static str,
+    table: Arc<str>,
+    timeout: Duration,
 }
 
 impl Store {
-    /// Opens the pool (one connection eagerly, so a bad address or password
-    /// shows at once).
-    pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
-        use crate::config::Database;
-        match config.database() {
-            #[cfg(feature = "sqlite")]
-            Database::Sqlite => Ok(Store::Sqlite(
-                crate::sqlite::SqliteStore::connect(config).await?,
-            )),
-            #[cfg(feature = "postgres")]
-            Database::Postgres => Ok(Store::Postgres(Box::new(
-                crate::postgres::PgStore::connect(config).await?,
-            ))),
-            #[cfg(feature = "mysql")]
-            Database::MySql => Ok(Store::MySql(
-                crate::mysql::MySqlStore::connect(config).await?,
-            )),
-            #[allow(unreachable_patterns)]
-            other => Err(ConnectError::NotCompiledIn(other)),
+    /// Wraps `dialect`; `backend` and `table` go into error messages,
+    /// `timeout` bounds each call that is given no other bound.
+    pub fn new(
+        dialect: Arc<dyn Dialect>,
+        backend: &'static str,
+        table: &str,
+        timeout: Duration,
+    ) -> Self {
+        Store {
+            dialect,
+            backend,
+            table: Arc::from(table),
+            timeout,
         }
     }
 
+    /// The dialect, for what needs no timeout (capabilities, pools).
+    pub fn dialect(&self) -> &dyn Dialect {
+        &*self.dialect
+    }
+
+    /// The backend name errors carry (`sqlite`, `postgres`, `mysql`).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The statement timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Creates the table unless it exists.
-    pub async fn create_table(&self) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.create_table().await)
+    pub async fn create_table(&self) -> Result<()> {
+        let op = self.dialect.create_table();
+        self.within(self.timeout, op, || {
+            format!("creating table {}", self.table)
+        })
+        .await
     }
 
-    /// One acquire statement (one round trip).
-    pub async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
-        dispatch!(self, s => s.take(key, owner, ttl).await)
+    /// One acquire statement, bounded by `limit`.
+    pub async fn take(
+        &self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        limit: Duration,
+    ) -> Result<Take> {
+        let op = self.dialect.take(key, owner, ttl);
+        self.within(limit, op, || self.about("acquiring", name))
+            .await
     }
 
-    /// Reads the row for `key` (one round trip).
-    pub async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        dispatch!(self, s => s.holder(key).await)
+    /// Reads the row of `name`, bounded by `limit`.
+    pub async fn holder(
+        &self,
+        name: &LockName,
+        key: &str,
+        limit: Duration,
+    ) -> Result<Option<Holder>> {
+        let op = self.dialect.holder(key);
+        self.within(limit, op, || self.about("reading", name)).await
     }
 
-    /// Extends when `owner` holds `key`; false otherwise (one round trip).
-    pub async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.extend(key, owner, ttl).await)
+    /// Extends `name` when `owner` holds it.
+    pub async fn extend(
+        &self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let op = self.dialect.extend(key, owner, ttl);
+        self.within(self.timeout, op, || self.about("extending", name))
+            .await
     }
 
-    /// Releases when `owner` holds `key`; false otherwise (one round trip).
-    pub async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.release(key, owner).await)
+    /// Extends a batch in one statement; on failure, the error is shared
+    /// by every lease of the batch (see [`BatchFailure::for_lock`]).
+    pub async fn extend_batch(
+        &self,
+        batch: &[Extension],
+    ) -> std::result::Result<Vec<bool>, BatchFailure> {
+        match tokio::time::timeout(self.timeout, self.dialect.extend_batch(batch)).await {
+            Ok(Ok(extended)) => Ok(extended),
+            Ok(Err(e)) => Err(BatchFailure::Db(Arc::new(e))),
+            Err(_) => Err(BatchFailure::NoAnswer),
+        }
     }
 
-    /// Whether several processes can share this store.
-    pub fn cross_process(&self) -> bool {
-        dispatch!(self, s => s.cross_process())
+    /// Releases `name` when `owner` holds it.
+    pub async fn release(&self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
+        let op = self.dialect.release(key, owner);
+        self.within(self.timeout, op, || self.about("releasing", name))
+            .await
+    }
+
+    /// A subscription to release notifications, `None` where there are none.
+    pub async fn subscribe(&self) -> Result<Option<Subscription>> {
+        let op = self.dialect.subscribe();
+        self.within(self.timeout, op, || {
+            format!("listening for releases on table {}", self.table)
+        })
+        .await
+    }
+
+    /// The error for a batch that failed as a whole, for one of its locks.
+    pub fn batch_error(&self, failure: &BatchFailure, name: &LockName) -> LockError {
+        let context = self.about("extending", name);
+        match failure {
+            BatchFailure::NoAnswer => self.no_answer(context, self.timeout),
+            BatchFailure::Db(e) => driver_error(self.backend, context, self.timeout, Arc::clone(e)),
+        }
+    }
+
+    fn about(&self, doing: &str, name: &LockName) -> String {
+        format!("{doing} `{name}` in table {}", self.table)
+    }
+
+    /// Runs `op` within `limit`, mapping its failure with the context
+    /// `what` gives (built only on failure).
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        op: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+        what: impl FnOnce() -> String,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(driver_error(self.backend, what(), self.timeout, e)),
+            Err(_) => Err(self.no_answer(what(), limit)),
+        }
+    }
+
+    fn no_answer(&self, context: String, limit: Duration) -> LockError {
+        LockError::unavailable(
+            self.backend,
+            format!("{context}: no answer within {limit:?}"),
+        )
     }
 }
 
-/// Why a store could not be opened.
-pub(crate) enum ConnectError {
-    /// The URL did not parse as the driver's options.
-    BadUrl(sqlx::Error),
-    /// The database answered with an error or not at all.
-    Db(sqlx::Error),
-    /// The database's feature is not enabled.
-    #[allow(dead_code)]
-    NotCompiledIn(crate::config::Database),
+/// A batched extension that failed as a whole.
+pub(crate) enum BatchFailure {
+    /// The database did not answer within the timeout.
+    NoAnswer,
+    /// The driver's error, shared by the batch's leases.
+    Db(Arc<sqlx::Error>),
 }
 
-impl From<sqlx::Error> for ConnectError {
-    fn from(e: sqlx::Error) -> Self {
-        ConnectError::Db(e)
+/// Connection trouble is `Unavailable`; what the database itself reports is
+/// `Backend` with the driver error as its source. Neither carries the URL
+/// (driver errors never include it).
+pub(crate) fn driver_error<E>(
+    backend: &'static str,
+    context: String,
+    limit: Duration,
+    e: E,
+) -> LockError
+where
+    E: Borrow<sqlx::Error> + Into<BoxError>,
+{
+    let unavailable = match e.borrow() {
+        sqlx::Error::PoolTimedOut => Some(format!(
+            "{context}: no database connection within {limit:?}"
+        )),
+        err @ (sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => {
+            Some(format!("{context}: {err}"))
+        }
+        _ => None,
+    };
+    match unavailable {
+        Some(reason) => LockError::unavailable(backend, reason),
+        // The driver's message goes into the context too: many callers
+        // print only the top-level error.
+        None => {
+            let context = format!("{context}: {}", e.borrow());
+            LockError::backend(backend, context, e)
+        }
     }
 }

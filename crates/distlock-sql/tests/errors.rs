@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use distlock_core::{AcquireOptions, DistributedLock, LockError, LockName, Wait};
+use distlock_core::{AcquireOptions, DistributedLock, LockError, LockName, Wait, DEFAULT_TTL};
 use distlock_sql::{Database, SqlBackend, SqlConfig};
 
 fn invalid_config(url: &str) -> String {
@@ -61,13 +61,13 @@ fn table_names_must_be_identifiers() {
     ] {
         assert!(
             matches!(
-                config.clone().table(bad),
+                config.clone().with_table(bad),
                 Err(LockError::InvalidConfig { .. })
             ),
             "{bad:?}"
         );
     }
-    assert_eq!(config.table("app_locks").unwrap().table_name(), "app_locks");
+    assert_eq!(config.with_table("app_locks").unwrap().table(), "app_locks");
 }
 
 #[cfg(feature = "sqlite")]
@@ -90,7 +90,9 @@ async fn missing_table_without_create_is_a_backend_error_naming_the_table() {
     );
     let backend = SqlBackend::connect(&url).await.expect("connect");
     let name = LockName::new("x").unwrap();
-    let result = backend.acquire(&name, &AcquireOptions::default()).await;
+    let result = backend
+        .acquire(&name, &AcquireOptions::try_once(DEFAULT_TTL))
+        .await;
     drop(backend);
     common::remove_sqlite_files(std::path::Path::new(sqlite_path(&url)));
     match result {
@@ -163,25 +165,19 @@ async fn refused_connection_is_unavailable_without_the_password() {
 #[tokio::test]
 async fn silent_server_gives_unavailable_within_the_timeout() {
     use distlock_conformance::{FaultProxy, ProxyMode};
-    let upstream = "127.0.0.1:15432".parse().unwrap();
-    let proxy = FaultProxy::start(upstream).await.unwrap();
     let real = common::postgres_url();
+    let proxy = FaultProxy::start(common::server_address(&real).await)
+        .await
+        .unwrap();
     // Same credentials and database, through the proxy.
-    let rest = real.split_once('@').map(|(_, r)| r).unwrap_or_default();
-    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("distlock");
-    let creds = real
-        .strip_prefix("postgres://")
-        .and_then(|r| r.split_once('@'))
-        .map(|(c, _)| c)
-        .unwrap_or_default();
-    let url = format!("postgres://{creds}@{}/{path}?timeout_ms=800", proxy.addr());
+    let url = format!("{}?timeout=800ms", common::through(&real, proxy.addr()));
     let backend = match SqlBackend::connect(&url).await {
         Ok(b) => b,
         Err(e) => common::server_missing("PostgreSQL", &real, &e),
     };
     let name = LockName::new(format!("silent/{}", std::process::id())).unwrap();
-    let opts =
-        AcquireOptions::new(Duration::from_secs(5)).with_wait(Wait::For(Duration::from_millis(300)));
+    let opts = AcquireOptions::new(Duration::from_secs(5))
+        .with_wait(Wait::For(Duration::from_millis(300)));
 
     proxy.set_mode(ProxyMode::Blackhole);
     let start = Instant::now();
@@ -233,7 +229,9 @@ async fn table_without_privileges_is_a_clear_backend_error() {
         .await
         .expect("connecting needs no privilege on the table");
     let name = LockName::new("noperm").unwrap();
-    let result = backend.acquire(&name, &AcquireOptions::default()).await;
+    let result = backend
+        .acquire(&name, &AcquireOptions::try_once(DEFAULT_TTL))
+        .await;
     sqlx_exec(&pool, &format!("DROP TABLE \"{table}\"")).await;
 
     let err = result.expect_err("no privilege on the table");

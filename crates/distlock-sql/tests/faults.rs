@@ -1,67 +1,18 @@
 //! Fault tests: the database server goes away and comes back.
 //!
 //! These stop and start the shared PostgreSQL server through
-//! `$DISTLOCK_SERVICES_SCRIPT`, so they run in the serial fault phase
-//! (`cargo test … faults_ -- --test-threads=1`); a guard restarts the server
-//! even when an assertion fails.
+//! `distlock_conformance::services` (`$DISTLOCK_SERVICES_SCRIPT`), so they
+//! run in the serial fault phase (`cargo test … faults_ -- --test-threads=1`);
+//! its guard restarts the server even when an assertion fails.
 #![cfg(feature = "postgres")]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use distlock_conformance::services::StoppedNodes;
 use distlock_core::{AcquireOptions, Backoff, DistributedLock, LockName, Wait};
 use distlock_sql::SqlBackend;
-
-fn services_script() -> String {
-    std::env::var("DISTLOCK_SERVICES_SCRIPT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/services.sh").into()
-    })
-}
-
-fn services(args: &[&str]) {
-    let status = std::process::Command::new(services_script())
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("run {} {args:?}: {e}", services_script()));
-    assert!(
-        status.success(),
-        "{} {args:?} failed: {status}",
-        services_script()
-    );
-}
-
-/// Restarts a stopped node when dropped, unless it was restarted already.
-struct Restart {
-    svc: &'static str,
-    node: &'static str,
-    done: bool,
-}
-
-impl Restart {
-    fn stop(svc: &'static str, node: &'static str) -> Self {
-        let guard = Restart {
-            svc,
-            node,
-            done: false,
-        };
-        services(&["stop-node", svc, node]);
-        guard
-    }
-
-    fn start(mut self) {
-        self.done = true;
-        services(&["start-node", self.svc, self.node]);
-    }
-}
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        if !self.done {
-            services(&["start-node", self.svc, self.node]);
-        }
-    }
-}
 
 /// Polling so slow that only a notification (or an error) ends a wait early.
 fn slow_polling() -> Backoff {
@@ -75,7 +26,7 @@ fn slow_polling() -> Backoff {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
     let real = common::postgres_url();
-    let url = format!("{real}?timeout_ms=1500");
+    let url = format!("{real}?timeout=1500ms");
     let connect = || async {
         match SqlBackend::connect(&url).await {
             Ok(b) => b,
@@ -94,7 +45,7 @@ async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
     // A waiter, listening for the release.
     let waiting = AcquireOptions::new(ttl)
         .with_wait(Wait::For(Duration::from_secs(60)))
-        .backoff(slow_polling());
+        .with_backoff(slow_polling());
     let waiter = {
         let (b, name) = (b.clone(), name.clone());
         tokio::spawn(async move { b.acquire(&name, &waiting).await })
@@ -103,7 +54,7 @@ async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
 
     // The server goes away: the waiter hears of it and fails, rather than
     // sleeping out its minute.
-    let server = Restart::stop("postgres", "1");
+    let mut server = StoppedNodes::stop("postgres", &[1]);
     let got = tokio::time::timeout(Duration::from_secs(15), waiter)
         .await
         .expect("the waiter noticed the outage")
@@ -128,7 +79,7 @@ async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
         start.elapsed()
     );
 
-    server.start();
+    server.start_all();
 
     // The holder's row survived the restart: the lock is still held.
     let healthy = AcquireOptions::try_once(ttl);

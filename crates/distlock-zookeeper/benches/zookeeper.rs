@@ -50,10 +50,10 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
 
 async fn connect(root: &str) -> ZkBackend {
     let config = ZkConfig::new(hosts())
-        .root(root)
-        .expect("root")
-        .session_timeout(Duration::from_secs(10));
-    ZkBackend::connect_with(config).await.unwrap_or_else(|e| {
+        .with_prefix(root)
+        .expect("prefix")
+        .with_session_timeout(Duration::from_secs(10));
+    ZkBackend::from_config(config).await.unwrap_or_else(|e| {
         panic!("cannot reach the ensemble ({e}): start the servers with scripts/services.sh up")
     })
 }

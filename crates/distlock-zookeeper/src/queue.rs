@@ -5,14 +5,57 @@
 //! <chroot><root>/<escaped lock name>/<owner token hex>-<sequence>
 //! ```
 //!
-//! The owner token (random, 128 bits) is the "protection" prefix: it lets a
-//! contender whose create reply was lost find its node among the children.
+//! The owner token (random, 128 bits, drawn by the core for each acquire) is
+//! the "protection" prefix: it lets a contender whose create reply was lost
+//! find its node among the children.
 
 use distlock_core::{percent_encode, Lease, LockError, LockName, Result};
+use zookeeper_client as zk;
 
 /// Longest escaped lock name used as a path segment (longer names are
 /// shortened with a hash suffix by [`LockName::key_within`]).
 pub(crate) const MAX_SEGMENT: usize = 240;
+
+/// Where this backend's lock directories live, and the ACL of every node it
+/// creates there.
+#[derive(Clone, Debug)]
+pub(crate) struct LockTree {
+    /// chroot + prefix: every lock directory lives right under it.
+    pub(crate) base: String,
+    /// ACL for every node we create; empty means `world:anyone` ALL.
+    acl: Vec<zk::Acl>,
+}
+
+impl LockTree {
+    /// The tree under `base`; with credentials, nodes get the ACL "this
+    /// identity: all; everyone: read".
+    pub(crate) fn new(base: String, authenticated: bool) -> Self {
+        let acl = if authenticated {
+            // `auth` stands for the identities this session authenticated as.
+            vec![
+                zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("auth", "")),
+                zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+            ]
+        } else {
+            Vec::new()
+        };
+        LockTree { base, acl }
+    }
+
+    /// The directory of `name`.
+    pub(crate) fn dir(&self, name: &LockName) -> String {
+        lock_dir(&self.base, name)
+    }
+
+    /// The ACL to create nodes with.
+    pub(crate) fn acls(&self) -> zk::Acls<'_> {
+        if self.acl.is_empty() {
+            zk::Acls::anyone_all()
+        } else {
+            zk::Acls::new(&self.acl)
+        }
+    }
+}
 
 /// The directory (a container node) that queues contenders for `name`.
 pub(crate) fn lock_dir(base: &str, name: &LockName) -> String {
@@ -67,6 +110,49 @@ pub(crate) fn queue(children: &[String]) -> Vec<QueueNode> {
         .collect();
     q.sort_by_key(|n| n.seq);
     q
+}
+
+/// Where a contender stands in its queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// First in line: it holds the lock.
+    First,
+    /// Behind `predecessor` (a child name), the node it must watch.
+    Behind {
+        /// The child right before ours.
+        predecessor: String,
+    },
+    /// None of its nodes is in the directory (any more).
+    Gone,
+    /// A create retried after a lost reply landed more than once, or under
+    /// another name than the one we know: keep `keep` (the earliest), delete
+    /// `extra`.
+    Duplicated {
+        /// The earliest of our nodes.
+        keep: String,
+        /// Our other nodes.
+        extra: Vec<String>,
+    },
+}
+
+/// Where the contender with owner token `owner` (hex), whose node is named
+/// `ours`, stands among `children`.
+pub(crate) fn place(children: &[String], owner: &str, ours: &str) -> Place {
+    let line = queue(children);
+    let mine: Vec<&QueueNode> = line.iter().filter(|n| n.owner == owner).collect();
+    match mine.as_slice() {
+        [] => Place::Gone,
+        [only] if only.name == ours => match line.iter().position(|n| n.name == ours) {
+            Some(0) | None => Place::First,
+            Some(i) => Place::Behind {
+                predecessor: line[i - 1].name.clone(),
+            },
+        },
+        [first, rest @ ..] => Place::Duplicated {
+            keep: first.name.clone(),
+            extra: rest.iter().map(|n| n.name.clone()).collect(),
+        },
+    }
 }
 
 /// What a lease carries to find its node again (in this or another process).
@@ -150,5 +236,42 @@ mod tests {
         ];
         let q = queue(&children);
         assert_eq!(q.iter().map(|n| n.seq).collect::<Vec<_>>(), [2, 10]);
+    }
+
+    #[test]
+    fn place_in_line() {
+        let (a, b) = ("a".repeat(32), "b".repeat(32));
+        let children = vec![
+            format!("{b}-0000000003"),
+            format!("{a}-0000000001"),
+            "stranger".to_string(),
+        ];
+        let ours_a = format!("{a}-0000000001");
+        let ours_b = format!("{b}-0000000003");
+        assert_eq!(place(&children, &a, &ours_a), Place::First);
+        assert_eq!(
+            place(&children, &b, &ours_b),
+            Place::Behind {
+                predecessor: ours_a.clone()
+            }
+        );
+        assert_eq!(place(&children, &"c".repeat(32), "x"), Place::Gone);
+        let mut twice = children.clone();
+        twice.push(format!("{b}-0000000007"));
+        assert_eq!(
+            place(&twice, &b, &ours_b),
+            Place::Duplicated {
+                keep: ours_b.clone(),
+                extra: vec![format!("{b}-0000000007")]
+            }
+        );
+        // Our one node under a name we did not know (a retried create).
+        assert_eq!(
+            place(&children, &b, "other"),
+            Place::Duplicated {
+                keep: ours_b,
+                extra: vec![]
+            }
+        );
     }
 }

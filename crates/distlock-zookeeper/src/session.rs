@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::config::ZkConfig;
-use crate::BACKEND;
+use crate::error::BACKEND;
 
 /// A live ZooKeeper session shared by every operation of one backend.
 pub(crate) struct Session {
@@ -36,6 +36,9 @@ pub(crate) struct Session {
     pub(crate) id: i64,
     /// The timeout the server granted.
     pub(crate) timeout: Duration,
+    /// The longest one request may take: the configured `timeout`, else the
+    /// granted session timeout.
+    pub(crate) request_timeout: Duration,
     liveness: watch::Sender<Liveness>,
     monitor: tokio::task::JoinHandle<()>,
 }
@@ -45,6 +48,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &format_args!("{:#x}", self.id))
             .field("timeout", &self.timeout)
+            .field("request_timeout", &self.request_timeout)
             .field("liveness", &*self.liveness.borrow())
             .finish()
     }
@@ -61,9 +65,13 @@ impl Drop for Session {
 impl Session {
     /// Opens a session: one connect handshake (plus one auth packet), given
     /// up after `within`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the half-open session.
     pub(crate) async fn open(config: &ZkConfig, within: Duration) -> Result<Arc<Session>> {
         let mut connector = zk::Client::connector()
-            .with_session_timeout(config.requested_session_timeout())
+            .with_session_timeout(config.session_timeout())
             .with_fail_eagerly();
         if let Some(auth) = config.digest_auth() {
             connector = connector.with_auth("digest", &auth);
@@ -90,11 +98,16 @@ impl Session {
         let (tx, _) = watch::channel(Liveness::Live);
         let states = client.state_watcher();
         let monitor = tokio::spawn(follow_states(states, tx.clone(), timeout, id));
-        tracing::debug!(session = %format_args!("{id:#x}"), timeout_ms = timeout.as_millis() as u64, "zookeeper.session_opened");
+        tracing::debug!(
+            session = %format_args!("{id:#x}"),
+            timeout_ms = timeout.as_millis() as u64,
+            "distlock.zookeeper.session_opened"
+        );
         Ok(Arc::new(Session {
             client,
             id,
             timeout,
+            request_timeout: config.timeout().unwrap_or(timeout),
             liveness: tx,
             monitor,
         }))
@@ -132,7 +145,7 @@ fn mark_lost(tx: &watch::Sender<Liveness>, id: i64, why: &str) {
         }
     });
     if changed {
-        tracing::warn!(session = %format_args!("{id:#x}"), reason = why, "zookeeper.session_lost");
+        tracing::warn!(session = %format_args!("{id:#x}"), reason = why, "distlock.zookeeper.session_lost");
     }
 }
 
@@ -164,7 +177,7 @@ async fn follow_states(
             }
             zk::SessionState::Disconnected => {
                 set(&tx, Liveness::Suspended);
-                tracing::debug!(session = %format_args!("{id:#x}"), "zookeeper.session_suspended");
+                tracing::debug!(session = %format_args!("{id:#x}"), "distlock.zookeeper.session_suspended");
                 match tokio::time::timeout(lost_after(timeout), states.changed()).await {
                     Ok(next) => state = next,
                     Err(_) => {

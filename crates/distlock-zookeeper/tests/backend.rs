@@ -28,7 +28,7 @@ async fn backend(root: &str) -> ZkBackend {
 }
 
 async fn backend_as(root: &str, user: &str, password: &str) -> ZkBackend {
-    common::connect(common::config(root, SESSION).credentials(user, password)).await
+    common::connect(common::config(root, SESSION).with_credentials(user, password)).await
 }
 
 fn node_path(lease: &Lease) -> String {
@@ -299,11 +299,41 @@ async fn the_same_identity_can_release_an_exported_lease() {
 }
 
 #[tokio::test]
+async fn userinfo_credentials_are_the_identity_the_legacy_query_keys_name() {
+    let root = common::unique_root();
+    let hosts = common::hosts().join(",");
+    let by_userinfo = ZkBackend::connect(&format!(
+        "zk://jobs:jobs%40pw@{hosts}?prefix={root}&session_timeout=6s"
+    ))
+    .await
+    .unwrap();
+    let by_query = ZkBackend::connect(&format!(
+        "zk://{hosts}?user=jobs&password=jobs%40pw&root={root}&session_timeout_ms=6000"
+    ))
+    .await
+    .unwrap();
+    let stranger = ZkBackend::connect(&format!("zk://eve:eve-pw@{hosts}?prefix={root}"))
+        .await
+        .unwrap();
+    let name = name("userinfo");
+    let lease = by_userinfo.acquire(&name, &opts()).await.unwrap().unwrap();
+    let exported = Lease::import(&lease.export()).unwrap();
+    // Another identity is refused by the ACL the userinfo identity set…
+    let err = stranger.release(&exported).await.unwrap_err();
+    assert!(err.to_string().contains("ACL"), "{err}");
+    // …the same identity, named the legacy way, is not.
+    by_query.release(&exported).await.unwrap();
+    assert!(!by_query.status(&name).await.unwrap().held);
+}
+
+#[tokio::test]
 async fn a_guard_stays_held_while_the_session_lives() {
     let root = common::unique_root();
     let b: Arc<dyn DistributedLock> = Arc::new(backend(&root).await);
-    let client =
-        LockClient::with_defaults(b.clone(), AcquireOptions::try_once(Duration::from_millis(600)));
+    let client = LockClient::with_defaults(
+        b.clone(),
+        AcquireOptions::try_once(Duration::from_millis(600)),
+    );
     let guard = client.try_lock(name("guard")).await.unwrap().unwrap();
     // Several watchdog rounds (ttl/3 = 200 ms) later it is still held.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -313,9 +343,9 @@ async fn a_guard_stays_held_while_the_session_lives() {
 
 #[tokio::test]
 async fn an_unreachable_ensemble_is_an_error_not_a_hang() {
-    let config = ZkConfig::new(["127.0.0.1:1"]).session_timeout(Duration::from_secs(2));
+    let config = ZkConfig::new(["127.0.0.1:1"]).with_session_timeout(Duration::from_secs(2));
     let start = Instant::now();
-    let err = ZkBackend::connect_with(config).await.unwrap_err();
+    let err = ZkBackend::from_config(config).await.unwrap_err();
     assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
 }
@@ -329,8 +359,19 @@ async fn errors_and_debug_output_never_show_the_password() {
     );
     let b = ZkBackend::connect(&url).await.unwrap();
     assert!(!format!("{b:?}").contains("top-secret-pw"));
-    let bad = format!("zk://{hosts}?user=carol&password=top-secret-pw&session_timeout_ms=zero");
-    let err = ZkBackend::connect(&bad).await.unwrap_err();
-    assert!(!err.to_string().contains("top-secret-pw"), "{err}");
-    assert!(!format!("{err:?}").contains("top-secret-pw"), "{err:?}");
+    for bad in [
+        format!("zk://{hosts}?user=carol&password=top-secret-pw&session_timeout_ms=zero"),
+        format!("zk://carol:top-secret-pw@{hosts}?session_timeout=zero"),
+    ] {
+        let err = ZkBackend::connect(&bad).await.unwrap_err();
+        assert!(!err.to_string().contains("top-secret-pw"), "{err}");
+        assert!(!format!("{err:?}").contains("top-secret-pw"), "{err:?}");
+    }
+    let b = ZkBackend::connect(&format!(
+        "zk://carol:top-secret-pw@{hosts}?prefix={}",
+        common::unique_root()
+    ))
+    .await
+    .unwrap();
+    assert!(!format!("{b:?}").contains("top-secret-pw"));
 }

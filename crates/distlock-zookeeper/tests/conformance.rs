@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_conformance::cases::CHILD_ENV;
-use distlock_conformance::Harness;
+use distlock_conformance::{FaultProxy, Harness, ProxiedClient};
 use distlock_core::DistributedLock;
 
 /// Session timeout for the suite's clients: short, so a killed holder frees
@@ -47,6 +47,24 @@ impl Harness for ZkHarness {
         // The server expires a session between one and one-and-a-bit
         // timeouts after it last heard from the client (expiry runs on ticks).
         SESSION + SESSION / 4
+    }
+
+    /// A client whose session reaches each ensemble member through its own
+    /// proxy, with the session timeout `liveness_bound` is computed from.
+    async fn proxied_client(&self) -> Option<ProxiedClient> {
+        let mut proxies = Vec::new();
+        for host in common::hosts() {
+            let proxy = FaultProxy::start(common::addr(&host))
+                .await
+                .unwrap_or_else(|e| panic!("cannot start a proxy to {host}: {e}"));
+            proxies.push(proxy);
+        }
+        let through = proxies.iter().map(|p| p.addr().to_string()).collect();
+        let client = common::connect(common::config_for(through, &self.root, SESSION)).await;
+        Some(ProxiedClient {
+            client: Arc::new(client),
+            proxies,
+        })
     }
 }
 

@@ -1,50 +1,30 @@
 //! Fault tests: cut a holder off, stop ensemble members. They run serially in
 //! their own phase (`cargo test faults_ -- --test-threads=1`) because they
 //! stop and restart nodes of the shared ensemble; every node stopped here is
-//! restarted, also when a test fails.
+//! restarted (and the ensemble awaited), also when a test fails.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_conformance::{FaultProxy, History, Hold, ProxyMode};
+use distlock_conformance::services::StoppedNodes;
+use distlock_conformance::workload::{Contention, Running};
+use distlock_conformance::{FaultProxy, ProxyMode};
 use distlock_core::{
     AcquireOptions, DistributedLock, GuardState, Liveness, LockClient, LockName, LostReason, Wait,
 };
-use distlock_zookeeper::{ZkBackend, ZkConfig};
+use distlock_zookeeper::ZkBackend;
 
 fn name(tag: &str) -> LockName {
     LockName::new(format!("faults/{tag}/{:016x}", rand::random::<u64>())).unwrap()
 }
 
-fn services_script() -> String {
-    std::env::var("DISTLOCK_SERVICES_SCRIPT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/services.sh").to_string()
-    })
-}
-
-fn services(cmd: &str, node: usize) {
-    let status = std::process::Command::new(services_script())
-        .args([cmd, "zookeeper", &node.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", services_script()));
-    assert!(
-        status.success(),
-        "services.sh {cmd} zookeeper {node} failed"
-    );
-}
-
-fn addr(host: &str) -> SocketAddr {
-    host.to_socket_addrs().unwrap().next().unwrap()
-}
-
 /// The `Mode:` line of the `srvr` four-letter command (leader, follower, …).
 fn mode(host: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr(host), Duration::from_secs(2)).ok()?;
+    let mut s = TcpStream::connect_timeout(&common::addr(host), Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(b"srvr").ok()?;
     let mut out = String::new();
@@ -92,57 +72,41 @@ fn wait_healthy() {
     }
 }
 
-/// Stopped ensemble members, all restarted (and the ensemble awaited) on drop.
-struct StoppedNodes(Vec<usize>);
-
-impl StoppedNodes {
-    fn new() -> StoppedNodes {
-        StoppedNodes(Vec::new())
+/// Stops `nodes` of the ensemble; they are restarted, and the ensemble
+/// awaited, when the returned guard drops.
+fn stop(nodes: &[usize]) -> StoppedNodes {
+    let mut down = StoppedNodes::new("zookeeper").after_restart(wait_healthy);
+    for &node in nodes {
+        down.stop_node(node);
     }
-
-    /// Stops `node`; from now on it is restarted when this value drops.
-    fn stop(&mut self, node: usize) {
-        self.0.push(node);
-        services("stop-node", node);
-    }
+    down
 }
 
-impl Drop for StoppedNodes {
-    fn drop(&mut self) {
-        for &node in &self.0 {
-            services("start-node", node);
-        }
-        if !self.0.is_empty() {
-            wait_healthy();
-        }
-    }
+/// Restarts what `down` stopped and waits for a healthy ensemble, letting
+/// the runtime's other tasks run meanwhile.
+fn restart(mut down: StoppedNodes) {
+    tokio::task::block_in_place(move || down.start_all());
 }
 
-/// Waits until `count` reaches `target`; after `within`, describes the lock's
-/// queue (who is in it, owned by which session) and fails.
-async fn until_count(
-    count: &AtomicUsize,
-    target: usize,
+/// Waits until the workload made `more` holds; after `within`, describes the
+/// lock's queue (who is in it, owned by which session) and fails.
+async fn progress(
+    running: &Running,
+    more: usize,
     within: Duration,
     what: &str,
     clients: &[ZkBackend],
     name: &LockName,
 ) {
-    let deadline = Instant::now() + within;
-    while count.load(Ordering::SeqCst) < target {
-        if Instant::now() >= deadline {
-            let queue = describe_queue(&clients[0], name).await;
-            let sessions: Vec<String> = clients
-                .iter()
-                .map(|c| format!("{:#x} {:?}", c.session_id(), *c.session_liveness().borrow()))
-                .collect();
-            panic!(
-                "{what}: only {} of {target} acquisitions within {within:?}; queue: {queue:?}; client sessions: {sessions:?}",
-                count.load(Ordering::SeqCst)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let Err(stalled) = running.wait_for_holds(more, within).await else {
+        return;
+    };
+    let queue = describe_queue(&clients[0], name).await;
+    let sessions: Vec<String> = clients
+        .iter()
+        .map(|c| format!("{:#x} {:?}", c.session_id(), *c.session_liveness().borrow()))
+        .collect();
+    panic!("{what}: {stalled}; queue: {queue:?}; client sessions: {sessions:?}");
 }
 
 /// The queue nodes of `name` with their owner sessions (for failure messages).
@@ -175,14 +139,13 @@ async fn faults_blackholed_holder_is_lost_before_a_waiter_acquires() {
     let root = common::unique_root();
     let session = Duration::from_secs(3);
     let hosts = common::hosts();
-    let proxy = FaultProxy::start(addr(&hosts[0])).await.unwrap();
+    let proxy = FaultProxy::start(common::addr(&hosts[0])).await.unwrap();
     let holder = Arc::new(
-        common::connect(
-            ZkConfig::new([proxy.addr().to_string()])
-                .root(&root)
-                .unwrap()
-                .session_timeout(session),
-        )
+        common::connect(common::config_for(
+            vec![proxy.addr().to_string()],
+            &root,
+            session,
+        ))
         .await,
     );
     let waiter = common::connect(common::config(&root, session)).await;
@@ -271,99 +234,55 @@ async fn faults_follower_then_leader_stop_during_contention_keeps_exclusion() {
     let root = common::unique_root();
     let session = Duration::from_secs(6);
     let name = name("ensemble");
-    let history = History::new();
-    let acquired = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
     let mut clients = Vec::new();
-    for id in 0..4 {
-        let backend = common::connect(common::config(&root, session)).await;
-        clients.push(backend.clone());
-        let (name, history, acquired, failures, stop) = (
-            name.clone(),
-            history.clone(),
-            acquired.clone(),
-            failures.clone(),
-            stop.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let opts = AcquireOptions::new(Duration::from_secs(30))
-                .with_wait(Wait::For(Duration::from_secs(10)));
-            while !stop.load(Ordering::SeqCst) {
-                match backend.acquire(&name, &opts).await {
-                    Ok(Some(lease)) => {
-                        let start = Instant::now();
-                        tokio::task::yield_now().await;
-                        let end = Instant::now();
-                        history.record(Hold {
-                            client: id,
-                            fencing: lease.fencing_token().get(),
-                            start,
-                            end,
-                        });
-                        acquired.fetch_add(1, Ordering::SeqCst);
-                        if backend.release(&lease).await.is_err() {
-                            failures.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        failures.fetch_add(1, Ordering::SeqCst);
-                        // Errors come fast while no quorum serves: pace the retries.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }));
+    for _ in 0..4 {
+        clients.push(common::connect(common::config(&root, session)).await);
     }
+    let running = Contention::new(name.clone())
+        .with_options(
+            AcquireOptions::new(Duration::from_secs(30))
+                .with_wait(Wait::For(Duration::from_secs(10))),
+        )
+        .with_context("ensemble faults")
+        // Errors come fast while no quorum serves: pace the retries.
+        .tolerating_faults(Duration::from_millis(100))
+        .start(
+            clients
+                .iter()
+                .map(|c| Arc::new(c.clone()) as Arc<dyn DistributedLock>)
+                .collect(),
+        );
     let step = Duration::from_secs(60);
-    until_count(&acquired, 40, step, "before any fault", &clients, &name).await;
+    progress(&running, 40, step, "before any fault", &clients, &name).await;
 
     let (leader, follower) = roles();
-    {
-        let mut down = StoppedNodes::new();
-        tokio::task::block_in_place(|| down.stop(follower));
-        let base = acquired.load(Ordering::SeqCst);
-        until_count(
-            &acquired,
-            base + 40,
-            step,
-            "with a follower down",
-            &clients,
-            &name,
-        )
-        .await;
-        tokio::task::block_in_place(move || drop(down));
-    }
-    let base = acquired.load(Ordering::SeqCst);
-    until_count(
-        &acquired,
-        base + 20,
+    let down = stop(&[follower]);
+    progress(&running, 40, step, "with a follower down", &clients, &name).await;
+    restart(down);
+    progress(
+        &running,
+        20,
         step,
         "after the follower came back",
         &clients,
         &name,
     )
     .await;
-    {
-        let mut down = StoppedNodes::new();
-        tokio::task::block_in_place(|| down.stop(leader));
-        let base = acquired.load(Ordering::SeqCst);
-        until_count(
-            &acquired,
-            base + 40,
-            step,
-            "after the leader stopped",
-            &clients,
-            &name,
-        )
-        .await;
-        tokio::task::block_in_place(move || drop(down));
-    }
-    let base = acquired.load(Ordering::SeqCst);
-    until_count(
-        &acquired,
-        base + 20,
+
+    let down = stop(&[leader]);
+    progress(
+        &running,
+        40,
+        step,
+        "after the leader stopped",
+        &clients,
+        &name,
+    )
+    .await;
+    restart(down);
+    progress(
+        &running,
+        20,
         step,
         "after the old leader came back",
         &clients,
@@ -371,16 +290,13 @@ async fn faults_follower_then_leader_stop_during_contention_keeps_exclusion() {
     )
     .await;
 
-    stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        w.await.unwrap();
-    }
+    let outcome = running.finish().await;
     println!(
         "{} acquisitions, {} failed attempts during the faults",
-        history.len(),
-        failures.load(Ordering::SeqCst)
+        outcome.history.len(),
+        outcome.failures()
     );
-    if let Err(e) = history.check() {
+    if let Err(e) = outcome.history.check() {
         panic!("{e}");
     }
 }
@@ -390,14 +306,13 @@ async fn faults_a_short_disconnect_suspends_the_guard_without_losing_the_lock() 
     wait_healthy();
     let root = common::unique_root();
     let hosts = common::hosts();
-    let proxy = FaultProxy::start(addr(&hosts[0])).await.unwrap();
+    let proxy = FaultProxy::start(common::addr(&hosts[0])).await.unwrap();
     let holder = Arc::new(
-        common::connect(
-            ZkConfig::new([proxy.addr().to_string()])
-                .root(&root)
-                .unwrap()
-                .session_timeout(Duration::from_secs(8)),
-        )
+        common::connect(common::config_for(
+            vec![proxy.addr().to_string()],
+            &root,
+            Duration::from_secs(8),
+        ))
         .await,
     );
     let other = common::connect(common::config(&root, Duration::from_secs(8))).await;
@@ -465,16 +380,15 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
     let root = common::unique_root();
     let b = common::connect(common::config(&root, Duration::from_secs(6))).await;
     let held = b
-        .acquire(&name("held"), &AcquireOptions::try_once(Duration::from_secs(60)))
+        .acquire(
+            &name("held"),
+            &AcquireOptions::try_once(Duration::from_secs(60)),
+        )
         .await
         .unwrap()
         .unwrap();
     let (leader, follower) = roles();
-    let mut down = StoppedNodes::new();
-    tokio::task::block_in_place(|| {
-        down.stop(follower);
-        down.stop(leader);
-    });
+    let down = stop(&[follower, leader]);
     // One node of three is left: no quorum, no service.
     let wait = Duration::from_millis(1500);
     for _ in 0..3 {
@@ -499,14 +413,14 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
     let r = b.extend(&held, Duration::from_secs(60)).await;
     assert!(r.is_err(), "extended without a quorum");
     assert!(start.elapsed() <= b.session_timeout() + Duration::from_secs(1));
-    tokio::task::block_in_place(move || drop(down));
+    restart(down);
 
     // Service resumes once the quorum is back (on a new session if the old
     // one was lost meanwhile).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let opts =
-            AcquireOptions::new(Duration::from_secs(60)).with_wait(Wait::For(Duration::from_secs(5)));
+        let opts = AcquireOptions::new(Duration::from_secs(60))
+            .with_wait(Wait::For(Duration::from_secs(5)));
         match b.acquire(&name("after"), &opts).await {
             Ok(Some(lease)) => {
                 b.release(&lease).await.unwrap();

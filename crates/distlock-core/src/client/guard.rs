@@ -242,9 +242,10 @@ impl Drop for LockGuard {
         }
         let lease = self.stop();
         let backend: Arc<dyn DistributedLock> = self.client.backend.clone();
+        let kind = backend.backend_name();
         // Dropped here: spawned on the current runtime, or (with none) a
         // warning that the lock frees at its ttl or session end.
-        let _release = crate::cleanup::CleanupOnDrop::armed("client", "dropped guard", async move {
+        let _release = crate::cleanup::CleanupOnDrop::armed(kind, "dropped guard", async move {
             let _ = backend.release(&lease).await;
         });
     }

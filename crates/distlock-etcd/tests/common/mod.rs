@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use distlock_etcd::{EtcdBackend, EtcdConfig};
@@ -18,8 +19,21 @@ pub fn endpoints() -> Vec<String> {
         .collect()
 }
 
-/// The etcd lease ttl the tests use: short, so abandoned locks free fast.
-pub const TEST_LEASE_TTL: Duration = Duration::from_secs(3);
+/// The endpoints as socket addresses, for fault proxies in front of them.
+pub fn endpoint_addrs() -> Vec<SocketAddr> {
+    endpoints()
+        .iter()
+        .map(|e| {
+            e.trim_start_matches("http://")
+                .parse()
+                .unwrap_or_else(|err| panic!("endpoint `{e}` is not host:port: {err}"))
+        })
+        .collect()
+}
+
+/// The session timeout (etcd lease ttl) the tests use: short, so abandoned
+/// locks free fast.
+pub const TEST_SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A key prefix no other test run shares.
 pub fn unique_prefix(tag: &str) -> String {
@@ -30,13 +44,13 @@ pub fn unique_prefix(tag: &str) -> String {
 pub fn config(prefix: &str) -> EtcdConfig {
     EtcdConfig::new(endpoints())
         .with_prefix(prefix)
-        .with_lease_ttl(TEST_LEASE_TTL)
-        .with_request_timeout(Duration::from_secs(3))
+        .with_session_timeout(TEST_SESSION_TIMEOUT)
+        .with_timeout(Duration::from_secs(3))
 }
 
 /// Connects, failing the test with a hint when the cluster is not running.
 pub async fn connect(config: EtcdConfig) -> EtcdBackend {
-    match EtcdBackend::with_config(config).await {
+    match EtcdBackend::from_config(config).await {
         Ok(b) => b,
         Err(e) => panic!(
             "cannot reach the etcd cluster at {:?}: {e}\n\

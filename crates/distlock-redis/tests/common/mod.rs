@@ -1,8 +1,11 @@
-//! Settings shared by the Redis test files: where the servers are.
+//! Settings shared by the Redis test files: where the servers are, and
+//! clients of them (directly, or each instance behind its own fault proxy).
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use distlock_conformance::{FaultProxy, ProxiedClient};
 use distlock_core::DistributedLock;
 use distlock_redis::{RedisBackend, RedlockBackend};
 
@@ -30,7 +33,12 @@ pub fn redlock_url(addrs: &[String], prefix: &str) -> String {
 }
 
 pub async fn single(prefix: &str) -> Arc<dyn DistributedLock> {
-    let url = single_url(prefix);
+    single_at(&instance_addrs()[0], prefix).await
+}
+
+/// A single-instance client of the instance at `addr`.
+pub async fn single_at(addr: &str, prefix: &str) -> Arc<dyn DistributedLock> {
+    let url = format!("redis://{addr}?prefix={prefix}");
     Arc::new(
         RedisBackend::connect(&url)
             .await
@@ -45,6 +53,42 @@ pub async fn redlock(addrs: &[String], prefix: &str) -> Arc<dyn DistributedLock>
             .await
             .unwrap_or_else(|e| panic!("cannot reach redis at {url}: {e}; {START_SERVERS}")),
     )
+}
+
+/// One fault proxy in front of each instance, in order.
+pub async fn proxies_for(addrs: &[String]) -> Vec<FaultProxy> {
+    let mut proxies = Vec::new();
+    for a in addrs {
+        let upstream: SocketAddr = a
+            .parse()
+            .unwrap_or_else(|e| panic!("`{a}` is not host:port: {e}"));
+        let proxy = FaultProxy::start(upstream)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start a fault proxy in front of {a}: {e}"));
+        proxies.push(proxy);
+    }
+    proxies
+}
+
+/// The proxies' addresses, for a URL.
+pub fn proxy_addrs(proxies: &[FaultProxy]) -> Vec<String> {
+    proxies.iter().map(|p| p.addr().to_string()).collect()
+}
+
+/// A new single-instance client that reaches the instance through its own
+/// fault proxy.
+pub async fn proxied_single(prefix: &str) -> ProxiedClient {
+    let proxies = proxies_for(&instance_addrs()[..1]).await;
+    let client = single_at(&proxy_addrs(&proxies)[0], prefix).await;
+    ProxiedClient { client, proxies }
+}
+
+/// A new Redlock client that reaches each of `addrs` through its own fault
+/// proxy.
+pub async fn proxied_redlock(addrs: &[String], prefix: &str) -> ProxiedClient {
+    let proxies = proxies_for(addrs).await;
+    let client = redlock(&proxy_addrs(&proxies), prefix).await;
+    ProxiedClient { client, proxies }
 }
 
 /// Fails (never skips) when an instance does not answer.

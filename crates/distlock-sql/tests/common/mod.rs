@@ -15,6 +15,32 @@ pub fn mysql_url() -> String {
         .unwrap_or_else(|_| "mysql://distlock:distlock-pw@127.0.0.1:13306/distlock".into())
 }
 
+/// The socket address of the (one) server a PostgreSQL or MySQL URL names.
+pub async fn server_address(url: &str) -> std::net::SocketAddr {
+    let parsed = distlock_core::BackendUrl::parse(url)
+        .and_then(|u| u.hosts())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = parsed[0].address();
+    tokio::net::lookup_host(&address)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("cannot resolve {address}"))
+}
+
+/// `url` with its host and port replaced by `addr` (a fault proxy's),
+/// keeping the credentials, database and parameters.
+pub fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with `://`");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{userinfo}{addr}{tail}")
+}
+
 /// The SQLite file for the test running on this thread: one file per test
 /// (libtest names each test's thread after the test). A child process
 /// started by the cross-process case runs the same test, and uses its

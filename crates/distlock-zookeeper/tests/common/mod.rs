@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use distlock_zookeeper::{ZkBackend, ZkConfig};
@@ -15,22 +16,35 @@ pub fn hosts() -> Vec<String> {
         .collect()
 }
 
-/// A root no other test run uses.
+/// The socket address of one `host:port` of [`hosts`].
+pub fn addr(host: &str) -> SocketAddr {
+    host.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("`{host}` is not a socket address"))
+}
+
+/// A prefix no other test run uses.
 pub fn unique_root() -> String {
     format!("/distlock-test-{:016x}", rand::random::<u64>())
 }
 
 /// Settings for the test ensemble under `root` with a short session.
 pub fn config(root: &str, session: Duration) -> ZkConfig {
-    ZkConfig::new(hosts())
-        .root(root)
-        .expect("valid root")
-        .session_timeout(session)
+    config_for(hosts(), root, session)
+}
+
+/// Settings for `hosts` (proxies, say) under `root` with a short session.
+pub fn config_for(hosts: Vec<String>, root: &str, session: Duration) -> ZkConfig {
+    ZkConfig::new(hosts)
+        .with_prefix(root)
+        .expect("valid prefix")
+        .with_session_timeout(session)
 }
 
 /// A connected backend, or a clear failure when the ensemble is not up.
 pub async fn connect(config: ZkConfig) -> ZkBackend {
-    match ZkBackend::connect_with(config.clone()).await {
+    match ZkBackend::from_config(config.clone()).await {
         Ok(b) => b,
         Err(e) => panic!(
             "cannot reach the ZooKeeper ensemble {:?} ({e}): start the servers with scripts/services.sh up",

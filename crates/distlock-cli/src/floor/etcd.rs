@@ -1,0 +1,86 @@
+//! The etcd floor.
+
+use std::sync::Arc;
+
+use distlock::{BackendUrl, LockName};
+use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+
+use super::{addresses, Floor, SPIN};
+use crate::workload::Contender;
+
+/// A key per lock: a put-if-absent transaction to take, a delete to give back.
+pub struct EtcdFloor {
+    endpoints: Vec<String>,
+    /// User and password from the URL's userinfo.
+    credentials: Option<(String, String)>,
+}
+
+impl EtcdFloor {
+    pub fn new(url: &BackendUrl) -> Result<Self, String> {
+        let hosts = url.hosts().map_err(|e| e.to_string())?;
+        let credentials = hosts.first().and_then(|h| {
+            let user = h.user.clone()?;
+            Some((user, h.password().unwrap_or_default().to_string()))
+        });
+        Ok(EtcdFloor {
+            endpoints: addresses(url)?
+                .into_iter()
+                .map(|h| format!("http://{h}"))
+                .collect(),
+            credentials,
+        })
+    }
+}
+
+struct EtcdContender {
+    client: etcd_client::Client,
+}
+
+#[distlock::async_trait]
+impl Floor for EtcdFloor {
+    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+        let options = self
+            .credentials
+            .as_ref()
+            .map(|(user, password)| ConnectOptions::new().with_user(user, password));
+        let client = etcd_client::Client::connect(&self.endpoints, options)
+            .await
+            .map_err(|e| format!("etcd floor: {e}"))?;
+        Ok(Arc::new(EtcdContender { client }))
+    }
+}
+
+fn key(name: &LockName) -> String {
+    format!("distlock-floor/{}", name.digest_hex())
+}
+
+#[distlock::async_trait]
+impl Contender for EtcdContender {
+    async fn take(&self, name: &LockName) -> Result<(), String> {
+        let key = key(name);
+        loop {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key.as_str(), "held", None)]);
+            let resp = self
+                .client
+                .kv_client()
+                .txn(txn)
+                .await
+                .map_err(|e| format!("etcd floor: {e}"))?;
+            if resp.succeeded() {
+                return Ok(());
+            }
+            tokio::time::sleep(SPIN).await;
+        }
+    }
+
+    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+        self.client
+            .kv_client()
+            .delete(key(name), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("etcd floor: {e}"))
+    }
+}

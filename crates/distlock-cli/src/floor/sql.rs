@@ -1,0 +1,145 @@
+//! The SQL floors (SQLite, PostgreSQL, MySQL/MariaDB).
+
+use std::sync::Arc;
+
+use distlock::registry::BackendKind;
+use distlock::LockName;
+use sqlx::AnyPool;
+
+use super::{Floor, SPIN};
+use crate::workload::Contender;
+
+/// A row per held lock: an insert that does nothing when the row exists
+/// to take, a delete to give back.
+pub struct SqlFloor {
+    url: String,
+    insert: &'static str,
+    delete: &'static str,
+}
+
+impl SqlFloor {
+    /// Connects to the database `url` names (a distlock URL of `kind`) and
+    /// creates the floor's table.
+    pub async fn connect(url: &str, kind: BackendKind) -> Result<Self, String> {
+        sqlx::any::install_default_drivers();
+        let url = driver_url(url, kind);
+        let (create, insert, delete) = statements(kind);
+        let pool = AnyPool::connect(&url)
+            .await
+            .map_err(|e| format!("sql floor: {e}"))?;
+        sqlx::query(create)
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("sql floor: {e}"))?;
+        Ok(SqlFloor {
+            url,
+            insert,
+            delete,
+        })
+    }
+}
+
+/// The connection URL as sqlx expects it: its own scheme names
+/// (`postgresql://` → `postgres:`, `mariadb://` → `mysql:`), and a SQLite
+/// file created if missing.
+fn driver_url(url: &str, kind: BackendKind) -> String {
+    let rest = url.split_once(':').map_or("", |(_, rest)| rest);
+    let driver = match kind {
+        BackendKind::Postgres => "postgres",
+        BackendKind::MySql => "mysql",
+        _ => "sqlite",
+    };
+    let url = format!("{driver}:{rest}");
+    if kind == BackendKind::Sqlite && !url.contains("mode=") {
+        let joint = if url.contains('?') { '&' } else { '?' };
+        return format!("{url}{joint}mode=rwc");
+    }
+    url
+}
+
+/// (create table, take, give back) in the database's dialect.
+fn statements(kind: BackendKind) -> (&'static str, &'static str, &'static str) {
+    match kind {
+        BackendKind::MySql => (
+            "CREATE TABLE IF NOT EXISTS distlock_floor (name VARCHAR(64) PRIMARY KEY)",
+            "INSERT IGNORE INTO distlock_floor (name) VALUES (?)",
+            "DELETE FROM distlock_floor WHERE name = ?",
+        ),
+        _ => (
+            "CREATE TABLE IF NOT EXISTS distlock_floor (name TEXT PRIMARY KEY)",
+            "INSERT INTO distlock_floor (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            "DELETE FROM distlock_floor WHERE name = $1",
+        ),
+    }
+}
+
+struct SqlContender {
+    pool: AnyPool,
+    insert: &'static str,
+    delete: &'static str,
+}
+
+#[distlock::async_trait]
+impl Floor for SqlFloor {
+    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url)
+            .await
+            .map_err(|e| format!("sql floor: {e}"))?;
+        Ok(Arc::new(SqlContender {
+            pool,
+            insert: self.insert,
+            delete: self.delete,
+        }))
+    }
+}
+
+#[distlock::async_trait]
+impl Contender for SqlContender {
+    async fn take(&self, name: &LockName) -> Result<(), String> {
+        let key = &name.digest_hex()[..32];
+        loop {
+            match sqlx::query(self.insert).bind(key).execute(&self.pool).await {
+                Ok(done) if done.rows_affected() == 1 => return Ok(()),
+                Ok(_) => {}
+                // A deadlock or serialization failure under contention
+                // (MySQL 1213, SQLSTATE 40001): not taken, try again.
+                Err(sqlx::Error::Database(e))
+                    if e.code().is_some_and(|c| c == "40001" || c == "1213") => {}
+                Err(e) => return Err(format!("sql floor: {e}")),
+            }
+            tokio::time::sleep(SPIN).await;
+        }
+    }
+
+    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+        sqlx::query(self.delete)
+            .bind(&name.digest_hex()[..32])
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("sql floor: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_urls_use_sqlx_scheme_names() {
+        assert_eq!(
+            driver_url("PostgreSQL://u:p@h/db", BackendKind::Postgres),
+            "postgres://u:p@h/db"
+        );
+        assert_eq!(
+            driver_url("mariadb://u:p@h/db", BackendKind::MySql),
+            "mysql://u:p@h/db"
+        );
+        assert_eq!(
+            driver_url("sqlite://x.db", BackendKind::Sqlite),
+            "sqlite://x.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! Extend: one extend-script call per instance for a whole batch of leases.
+
+use std::time::{Duration, Instant};
+
+use distlock_core::validity::valid_until;
+use distlock_core::{Lease, LockError, Renewal, Result};
+use futures::future::join_all;
+
+use crate::instance::CallError;
+
+use super::{ttl_millis, Engine};
+
+/// What the instances answered for one lease of a batch.
+#[derive(Default)]
+struct Tally<'a> {
+    extended: usize,
+    refused: usize,
+    failures: Vec<(usize, &'a CallError)>,
+}
+
+impl Engine {
+    /// Extends one lease to `ttl` (one round trip, all instances in parallel).
+    pub(crate) async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        self.renew_batch(&[(lease.clone(), ttl)])
+            .await
+            .pop()
+            .unwrap_or_else(|| {
+                Err(LockError::unavailable(
+                    self.backend,
+                    "the extension gave no answer",
+                ))
+            })
+    }
+
+    /// Extends every lease of `batch` to its own ttl: one extend-script call
+    /// per instance carrying every lease (one round trip, all instances in
+    /// parallel). A lease is renewed when a quorum extended it and validity
+    /// remains after the round trip; `NotHeld` when so many instances
+    /// refused it (expired, released, or taken by another owner) that a
+    /// quorum is impossible.
+    pub(crate) async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let shortest = batch.iter().map(|(_, t)| *t).min().unwrap_or_default();
+        let timeout = self.instance_timeout(shortest);
+        let mut invocation = self.scripts.extend.prepare_invoke();
+        for (lease, ttl) in batch {
+            invocation
+                .key(self.keys(lease.name()).lock)
+                .arg(lease.owner().to_hex())
+                .arg(ttl_millis(*ttl));
+        }
+        let sent = Instant::now();
+        let answers = join_all(
+            self.instances
+                .iter()
+                .map(|i| i.invoke::<Vec<i64>>(&invocation, timeout)),
+        )
+        .await;
+        batch
+            .iter()
+            .enumerate()
+            .map(|(k, (lease, ttl))| self.renewal(lease, *ttl, sent, tally(&answers, k)))
+            .collect()
+    }
+
+    /// The answer for one lease of a batch.
+    fn renewal(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+        sent: Instant,
+        tally: Tally<'_>,
+    ) -> Result<Renewal> {
+        if tally.extended >= self.quorum && valid_until(sent, ttl) > Instant::now() {
+            return Ok(Renewal::sent_at(sent));
+        }
+        if tally.refused > self.tolerated() || tally.extended >= self.quorum {
+            return Err(LockError::not_held(lease.name().as_str()));
+        }
+        Err(self.quorum_error(&format!("extending `{}`", lease.name()), &tally.failures))
+    }
+}
+
+/// Counts the instances' answers for the `k`-th lease of a batch.
+fn tally(answers: &[std::result::Result<Vec<i64>, CallError>], k: usize) -> Tally<'_> {
+    let mut tally = Tally::default();
+    for (i, answer) in answers.iter().enumerate() {
+        match answer {
+            Ok(v) if v.get(k) == Some(&1) => tally.extended += 1,
+            Ok(_) => tally.refused += 1,
+            Err(e) => tally.failures.push((i, e)),
+        }
+    }
+    tally
+}

@@ -1,0 +1,156 @@
+//! Acquire: attempts, and between them waits on the lock's release channel
+//! (or the holder's remaining ttl), until the caller's wait ends.
+//!
+//! A waiter subscribes to the release channel before the attempt that
+//! precedes its first wait, so a release between that attempt and the wait
+//! is not missed; a channel still subscribed from an earlier wait of this
+//! client is joined before the first attempt at no cost.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use distlock_core::sync::lock;
+use distlock_core::waiting::{notified_acquire, Attempt};
+use distlock_core::{AcquireRequest, Grant, Result};
+
+use crate::notify::Subscription;
+
+use super::acquire::Acquisition;
+use super::Engine;
+
+impl Engine {
+    /// Takes the lock for `request.owner`, waiting up to `request.options.wait`.
+    ///
+    /// Round trips: one per attempt (all instances in parallel), plus one
+    /// more in parallel for Redlock when the fencing counters of a majority
+    /// disagree, plus one SUBSCRIBE (per instance, in parallel) before the
+    /// first wait unless the channel is still subscribed. In fair mode a lock
+    /// handed over by a release costs no round trip at all.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing held and nothing queued: from the
+    /// first attempt on, a clean-up is armed that releases the owner token
+    /// (fair mode: leaves the queue) in the background; the subscription is
+    /// dropped with it.
+    pub(crate) async fn grant(self: &Arc<Self>, request: &AcquireRequest) -> Result<Option<Grant>> {
+        let acq = Acquisition::new(self, request);
+        let waiter = Waiter {
+            engine: self,
+            acq: &acq,
+            subscription: Mutex::new(None),
+            handed: Mutex::new(None),
+            needed: self.instances.len() - self.quorum + 1,
+            timeout: self.instance_timeout(request.options.ttl),
+        };
+        let mut polling = request.options.backoff.delays();
+        let result = notified_acquire(
+            &request.options,
+            || waiter.attempt(),
+            |bound| waiter.wait(bound, polling.next_delay()),
+        )
+        .await;
+        if matches!(result, Ok(Some(_))) {
+            acq.finish();
+        }
+        result
+    }
+}
+
+/// One acquire's subscription to the release channel and what it delivered.
+struct Waiter<'a> {
+    engine: &'a Engine,
+    acq: &'a Acquisition,
+    subscription: Mutex<Option<Subscription>>,
+    /// Fair mode: the fencing token of a lock a release handed to us.
+    handed: Mutex<Option<u64>>,
+    /// How many instances must be subscribed for a release to reach us.
+    needed: usize,
+    /// The bound on each SUBSCRIBE.
+    timeout: Duration,
+}
+
+impl Waiter<'_> {
+    /// A lock handed over by a release, else one attempt — preceded, the
+    /// first time a waiting caller finds the lock held, by subscribing and a
+    /// second attempt.
+    async fn attempt(&self) -> Result<Attempt> {
+        if let Some(grant) = self.take_handed() {
+            return Ok(Attempt::Acquired(grant));
+        }
+        if self.acq.waits && !self.subscribed() {
+            self.join_lingering_channel().await;
+        }
+        let first = self.engine.attempt(self.acq).await?;
+        if !self.acq.waits || matches!(first, Attempt::Acquired(_)) || self.subscribed() {
+            return Ok(first);
+        }
+        self.subscribe().await;
+        self.engine.attempt(self.acq).await
+    }
+
+    /// The grant for a hand-over received while waiting, if it is still
+    /// ample (otherwise the next attempt re-grants the lock to us).
+    fn take_handed(&self) -> Option<Grant> {
+        let fence = lock(&self.handed).take()?;
+        self.acq.handed_grant(fence)
+    }
+
+    fn subscribed(&self) -> bool {
+        lock(&self.subscription).is_some()
+    }
+
+    /// Joins the channel if it is still subscribed from an earlier wait of
+    /// this client (no round trip).
+    async fn join_lingering_channel(&self) {
+        if self
+            .engine
+            .notifier
+            .is_subscribed(&self.acq.keys.channel, self.needed)
+        {
+            self.subscribe().await;
+        }
+    }
+
+    /// Registers on the release channel, subscribing it where needed (one
+    /// SUBSCRIBE per instance, in parallel).
+    async fn subscribe(&self) {
+        let sub = self
+            .engine
+            .notifier
+            .subscribe(
+                &self.acq.keys.channel,
+                self.acq.owner.to_hex(),
+                self.needed,
+                self.timeout,
+            )
+            .await;
+        *lock(&self.subscription) = Some(sub);
+    }
+
+    /// Waits for a release message, at most `bound` (the holder's remaining
+    /// ttl within the caller's deadline); in fair mode at most a third of the
+    /// queue entry's life, so the next attempt refreshes it in time. After a
+    /// split vote, pauses `bound` (a short random pause) instead.
+    async fn wait(&self, bound: Duration, poll: Duration) {
+        let bound = if self.engine.fair {
+            bound.min(self.engine.config.queue_ttl / 3)
+        } else {
+            bound
+        };
+        if self.acq.contended() {
+            tokio::time::sleep(bound).await;
+            return;
+        }
+        let taken = lock(&self.subscription).take();
+        match taken {
+            Some(mut sub) => {
+                if let Some(fence) = sub.wait(bound, poll).await {
+                    *lock(&self.handed) = Some(fence);
+                }
+                *lock(&self.subscription) = Some(sub);
+            }
+            None => tokio::time::sleep(bound.min(poll)).await,
+        }
+    }
+}

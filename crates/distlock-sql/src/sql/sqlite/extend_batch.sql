@@ -1,0 +1,16 @@
+-- Extends several held locks in one statement, each to its own ttl.
+-- {rows} is `(?, ?, ?)` once per lease, joined by `, `: key, owner token, ttl
+-- in milliseconds. The keys are distinct (owner, key) pairs.
+-- Returns one row (name, owner) per lock extended: those whose owner still
+-- holds an unexpired lease. A lease missing from the answer was released,
+-- taken over or expired, and stays that way (an expired lease is never
+-- brought back).
+-- "Now" is the database clock, fixed for the whole statement.
+WITH batch(key, owner, ttl_ms) AS (VALUES {rows})
+UPDATE "{table}" AS l
+   SET expires_at = CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) + batch.ttl_ms
+  FROM batch
+ WHERE l.name = batch.key
+   AND l.owner = batch.owner
+   AND l.expires_at > CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+RETURNING name, owner

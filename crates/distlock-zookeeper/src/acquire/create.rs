@@ -1,0 +1,113 @@
+//! Step 1 of an acquire: create the protected ephemeral sequential node.
+
+use std::time::Instant;
+
+use zookeeper_client as zk;
+
+use crate::queue::{node_prefix, queue, LockTree};
+use crate::rpc::call_until;
+use crate::session::Session;
+
+/// Attempts at creating missing parents before giving up (a parent can be
+/// removed by the server's container cleanup between its create and ours).
+const PARENT_ATTEMPTS: usize = 5;
+
+/// A contender's queue node, as the server created it.
+#[derive(Clone, Debug)]
+pub(super) struct QueueEntry {
+    /// Full path.
+    pub(super) path: String,
+    /// The child name (`<owner>-<sequence>`).
+    pub(super) name: String,
+    /// Creation zxid: the fencing token once the node is first in line.
+    pub(super) czxid: i64,
+    /// The session that owns the node.
+    pub(super) session: i64,
+}
+
+impl QueueEntry {
+    pub(super) fn new(path: String, stat: &zk::Stat) -> Self {
+        QueueEntry {
+            name: path.rsplit('/').next().unwrap_or_default().to_string(),
+            path,
+            czxid: stat.czxid,
+            session: stat.ephemeral_owner,
+        }
+    }
+}
+
+/// Creates `<dir>/<owner>-<sequence>`, ephemeral and sequential.
+///
+/// Round trips: 1; plus 1–2 to create missing container parents on a
+/// name's first use; plus 2 (list, `exists`) to find the node by owner token
+/// when the create's reply was lost.
+pub(super) async fn queue_node(
+    session: &Session,
+    tree: &LockTree,
+    dir: &str,
+    owner: &str,
+    deadline: Option<Instant>,
+) -> Result<QueueEntry, zk::Error> {
+    let prefix = node_prefix(dir, owner);
+    let mode = zk::CreateMode::EphemeralSequential.with_acls(tree.acls());
+    let mut parent_attempts = 0;
+    loop {
+        if session.is_lost() {
+            return Err(zk::Error::SessionExpired);
+        }
+        let created = call_until(
+            session,
+            deadline,
+            session.client.create(&prefix, &[], &mode),
+        )
+        .await;
+        match created {
+            Ok((stat, seq)) => return Ok(QueueEntry::new(format!("{prefix}{seq}"), &stat)),
+            Err(zk::Error::NoNode) if parent_attempts < PARENT_ATTEMPTS => {
+                parent_attempts += 1;
+                make_parents(session, tree, dir, deadline).await?;
+            }
+            Err(zk::Error::ConnectionLoss) => {
+                // The create may have been applied: look for our owner token.
+                if let Some(found) = find_own(session, dir, owner, deadline).await? {
+                    return Ok(found);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates the lock directory and its missing ancestors as container nodes
+/// (the server deletes them once empty): 1 round trip per missing level.
+async fn make_parents(
+    session: &Session,
+    tree: &LockTree,
+    dir: &str,
+    deadline: Option<Instant>,
+) -> Result<(), zk::Error> {
+    let parents = zk::CreateMode::Container.with_acls(tree.acls());
+    call_until(session, deadline, session.client.mkdir(dir, &parents)).await
+}
+
+/// After a create whose reply was lost: our node, if the create was applied
+/// (list, then `exists` of ours: 2 round trips). `None` means "create
+/// again"; a connection lost meanwhile also does.
+async fn find_own(
+    session: &Session,
+    dir: &str,
+    owner: &str,
+    deadline: Option<Instant>,
+) -> Result<Option<QueueEntry>, zk::Error> {
+    let children = match call_until(session, deadline, session.client.list_children(dir)).await {
+        Ok(c) => c,
+        Err(zk::Error::NoNode | zk::Error::ConnectionLoss) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(ours) = queue(&children).into_iter().find(|n| n.owner == owner) else {
+        return Ok(None);
+    };
+    let path = format!("{dir}/{}", ours.name);
+    let stat = call_until(session, deadline, session.client.check_stat(&path)).await?;
+    Ok(stat.map(|stat| QueueEntry::new(path, &stat)))
+}
