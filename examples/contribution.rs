@@ -242,8 +242,8 @@ async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
     // extends it in the background anyway); wait up to a minute for a turn.
     let client = if locked {
         let backend = distlock::connect(&s.backend).await?;
-        let options =
-            AcquireOptions::new(Duration::from_secs(10)).with_wait(Wait::For(Duration::from_secs(60)));
+        let options = AcquireOptions::new(Duration::from_secs(10))
+            .with_wait(Wait::For(Duration::from_secs(60)));
         Some(LockClient::with_defaults(backend, options))
     } else {
         None

@@ -174,8 +174,8 @@ async fn worker(s: &Settings, id: &str, locked: bool) -> Result<()> {
     let pool = open_sqlite(std::path::Path::new(&s.store)).await?;
     let client = if locked {
         let backend = distlock::connect(&s.backend).await?;
-        let options =
-            AcquireOptions::new(Duration::from_secs(10)).with_wait(Wait::For(Duration::from_secs(60)));
+        let options = AcquireOptions::new(Duration::from_secs(10))
+            .with_wait(Wait::For(Duration::from_secs(60)));
         Some(LockClient::with_defaults(backend, options))
     } else {
         None

@@ -92,7 +92,8 @@ async fn scheduler(url: &str) -> Result<bool> {
         exported,
     ]]));
     tokio::time::sleep(TTL / 2).await;
-    let rival = LockClient::with_defaults(distlock::connect(url).await?, AcquireOptions::try_once(TTL));
+    let rival =
+        LockClient::with_defaults(distlock::connect(url).await?, AcquireOptions::try_once(TTL));
     let duplicate_refused = rival.try_lock(JOB).await?.is_none();
     println!(
         "scheduler: a second scheduling attempt while the worker runs: {}",

@@ -51,9 +51,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
             distlock_redis::RedlockBackend::connect(url).await?,
         )),
         #[cfg(feature = "zookeeper")]
-        BackendKind::ZooKeeper => Ok(Arc::new(
-            distlock_zookeeper::ZkBackend::connect(url).await?,
-        )),
+        BackendKind::ZooKeeper => Ok(Arc::new(distlock_zookeeper::ZkBackend::connect(url).await?)),
         #[cfg(feature = "etcd")]
         BackendKind::Etcd => Ok(Arc::new(distlock_etcd::EtcdBackend::connect(url).await?)),
         // A kind whose feature is off (or one added to the registry before
@@ -155,7 +153,10 @@ mod tests {
     #[test]
     fn schemes_are_case_insensitive() {
         assert_eq!(scheme_of("MEMORY://x").unwrap().kind, BackendKind::Memory);
-        assert_eq!(scheme_of("ZooKeeper://h").unwrap().kind, BackendKind::ZooKeeper);
+        assert_eq!(
+            scheme_of("ZooKeeper://h").unwrap().kind,
+            BackendKind::ZooKeeper
+        );
     }
 
     #[test]

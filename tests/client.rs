@@ -409,7 +409,9 @@ async fn with_lock_fallible_flattens_work_and_lock_errors() {
 
     // The work's own error comes back as is, and the lock is released.
     let failed: std::result::Result<u64, JobError> = a
-        .with_lock_fallible("ledger", &o, |_| async { Err(JobError::Failed("disk full")) })
+        .with_lock_fallible("ledger", &o, |_| async {
+            Err(JobError::Failed("disk full"))
+        })
         .await;
     assert_eq!(failed, Err(JobError::Failed("disk full")));
     let held = b.try_lock("ledger").await.unwrap().expect("released");
@@ -481,7 +483,10 @@ async fn with_lock_until_lost_returns_the_work_while_held() {
         .await
         .unwrap();
     assert_eq!(out, 1);
-    assert!(client.try_lock("short").await.unwrap().is_some(), "released");
+    assert!(
+        client.try_lock("short").await.unwrap().is_some(),
+        "released"
+    );
 }
 
 #[tokio::test]
@@ -496,7 +501,9 @@ async fn guard_extend_sets_a_new_ttl_now() {
     assert!(lease.valid_until() > before + Duration::from_secs(100));
     let status = store.status(&name).await.unwrap();
     assert!(
-        status.expires_in.is_some_and(|d| d > Duration::from_secs(100)),
+        status
+            .expires_in
+            .is_some_and(|d| d > Duration::from_secs(100)),
         "the backend holds it for the new ttl: {status:?}"
     );
     assert!(!guard.is_lost());

@@ -48,8 +48,12 @@ async fn memory_urls_connect() {
 
 #[tokio::test]
 async fn lock_client_connects_from_a_url() {
-    let a = LockClient::connect("memory://client-connect").await.unwrap();
-    let b = LockClient::connect("MEMORY://client-connect").await.unwrap();
+    let a = LockClient::connect("memory://client-connect")
+        .await
+        .unwrap();
+    let b = LockClient::connect("MEMORY://client-connect")
+        .await
+        .unwrap();
     assert_eq!(a.backend().backend_name(), "memory");
     let guard = a.lock("x").await.unwrap();
     assert!(b.try_lock("x").await.unwrap().is_none(), "same store");
@@ -86,7 +90,15 @@ async fn a_backend_whose_feature_is_off_names_the_feature() {
 
 #[tokio::test]
 async fn garbage_is_an_error_not_a_panic() {
-    for url in ["", "no scheme here", "://x", "::", "é://x", "\0://", "1abc://x"] {
+    for url in [
+        "",
+        "no scheme here",
+        "://x",
+        "::",
+        "é://x",
+        "\0://",
+        "1abc://x",
+    ] {
         config_error(url).await;
     }
 }
@@ -143,7 +155,6 @@ async fn round_trip(url: &str, backend: &str) {
 }
 
 #[cfg(any(
-    feature = "sqlite",
     feature = "postgres",
     feature = "mysql",
     feature = "redis",

@@ -112,14 +112,19 @@ fn the_readme_lists_every_scheme_of_the_registry_in_its_order() {
 
 #[test]
 fn readme_facade_and_registry_name_the_same_schemes() {
-    let mut registry_schemes: Vec<String> =
-        registry::all_spellings().map(str::to_string).collect();
+    let mut registry_schemes: Vec<String> = registry::all_spellings().map(str::to_string).collect();
     registry_schemes.sort();
     let readme = read("README.md");
     let lib = read("src/lib.rs");
     for (what, rows) in [
-        ("README.md", table(&readme, "| backend | feature | URL |", "")),
-        ("src/lib.rs", table(&lib, "| backend | feature | URL |", "//! ")),
+        (
+            "README.md",
+            table(&readme, "| backend | feature | URL |", ""),
+        ),
+        (
+            "src/lib.rs",
+            table(&lib, "| backend | feature | URL |", "//! "),
+        ),
     ] {
         let mut listed: Vec<String> = rows[2..]
             .iter()

@@ -111,7 +111,10 @@ async fn acquires_waits_extensions_and_losses_are_counted() {
     let holder = clients[0].lock("counter").await.unwrap();
     for _ in 0..REFUSED {
         let err = clients[1]
-            .lock_with("counter", &AcquireOptions::try_once(Duration::from_secs(30)))
+            .lock_with(
+                "counter",
+                &AcquireOptions::try_once(Duration::from_secs(30)),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, LockError::Held { .. }), "{err}");
@@ -135,7 +138,10 @@ async fn acquires_waits_extensions_and_losses_are_counted() {
         }
     }
     let kind_of = |name: &str| all.iter().find(|m| m.name == name).map(|m| m.kind);
-    assert_eq!(kind_of("distlock_acquired_total"), Some(MetricKind::Counter));
+    assert_eq!(
+        kind_of("distlock_acquired_total"),
+        Some(MetricKind::Counter)
+    );
     assert_eq!(
         kind_of("distlock_acquire_seconds"),
         Some(MetricKind::Histogram)
@@ -150,7 +156,10 @@ async fn acquires_waits_extensions_and_losses_are_counted() {
 
     let acquire = histogram(&all, "distlock_acquire_seconds");
     assert_eq!(acquire.len() as u64, taken + REFUSED as u64, "one per call");
-    assert!(acquire.iter().all(|s| (0.0..20.0).contains(s)), "{acquire:?}");
+    assert!(
+        acquire.iter().all(|s| (0.0..20.0).contains(s)),
+        "{acquire:?}"
+    );
 
     let waits = histogram(&all, "distlock_wait_seconds");
     assert_eq!(waits.len() as u64, taken, "one per acquisition");

@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(of_error(&held), NOT_ACQUIRED);
         assert_eq!(of_error(&timeout), NOT_ACQUIRED);
         assert_eq!(of_error(&LockError::invalid_config("x")), CONFIG);
-        assert_eq!(of_error(&LockError::unavailable("redis", "down")), UNAVAILABLE);
+        assert_eq!(
+            of_error(&LockError::unavailable("redis", "down")),
+            UNAVAILABLE
+        );
         assert_eq!(of_error(&LockError::not_held("j")), UNAVAILABLE);
     }
 }

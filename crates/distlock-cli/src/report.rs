@@ -8,6 +8,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use distlock::BackendUrl;
+
 use crate::bench::Row;
 use crate::workload::{Settings, Workload};
 
@@ -302,9 +304,12 @@ fn tick_label(v: f64) -> String {
 
 /// Short labels for backend URLs: the scheme, numbered when repeated.
 fn short_labels(urls: &[&str]) -> Vec<String> {
-    let schemes: Vec<&str> = urls
+    let schemes: Vec<String> = urls
         .iter()
-        .map(|u| u.split(':').next().unwrap_or(u))
+        .map(|u| match BackendUrl::parse(u) {
+            Ok(url) => url.scheme().to_string(),
+            Err(_) => u.to_string(),
+        })
         .collect();
     schemes
         .iter()
@@ -315,7 +320,7 @@ fn short_labels(urls: &[&str]) -> Vec<String> {
                 let k = schemes[..i].iter().filter(|t| *t == s).count() + 1;
                 format!("{s} #{k}")
             } else {
-                s.to_string()
+                s.clone()
             }
         })
         .collect()
@@ -372,8 +377,19 @@ mod tests {
     }
 
     #[test]
+    fn chart_labels_are_schemes_numbered_when_repeated() {
+        assert_eq!(
+            short_labels(&["redis://a", "REDIS://b", "memory://"]),
+            ["redis #1", "redis #2", "memory"]
+        );
+    }
+
+    #[test]
     fn the_chart_says_which_way_the_ratio_goes() {
-        let rows: Vec<Row> = Workload::ALL.iter().map(|w| row(*w, 750.0, 1000.0)).collect();
+        let rows: Vec<Row> = Workload::ALL
+            .iter()
+            .map(|w| row(*w, 750.0, 1000.0))
+            .collect();
         let chart = svg(&rows);
         assert!(chart.starts_with("<svg"));
         assert!(chart.contains("lower is better"), "{chart}");

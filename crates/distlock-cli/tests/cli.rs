@@ -129,7 +129,22 @@ fn bench_writes_a_table_and_a_chart() {
     for workload in ["uncontended", "contended", "many-names"] {
         assert!(table.contains(workload), "{table}");
     }
-    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // The ratio columns say which way they go, and the floor is described.
+    assert!(
+        table.contains("p50 ÷ floor p50 (lower is better, 1.00 = floor)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("floor ops/s ÷ ops/s (lower is better, 1.00 = floor)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("a mutex-guarded set of held names"),
+        "{table}"
+    );
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg"));
+    assert!(chart.contains("lower is better"), "{chart}");
 }
 
 /// A SQLite lock file of this test's own.

@@ -260,16 +260,20 @@ impl Running {
     /// With a client's own panic message, if one panicked.
     pub async fn finish(self) -> Outcome {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
-            if let Err(e) = task.await {
-                if e.is_panic() {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-                panic!(
-                    "[{}] a client task was cancelled",
-                    self.shared.settings.context
-                );
+        let mut tasks = self.tasks.into_iter();
+        while let Some(task) = tasks.next() {
+            let Err(e) = task.await else { continue };
+            // One client failed: stop the others before reporting it.
+            for other in tasks {
+                other.abort();
             }
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            panic!(
+                "[{}] a client task was cancelled",
+                self.shared.settings.context
+            );
         }
         self.shared.outcome()
     }

@@ -64,6 +64,12 @@ impl LockBackend for EtcdBackend {
         acquire::grant(self, request).await
     }
 
+    /// Confirms the lock's key is still ours. The ttl is only the validity
+    /// the core computes from the request's send time: the key lives as
+    /// long as the client's etcd lease. A key that is gone (released, or its
+    /// etcd lease ended) is `NotHeld`, as is a key on an etcd lease this
+    /// client already knows is lost.
+    ///
     /// Round trips: one (Txn: compare create revision and owner token; the
     /// key existing proves its etcd lease alive on the server).
     ///

@@ -83,6 +83,42 @@ async fn every_lock_of_a_client_shares_one_etcd_lease_and_extends_in_one_batch()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_many_beyond_one_transaction_answers_every_lease_in_order() {
+    let prefix = common::unique_prefix("behaviour");
+    let backend = common::connect(common::config(&prefix)).await;
+    let opts = AcquireOptions::try_once(Duration::from_secs(30));
+    // More leases than one etcd transaction carries: the core splits them
+    // into batches of `max_batch` and puts the answers back in order.
+    let count = 130;
+    let mut leases = Vec::new();
+    for i in 0..count {
+        let n = name(&format!("batch-{i}"));
+        leases.push(backend.acquire(&n, &opts).await.unwrap().expect("free"));
+    }
+    let released = [3, 101, 129];
+    for i in released {
+        backend.release(&leases[i]).await.unwrap();
+    }
+    let results = backend.extend_many(&leases).await;
+    assert_eq!(results.len(), count);
+    for (i, (lease, result)) in leases.iter().zip(&results).enumerate() {
+        match result {
+            Ok(renewed) if !released.contains(&i) => {
+                assert_eq!(renewed.name(), lease.name(), "answer {i} out of order");
+                assert_eq!(renewed.fencing_token(), lease.fencing_token());
+            }
+            Err(e) if released.contains(&i) => assert!(e.is_not_held(), "lease {i}: {e}"),
+            other => panic!("lease {i} (released: {}): {other:?}", released.contains(&i)),
+        }
+    }
+    for (i, lease) in leases.iter().enumerate() {
+        if !released.contains(&i) {
+            backend.release(lease).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_holder_and_waiters() {
     let prefix = common::unique_prefix("behaviour");
     let (a, b) = (

@@ -1,4 +1,6 @@
-//! The conformance suite against the in-process backend.
+//! The conformance suite against the in-process backend: it must pass every
+//! case (those for capabilities it does not claim — sessions, other
+//! processes, a network to partition — skip themselves, saying why).
 
 use std::sync::Arc;
 
@@ -15,6 +17,11 @@ struct MemoryHarness {
 impl Harness for MemoryHarness {
     async fn client(&self) -> Arc<dyn DistributedLock> {
         Arc::new(self.store.clone())
+    }
+
+    /// In-process: there is no network between client and store.
+    fn networked(&self) -> bool {
+        false
     }
 }
 

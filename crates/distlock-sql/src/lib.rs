@@ -100,7 +100,7 @@
 //! | acquire, lock free | 1 | 1 | 1 statement |
 //! | acquire, lock held (per attempt) | 1 | 2 (acquire + read the holder's ttl) | 2 statements |
 //! | extend | 1 | 1 | 1 statement |
-//! | extend_many, per batch of up to 128 leases | 1 | 1 (2 when some lease was lost) | 1 statement |
+//! | extend_many, per batch | 1 | 1 (2 when some lease was lost) | 1 statement |
 //! | release | 1 (notification included) | 1 | 1 statement |
 //! | status | 1 | 1 | 1 statement |
 //!
@@ -111,7 +111,9 @@
 //! MySQL cannot return rows from an `UPDATE`: its matched-rows count says
 //! whether every lease was extended, and only when it falls short does a
 //! second statement read which leases are still held (a lease is held then
-//! only if the `UPDATE` extended it).
+//! only if the `UPDATE` extended it). A batch carries at most [`MAX_BATCH`]
+//! leases; the core splits larger ones.
+//!
 //! On PostgreSQL an attempt on a visibly held lock is read-only (a
 //! `NOT EXISTS` pre-check skips the upsert, which would otherwise lock the
 //! holder's row and flush a commit). On MySQL the acquire statement reports
@@ -161,7 +163,8 @@
 //! ## Errors
 //!
 //! A malformed URL or table name is `InvalidConfig`; a database that does
-//! not answer within the timeout (default 5 s, `timeout=`) or refuses the
+//! not answer within the timeout (default 5 s, `timeout=`; connecting is
+//! bounded by `connect_timeout`, by default the same) or refuses the
 //! connection is `Unavailable`; an error reported by the database (for
 //! example missing privileges on the table) is `Backend`, naming the
 //! operation, the lock and the table, and carrying the database's message.

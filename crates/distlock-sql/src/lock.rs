@@ -285,9 +285,14 @@ impl<'a> Acquire<'a> {
 /// the attempt's statement had taken the lock.
 async fn release_quietly(store: Store, name: LockName, key: String, owner: String) {
     match store.release(&name, &key, &owner).await {
-        Ok(true) => tracing::debug!(lock = %name, "distlock.sql.cleanup_released"),
+        Ok(true) => {
+            tracing::debug!(lock = %name, backend = store.backend(), "distlock.sql.cleanup_released")
+        }
         Ok(false) => {}
-        Err(e) => tracing::debug!(lock = %name, error = %e, "distlock.sql.cleanup_failed"),
+        Err(e) => tracing::debug!(
+            lock = %name, backend = store.backend(), error = %e,
+            "distlock.sql.cleanup_failed"
+        ),
     }
 }
 

@@ -193,7 +193,8 @@ impl LockBackend for ZkBackend {
         release::revoke(&self.inner.sessions, self.base(), lease).await
     }
 
-    /// Every lease of one session shares its liveness channel.
+    /// Every lease of one session shares its liveness channel. No round
+    /// trip: it follows the session's state as the client library reports it.
     fn session(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {
         let node = LeaseNode::from_lease(self.base(), lease).ok()?;
         self.inner.sessions.liveness_of(node.session)

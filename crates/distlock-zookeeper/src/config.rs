@@ -114,31 +114,50 @@ impl ZkConfig {
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
         let mut url = BackendUrl::parse(url)?;
+        let mut config = Self::from_authority(&mut url)?;
+        config = config.read_paths(&mut url)?;
+        config.read_timeouts(&mut url)?;
+        url.finish()?;
+        config.validate().map_err(|e| url.error(&reason(&e)))?;
+        Ok(config)
+    }
+
+    /// The scheme, the hosts and the credentials of a URL.
+    fn from_authority(url: &mut BackendUrl) -> Result<Self> {
         if !matches!(url.scheme(), "zk" | "zookeeper") {
             return Err(url.error("expected scheme `zk://` or `zookeeper://`"));
         }
         let hosts = url.hosts()?;
         let mut config = ZkConfig::new(hosts.iter().map(Host::address));
-        config.credentials = credentials(&mut url, &hosts)?;
+        config.credentials = credentials(url, &hosts)?;
+        Ok(config)
+    }
+
+    /// The chroot (the URL's path) and the `prefix` (legacy `root`).
+    fn read_paths(mut self, url: &mut BackendUrl) -> Result<Self> {
         if !url.path().is_empty() && url.path() != "/" {
             let chroot = url.path().to_string();
-            config = config
+            self = self
                 .with_chroot(&chroot)
                 .map_err(|_| url.error("invalid chroot path"))?;
         }
         if let Some(prefix) = url.string_any(&["prefix", "root"])? {
-            config = config
+            self = self
                 .with_prefix(&prefix)
                 .map_err(|e| url.error(&format!("invalid `prefix`: {}", reason(&e))))?;
         }
-        config.session_timeout = url
-            .duration("session_timeout")?
-            .unwrap_or(DEFAULT_SESSION_TIMEOUT);
-        config.timeout = url.duration("timeout")?;
-        config.connect_timeout = url.duration("connect_timeout")?;
-        url.finish()?;
-        config.validate().map_err(|e| url.error(&reason(&e)))?;
-        Ok(config)
+        Ok(self)
+    }
+
+    /// `session_timeout`, `timeout` and `connect_timeout` (each also in its
+    /// legacy `_ms` form).
+    fn read_timeouts(&mut self, url: &mut BackendUrl) -> Result<()> {
+        if let Some(session) = url.duration("session_timeout")? {
+            self.session_timeout = session;
+        }
+        self.timeout = url.duration("timeout")?;
+        self.connect_timeout = url.duration("connect_timeout")?;
+        Ok(())
     }
 
     /// Sets the chroot: every node lives under this absolute path. Refuses a
@@ -286,7 +305,9 @@ fn credentials(url: &mut BackendUrl, hosts: &[Host]) -> Result<Option<(String, S
         url.string_any(&["user", "username"])?,
         url.string("password"),
     );
-    let first = &hosts[0];
+    let Some(first) = hosts.first() else {
+        return Err(url.error("no host"));
+    };
     if hosts
         .iter()
         .any(|h| h.user != first.user || h.password() != first.password())

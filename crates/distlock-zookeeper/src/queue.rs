@@ -122,15 +122,14 @@ pub(crate) enum Place {
         /// The child right before ours.
         predecessor: String,
     },
-    /// None of its nodes is in the directory (any more).
+    /// Our node is not in the directory (any more).
     Gone,
-    /// A create retried after a lost reply landed more than once, or under
-    /// another name than the one we know: keep `keep` (the earliest), delete
-    /// `extra`.
-    Duplicated {
-        /// The earliest of our nodes.
-        keep: String,
-        /// Our other nodes.
+    /// Other nodes carry our owner token: a create retried after a lost
+    /// reply that landed twice, or the node of an earlier attempt on a
+    /// session this client gave up on and the server has not expired yet.
+    /// They must go before ours may count as first.
+    Others {
+        /// Their child names.
         extra: Vec<String>,
     },
 }
@@ -139,18 +138,21 @@ pub(crate) enum Place {
 /// `ours`, stands among `children`.
 pub(crate) fn place(children: &[String], owner: &str, ours: &str) -> Place {
     let line = queue(children);
-    let mine: Vec<&QueueNode> = line.iter().filter(|n| n.owner == owner).collect();
-    match mine.as_slice() {
-        [] => Place::Gone,
-        [only] if only.name == ours => match line.iter().position(|n| n.name == ours) {
-            Some(0) | None => Place::First,
-            Some(i) => Place::Behind {
-                predecessor: line[i - 1].name.clone(),
-            },
-        },
-        [first, rest @ ..] => Place::Duplicated {
-            keep: first.name.clone(),
-            extra: rest.iter().map(|n| n.name.clone()).collect(),
+    let Some(position) = line.iter().position(|n| n.name == ours) else {
+        return Place::Gone;
+    };
+    let extra: Vec<String> = line
+        .iter()
+        .filter(|n| n.owner == owner && n.name != ours)
+        .map(|n| n.name.clone())
+        .collect();
+    if !extra.is_empty() {
+        return Place::Others { extra };
+    }
+    match position.checked_sub(1) {
+        None => Place::First,
+        Some(before) => Place::Behind {
+            predecessor: line[before].name.clone(),
         },
     }
 }
@@ -256,22 +258,16 @@ mod tests {
             }
         );
         assert_eq!(place(&children, &"c".repeat(32), "x"), Place::Gone);
+        // Another node of ours, earlier or later, must go first.
         let mut twice = children.clone();
-        twice.push(format!("{b}-0000000007"));
+        twice.push(format!("{b}-0000000000"));
         assert_eq!(
             place(&twice, &b, &ours_b),
-            Place::Duplicated {
-                keep: ours_b.clone(),
-                extra: vec![format!("{b}-0000000007")]
+            Place::Others {
+                extra: vec![format!("{b}-0000000000")]
             }
         );
-        // Our one node under a name we did not know (a retried create).
-        assert_eq!(
-            place(&children, &b, "other"),
-            Place::Duplicated {
-                keep: ours_b,
-                extra: vec![]
-            }
-        );
+        // Only other nodes of ours: ours is gone.
+        assert_eq!(place(&children, &b, "other"), Place::Gone);
     }
 }

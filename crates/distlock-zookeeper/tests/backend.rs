@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distlock_core::{
-    AcquireOptions, DistributedLock, GuardState, Lease, Liveness, LockClient, LockError, LockName,
-    Wait,
+    AcquireOptions, AcquireRequest, DistributedLock, GuardState, Lease, Liveness, LockBackend,
+    LockClient, LockError, LockName, Wait,
 };
 use distlock_zookeeper::zookeeper_client as zk;
 use distlock_zookeeper::{ZkBackend, ZkConfig};
@@ -178,6 +178,46 @@ async fn the_lock_node_is_ephemeral_and_its_czxid_is_the_fencing_token() {
     assert_eq!(lease.fencing_token().get(), stat.czxid as u64);
     b.release(&lease).await.unwrap();
     assert!(zk.check_stat(&path).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_lingering_node_with_the_same_owner_token_is_deleted_not_adopted() {
+    let root = common::unique_root();
+    let (holder, waiter) = (backend(&root).await, backend(&root).await);
+    let name = name("lingering");
+    let held = holder.acquire(&name, &opts()).await.unwrap().unwrap();
+    let dir = parent_of(&node_path(&held)).to_string();
+    let request = AcquireRequest::new(name.clone(), opts().with_wait(Wait::Forever));
+    // What an earlier attempt of this request leaves behind when its session
+    // was given up on before the server expired it: a node with the same
+    // owner token, on another session, ahead of the new attempt's.
+    let zk = holder.zk_client();
+    let prefix = format!("{dir}/{}-", request.owner.to_hex());
+    let mode = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let (_, seq) = zk.create(&prefix, &[], &mode).await.unwrap();
+    let lingering = format!("{prefix}{seq}");
+    let granting = {
+        let (waiter, request) = (waiter.clone(), request.clone());
+        tokio::spawn(async move { waiter.grant(&request).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while zk.check_stat(&lingering).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the lingering node was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder.release(&held).await.unwrap();
+    let grant = granting.await.unwrap().unwrap().expect("granted");
+    let own = format!(";session={:x}", waiter.session_id());
+    assert!(grant.data.ends_with(&own), "{} is not on {own}", grant.data);
+    assert!(grant.fencing > held.fencing_token());
+    let path = grant
+        .data
+        .strip_prefix("node=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    waiter.zk_client().delete(path, None).await.unwrap();
 }
 
 #[tokio::test]

@@ -433,3 +433,88 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_a_waiter_that_loses_its_session_queues_again_on_a_new_one() {
+    let root = common::unique_root();
+    let session = Duration::from_secs(6);
+    let hosts = common::hosts();
+    let proxy = FaultProxy::start(common::addr(&hosts[0])).await.unwrap();
+    let waiter = Arc::new(
+        common::connect(common::config_for(
+            vec![proxy.addr().to_string()],
+            &root,
+            session,
+        ))
+        .await,
+    );
+    let holder = common::connect(common::config(&root, session)).await;
+    let name = name("restart");
+    let held = holder
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .unwrap();
+    let abandoned = waiter.session_id();
+    let mut liveness = waiter.session_liveness();
+    let waiting = {
+        let (waiter, name) = (waiter.clone(), name.clone());
+        tokio::spawn(async move {
+            let opts = AcquireOptions::new(Duration::from_secs(60))
+                .with_wait(Wait::For(Duration::from_secs(60)));
+            waiter.acquire(&name, &opts).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while holder.status(&name).await.unwrap().waiters != Some(1) {
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Cut the waiter off until it gives its session up, then let it back:
+    // its acquire starts over on a new session with the same owner token.
+    proxy.set_mode(ProxyMode::Blackhole);
+    tokio::time::timeout(session * 2, async {
+        while !matches!(*liveness.borrow_and_update(), Liveness::Lost(_)) {
+            liveness.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the cut-off session is declared lost");
+    proxy.set_mode(ProxyMode::Pass);
+    let deadline = Instant::now() + session;
+    while waiter.session_id() == abandoned {
+        assert!(Instant::now() < deadline, "no new session");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder.release(&held).await.unwrap();
+
+    let lease = waiting
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the waiter acquires on its new session");
+    let node = lease.data().split(";session=").next().unwrap().to_string();
+    let node = node.strip_prefix("node=").unwrap().to_string();
+    let stat = waiter
+        .zk_client()
+        .check_stat(&node)
+        .await
+        .unwrap()
+        .expect("the lease's node exists");
+    assert_eq!(
+        stat.ephemeral_owner,
+        waiter.session_id(),
+        "the lease must stand on the new session's node"
+    );
+    assert_ne!(stat.ephemeral_owner, abandoned);
+    assert!(lease.fencing_token() > held.fencing_token());
+    let status = holder.status(&name).await.unwrap();
+    assert_eq!(status.fencing_token, Some(lease.fencing_token()));
+    assert_eq!(status.waiters, Some(0), "the abandoned node is gone");
+    let lease = waiter
+        .extend(&lease, Duration::from_secs(60))
+        .await
+        .unwrap();
+    waiter.release(&lease).await.unwrap();
+}

@@ -16,9 +16,8 @@ pub struct RedisFloor {
 impl RedisFloor {
     pub fn new(url: &str) -> Result<Self, String> {
         Ok(RedisFloor {
-            client: redis::Client::open(url).map_err(|e| {
-                format!("redis floor: {}", distlock::redact_url(&e.to_string()))
-            })?,
+            client: redis::Client::open(url)
+                .map_err(|e| format!("redis floor: {}", distlock::redact_url(&e.to_string())))?,
         })
     }
 }

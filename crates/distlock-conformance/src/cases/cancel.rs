@@ -1,7 +1,10 @@
 //! Cancellation: a dropped acquire — mid-wait, mid-attempt, at any moment —
 //! leaves nothing held and nothing queued.
 
+use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use distlock_core::{AcquireOptions, DistributedLock, LockName, Wait};
@@ -59,13 +62,74 @@ fn settle(h: &dyn Harness) -> Duration {
     h.waiter_liveness() + SETTLE_SLACK
 }
 
-/// A moment to cancel at: every tenth at once (after the first poll), the
-/// others anywhere in `[0, span]`.
-fn cancel_point(i: usize, span: Duration) -> Duration {
-    if i % 10 == 0 {
-        Duration::ZERO
-    } else {
-        rand::thread_rng().gen_range(Duration::ZERO..=span)
+/// Where an acquire is dropped.
+#[derive(Clone, Copy, Debug)]
+enum CancelPoint {
+    /// After this many polls, or when `within` passed if that comes first
+    /// (a waiting acquire is polled only when woken): one poll is right
+    /// after the first requests went out, before any answer was read; more
+    /// reach further into the attempt whatever its speed.
+    Polls {
+        /// Polls before the drop.
+        polls: usize,
+        /// The latest moment of the drop.
+        within: Duration,
+    },
+    /// When this much time has passed (zero: after the first poll).
+    After(Duration),
+}
+
+impl fmt::Display for CancelPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelPoint::Polls { polls, within } => {
+                write!(f, "after {polls} poll(s) (or {within:?})")
+            }
+            CancelPoint::After(d) => write!(f, "after {d:?}"),
+        }
+    }
+}
+
+/// Every tenth point at once; of the others, half after a random number
+/// of polls (often just one), half at a random moment within `span`.
+fn cancel_point(i: usize, span: Duration) -> CancelPoint {
+    let mut rng = rand::thread_rng();
+    match i % 10 {
+        0 => CancelPoint::After(Duration::ZERO),
+        // Half of these right after the first poll: mid-attempt for a
+        // backend whose attempt is one round trip.
+        n if n % 2 == 1 => CancelPoint::Polls {
+            polls: if rng.gen_bool(0.5) {
+                1
+            } else {
+                rng.gen_range(2..=8)
+            },
+            within: span,
+        },
+        _ => CancelPoint::After(rng.gen_range(Duration::ZERO..=span)),
+    }
+}
+
+/// Runs `fut` until `point`; `None` if it was dropped there unfinished.
+async fn cancel_at<F: Future>(point: CancelPoint, fut: F) -> Option<F::Output> {
+    match point {
+        CancelPoint::After(d) => tokio::time::timeout(d, fut).await.ok(),
+        CancelPoint::Polls { polls, within } => {
+            let mut fut = std::pin::pin!(fut);
+            let mut left = polls;
+            let polled = std::future::poll_fn(move |cx| {
+                if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(Some(out));
+                }
+                left -= 1;
+                if left == 0 {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            });
+            tokio::time::timeout(within, polled).await.ok().flatten()
+        }
     }
 }
 
@@ -126,15 +190,14 @@ async fn cancel_on_a_free_lock(case: &str, h: &dyn Harness, name: &LockName) {
                 .with_wait(Wait::For(settle(h)))
                 .with_backoff(fast_backoff()),
         };
-        match tokio::time::timeout(at, b.acquire(name, &o)).await {
-            Ok(Ok(Some(lease))) => must_release(case, &b, &lease).await,
+        match cancel_at(at, b.acquire(name, &o)).await {
+            Some(Ok(Some(lease))) => must_release(case, &b, &lease).await,
             // Held by the clean-up of an earlier cancellation: checked below.
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => panic!("[{case}] acquire {i} on a free lock failed: {e}"),
-            Err(_) => cancelled += 1,
+            Some(Ok(None)) => {}
+            Some(Err(e)) => panic!("[{case}] acquire {i} on a free lock failed: {e}"),
+            None => cancelled += 1,
         }
-        let after =
-            format!("after acquire {i} of {ON_FREE} on a free lock was cancelled {at:?} in");
+        let after = format!("after acquire {i} of {ON_FREE} on a free lock was cancelled {at}");
         assert_free(case, &checker, name, settle(h), &after).await;
     }
     println!("[{case}] {cancelled} of {ON_FREE} acquires on a free lock cancelled (attempts take up to {:?})", span / 2);
@@ -201,15 +264,15 @@ async fn cancel_on_a_held_lock(case: &'static str, h: &dyn Harness, name: &LockN
         let o = opts(ttl)
             .with_wait(Wait::For(Duration::from_secs(30)))
             .with_backoff(fast_backoff());
-        match tokio::time::timeout(at, acquire(case, &b, name, &o)).await {
-            Ok(Some(l)) => panic!(
+        match cancel_at(at, acquire(case, &b, name, &o)).await {
+            Some(Some(l)) => panic!(
                 "[{case}] acquired a held lock (fencing {})",
                 l.fencing_token()
             ),
-            Ok(None) => {
-                panic!("[{case}] a 30 s wait on a held lock ended without the lock within {at:?}")
+            Some(None) => {
+                panic!("[{case}] a 30 s wait on a held lock ended without the lock {at}")
             }
-            Err(_) => {}
+            None => {}
         }
     }
     assert_queue_settles(case, &holder, name, 2, settle(h)).await;
@@ -239,8 +302,10 @@ async fn cancel_on_a_held_lock(case: &'static str, h: &dyn Harness, name: &LockN
     must_release(case, &b, &lb).await;
 }
 
-/// Acquires cancelled at random moments — at once (after the first poll),
-/// mid-attempt, mid-wait — on a free lock and on a held lock with waiters
+/// Acquires cancelled at random points — at once (after the first poll),
+/// after a random number of polls (mid-attempt, whatever the backend's
+/// speed), after a random fraction of an attempt's time, mid-wait — on a
+/// free lock and on a held lock with waiters
 /// queued, leave nothing held and nothing queued: afterwards a fresh client
 /// takes the lock at once (allowing clean-ups still in flight the
 /// harness's waiter-liveness window), and the queue hands it on.

@@ -179,6 +179,8 @@ pub async fn partitioned_holder_reports_lost_before_another_acquires(h: &dyn Har
     let bound = h.liveness_bound(ttl) + Duration::from_secs(5);
     let o = opts(ttl).with_wait(Wait::For(bound));
     let got = must_acquire(CASE, &other, &name, &o).await;
+    // Read at once, so no task's scheduling delay blurs the order.
+    let lost_before = guard.is_lost();
     let acquired_at = Instant::now();
     let (lost_at, reason) = match tokio::time::timeout(REPORT_SLACK, lost_at).await {
         Ok(Ok(v)) => v,
@@ -186,9 +188,9 @@ pub async fn partitioned_holder_reports_lost_before_another_acquires(h: &dyn Har
         Err(_) => panic!("[{CASE}] backend claims `cross_process` but another client acquired the lock while the partitioned holder never reported it lost"),
     };
     assert!(
-        lost_at < acquired_at,
+        lost_before,
         "[{CASE}] backend claims `cross_process` but the partitioned holder's lost() fired {:?} after another client's acquire returned ({reason})",
-        lost_at - acquired_at
+        lost_at.saturating_duration_since(acquired_at)
     );
     assert!(guard.is_lost(), "[{CASE}] a lost guard reads as held");
     assert_fenced_after(CASE, &caps, &got, &guard.lease());

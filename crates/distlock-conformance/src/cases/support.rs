@@ -221,12 +221,7 @@ pub(crate) async fn wait_until_queued(
 ) {
     let deadline = Instant::now() + QUEUE_VISIBLE_WITHIN;
     loop {
-        let seen = match c.status(name).await {
-            Ok(status) => status.waiters,
-            Err(LockError::Unsupported { .. }) => None,
-            Err(e) => panic!("[{case}] status of `{name}` failed: {e}"),
-        };
-        let Some(seen) = seen else {
+        let Some(seen) = queued(case, c, name).await else {
             tokio::time::sleep(STAGGER).await;
             return;
         };

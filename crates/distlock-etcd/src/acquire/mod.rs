@@ -61,6 +61,9 @@ pub(crate) async fn grant(
 
 /// Tries once without queueing; once more on a fresh etcd lease if the
 /// server forgot ours.
+///
+/// Round trips: one Txn; a LeaseGrant and a second Txn when the server
+/// forgot our etcd lease.
 async fn try_once(
     backend: &EtcdBackend,
     dir: &str,
@@ -111,6 +114,9 @@ enum InLine {
 
 /// Waits in line until the lock is ours or the deadline passes, queueing
 /// again on a fresh etcd lease when ours is lost meanwhile.
+///
+/// Round trips: those of [`wait_in_line`], once per place in line (at most
+/// `1 + MAX_LEASE_RETRIES`), plus a LeaseGrant before each new place.
 async fn queue(
     backend: &EtcdBackend,
     dir: &str,
@@ -130,6 +136,10 @@ async fn queue(
 
 /// One place in line: queue a key on the current etcd lease, then wait for
 /// each predecessor's delete until ours is the oldest key.
+///
+/// Round trips: one Txn to queue; per predecessor, one Watch (plus one
+/// local Range when the revision moved) and one Range when it goes; one
+/// DeleteRange when the place is given up.
 async fn wait_in_line(
     backend: &EtcdBackend,
     dir: &str,

@@ -100,7 +100,7 @@ impl Keeper {
                     keeper,
                     stream,
                 } => {
-                    self.gen.renewed(sent, self.ttl);
+                    self.gen.kept_alive(sent, self.ttl);
                     match self.keep(sent, keeper, stream).await {
                         StreamEnd::Lost(why) => return why.to_string(),
                         StreamEnd::Broken => self.endpoint_failed(Some(endpoint)),
@@ -181,7 +181,7 @@ impl Keeper {
             match timeout_at(answer_by.into(), stream.message()).await {
                 Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
                     let granted = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0));
-                    self.gen.renewed(sent, granted);
+                    self.gen.kept_alive(sent, granted);
                 }
                 Ok(Ok(Some(_))) => return StreamEnd::Lost(EXPIRED),
                 // Broken stream or no answer in time.

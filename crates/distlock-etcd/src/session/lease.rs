@@ -54,7 +54,7 @@ impl LeaseGen {
 
     /// A keep-alive sent at `sent` was answered with `ttl`: the server
     /// restarted the countdown after `sent`. Back to `Live` if suspended.
-    pub(crate) fn renewed(&self, sent: Instant, ttl: Duration) {
+    pub(crate) fn kept_alive(&self, sent: Instant, ttl: Duration) {
         {
             let until = valid_until(sent, ttl);
             let mut a = lock(&self.alive_until);
@@ -107,11 +107,11 @@ mod tests {
         let rx = gen.subscribe();
         gen.suspended();
         assert_eq!(*rx.borrow(), Liveness::Suspended);
-        gen.renewed(Instant::now(), Duration::from_secs(3));
+        gen.kept_alive(Instant::now(), Duration::from_secs(3));
         assert_eq!(*rx.borrow(), Liveness::Live);
         assert!(gen.lost("gone"));
         assert!(!gen.lost("again"), "lost only once");
-        gen.renewed(Instant::now(), Duration::from_secs(3));
+        gen.kept_alive(Instant::now(), Duration::from_secs(3));
         assert!(gen.is_lost(), "a lost lease never comes back");
         assert!(!gen.usable(Duration::ZERO));
     }

@@ -91,8 +91,10 @@ async fn make_parents(
 }
 
 /// After a create whose reply was lost: our node, if the create was applied
-/// (list, then `exists` of ours: 2 round trips). `None` means "create
-/// again"; a connection lost meanwhile also does.
+/// (list, then `exists` of each node with our owner token until one is
+/// owned by this session: 2 round trips, more only when an earlier
+/// attempt's node lingers). `None` means "create again"; a connection lost
+/// meanwhile also does.
 async fn find_own(
     session: &Session,
     dir: &str,
@@ -104,10 +106,14 @@ async fn find_own(
         Err(zk::Error::NoNode | zk::Error::ConnectionLoss) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let Some(ours) = queue(&children).into_iter().find(|n| n.owner == owner) else {
-        return Ok(None);
-    };
-    let path = format!("{dir}/{}", ours.name);
-    let stat = call_until(session, deadline, session.client.check_stat(&path)).await?;
-    Ok(stat.map(|stat| QueueEntry::new(path, &stat)))
+    for candidate in queue(&children).into_iter().filter(|n| n.owner == owner) {
+        let path = format!("{dir}/{}", candidate.name);
+        let stat = call_until(session, deadline, session.client.check_stat(&path)).await?;
+        // A node of an earlier attempt, on a session given up on, is not
+        // the one this create made.
+        if let Some(stat) = stat.filter(|s| s.ephemeral_owner == session.id) {
+            return Ok(Some(QueueEntry::new(path, &stat)));
+        }
+    }
+    Ok(None)
 }

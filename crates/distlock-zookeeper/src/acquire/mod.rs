@@ -12,7 +12,10 @@
 //!
 //! If the session ends on the way (our node goes with it), the attempt
 //! starts over on a new session, losing its place in line, while the wait
-//! allows.
+//! allows. It keeps the request's owner token, so a node of the earlier
+//! attempt that the server has not expired yet looks like ours: step 2
+//! deletes every node with our owner token but the one this attempt
+//! created before our node may count as first.
 
 mod create;
 mod watch;
@@ -91,13 +94,17 @@ async fn attempt(
     );
     let entry = match create::queue_node(&session, tree, &dir, &owner, deadline).await {
         Ok(entry) => entry,
-        Err(e) if session_ended(&e) => return Ok(Outcome::Restart(e.to_string())),
+        Err(e) if session_ended(&e) => {
+            // Whatever we created went with the session.
+            cleanup.disarm();
+            return Ok(Outcome::Restart(e.to_string()));
+        }
         Err(e) => {
             let doing = format!("creating a queue node for `{}`", request.name);
             return Err(to_lock_error(e, &doing));
         }
     };
-    let mut contender = Contender {
+    let contender = Contender {
         session,
         name: &request.name,
         dir,
@@ -108,12 +115,15 @@ async fn attempt(
     let outcome = contender.until_first().await?;
     match &outcome {
         Outcome::Acquired(_) => cleanup.disarm(),
-        // Step 4: leave the line now; if the delete fails, `cleanup`
-        // finishes the job in the background as it drops.
+        // Step 4: leave the line now (1 round trip).
         Outcome::TimedOut if contender.leave().await => cleanup.disarm(),
-        // Our node went with its session (nothing to delete) or someone
-        // deleted it; `cleanup` checks in the background.
-        Outcome::TimedOut | Outcome::Restart(_) => {}
+        // The delete failed: `cleanup` retries in the background as it drops.
+        Outcome::TimedOut => {}
+        // Our node is gone (with its session, or deleted). The next attempt
+        // queues with the same owner token, so a clean-up by owner token
+        // must not run behind its back; that attempt deletes any node of
+        // ours that still lingers (`Place::Others`).
+        Outcome::Restart(_) => cleanup.disarm(),
     }
     Ok(outcome)
 }
@@ -137,13 +147,14 @@ enum Interrupt {
     Restart(String),
     /// The caller's deadline passed.
     TimedOut,
+    /// A request failed for good.
     Failed(LockError),
 }
 
 impl Contender<'_> {
     /// Takes turns (steps 2–5) until first in line, out of time, or the
     /// session is gone.
-    async fn until_first(&mut self) -> Result<Outcome> {
+    async fn until_first(&self) -> Result<Outcome> {
         let mut live = self.session.liveness();
         loop {
             match self.turn(&mut live).await {
@@ -158,7 +169,7 @@ impl Contender<'_> {
 
     /// One turn: list the line (1 round trip); if we are not first, watch the
     /// predecessor (1 round trip) and sleep until woken.
-    async fn turn(&mut self, live: &mut channel::Receiver<Liveness>) -> Result<Grant, Interrupt> {
+    async fn turn(&self, live: &mut channel::Receiver<Liveness>) -> Result<Grant, Interrupt> {
         let sent = Instant::now();
         let children = self.list().await?;
         let predecessor = match place(&children, &self.owner, &self.entry.name) {
@@ -170,8 +181,8 @@ impl Contender<'_> {
                 let why = format!("queue node {} vanished", self.entry.path);
                 return Err(Interrupt::Restart(why));
             }
-            Place::Duplicated { keep, extra } => {
-                self.keep_only(&keep, &extra).await?;
+            Place::Others { extra } => {
+                self.delete_others(&extra).await?;
                 return Err(Interrupt::Relist);
             }
         };
@@ -225,25 +236,17 @@ impl Contender<'_> {
         delete_node(&self.session, &self.entry.path).await
     }
 
-    /// A create retried after a lost reply may have landed twice: keeps the
-    /// earliest, deleting the rest (1 round trip each), and reads the kept
-    /// node if it is not the one we knew (1 round trip).
-    async fn keep_only(&mut self, keep: &str, extra: &[String]) -> Result<(), Interrupt> {
+    /// Deletes the other nodes with our owner token (1 round trip each):
+    /// a duplicate of a create retried after a lost reply, or an earlier
+    /// attempt's node on a session this client gave up on.
+    async fn delete_others(&self, extra: &[String]) -> Result<(), Interrupt> {
         for name in extra {
             let path = format!("{}/{name}", self.dir);
             let deleted = self.session.client.delete(&path, None);
-            // A failure leaves it to the next turn (it is seen again).
-            let _ = call_until(&self.session, self.deadline, deleted).await;
-        }
-        if keep == self.entry.name {
-            return Ok(());
-        }
-        let path = format!("{}/{keep}", self.dir);
-        let read = self.session.client.check_stat(&path);
-        match call_until(&self.session, self.deadline, read).await {
-            Ok(Some(stat)) => self.entry = QueueEntry::new(path, &stat),
-            Ok(None) => {} // gone meanwhile: the next turn sees it
-            Err(e) => return Err(self.interrupt(e, "reading our queue node")),
+            match call_until(&self.session, self.deadline, deleted).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(self.interrupt(e, "deleting a stale queue node")),
+            }
         }
         Ok(())
     }
