@@ -45,6 +45,31 @@ impl Host {
         self.password.as_deref()
     }
 
+    /// True for a well-formed `host:port` (IPv6 in brackets, a non-zero
+    /// port, no URL punctuation): what hand-built configs are checked with.
+    ///
+    /// ```
+    /// use distlock_core::Host;
+    /// assert!(Host::is_address("h:1") && Host::is_address("[::1]:2379"));
+    /// assert!(!Host::is_address("h") && !Host::is_address("::1:2379") && !Host::is_address("h:0"));
+    /// ```
+    pub fn is_address(s: &str) -> bool {
+        if s.is_empty() || s.contains(['/', '?', '#', ' ', ',', '@']) {
+            return false;
+        }
+        let (name, port) = match s.strip_prefix('[') {
+            Some(v6) => match v6.split_once("]:") {
+                Some(parts) => parts,
+                None => return false,
+            },
+            None => match s.rsplit_once(':') {
+                Some((name, port)) if !name.contains(':') => (name, port),
+                _ => return false,
+            },
+        };
+        !name.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+    }
+
     /// `host:port`, with brackets around an IPv6 address.
     pub fn address(&self) -> String {
         if self.name.contains(':') {
@@ -188,9 +213,13 @@ impl BackendUrl {
                         Some((u, p)) => (u, Some(p)),
                         None => (info, None),
                     };
-                    let u = decode(u).ok_or_else(|| self.error("bad percent escape in the user"))?;
+                    let u =
+                        decode(u).ok_or_else(|| self.error("bad percent escape in the user"))?;
                     let p = p
-                        .map(|p| decode(p).ok_or_else(|| self.error("bad percent escape in the password")))
+                        .map(|p| {
+                            decode(p)
+                                .ok_or_else(|| self.error("bad percent escape in the password"))
+                        })
                         .transpose()?;
                     let creds = ((!u.is_empty()).then_some(u), p);
                     shared.get_or_insert_with(|| creds.clone());
@@ -238,10 +267,47 @@ impl BackendUrl {
                 .filter(|&p| p > 0)
                 .ok_or_else(|| self.error(&format!("`{p}` is not a port")))?,
             None => default_port.ok_or_else(|| {
-                self.error(&format!("host `{name}` needs a port (this scheme has no default)"))
+                self.error(&format!(
+                    "host `{name}` needs a port (this scheme has no default)"
+                ))
             })?,
         };
         Ok((name, port))
+    }
+
+    /// The one identity of a URL whose servers all share it: the userinfo
+    /// (the same on every host) or the legacy `user` (or `username`) and
+    /// `password` query keys, never both; a user without a password (or the
+    /// reverse) is refused. Takes those keys.
+    pub fn shared_credentials(&mut self) -> Result<Option<(String, String)>> {
+        let from_query = (
+            self.string_any(&["user", "username"])?,
+            self.string("password"),
+        );
+        let hosts = self.hosts()?;
+        let Some(first) = hosts.first() else {
+            return Err(self.error("no host"));
+        };
+        if hosts
+            .iter()
+            .any(|h| h.user != first.user || h.password() != first.password())
+        {
+            return Err(self.error("every host must be given the same credentials"));
+        }
+        let from_userinfo = (first.user.clone(), first.password().map(str::to_string));
+        let (user, password) =
+            match (from_userinfo, from_query) {
+                ((None, None), query) => query,
+                (userinfo, (None, None)) => userinfo,
+                _ => return Err(self.error(
+                    "credentials given both before the hosts and as `user`/`password`; give one",
+                )),
+            };
+        match (user, password) {
+            (Some(u), Some(p)) => Ok(Some((u, p))),
+            (None, None) => Ok(None),
+            _ => Err(self.error("a user and a password must be given together")),
+        }
     }
 
     /// Takes a string parameter.
@@ -314,7 +380,11 @@ impl BackendUrl {
                 .trim()
                 .parse::<u64>()
                 .map(|ms| Some(Duration::from_millis(ms)))
-                .map_err(|_| self.error(&format!("`{legacy}={v}` is not a whole number of milliseconds"))),
+                .map_err(|_| {
+                    self.error(&format!(
+                        "`{legacy}={v}` is not a whole number of milliseconds"
+                    ))
+                }),
             (None, None) => Ok(None),
         }
     }
@@ -392,11 +462,17 @@ mod tests {
     #[test]
     fn legacy_millisecond_keys_are_read_and_both_forms_refused() {
         let mut url = BackendUrl::parse("redis://h?timeout_ms=250").unwrap();
-        assert_eq!(url.duration("timeout").unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            url.duration("timeout").unwrap(),
+            Some(Duration::from_millis(250))
+        );
         let mut url = BackendUrl::parse("redis://h?timeout_ms=250&timeout=1s").unwrap();
         assert!(url.duration("timeout").is_err());
         let mut url = BackendUrl::parse("redis://h?timeout=250").unwrap();
-        assert!(url.duration("timeout").is_err(), "a bare number has no unit");
+        assert!(
+            url.duration("timeout").is_err(),
+            "a bare number has no unit"
+        );
     }
 
     #[test]
@@ -413,13 +489,22 @@ mod tests {
         let err = url.finish().unwrap_err().to_string();
         assert!(err.contains("`colour`") && err.contains("`tls`"), "{err}");
         assert!(!err.contains("secret"), "{err}");
-        let err = BackendUrl::parse("etcd://h?a=1&a=2").unwrap_err().to_string();
+        let err = BackendUrl::parse("etcd://h?a=1&a=2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("twice"), "{err}");
     }
 
     #[test]
     fn malformed_hosts_are_errors_not_panics() {
-        for bad in ["etcd://", "etcd://h:0", "etcd://h:99999", "etcd://[::1", "etcd://a,,b", "etcd://h:x"] {
+        for bad in [
+            "etcd://",
+            "etcd://h:0",
+            "etcd://h:99999",
+            "etcd://[::1",
+            "etcd://a,,b",
+            "etcd://h:x",
+        ] {
             let url = BackendUrl::parse(bad).unwrap();
             assert!(url.hosts().is_err(), "{bad}");
         }

@@ -58,8 +58,7 @@ pub use lease::{FencingToken, Lease, OwnerToken};
 pub use mode::Mode;
 pub use name::{percent_decode, percent_encode, LockName};
 pub use options::{
-    validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, DEFAULT_TTL, DEFAULT_WAIT,
-    MAX_WAIT,
+    validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, DEFAULT_TTL, DEFAULT_WAIT, MAX_WAIT,
 };
 pub use redact::redact_url;
 

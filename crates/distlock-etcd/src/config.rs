@@ -129,7 +129,7 @@ impl EtcdConfig {
         }
         let hosts = url.hosts()?;
         let mut config = EtcdConfig::new(hosts.iter().map(Host::address));
-        config.credentials = credentials(&mut url, &hosts)?;
+        config.credentials = url.shared_credentials()?;
         config.prefix = prefix(&mut url)?;
         config.session_timeout = session_timeout(&mut url)?;
         config.timeout = url.duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT);
@@ -278,7 +278,7 @@ impl EtcdConfig {
         if self.endpoints.is_empty() {
             return Some("no etcd endpoint".into());
         }
-        if let Some(e) = self.endpoints.iter().find(|e| !is_host_port(e)) {
+        if let Some(e) = self.endpoints.iter().find(|e| !Host::is_address(e)) {
             return Some(format!("endpoint `{e}` is not `host:port`"));
         }
         let whole_seconds = self.session_timeout.subsec_nanos() == 0;
@@ -298,38 +298,6 @@ impl EtcdConfig {
             return Some("empty user name".into());
         }
         None
-    }
-}
-
-/// The credentials of a URL: its userinfo (one identity for every member)
-/// or the legacy `user`/`password` query keys, not both.
-fn credentials(url: &mut BackendUrl, hosts: &[Host]) -> Result<Option<(String, String)>> {
-    let from_query = (
-        url.string_any(&["user", "username"])?,
-        url.string("password"),
-    );
-    let first = &hosts[0];
-    if hosts
-        .iter()
-        .any(|h| h.user != first.user || h.password() != first.password())
-    {
-        return Err(url.error("every member must be given the same credentials"));
-    }
-    let from_userinfo = (first.user.clone(), first.password().map(str::to_string));
-    let (user, password) = match (from_userinfo, from_query) {
-        ((None, None), query) => query,
-        (userinfo, (None, None)) => userinfo,
-        _ => {
-            return Err(url.error(
-                "credentials given both before the hosts and as `user`/`password`; give one",
-            ))
-        }
-    };
-    match (user, password) {
-        (Some(u), Some(p)) => Ok(Some((u, p))),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(url.error("a user needs a password")),
-        (None, Some(_)) => Err(url.error("a password needs a user")),
     }
 }
 
@@ -379,21 +347,6 @@ fn strip_scheme(endpoint: &str) -> String {
         .unwrap_or(endpoint)
         .trim_end_matches('/')
         .to_string()
-}
-
-/// `host:port` with a host and a non-zero port (IPv6 in brackets).
-fn is_host_port(endpoint: &str) -> bool {
-    let (host, port) = match endpoint.strip_prefix('[') {
-        Some(v6) => match v6.split_once("]:") {
-            Some(parts) => parts,
-            None => return false,
-        },
-        None => match endpoint.rsplit_once(':') {
-            Some(parts) => parts,
-            None => return false,
-        },
-    };
-    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ impl ZkConfig {
         }
         let hosts = url.hosts()?;
         let mut config = ZkConfig::new(hosts.iter().map(Host::address));
-        config.credentials = credentials(url, &hosts)?;
+        config.credentials = url.shared_credentials()?;
         Ok(config)
     }
 
@@ -262,7 +262,7 @@ impl ZkConfig {
 
     /// Refuses settings no session can be opened with.
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.hosts.is_empty() || self.hosts.iter().any(|h| !is_host_port(h)) {
+        if self.hosts.is_empty() || self.hosts.iter().any(|h| !Host::is_address(h)) {
             return Err(LockError::invalid_config(format!(
                 "ZooKeeper hosts must be `host:port`, got {:?}",
                 self.hosts
@@ -298,65 +298,12 @@ impl ZkConfig {
     }
 }
 
-/// The digest credentials of a URL: its userinfo (one identity for every
-/// host) or the legacy `user`/`password` query keys, not both.
-fn credentials(url: &mut BackendUrl, hosts: &[Host]) -> Result<Option<(String, String)>> {
-    let from_query = (
-        url.string_any(&["user", "username"])?,
-        url.string("password"),
-    );
-    let Some(first) = hosts.first() else {
-        return Err(url.error("no host"));
-    };
-    if hosts
-        .iter()
-        .any(|h| h.user != first.user || h.password() != first.password())
-    {
-        return Err(
-            url.error("every host must carry the same credentials (one session, one identity)")
-        );
-    }
-    let from_userinfo = (first.user.clone(), first.password().map(str::to_string));
-    let (user, password) = match (from_userinfo, from_query) {
-        ((None, None), query) => query,
-        (userinfo, (None, None)) => userinfo,
-        _ => {
-            return Err(url.error(
-                "credentials given both before the hosts and as `user`/`password`; give one",
-            ))
-        }
-    };
-    match (user, password) {
-        (Some(u), Some(p)) => Ok(Some((u, p))),
-        (None, None) => Ok(None),
-        _ => Err(url.error("a user and a password must be given together")),
-    }
-}
-
 /// The message of a config error, for re-wording it against the URL.
 fn reason(e: &LockError) -> String {
     match e {
         LockError::InvalidConfig { reason } => reason.clone(),
         other => other.to_string(),
     }
-}
-
-/// `host:port` with a host and a non-zero port (IPv6 in brackets).
-fn is_host_port(host: &str) -> bool {
-    if host.is_empty() || host.contains(['/', '?', '#', ' ', ',', '@']) {
-        return false;
-    }
-    let (name, port) = match host.strip_prefix('[') {
-        Some(v6) => match v6.split_once("]:") {
-            Some((name, port)) => (name, port),
-            None => return false,
-        },
-        None => match host.rsplit_once(':') {
-            Some((name, port)) if !name.contains(':') => (name, port),
-            _ => return false,
-        },
-    };
-    !name.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 /// `/a/b` stays, `a/b/` becomes `/a/b`, `/` becomes ``; empty segments,

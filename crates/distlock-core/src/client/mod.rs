@@ -31,8 +31,8 @@ use crate::name::LockName;
 use crate::options::{AcquireOptions, Wait};
 use crate::sync::lock;
 
-pub use guard::{GuardHandle, GuardState, LockGuard, LostReason};
 use guard::GuardShared;
+pub use guard::{GuardHandle, GuardState, LockGuard, LostReason};
 
 /// Something that names a lock: `&str`, `String`, `LockName`, `&LockName`.
 pub trait IntoLockName {

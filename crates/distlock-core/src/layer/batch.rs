@@ -10,7 +10,10 @@ use crate::lease::Lease;
 use super::{checked, LockBackend};
 
 /// Extends every lease by its own ttl; one answer per lease, in order.
-pub(crate) async fn extend_many<B: LockBackend>(backend: &B, leases: &[Lease]) -> Vec<Result<Lease>> {
+pub(crate) async fn extend_many<B: LockBackend>(
+    backend: &B,
+    leases: &[Lease],
+) -> Vec<Result<Lease>> {
     let caps = backend.claims();
     let mut answers: Vec<Option<Result<Lease>>> = Vec::with_capacity(leases.len());
     let mut pending: Vec<(usize, (Lease, Duration))> = Vec::new();
@@ -47,8 +50,6 @@ pub(crate) async fn extend_many<B: LockBackend>(backend: &B, leases: &[Lease]) -
     }
     answers
         .into_iter()
-        .map(|a| {
-            a.unwrap_or_else(|| Err(LockError::unavailable("core", "lease left unanswered")))
-        })
+        .map(|a| a.unwrap_or_else(|| Err(LockError::unavailable("core", "lease left unanswered"))))
         .collect()
 }

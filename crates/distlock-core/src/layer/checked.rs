@@ -99,7 +99,8 @@ impl<B: LockBackend> DistributedLock for B {
         let kind = self.kind();
         let primitive = mode.primitive();
         let started = Instant::now();
-        let span = tracing::debug_span!("distlock.acquire", lock = %name, backend = kind, primitive);
+        let span =
+            tracing::debug_span!("distlock.acquire", lock = %name, backend = kind, primitive);
         let result = async {
             check_acquire(kind, &self.claims(), mode, options)?;
             let request = AcquireRequest::new(name.clone(), *options).with_mode(mode);
@@ -154,7 +155,11 @@ impl<B: LockBackend> DistributedLock for B {
     }
 
     async fn extend_many(&self, leases: &[Lease]) -> Vec<Result<Lease>> {
-        let span = tracing::trace_span!("distlock.extend", backend = self.kind(), count = leases.len());
+        let span = tracing::trace_span!(
+            "distlock.extend",
+            backend = self.kind(),
+            count = leases.len()
+        );
         batch::extend_many(self, leases).instrument(span).await
     }
 
