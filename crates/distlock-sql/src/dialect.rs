@@ -5,6 +5,12 @@
 //! `src/sql/<database>/`), splices in the validated table name, and runs
 //! them with bound parameters. The rest of the crate sees only this trait;
 //! nothing here knows which databases exist.
+//!
+//! An acquire statement runs on an [`AttemptConnection`]: one connection
+//! taken from the pool for the attempt. Its statements run in order, so
+//! the release that undoes a dropped attempt, issued on the same
+//! connection, runs after the acquire statement it undoes — never before
+//! it, as it could on another connection of the pool.
 
 use std::time::Duration;
 
@@ -22,8 +28,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Creates the table unless it exists.
     async fn create_table(&self) -> Result<(), sqlx::Error>;
 
-    /// One acquire statement for `key` under `owner` for `ttl`.
-    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error>;
+    /// A connection of the pool for one acquire attempt (no round trip
+    /// when the pool has an idle one).
+    async fn connection(&self) -> Result<Box<dyn AttemptConnection>, sqlx::Error>;
 
     /// Reads the row for `key`.
     async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error>;
@@ -62,6 +69,20 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
         None
     }
+}
+
+/// One connection of the pool, held for an acquire attempt; each method
+/// is one statement on it.
+#[async_trait]
+pub(crate) trait AttemptConnection: Send + 'static {
+    /// One acquire statement for `key` under `owner` for `ttl`.
+    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error>;
+
+    /// Reads the row for `key`.
+    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error>;
+
+    /// Releases `key` when `owner` holds it unexpired; false otherwise.
+    async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
 }
 
 /// What one acquire statement found.

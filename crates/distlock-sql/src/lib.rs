@@ -59,7 +59,9 @@
 //! - **Cancellation**: dropping an `acquire` future leaves nothing held: an
 //!   in-flight acquire statement is followed, in the background, by a release
 //!   conditioned on that acquire's owner token (the core's
-//!   [`CleanupOnDrop`](distlock_core::cleanup::CleanupOnDrop)).
+//!   [`CleanupOnDrop`](distlock_core::cleanup::CleanupOnDrop)), issued on
+//!   the attempt's own connection so that it runs after the acquire
+//!   statement even when the database is still running that one.
 //!
 //! It does not guarantee: safety across a jump of the database server's wall
 //! clock (a clock stepped forward expires leases early, as with any

@@ -6,6 +6,7 @@
 //! [`Grant`] and [`Renewal`] into a lease with the one validity rule.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distlock_core::cleanup::CleanupOnDrop;
@@ -19,7 +20,7 @@ use crate::backend::SqlBackend;
 use crate::config::Database;
 use crate::dialect::{Extension, Take};
 use crate::notify::Subscription;
-use crate::store::Store;
+use crate::store::{Store, StoreConnection};
 
 /// The longest key stored for a lock name, in bytes; longer names are
 /// shortened with a hash suffix.
@@ -211,29 +212,36 @@ impl<'a> Acquire<'a> {
         }
     }
 
-    /// One attempt: the acquire statement, and on MySQL and SQLite a read of
-    /// the holder's remaining ttl when the lock is held.
+    /// One attempt, on one connection of the pool: the acquire statement,
+    /// and on MySQL and SQLite a read of the holder's remaining ttl when the
+    /// lock is held.
     ///
     /// # Cancel safety
     ///
     /// From the moment the statement may run until its outcome is known, a
     /// clean-up is armed that releases this owner's hold in the background
-    /// if the attempt is dropped or fails.
+    /// if the attempt is dropped or fails — on the same connection, after
+    /// the acquire statement, which the database may still be running.
     async fn attempt(&self) -> Result<Attempt> {
         let (name, ttl) = (&self.request.name, self.request.options.ttl);
-        let limit = self.limit();
+        let until = Instant::now() + self.limit();
+        let left = || until.saturating_duration_since(Instant::now());
+        let conn = self.store.connection(name, left()).await?;
+        // The clean-up releases on this same connection, so it runs after
+        // the acquire statement even when that one is still in flight.
+        let conn = Arc::new(tokio::sync::Mutex::new(conn));
+        let mut session = Arc::clone(&conn).lock_owned().await;
         let mut cleanup =
             CleanupOnDrop::new(self.store.backend(), "lock taken by a dropped acquire");
         cleanup.arm(release_quietly(
-            self.store.clone(),
+            conn,
             name.clone(),
             self.key.clone(),
             self.owner.clone(),
         ));
         let sent = Instant::now();
-        let taken = self
-            .store
-            .take(name, &self.key, &self.owner, ttl, limit)
+        let taken = session
+            .take(name, &self.key, &self.owner, ttl, left())
             .await?;
         cleanup.disarm();
         let remaining = match taken {
@@ -242,7 +250,7 @@ impl<'a> Acquire<'a> {
             }
             Take::Held(remaining) => remaining,
             Take::HeldAskRemaining => {
-                let holder = self.store.holder(name, &self.key, limit).await?;
+                let holder = session.holder(name, &self.key, left()).await?;
                 // A row released or expired since the acquire statement:
                 // retry at once.
                 Some(holder.and_then(|h| h.remaining).unwrap_or(Duration::ZERO))
@@ -281,16 +289,24 @@ impl<'a> Acquire<'a> {
     }
 }
 
-/// Releases `owner`'s hold on `key`, for a dropped attempt; a no-op unless
-/// the attempt's statement had taken the lock.
-async fn release_quietly(store: Store, name: LockName, key: String, owner: String) {
-    match store.release(&name, &key, &owner).await {
+/// Releases `owner`'s hold on `key` on the attempt's connection, once the
+/// attempt let go of it, for a dropped attempt; a no-op unless the
+/// attempt's statement had taken the lock.
+async fn release_quietly(
+    conn: Arc<tokio::sync::Mutex<StoreConnection>>,
+    name: LockName,
+    key: String,
+    owner: String,
+) {
+    let mut conn = conn.lock().await;
+    let backend = conn.backend();
+    match conn.release(&name, &key, &owner).await {
         Ok(true) => {
-            tracing::debug!(lock = %name, backend = store.backend(), "distlock.sql.cleanup_released")
+            tracing::debug!(lock = %name, backend, "distlock.sql.cleanup_released")
         }
         Ok(false) => {}
         Err(e) => tracing::debug!(
-            lock = %name, backend = store.backend(), error = %e,
+            lock = %name, backend, error = %e,
             "distlock.sql.cleanup_failed"
         ),
     }

@@ -7,22 +7,24 @@
 //! reads the holder's remaining ttl for the waiting loop.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{ConnectOptions, Connection, Executor, MySql, Row};
 
 use crate::config::SqlConfig;
 use crate::dialect::{
-    extended_of, remaining_from_micros, repeat_rows, ttl_micros, ConnectError, Dialect, Extension,
-    Holder, Statements, Take,
+    extended_of, remaining_from_micros, repeat_rows, ttl_micros, AttemptConnection, ConnectError,
+    Dialect, Extension, Holder, Statements, Take,
 };
 
 /// The locks table in a MySQL or MariaDB database.
 pub(crate) struct MySqlDialect {
     pool: MySqlPool,
-    sql: Statements,
+    sql: Arc<Statements>,
     /// Which leases of a batch are still held (see `held_batch.sql`).
     held_batch: String,
     table: String,
@@ -64,7 +66,7 @@ impl MySqlDialect {
             .connect_lazy_with(options);
         Ok(MySqlDialect {
             pool,
-            sql: Statements::load(TEXTS, config.table()),
+            sql: Arc::new(Statements::load(TEXTS, config.table())),
             held_batch: HELD_BATCH.replace("{table}", config.table()),
             table: config.table().to_string(),
         })
@@ -110,38 +112,15 @@ impl Dialect for MySqlDialect {
         Ok(())
     }
 
-    /// One statement; a second ([`holder`](Dialect::holder)) is needed for
-    /// the holder's remaining ttl when the lock is held.
-    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
-        let ttl = ttl_micros(ttl);
-        let done = sqlx::query(&self.sql.acquire)
-            .bind(key.as_bytes())
-            .bind(owner.as_bytes())
-            .bind(ttl)
-            .bind(owner.as_bytes())
-            .bind(ttl)
-            .execute(&self.pool)
-            .await?;
-        match done.last_insert_id() {
-            0 => Ok(Take::HeldAskRemaining),
-            fence => Ok(Take::Acquired(fence)),
-        }
+    async fn connection(&self) -> Result<Box<dyn AttemptConnection>, sqlx::Error> {
+        Ok(Box::new(MySqlAttempt {
+            conn: self.pool.acquire().await?,
+            sql: self.sql.clone(),
+        }))
     }
 
     async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        let row = sqlx::query(&self.sql.holder)
-            .bind(key.as_bytes())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            let owner: Option<Vec<u8>> = row.try_get("owner")?;
-            Ok(Holder {
-                owner: owner.map(text),
-                fence: row.try_get("fence")?,
-                remaining: remaining_from_micros(row.try_get("remaining_us")?),
-            })
-        })
-        .transpose()
+        holder(&self.sql, &self.pool, key).await
     }
 
     async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
@@ -180,17 +159,85 @@ impl Dialect for MySqlDialect {
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(&self.sql.release)
-            .bind(key.as_bytes())
-            .bind(owner.as_bytes())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        release(&self.sql, &self.pool, key, owner).await
     }
 
     fn mysql_pool(&self) -> Option<&MySqlPool> {
         Some(&self.pool)
     }
+}
+
+/// One connection of the pool, for an acquire attempt.
+struct MySqlAttempt {
+    conn: PoolConnection<MySql>,
+    sql: Arc<Statements>,
+}
+
+#[async_trait]
+impl AttemptConnection for MySqlAttempt {
+    /// One statement; a second ([`holder`](AttemptConnection::holder)) is
+    /// needed for the holder's remaining ttl when the lock is held.
+    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+        let ttl = ttl_micros(ttl);
+        let done = sqlx::query(&self.sql.acquire)
+            .bind(key.as_bytes())
+            .bind(owner.as_bytes())
+            .bind(ttl)
+            .bind(owner.as_bytes())
+            .bind(ttl)
+            .execute(&mut *self.conn)
+            .await?;
+        match done.last_insert_id() {
+            0 => Ok(Take::HeldAskRemaining),
+            fence => Ok(Take::Acquired(fence)),
+        }
+    }
+
+    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+        holder(&self.sql, &mut *self.conn, key).await
+    }
+
+    async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        release(&self.sql, &mut *self.conn, key, owner).await
+    }
+}
+
+/// Reads the row for `key`.
+async fn holder<'c, E>(sql: &Statements, ex: E, key: &str) -> Result<Option<Holder>, sqlx::Error>
+where
+    E: Executor<'c, Database = MySql>,
+{
+    let row = sqlx::query(&sql.holder)
+        .bind(key.as_bytes())
+        .fetch_optional(ex)
+        .await?;
+    row.map(|row| {
+        let owner: Option<Vec<u8>> = row.try_get("owner")?;
+        Ok(Holder {
+            owner: owner.map(text),
+            fence: row.try_get("fence")?,
+            remaining: remaining_from_micros(row.try_get("remaining_us")?),
+        })
+    })
+    .transpose()
+}
+
+/// Releases `key` when `owner` holds it unexpired.
+async fn release<'c, E>(
+    sql: &Statements,
+    ex: E,
+    key: &str,
+    owner: &str,
+) -> Result<bool, sqlx::Error>
+where
+    E: Executor<'c, Database = MySql>,
+{
+    let done = sqlx::query(&sql.release)
+        .bind(key.as_bytes())
+        .bind(owner.as_bytes())
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// A `VARBINARY` column as text (keys and owner tokens are UTF-8).

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Executor, Postgres, Row};
 use tokio::sync::{broadcast, OnceCell};
 
 use crate::config::SqlConfig;
 use crate::dialect::{
-    extended_of, fence, remaining_from_micros, ttl_micros, ConnectError, Dialect, Extension,
-    Holder, Statements, Take,
+    extended_of, fence, remaining_from_micros, ttl_micros, AttemptConnection, ConnectError,
+    Dialect, Extension, Holder, Statements, Take,
 };
 use crate::notify::{Subscription, Wake, BACKLOG};
 
@@ -26,10 +27,15 @@ pub(crate) struct PostgresDialect {
     pool: PgPool,
     options: PgConnectOptions,
     timeout: Duration,
+    table: Arc<Table>,
+    notifier: OnceCell<Notifier>,
+}
+
+/// The statements, and the channel the release statement notifies.
+struct Table {
     sql: Statements,
     /// The LISTEN channel: the table name.
     channel: String,
-    notifier: OnceCell<Notifier>,
 }
 
 /// The statement files, in [`Statements::load`] order.
@@ -71,8 +77,10 @@ impl PostgresDialect {
             pool,
             options,
             timeout: config.timeout(),
-            sql: Statements::load(TEXTS, config.table()),
-            channel: config.table().to_string(),
+            table: Arc::new(Table {
+                sql: Statements::load(TEXTS, config.table()),
+                channel: config.table().to_string(),
+            }),
             notifier: OnceCell::new(),
         })
     }
@@ -88,7 +96,7 @@ impl Dialect for PostgresDialect {
     /// more (lock, create, commit) when it does not.
     async fn create_table(&self) -> Result<(), sqlx::Error> {
         let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
-            .bind(&self.channel)
+            .bind(&self.table.channel)
             .fetch_one(&self.pool)
             .await?;
         if exists {
@@ -96,49 +104,25 @@ impl Dialect for PostgresDialect {
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(CREATE_LOCK).execute(&mut *tx).await?;
-        sqlx::query(&self.sql.create).execute(&mut *tx).await?;
+        sqlx::query(&self.table.sql.create)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await
     }
 
-    /// One statement, whether acquired or held (it reports the holder's
-    /// remaining ttl too).
-    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
-        let row = sqlx::query(&self.sql.acquire)
-            .bind(key)
-            .bind(owner)
-            .bind(ttl_micros(ttl))
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(Take::Held(None));
-        };
-        let acquired: bool = row.try_get("acquired")?;
-        if acquired {
-            Ok(Take::Acquired(fence(row.try_get("fence")?)))
-        } else {
-            Ok(Take::Held(remaining_from_micros(
-                row.try_get("remaining_us")?,
-            )))
-        }
+    async fn connection(&self) -> Result<Box<dyn AttemptConnection>, sqlx::Error> {
+        Ok(Box::new(PgAttempt {
+            conn: self.pool.acquire().await?,
+            table: self.table.clone(),
+        }))
     }
 
     async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        let row = sqlx::query(&self.sql.holder)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(Holder {
-                owner: row.try_get("owner")?,
-                fence: fence(row.try_get("fence")?),
-                remaining: remaining_from_micros(row.try_get("remaining_us")?),
-            })
-        })
-        .transpose()
+        holder(&self.table, &self.pool, key).await
     }
 
     async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(&self.sql.extend)
+        let done = sqlx::query(&self.table.sql.extend)
             .bind(key)
             .bind(owner)
             .bind(ttl_micros(ttl))
@@ -153,7 +137,7 @@ impl Dialect for PostgresDialect {
         let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
         let owners: Vec<&str> = batch.iter().map(|e| e.owner.as_str()).collect();
         let ttls: Vec<i64> = batch.iter().map(|e| ttl_micros(e.ttl)).collect();
-        let extended: Vec<(String, String)> = sqlx::query_as(&self.sql.extend_batch)
+        let extended: Vec<(String, String)> = sqlx::query_as(&self.table.sql.extend_batch)
             .bind(keys)
             .bind(owners)
             .bind(ttls)
@@ -164,13 +148,7 @@ impl Dialect for PostgresDialect {
 
     /// One statement (the notification rides on its commit).
     async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(&self.sql.release)
-            .bind(key)
-            .bind(owner)
-            .bind(&self.channel)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+        release(&self.table, &self.pool, key, owner).await
     }
 
     /// Round trips: none once the listener runs; the first call opens its
@@ -178,7 +156,9 @@ impl Dialect for PostgresDialect {
     async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
         let notifier = self
             .notifier
-            .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
+            .get_or_try_init(|| {
+                Notifier::start(self.options.clone(), self.timeout, &self.table.channel)
+            })
             .await?;
         Ok(Some(Subscription::new(&notifier.tx)))
     }
@@ -186,6 +166,78 @@ impl Dialect for PostgresDialect {
     fn postgres_pool(&self) -> Option<&PgPool> {
         Some(&self.pool)
     }
+}
+
+/// One connection of the pool, for an acquire attempt.
+struct PgAttempt {
+    conn: PoolConnection<Postgres>,
+    table: Arc<Table>,
+}
+
+#[async_trait]
+impl AttemptConnection for PgAttempt {
+    /// One statement, whether acquired or held (it reports the holder's
+    /// remaining ttl too).
+    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+        let row = sqlx::query(&self.table.sql.acquire)
+            .bind(key)
+            .bind(owner)
+            .bind(ttl_micros(ttl))
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Take::Held(None));
+        };
+        let acquired: bool = row.try_get("acquired")?;
+        if acquired {
+            Ok(Take::Acquired(fence(row.try_get("fence")?)))
+        } else {
+            Ok(Take::Held(remaining_from_micros(
+                row.try_get("remaining_us")?,
+            )))
+        }
+    }
+
+    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+        holder(&self.table, &mut *self.conn, key).await
+    }
+
+    async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        release(&self.table, &mut *self.conn, key, owner).await
+    }
+}
+
+/// Reads the row for `key`.
+async fn holder<'c, E>(table: &Table, ex: E, key: &str) -> Result<Option<Holder>, sqlx::Error>
+where
+    E: Executor<'c, Database = Postgres>,
+{
+    let row = sqlx::query(&table.sql.holder)
+        .bind(key)
+        .fetch_optional(ex)
+        .await?;
+    row.map(|row| {
+        Ok(Holder {
+            owner: row.try_get("owner")?,
+            fence: fence(row.try_get("fence")?),
+            remaining: remaining_from_micros(row.try_get("remaining_us")?),
+        })
+    })
+    .transpose()
+}
+
+/// Releases `key` when `owner` holds it unexpired, notifying the waiters.
+async fn release<'c, E>(table: &Table, ex: E, key: &str, owner: &str) -> Result<bool, sqlx::Error>
+where
+    E: Executor<'c, Database = Postgres>,
+{
+    let row = sqlx::query(&table.sql.release)
+        .bind(key)
+        .bind(owner)
+        .bind(&table.channel)
+        .fetch_optional(ex)
+        .await?;
+    Ok(row.is_some())
 }
 
 /// The listening connection's task and its fan-out channel; the task stops

@@ -10,23 +10,26 @@
 //! needed. "Round trips" here are statements: there is no network.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{Executor, Row, Sqlite};
 
 use crate::config::SqlConfig;
 use crate::dialect::{
-    extended_of, fence, repeat_rows, ConnectError, Dialect, Extension, Holder, Statements, Take,
+    extended_of, fence, repeat_rows, AttemptConnection, ConnectError, Dialect, Extension, Holder,
+    Statements, Take,
 };
 
 /// The locks table in a SQLite database.
 pub(crate) struct SqliteDialect {
     pool: SqlitePool,
-    sql: Statements,
+    sql: Arc<Statements>,
     in_memory: bool,
 }
 
@@ -67,7 +70,7 @@ impl SqliteDialect {
             .await?;
         Ok(SqliteDialect {
             pool,
-            sql: Statements::load(TEXTS, config.table()),
+            sql: Arc::new(Statements::load(TEXTS, config.table())),
             in_memory,
         })
     }
@@ -84,36 +87,15 @@ impl Dialect for SqliteDialect {
         Ok(())
     }
 
-    /// One statement; a second ([`holder`](Dialect::holder)) is needed for
-    /// the holder's remaining ttl when the lock is held.
-    async fn take(&self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
-        let row = sqlx::query(&self.sql.acquire)
-            .bind(key)
-            .bind(owner)
-            .bind(ttl_millis(ttl))
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(Take::Acquired(fence(row.try_get("fence")?))),
-            None => Ok(Take::HeldAskRemaining),
-        }
+    async fn connection(&self) -> Result<Box<dyn AttemptConnection>, sqlx::Error> {
+        Ok(Box::new(SqliteAttempt {
+            conn: self.pool.acquire().await?,
+            sql: self.sql.clone(),
+        }))
     }
 
     async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        let row = sqlx::query(&self.sql.holder)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            let remaining: Option<i64> = row.try_get("remaining_ms")?;
-            Ok(Holder {
-                owner: row.try_get("owner")?,
-                fence: fence(row.try_get("fence")?),
-                remaining: remaining
-                    .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
-            })
-        })
-        .transpose()
+        holder(&self.sql, &self.pool, key).await
     }
 
     async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
@@ -146,17 +128,82 @@ impl Dialect for SqliteDialect {
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(&self.sql.release)
-            .bind(key)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        release(&self.sql, &self.pool, key, owner).await
     }
 
     fn sqlite_pool(&self) -> Option<&SqlitePool> {
         Some(&self.pool)
     }
+}
+
+/// One connection of the pool, for an acquire attempt.
+struct SqliteAttempt {
+    conn: PoolConnection<Sqlite>,
+    sql: Arc<Statements>,
+}
+
+#[async_trait]
+impl AttemptConnection for SqliteAttempt {
+    /// One statement; a second ([`holder`](AttemptConnection::holder)) is
+    /// needed for the holder's remaining ttl when the lock is held.
+    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+        let row = sqlx::query(&self.sql.acquire)
+            .bind(key)
+            .bind(owner)
+            .bind(ttl_millis(ttl))
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        match row {
+            Some(row) => Ok(Take::Acquired(fence(row.try_get("fence")?))),
+            None => Ok(Take::HeldAskRemaining),
+        }
+    }
+
+    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
+        holder(&self.sql, &mut *self.conn, key).await
+    }
+
+    async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        release(&self.sql, &mut *self.conn, key, owner).await
+    }
+}
+
+/// Reads the row for `key`.
+async fn holder<'c, E>(sql: &Statements, ex: E, key: &str) -> Result<Option<Holder>, sqlx::Error>
+where
+    E: Executor<'c, Database = Sqlite>,
+{
+    let row = sqlx::query(&sql.holder)
+        .bind(key)
+        .fetch_optional(ex)
+        .await?;
+    row.map(|row| {
+        let remaining: Option<i64> = row.try_get("remaining_ms")?;
+        Ok(Holder {
+            owner: row.try_get("owner")?,
+            fence: fence(row.try_get("fence")?),
+            remaining: remaining.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        })
+    })
+    .transpose()
+}
+
+/// Releases `key` when `owner` holds it unexpired.
+async fn release<'c, E>(
+    sql: &Statements,
+    ex: E,
+    key: &str,
+    owner: &str,
+) -> Result<bool, sqlx::Error>
+where
+    E: Executor<'c, Database = Sqlite>,
+{
+    let done = sqlx::query(&sql.release)
+        .bind(key)
+        .bind(owner)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The ttl in whole milliseconds (the resolution of the SQLite clock

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use distlock_core::{BoxError, LockError, LockName, Result};
 
-use crate::dialect::{Dialect, Extension, Holder, Take};
+use crate::dialect::{AttemptConnection, Dialect, Extension, Holder, Take};
 use crate::notify::Subscription;
 
 /// A cheaply cloned handle on the locks table.
@@ -64,18 +64,17 @@ impl Store {
         .await
     }
 
-    /// One acquire statement, bounded by `limit`.
-    pub async fn take(
-        &self,
-        name: &LockName,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        limit: Duration,
-    ) -> Result<Take> {
-        let op = self.dialect.take(key, owner, ttl);
-        self.within(limit, op, || self.about("acquiring", name))
-            .await
+    /// A connection of the pool for one acquire attempt on `name`, bounded
+    /// by `limit`.
+    pub async fn connection(&self, name: &LockName, limit: Duration) -> Result<StoreConnection> {
+        let op = self.dialect.connection();
+        let conn = self
+            .within(limit, op, || self.about("acquiring", name))
+            .await?;
+        Ok(StoreConnection {
+            conn,
+            store: self.clone(),
+        })
     }
 
     /// Reads the row of `name`, bounded by `limit`.
@@ -164,6 +163,61 @@ impl Store {
             self.backend,
             format!("{context}: no answer within {limit:?}"),
         )
+    }
+}
+
+/// One connection of the pool, held for an acquire attempt: its
+/// statements run in order (see [`AttemptConnection`]), each bounded and
+/// its failure mapped like the store's.
+pub(crate) struct StoreConnection {
+    conn: Box<dyn AttemptConnection>,
+    store: Store,
+}
+
+impl StoreConnection {
+    /// The backend name errors carry.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend
+    }
+
+    /// One acquire statement, bounded by `limit`.
+    pub async fn take(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        limit: Duration,
+    ) -> Result<Take> {
+        let op = self.conn.take(key, owner, ttl);
+        let store = &self.store;
+        store
+            .within(limit, op, || store.about("acquiring", name))
+            .await
+    }
+
+    /// Reads the row of `name`, bounded by `limit`.
+    pub async fn holder(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        limit: Duration,
+    ) -> Result<Option<Holder>> {
+        let op = self.conn.holder(key);
+        let store = &self.store;
+        store
+            .within(limit, op, || store.about("acquiring", name))
+            .await
+    }
+
+    /// Releases `name` when `owner` holds it, after whatever this
+    /// connection ran before.
+    pub async fn release(&mut self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
+        let op = self.conn.release(key, owner);
+        let store = &self.store;
+        store
+            .within(store.timeout, op, || store.about("releasing", name))
+            .await
     }
 }
 

@@ -105,6 +105,7 @@ async fn missing_table_without_create_is_a_backend_error_naming_the_table() {
 }
 
 /// The file path of a `sqlite://` URL from `fresh_sqlite_url`.
+#[cfg(feature = "sqlite")]
 fn sqlite_path(url: &str) -> &str {
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     path.split('?').next().unwrap_or(path)
