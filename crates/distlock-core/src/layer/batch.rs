@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::error::{LockError, Result};
 use crate::lease::Lease;
 
-use super::{checked, LockBackend};
+use super::rules::{check_extend, renewed};
+use super::LockBackend;
 
 /// Extends every lease by its own ttl; one answer per lease, in order.
 pub(crate) async fn extend_many<B: LockBackend>(
@@ -18,7 +19,7 @@ pub(crate) async fn extend_many<B: LockBackend>(
     let mut answers: Vec<Option<Result<Lease>>> = Vec::with_capacity(leases.len());
     let mut pending: Vec<(usize, (Lease, Duration))> = Vec::new();
     for (i, lease) in leases.iter().enumerate() {
-        match checked::check_extend(backend.kind(), &caps, lease, lease.ttl()) {
+        match check_extend(backend.kind(), &caps, lease, lease.ttl()) {
             Ok(()) => {
                 answers.push(None);
                 pending.push((i, (lease.clone(), lease.ttl())));
@@ -28,7 +29,7 @@ pub(crate) async fn extend_many<B: LockBackend>(
     }
     let size = backend.max_batch().max(1);
     let chunks: Vec<&[(usize, (Lease, Duration))]> = pending.chunks(size).collect();
-    let renewed = futures::future::join_all(chunks.iter().map(|chunk| async move {
+    let answered = futures::future::join_all(chunks.iter().map(|chunk| async move {
         let batch: Vec<(Lease, Duration)> = chunk.iter().map(|(_, e)| e.clone()).collect();
         let mut results = backend.renew_batch(&batch).await;
         // A backend that answers short is a bug in it; never a silent success.
@@ -41,9 +42,9 @@ pub(crate) async fn extend_many<B: LockBackend>(
         results
     }))
     .await;
-    for (chunk, results) in chunks.iter().zip(renewed) {
+    for (chunk, results) in chunks.iter().zip(answered) {
         for ((i, (lease, ttl)), result) in chunk.iter().zip(results) {
-            let result = result.map(|r| checked::renewed(lease, *ttl, r));
+            let result = result.map(|r| renewed(lease, *ttl, r));
             super::telemetry::extend_done(lease, backend.kind(), &result);
             answers[*i] = Some(result);
         }

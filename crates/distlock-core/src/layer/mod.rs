@@ -21,6 +21,7 @@
 
 mod batch;
 mod checked;
+mod rules;
 pub mod telemetry;
 
 use std::fmt;
