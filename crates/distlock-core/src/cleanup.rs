@@ -99,8 +99,7 @@ impl Drop for CleanupOnDrop {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 tracing::debug!(backend = self.backend, what = self.what, "distlock.cleanup");
-                metrics::counter!("distlock_cleanups_total", "backend" => self.backend)
-                    .increment(1);
+                crate::layer::telemetry::cleanup(self.backend);
                 rt.spawn(task);
             }
             Err(_) => tracing::warn!(

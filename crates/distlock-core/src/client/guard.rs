@@ -64,6 +64,8 @@ pub enum GuardState {
 /// What a guard and the watchdog share.
 pub(crate) struct GuardShared {
     pub(crate) id: u64,
+    /// The backend's name, for metrics.
+    backend: &'static str,
     pub(crate) lease: Mutex<Lease>,
     pub(crate) next_extend: Mutex<Instant>,
     pub(crate) state: watch::Sender<GuardState>,
@@ -72,11 +74,12 @@ pub(crate) struct GuardShared {
 }
 
 impl GuardShared {
-    pub(crate) fn new(id: u64, lease: Lease) -> Self {
+    pub(crate) fn new(id: u64, backend: &'static str, lease: Lease) -> Self {
         let (state, _) = watch::channel(GuardState::Held);
         let next_extend = Instant::now() + extend_interval(&lease);
         GuardShared {
             id,
+            backend,
             lease: Mutex::new(lease),
             next_extend: Mutex::new(next_extend),
             state,
@@ -99,7 +102,12 @@ impl GuardShared {
             }
         });
         if changed {
-            crate::layer::telemetry::lost(&lock(&self.lease), reason.label(), &reason);
+            crate::layer::telemetry::lost(
+                self.backend,
+                &lock(&self.lease),
+                reason.label(),
+                &reason,
+            );
         }
     }
 

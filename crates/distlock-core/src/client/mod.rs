@@ -401,7 +401,11 @@ impl LockClient {
         let shared = {
             let mut reg = lock(&self.inner.guards);
             reg.next_id += 1;
-            let shared = Arc::new(GuardShared::new(reg.next_id, lease));
+            let shared = Arc::new(GuardShared::new(
+                reg.next_id,
+                self.inner.backend.backend_name(),
+                lease,
+            ));
             reg.guards.insert(shared.id, shared.clone());
             spawn_watchdog = !reg.watchdog_running;
             reg.watchdog_running = true;

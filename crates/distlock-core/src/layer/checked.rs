@@ -28,35 +28,17 @@ impl<B: LockBackend> DistributedLock for B {
         self.claims()
     }
 
+    async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>> {
+        acquire_checked(self, name, Mode::Exclusive, options).await
+    }
+
     async fn acquire_as(
         &self,
         name: &LockName,
         mode: Mode,
         options: &AcquireOptions,
     ) -> Result<Option<Lease>> {
-        let kind = self.kind();
-        let primitive = mode.primitive();
-        let started = Instant::now();
-        let span =
-            tracing::debug_span!("distlock.acquire", lock = %name, backend = kind, primitive);
-        let result = async {
-            check_acquire(kind, &self.claims(), mode, options)?;
-            let request = AcquireRequest::new(name.clone(), *options).with_mode(mode);
-            let grant = self.grant(&request).await?;
-            Ok(grant.map(|g| {
-                let waited = g.sent.saturating_duration_since(started);
-                (lease_of(kind, &request, g), waited)
-            }))
-        }
-        .instrument(span)
-        .await;
-        let outcome = match &result {
-            Ok(Some((lease, waited))) => Ok(Some((lease, *waited))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        telemetry::acquire_done(kind, primitive, name, started.elapsed(), outcome);
-        result.map(|got| got.map(|(lease, _)| lease))
+        acquire_checked(self, name, mode, options).await
     }
 
     async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
@@ -108,4 +90,35 @@ impl<B: LockBackend> DistributedLock for B {
     async fn status(&self, name: &LockName) -> Result<LockStatus> {
         self.inspect(name).await
     }
+}
+
+/// One checked acquire: validate, grant, build the lease, record it.
+async fn acquire_checked<B: LockBackend>(
+    backend: &B,
+    name: &LockName,
+    mode: Mode,
+    options: &AcquireOptions,
+) -> Result<Option<Lease>> {
+    let kind = backend.kind();
+    let primitive = mode.primitive();
+    let started = Instant::now();
+    let span = tracing::debug_span!("distlock.acquire", lock = %name, backend = kind, primitive);
+    let result = async {
+        check_acquire(kind, &backend.claims(), mode, options)?;
+        let request = AcquireRequest::new(name.clone(), *options).with_mode(mode);
+        let grant = backend.grant(&request).await?;
+        Ok(grant.map(|g| {
+            let waited = g.sent.saturating_duration_since(started);
+            (lease_of(kind, &request, g), waited)
+        }))
+    }
+    .instrument(span)
+    .await;
+    let outcome = match &result {
+        Ok(Some((lease, waited))) => Ok(Some((lease, *waited))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    telemetry::acquire_done(kind, primitive, name, started.elapsed(), outcome);
+    result.map(|got| got.map(|(lease, _)| lease))
 }

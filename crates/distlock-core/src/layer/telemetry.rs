@@ -23,11 +23,41 @@
 //! | `distlock_lost_total` | counter | guards lost, labelled `reason` = `rejected`, `expired`, `session` |
 //! | `distlock_cleanups_total` | counter | clean-ups of dropped operations spawned (label `backend` only) |
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+use metrics::{Key, Label, Metadata};
 
 use crate::error::LockError;
 use crate::lease::Lease;
 use crate::name::LockName;
+
+/// The metric key for a name and its label pairs, from a one-entry cache per
+/// call site and thread: the values (backend, primitive, outcome) are the
+/// same from one operation to the next, so the common case compares a few
+/// addresses and builds nothing.
+macro_rules! key {
+    ($name:literal, [$(($k:literal, $v:expr)),+ $(,)?] $(,)?) => {{
+        type Last = std::cell::Cell<Option<([(usize, usize); 3], &'static Key)>>;
+        thread_local! {
+            static LAST: Last = const { std::cell::Cell::new(None) };
+        }
+        let pairs = [$(($k, $v)),+];
+        let mut id = [(0usize, 0usize); 3];
+        for (slot, (_, v)) in id.iter_mut().zip(pairs.iter()) {
+            *slot = (v.as_ptr() as usize, v.len());
+        }
+        match LAST.get() {
+            Some((seen, key)) if seen == id => key,
+            _ => {
+                let key = shared_key($name, &pairs);
+                LAST.set(Some((id, key)));
+                key
+            }
+        }
+    }};
+}
 
 /// Records the end of an acquire.
 pub(crate) fn acquire_done(
@@ -37,14 +67,26 @@ pub(crate) fn acquire_done(
     took: Duration,
     outcome: Result<Option<(&Lease, Duration)>, &LockError>,
 ) {
-    metrics::histogram!("distlock_acquire_seconds", "backend" => backend, "primitive" => primitive)
-        .record(took.as_secs_f64());
+    histogram(
+        key!(
+            "distlock_acquire_seconds",
+            [("backend", backend), ("primitive", primitive)]
+        ),
+        took,
+    );
     match outcome {
         Ok(Some((lease, waited))) => {
-            metrics::counter!("distlock_acquired_total", "backend" => backend, "primitive" => primitive)
-                .increment(1);
-            metrics::histogram!("distlock_wait_seconds", "backend" => backend, "primitive" => primitive)
-                .record(waited.as_secs_f64());
+            count(key!(
+                "distlock_acquired_total",
+                [("backend", backend), ("primitive", primitive)]
+            ));
+            histogram(
+                key!(
+                    "distlock_wait_seconds",
+                    [("backend", backend), ("primitive", primitive)]
+                ),
+                waited,
+            );
             tracing::debug!(
                 lock = %name, backend, primitive, fencing = lease.fencing_token().0,
                 waited_us = micros(waited), took_us = micros(took),
@@ -52,13 +94,17 @@ pub(crate) fn acquire_done(
             );
         }
         Ok(None) => {
-            metrics::counter!("distlock_not_acquired_total", "backend" => backend, "primitive" => primitive)
-                .increment(1);
+            count(key!(
+                "distlock_not_acquired_total",
+                [("backend", backend), ("primitive", primitive)]
+            ));
             tracing::debug!(lock = %name, backend, primitive, took_us = micros(took), "distlock.not_acquired");
         }
         Err(e) => {
-            metrics::counter!("distlock_acquire_errors_total", "backend" => backend, "primitive" => primitive)
-                .increment(1);
+            count(key!(
+                "distlock_acquire_errors_total",
+                [("backend", backend), ("primitive", primitive)]
+            ));
             tracing::warn!(lock = %name, backend, primitive, error = %e, "distlock.acquire_failed");
         }
     }
@@ -68,8 +114,14 @@ pub(crate) fn acquire_done(
 pub(crate) fn extend_done(lease: &Lease, backend: &'static str, result: &Result<Lease, LockError>) {
     let primitive = lease.mode().primitive();
     let outcome = outcome(result.as_ref().err());
-    metrics::counter!("distlock_extensions_total", "backend" => backend, "primitive" => primitive, "outcome" => outcome)
-        .increment(1);
+    count(key!(
+        "distlock_extensions_total",
+        [
+            ("backend", backend),
+            ("primitive", primitive),
+            ("outcome", outcome),
+        ],
+    ));
     match result {
         Ok(renewed) => tracing::trace!(
             lock = %lease.name(), backend, primitive, fencing = lease.fencing_token().0,
@@ -87,8 +139,14 @@ pub(crate) fn extend_done(lease: &Lease, backend: &'static str, result: &Result<
 pub(crate) fn release_done(lease: &Lease, backend: &'static str, result: &Result<(), LockError>) {
     let primitive = lease.mode().primitive();
     let outcome = outcome(result.as_ref().err());
-    metrics::counter!("distlock_releases_total", "backend" => backend, "primitive" => primitive, "outcome" => outcome)
-        .increment(1);
+    count(key!(
+        "distlock_releases_total",
+        [
+            ("backend", backend),
+            ("primitive", primitive),
+            ("outcome", outcome),
+        ],
+    ));
     match result {
         Ok(()) => tracing::debug!(
             lock = %lease.name(), backend, primitive, fencing = lease.fencing_token().0,
@@ -102,16 +160,64 @@ pub(crate) fn release_done(lease: &Lease, backend: &'static str, result: &Result
 }
 
 /// Records a guard's loss.
-pub(crate) fn lost(lease: &Lease, reason_label: &'static str, reason: &dyn std::fmt::Display) {
-    let backend = lease.backend().to_string();
+pub(crate) fn lost(
+    backend: &'static str,
+    lease: &Lease,
+    reason_label: &'static str,
+    reason: &dyn std::fmt::Display,
+) {
     let primitive = lease.mode().primitive();
-    metrics::counter!("distlock_lost_total", "backend" => backend, "primitive" => primitive, "reason" => reason_label)
-        .increment(1);
+    count(key!(
+        "distlock_lost_total",
+        [
+            ("backend", backend),
+            ("primitive", primitive),
+            ("reason", reason_label),
+        ],
+    ));
     tracing::warn!(
         lock = %lease.name(), backend = lease.backend(), primitive,
         fencing = lease.fencing_token().0, reason = %reason,
         "distlock.lost"
     );
+}
+
+/// Records a clean-up of a dropped operation being spawned.
+pub(crate) fn cleanup(backend: &'static str) {
+    count(key!("distlock_cleanups_total", [("backend", backend)]));
+}
+
+/// Where every metric is recorded from (for recorders that filter on it).
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The metric key for `name` with these label pairs, built once per
+/// distinct key and kept for the life of the process: keys are few
+/// (metrics × backends × primitives × outcomes), and a built key spares every
+/// operation an allocation and a hash.
+fn shared_key(name: &'static str, pairs: &[(&'static str, &'static str)]) -> &'static Key {
+    type Shared = Mutex<HashMap<(&'static str, Vec<(&'static str, &'static str)>), &'static Key>>;
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    crate::sync::lock(SHARED.get_or_init(Default::default))
+        .entry((name, pairs.to_vec()))
+        .or_insert_with(|| {
+            let labels: Vec<Label> = pairs
+                .iter()
+                .map(|(k, v)| Label::from_static_parts(k, v))
+                .collect();
+            Box::leak(Box::new(Key::from_parts(name, labels)))
+        })
+}
+
+fn count(key: &Key) {
+    metrics::with_recorder(|r| r.register_counter(key, &METADATA).increment(1));
+}
+
+fn histogram(key: &Key, value: Duration) {
+    metrics::with_recorder(|r| {
+        r.register_histogram(key, &METADATA)
+            .record(value.as_secs_f64())
+    });
 }
 
 fn outcome(err: Option<&LockError>) -> &'static str {
