@@ -107,7 +107,7 @@ pub const SCHEMES: &[Scheme] = &[
         default_port: Some(6379),
         url_form: "redis://[:pw@]host:port[/db][?prefix=…&fair=true]",
         summary: "one Redis instance: fencing, fair queue, waiters woken by pub/sub",
-        floor: "SET key NX PX / DEL",
+        floor: "SET key token NX PX / compare-and-delete script",
     },
     Scheme {
         name: "Redlock",
@@ -118,7 +118,7 @@ pub const SCHEMES: &[Scheme] = &[
         default_port: Some(6379),
         url_form: "redlock://h1:p1,h2:p2,h3:p3[?prefix=…]",
         summary: "Redlock over N independent Redis instances (majority quorum)",
-        floor: "SET NX PX on a majority, DEL on all",
+        floor: "SET NX PX on every instance, taken on a majority / compare-and-delete on all",
     },
     Scheme {
         name: "ZooKeeper",
