@@ -39,6 +39,28 @@ pub const SCRIPT_ENV: &str = "DISTLOCK_SERVICES_SCRIPT";
 const START_HINT: &str = "start the servers with `scripts/services.sh up` and load their \
                           settings with `eval \"$(scripts/services.sh env)\"`";
 
+/// Serialises the fault tests of one test binary.
+///
+/// Tests that stop, kill or partition servers must not run beside each other:
+/// one test's stopped node is another's missing quorum. `cargo test` runs the
+/// tests of one binary in parallel (and binaries one after the other), so each
+/// fault test holds this guard for its whole run:
+///
+/// ```no_run
+/// # async fn demo() {
+/// let _serial = distlock_conformance::services::exclusive().await;
+/// // stop nodes, partition clients, check the outcome …
+/// # }
+/// ```
+///
+/// # Cancel safety
+///
+/// Cancel safe: a dropped wait takes no place in line.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// The services script: `$DISTLOCK_SERVICES_SCRIPT`, else
 /// `scripts/services.sh` of this workspace.
 pub fn script() -> PathBuf {

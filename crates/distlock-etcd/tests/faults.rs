@@ -99,6 +99,7 @@ async fn progress(run: &Running, count: usize, limit: Duration, phase: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_stopping_a_follower_then_the_leader_keeps_exclusion_and_progress() {
+    let _serial = distlock_conformance::services::exclusive().await;
     wait_healthy(Duration::from_secs(60)).await;
     let prefix = common::unique_prefix("faults-nodes");
     let run = contended_run(4, &prefix).await;
@@ -140,6 +141,7 @@ async fn faults_stopping_a_follower_then_the_leader_keeps_exclusion_and_progress
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_blackholed_holder_is_lost_within_the_lease_ttl_before_a_waiter_acquires() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let prefix = common::unique_prefix("faults-blackhole");
     let upstream = common::endpoint_addrs()[0];
     let proxy = FaultProxy::start(upstream).await.expect("start the proxy");

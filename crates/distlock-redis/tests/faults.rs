@@ -21,6 +21,7 @@ fn name(case: &str) -> LockName {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_redlock_keeps_exclusion_with_two_of_five_instances_stopped() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-two-down:";
@@ -45,6 +46,7 @@ async fn faults_redlock_keeps_exclusion_with_two_of_five_instances_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_redlock_without_quorum_is_unavailable_and_recovers() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-three-down:";
@@ -146,6 +148,7 @@ async fn partitioned_holder_is_lost_before_another_acquires(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_redlock_partitioned_holder_reports_lost_before_another_acquires() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-partition-redlock:";
@@ -156,6 +159,7 @@ async fn faults_redlock_partitioned_holder_reports_lost_before_another_acquires(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_single_partitioned_holder_reports_lost_before_another_acquires() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs[..1]).await;
     let prefix = "faults-partition-single:";
@@ -166,6 +170,7 @@ async fn faults_single_partitioned_holder_reports_lost_before_another_acquires()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_redlock_reset_connections_recover() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let addrs = common::instance_addrs();
     common::require_all_up(&addrs).await;
     let prefix = "faults-reset:";

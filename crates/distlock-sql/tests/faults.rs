@@ -25,6 +25,7 @@ fn slow_polling() -> Backoff {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_postgres_restart_fails_fast_then_recovers_with_notifications() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let real = common::postgres_url();
     let url = format!("{real}?timeout=1500ms");
     let connect = || async {

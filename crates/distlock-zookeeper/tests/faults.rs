@@ -135,6 +135,7 @@ async fn describe_queue(client: &ZkBackend, name: &LockName) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_blackholed_holder_is_lost_before_a_waiter_acquires() {
+    let _serial = distlock_conformance::services::exclusive().await;
     wait_healthy();
     let root = common::unique_root();
     let session = Duration::from_secs(3);
@@ -230,6 +231,7 @@ async fn faults_blackholed_holder_is_lost_before_a_waiter_acquires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_follower_then_leader_stop_during_contention_keeps_exclusion() {
+    let _serial = distlock_conformance::services::exclusive().await;
     wait_healthy();
     let root = common::unique_root();
     let session = Duration::from_secs(6);
@@ -303,6 +305,7 @@ async fn faults_follower_then_leader_stop_during_contention_keeps_exclusion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_a_short_disconnect_suspends_the_guard_without_losing_the_lock() {
+    let _serial = distlock_conformance::services::exclusive().await;
     wait_healthy();
     let root = common::unique_root();
     let hosts = common::hosts();
@@ -376,6 +379,7 @@ async fn faults_a_short_disconnect_suspends_the_guard_without_losing_the_lock() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
+    let _serial = distlock_conformance::services::exclusive().await;
     wait_healthy();
     let root = common::unique_root();
     let b = common::connect(common::config(&root, Duration::from_secs(6))).await;
@@ -436,6 +440,7 @@ async fn faults_without_a_quorum_operations_fail_within_the_callers_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_a_waiter_that_loses_its_session_queues_again_on_a_new_one() {
+    let _serial = distlock_conformance::services::exclusive().await;
     let root = common::unique_root();
     let session = Duration::from_secs(6);
     let hosts = common::hosts();
