@@ -25,6 +25,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{LockError, Result};
+use crate::name::percent_decode as decode;
 use crate::redact::redact_url;
 
 /// One host of a URL's host list.
@@ -417,25 +418,6 @@ impl BackendUrl {
     pub fn error(&self, why: &str) -> LockError {
         LockError::invalid_config(format!("`{}`: {why}", self.redacted))
     }
-}
-
-fn decode(s: &str) -> Option<String> {
-    // A `%` not followed by two hex digits is malformed, not literal.
-    let bytes = s.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'%' {
-            let ok = bytes.len() > i + 2
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit();
-            if !ok {
-                return None;
-            }
-        }
-    }
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]

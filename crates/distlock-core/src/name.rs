@@ -175,22 +175,24 @@ pub fn percent_encode(s: &str) -> String {
 /// assert_eq!(percent_decode("p%40ss").as_deref(), Some("p@ss"));
 /// assert_eq!(percent_decode(&percent_encode("a/b é")).as_deref(), Some("a/b é"));
 /// assert_eq!(percent_decode("%zz"), None);
+/// assert_eq!(percent_decode("%+1"), None);
 /// ```
 pub fn percent_decode(s: &str) -> Option<String> {
+    // A `%` not followed by two hex digits is malformed, not literal.
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let malformed = bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'%'
+            && !(bytes.len() > i + 2
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit())
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]

@@ -73,6 +73,35 @@ where
     acquire_loop(options, attempt, notified).await
 }
 
+/// The least time one request to a server gets, even when the caller's
+/// deadline is nearer or already past: a try-once acquire still needs its
+/// round trips, and a busy but healthy server must not be reported as down.
+pub const MIN_REQUEST_TIME: Duration = Duration::from_secs(1);
+
+/// How long one request may take: the backend's request `timeout`, cut to
+/// the time left before the caller's `deadline`, but never below
+/// [`MIN_REQUEST_TIME`] (itself capped by `timeout`). Every backend bounds
+/// its round trips with it, so a server that does not answer costs the
+/// caller at most its wait (or one short request past it).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use distlock_core::waiting::request_bound;
+/// let timeout = Duration::from_secs(5);
+/// assert_eq!(request_bound(timeout, None), timeout);
+/// assert_eq!(request_bound(timeout, Some(Instant::now())), Duration::from_secs(1));
+/// assert_eq!(request_bound(Duration::from_millis(300), Some(Instant::now())), Duration::from_millis(300));
+/// ```
+pub fn request_bound(timeout: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        None => timeout,
+        Some(d) => d
+            .saturating_duration_since(Instant::now())
+            .max(MIN_REQUEST_TIME.min(timeout))
+            .min(timeout),
+    }
+}
+
 /// Longest single wait when the holder's remaining ttl is unknown.
 const UNKNOWN_HOLDER_BOUND: Duration = Duration::from_millis(500);
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distlock_core::cleanup::CleanupOnDrop;
-use distlock_core::waiting::{notified_acquire, poll_acquire, Attempt};
+use distlock_core::waiting::{notified_acquire, poll_acquire, request_bound, Attempt};
 use distlock_core::{
     async_trait, AcquireRequest, Capabilities, FencingToken, Grant, Lease, LockBackend, LockError,
     LockName, LockStatus, Renewal, Result, Wait,
@@ -29,11 +29,6 @@ pub const MAX_KEY_BYTES: usize = 255;
 /// The most leases one batched extension statement carries: three bound
 /// parameters each, far below SQLite's 32 766 and MySQL's 65 535.
 pub const MAX_BATCH: usize = 128;
-
-/// The shortest attempt timeout when a waiting deadline is near: an attempt
-/// always gets at least this long (capped by the configured timeout), so a
-/// busy but healthy database is not reported as unavailable.
-const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// The row key of a lock name.
 fn key(name: &LockName) -> String {
@@ -274,18 +269,10 @@ impl<'a> Acquire<'a> {
         .await
     }
 
-    /// The bound on one attempt: the statement timeout, shortened to the
-    /// time left before the caller's deadline but never below
-    /// [`MIN_ATTEMPT`].
+    /// The bound on one attempt: the statement timeout cut to the caller's
+    /// deadline ([`request_bound`]).
     fn limit(&self) -> Duration {
-        let timeout = self.store.timeout();
-        match self.deadline {
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .max(MIN_ATTEMPT)
-                .min(timeout),
-            None => timeout,
-        }
+        request_bound(self.store.timeout(), self.deadline)
     }
 }
 

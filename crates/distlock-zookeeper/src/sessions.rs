@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use distlock_core::sync::lock;
+use distlock_core::waiting::request_bound;
 use distlock_core::{Liveness, Result};
 use tokio::sync::watch;
 
 use crate::config::ZkConfig;
-use crate::rpc::RPC_FLOOR;
 use crate::session::Session;
 
 /// How many retired sessions' liveness channels are remembered (for leases
@@ -65,7 +65,7 @@ impl Sessions {
 
     /// The current session, opening a new one if it was lost (within the
     /// connect timeout, cut to the caller's deadline but not below
-    /// [`RPC_FLOOR`]).
+    /// [`MIN_REQUEST_TIME`](distlock_core::waiting::MIN_REQUEST_TIME)).
     ///
     /// # Cancel safety
     ///
@@ -79,10 +79,7 @@ impl Sessions {
         if let Some(live) = self.live() {
             return Ok(live);
         }
-        let mut within = self.config.connect_timeout();
-        if let Some(d) = deadline {
-            within = within.min(d.saturating_duration_since(Instant::now()).max(RPC_FLOOR));
-        }
+        let within = request_bound(self.config.connect_timeout(), deadline);
         let fresh = Session::open(&self.config, within).await?;
         self.remember(&fresh);
         *lock(&self.current) = fresh.clone();

@@ -219,14 +219,12 @@ impl LockClient {
         let Some(lease) = self.inner.backend.acquire(&name, options).await? else {
             return Ok(None);
         };
-        match self.adopt(lease.clone()) {
-            Ok(guard) => Ok(Some(guard)),
-            Err(e) => {
-                // No guard will keep or free it: give it back now.
-                let _ = self.inner.backend.release(&lease).await;
-                Err(e)
-            }
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No guard can keep or free it here: give it back now.
+            let _ = self.inner.backend.release(&lease).await;
+            return Err(no_runtime());
         }
+        self.adopt(lease).map(Some)
     }
 
     /// Runs `work` while holding `name` (default options), then releases.
@@ -393,9 +391,7 @@ impl LockClient {
     /// `InvalidConfig` when called outside a tokio runtime (the guard's
     /// background extension needs one).
     pub fn adopt(&self, lease: Lease) -> Result<LockGuard> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            LockError::invalid_config("LockClient::adopt must be called inside a tokio runtime")
-        })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
         let liveness = self.inner.backend.liveness(&lease);
         let spawn_watchdog;
         let shared = {
@@ -425,6 +421,11 @@ impl LockClient {
             done: false,
         })
     }
+}
+
+/// The error for building a guard outside a tokio runtime.
+fn no_runtime() -> LockError {
+    LockError::invalid_config("LockClient::adopt must be called inside a tokio runtime")
 }
 
 /// The error for a lock not acquired within `wait`.

@@ -17,20 +17,24 @@ pub(crate) async fn extend_many<B: LockBackend>(
 ) -> Vec<Result<Lease>> {
     let caps = backend.claims();
     let mut answers: Vec<Option<Result<Lease>>> = Vec::with_capacity(leases.len());
-    let mut pending: Vec<(usize, (Lease, Duration))> = Vec::new();
+    // Indices of the leases that passed the checks, in order.
+    let mut pending: Vec<usize> = Vec::new();
     for (i, lease) in leases.iter().enumerate() {
         match check_extend(backend.kind(), &caps, lease, lease.ttl()) {
             Ok(()) => {
                 answers.push(None);
-                pending.push((i, (lease.clone(), lease.ttl())));
+                pending.push(i);
             }
             Err(e) => answers.push(Some(Err(e))),
         }
     }
     let size = backend.max_batch().max(1);
-    let chunks: Vec<&[(usize, (Lease, Duration))]> = pending.chunks(size).collect();
+    let chunks: Vec<&[usize]> = pending.chunks(size).collect();
     let answered = futures::future::join_all(chunks.iter().map(|chunk| async move {
-        let batch: Vec<(Lease, Duration)> = chunk.iter().map(|(_, e)| e.clone()).collect();
+        let batch: Vec<(Lease, Duration)> = chunk
+            .iter()
+            .map(|&i| (leases[i].clone(), leases[i].ttl()))
+            .collect();
         let mut results = backend.renew_batch(&batch).await;
         // A backend that answers short is a bug in it; never a silent success.
         results.resize_with(batch.len(), || {
@@ -43,10 +47,11 @@ pub(crate) async fn extend_many<B: LockBackend>(
     }))
     .await;
     for (chunk, results) in chunks.iter().zip(answered) {
-        for ((i, (lease, ttl)), result) in chunk.iter().zip(results) {
-            let result = result.map(|r| renewed(lease, *ttl, r));
+        for (&i, result) in chunk.iter().zip(results) {
+            let lease = &leases[i];
+            let result = result.map(|r| renewed(lease, lease.ttl(), r));
             super::telemetry::extend_done(lease, backend.kind(), &result);
-            answers[*i] = Some(result);
+            answers[i] = Some(result);
         }
     }
     answers
