@@ -372,8 +372,10 @@ impl Subscription {
     ///
     /// Returns the fencing token when a release handed the lock to us.
     pub(crate) async fn wait(&mut self, bound: Duration, poll: Duration) -> Option<u64> {
-        if let Some(granted) = self.take_grant() {
-            return Some(granted);
+        if self.wake.has_changed().unwrap_or(false) || self.wake.borrow().granted.is_some() {
+            // A release reached us after the last attempt was sent: that
+            // attempt may have missed it, so the caller retries at once.
+            return self.take_grant();
         }
         if self.refresh().await {
             return None;
@@ -391,6 +393,14 @@ impl Subscription {
                 None
             }
         }
+    }
+
+    /// Forgets the wakes received so far (a hand-over is kept): called just
+    /// before an attempt is sent, which sees every release before it, so
+    /// that only a release after it makes the next [`wait`](Self::wait)
+    /// return at once.
+    pub(crate) fn mark(&mut self) {
+        self.wake.borrow_and_update();
     }
 
     /// A hand-over received and not yet taken, if any.

@@ -81,12 +81,22 @@ impl Waiter<'_> {
         if self.acq.waits && !self.subscribed() {
             self.join_lingering_channel().await;
         }
+        self.mark_wakes();
         let first = self.engine.attempt(self.acq).await?;
         if !self.acq.waits || matches!(first, Attempt::Acquired(_)) || self.subscribed() {
             return Ok(first);
         }
         self.subscribe().await;
+        self.mark_wakes();
         self.engine.attempt(self.acq).await
+    }
+
+    /// Just before an attempt is sent: the releases received so far are
+    /// seen by it, so only later ones end the next wait early.
+    fn mark_wakes(&self) {
+        if let Some(sub) = lock(&self.subscription).as_mut() {
+            sub.mark();
+        }
     }
 
     /// The grant for a hand-over received while waiting, if it is still
