@@ -105,6 +105,34 @@ pub trait DistributedLock: Send + Sync + fmt::Debug {
         futures::future::join_all(leases.iter().map(|l| self.extend(l, l.ttl()))).await
     }
 
+    /// Upgrades a shared (reader) lease to an exclusive (writer) one in
+    /// place, atomically: no other writer holds the name in between. Waits
+    /// up to `options.wait` for the other readers to leave (readers that
+    /// arrive meanwhile queue behind it on fair backends); `Ok(None)` when
+    /// the wait ran out, the shared lease still held. The upgraded lease
+    /// keeps the owner, has `options.ttl` and a fencing token greater than
+    /// every earlier grant's.
+    ///
+    /// Two readers upgrading at once wait on each other until one's wait
+    /// ends; take the write lock from the start when a writer may be needed.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` unless [`Capabilities::upgrade`]; `InvalidOptions` for
+    /// a lease that is not shared; `NotHeld` when the lease is no longer
+    /// held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the shared lease held and not upgraded.
+    async fn upgrade(&self, lease: &Lease, options: &AcquireOptions) -> Result<Option<Lease>> {
+        let _ = (lease, options);
+        Err(LockError::Unsupported {
+            backend: self.backend_name(),
+            operation: "upgrading a shared hold",
+        })
+    }
+
     /// A channel reporting the liveness of the session behind `lease`, for
     /// backends whose liveness is a session (ZooKeeper, etcd). `None` for
     /// backends that rely on the ttl alone.

@@ -42,6 +42,10 @@ pub struct Capabilities {
     pub shared: bool,
     /// Serves [`Mode::Permit`](crate::Mode::Permit) holds (semaphores).
     pub semaphore: bool,
+    /// Upgrades a shared hold to an exclusive one in place
+    /// ([`DistributedLock::upgrade`](crate::DistributedLock::upgrade)),
+    /// atomically: no other writer can come in between.
+    pub upgrade: bool,
     /// The shortest ttl the backend accepts.
     pub min_ttl: Duration,
     /// The longest ttl the backend accepts.
@@ -61,6 +65,7 @@ impl Default for Capabilities {
             batch_extend: false,
             shared: false,
             semaphore: false,
+            upgrade: false,
             min_ttl: Duration::from_millis(1),
             max_ttl: Duration::from_secs(7 * 24 * 3600),
         }
@@ -110,6 +115,7 @@ setters! {
     batch_extend: bool,
     shared: bool,
     semaphore: bool,
+    upgrade: bool,
     min_ttl: Duration,
     max_ttl: Duration,
 }

@@ -45,6 +45,22 @@ pub enum LockError {
         name: String,
     },
 
+    /// A semaphore request declared a different permit count than the
+    /// holders of that name did: two clients disagree on the semaphore's
+    /// size. Refused rather than guessed, so a name never admits more
+    /// holders than any of its users expects.
+    #[error(
+        "semaphore `{name}` is held with {declared} permits; this request declared {requested}"
+    )]
+    PermitMismatch {
+        /// The lock name.
+        name: String,
+        /// The count its current holders declared.
+        declared: u32,
+        /// The count this request declared.
+        requested: u32,
+    },
+
     /// The lock name is not acceptable.
     #[error("invalid lock name: {reason}")]
     InvalidName {

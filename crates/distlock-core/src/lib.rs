@@ -51,11 +51,13 @@ pub mod waiting;
 pub use backend::{DistributedLock, Liveness, LockStatus};
 pub use backend_url::{BackendUrl, Host};
 pub use capabilities::{Capabilities, CapabilitiesBuilder};
-pub use client::{GuardHandle, GuardState, IntoLockName, LockClient, LockGuard, LostReason};
+pub use client::{
+    GuardHandle, GuardState, IntoLockName, LockClient, LockGuard, LostReason, Semaphore,
+};
 pub use error::{BoxError, LockError, Result};
 pub use layer::{AcquireRequest, Grant, LockBackend, Renewal};
 pub use lease::{FencingToken, Lease, OwnerToken};
-pub use mode::Mode;
+pub use mode::{Fit, Mode};
 pub use name::{percent_decode, percent_encode, LockName};
 pub use options::{
     validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, DEFAULT_TTL, DEFAULT_WAIT, MAX_WAIT,

@@ -11,7 +11,9 @@ use tokio::sync::{watch, Notify};
 use crate::backend::DistributedLock;
 use crate::error::Result;
 use crate::lease::{FencingToken, Lease};
+use crate::mode::Mode;
 use crate::name::LockName;
+use crate::options::AcquireOptions;
 use crate::sync::lock;
 
 use super::ClientInner;
@@ -111,8 +113,28 @@ impl GuardShared {
         }
     }
 
-    /// Takes a renewed lease and schedules the next extension.
+    /// Takes a renewed lease and schedules the next extension — unless the
+    /// lease was replaced (upgraded) while the renewal was in flight.
     pub(crate) fn renewed(&self, lease: Lease) {
+        let mut current = lock(&self.lease);
+        if current.fencing_token() != lease.fencing_token() {
+            return;
+        }
+        *lock(&self.next_extend) = Instant::now() + extend_interval(&lease);
+        *current = lease;
+    }
+
+    /// The backend refused to extend `lease`: lost, unless the guard holds
+    /// another lease by now (an upgrade replaced it).
+    pub(crate) fn rejected(&self, lease: &Lease) {
+        let replaced = lock(&self.lease).fencing_token() != lease.fencing_token();
+        if !replaced {
+            self.mark_lost(LostReason::Rejected);
+        }
+    }
+
+    /// Takes the lease an upgrade granted.
+    fn replaced(&self, lease: Lease) {
         *lock(&self.next_extend) = Instant::now() + extend_interval(&lease);
         *lock(&self.lease) = lease;
     }
@@ -206,7 +228,61 @@ impl LockGuard {
             }
             Err(e) => {
                 if e.is_not_held() {
-                    self.shared.mark_lost(LostReason::Rejected);
+                    self.shared.rejected(&current);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The mode the lock is held in: exclusive (a mutex or writer), shared
+    /// (a reader) or a semaphore's permit.
+    pub fn mode(&self) -> Mode {
+        lock(&self.shared.lease).mode()
+    }
+
+    /// Upgrades a read lock to the write lock in place, waiting up to the
+    /// client's default wait for the other readers to leave. Atomic: no
+    /// other writer holds the name in between. On success the guard holds
+    /// the name exclusively, with a new, greater fencing token; otherwise it
+    /// still holds its read lock.
+    ///
+    /// # Errors
+    ///
+    /// `Timeout` (`Held` with a zero wait) when other readers stayed for the
+    /// whole wait; `Unsupported` on backends without
+    /// [`Capabilities::upgrade`](crate::Capabilities); `InvalidOptions` for
+    /// a guard that is not a reader; `NotHeld` when the read lock was lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the read lock held and not upgraded.
+    pub async fn upgrade(&self) -> Result<()> {
+        let options = self.client.defaults;
+        self.upgrade_with(&options).await
+    }
+
+    /// [`upgrade`](Self::upgrade) with `options` (its ttl becomes the
+    /// write lock's ttl).
+    ///
+    /// # Errors
+    ///
+    /// As for [`upgrade`](Self::upgrade), with `options.wait`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the read lock held and not upgraded.
+    pub async fn upgrade_with(&self, options: &AcquireOptions) -> Result<()> {
+        let current = self.lease();
+        match self.client.backend.upgrade(&current, options).await {
+            Ok(Some(lease)) => {
+                self.shared.replaced(lease);
+                Ok(())
+            }
+            Ok(None) => Err(super::not_acquired(current.name(), options.wait)),
+            Err(e) => {
+                if e.is_not_held() {
+                    self.shared.rejected(&current);
                 }
                 Err(e)
             }

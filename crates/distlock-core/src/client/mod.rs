@@ -11,9 +11,12 @@
 //! The vocabulary, everywhere: `lock*` waits (the client's default wait
 //! unless options say otherwise) and fails with `Timeout`; `try_lock*` answers
 //! `Ok(None)` when not acquired; `with_lock*` runs work under the lock and
-//! releases it; a `_with` suffix takes explicit [`AcquireOptions`].
+//! releases it; a `_with` suffix takes explicit [`AcquireOptions`]. The same
+//! vocabulary serves every primitive: `read_lock*` / `write_lock*` for a
+//! reader-writer lock, and a [`Semaphore`]'s `acquire*` for its permits.
 
 mod guard;
+mod primitives;
 mod watchdog;
 
 use std::collections::HashMap;
@@ -27,12 +30,14 @@ use tokio::sync::Notify;
 use crate::backend::DistributedLock;
 use crate::error::{LockError, Result};
 use crate::lease::Lease;
+use crate::mode::Mode;
 use crate::name::LockName;
 use crate::options::{AcquireOptions, Wait};
 use crate::sync::lock;
 
 use guard::GuardShared;
 pub use guard::{GuardHandle, GuardState, LockGuard, LostReason};
+pub use primitives::Semaphore;
 
 /// Something that names a lock: `&str`, `String`, `LockName`, `&LockName`.
 pub trait IntoLockName {
@@ -215,8 +220,18 @@ impl LockClient {
         name: impl IntoLockName,
         options: &AcquireOptions,
     ) -> Result<Option<LockGuard>> {
-        let name = name.into_lock_name()?;
-        let Some(lease) = self.inner.backend.acquire(&name, options).await? else {
+        self.acquire_guard(name.into_lock_name()?, Mode::Exclusive, options)
+            .await
+    }
+
+    /// Acquires `name` in `mode` and wraps the lease in a guard.
+    pub(crate) async fn acquire_guard(
+        &self,
+        name: LockName,
+        mode: Mode,
+        options: &AcquireOptions,
+    ) -> Result<Option<LockGuard>> {
+        let Some(lease) = self.inner.backend.acquire_as(&name, mode, options).await? else {
             return Ok(None);
         };
         if tokio::runtime::Handle::try_current().is_err() {
@@ -429,7 +444,7 @@ fn no_runtime() -> LockError {
 }
 
 /// The error for a lock not acquired within `wait`.
-fn not_acquired(name: &LockName, wait: Wait) -> LockError {
+pub(crate) fn not_acquired(name: &LockName, wait: Wait) -> LockError {
     match wait {
         Wait::NoWait => LockError::Held {
             name: name.to_string(),

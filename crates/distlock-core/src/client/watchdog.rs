@@ -91,10 +91,10 @@ async fn extend_batch(inner: &ClientInner, due: &[Arc<GuardShared>]) {
         }
         return;
     };
-    for (g, result) in due.iter().zip(results) {
+    for ((g, result), lease) in due.iter().zip(results).zip(&leases) {
         match result {
             Ok(renewed) => g.renewed(renewed),
-            Err(e) if e.is_not_held() => g.mark_lost(LostReason::Rejected),
+            Err(e) if e.is_not_held() => g.rejected(lease),
             // The layer logged the failure; try again before the validity ends.
             Err(_) => retry_soon(g, now),
         }

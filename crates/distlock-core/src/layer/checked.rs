@@ -15,7 +15,7 @@ use crate::mode::Mode;
 use crate::name::LockName;
 use crate::options::AcquireOptions;
 
-use super::rules::{check_acquire, check_extend, lease_of, renewed};
+use super::rules::{check_acquire, check_extend, check_upgrade, lease_of, renewed};
 use super::{batch, telemetry, AcquireRequest, LockBackend};
 
 #[async_trait]
@@ -81,6 +81,24 @@ impl<B: LockBackend> DistributedLock for B {
             count = leases.len()
         );
         batch::extend_many(self, leases).instrument(span).await
+    }
+
+    async fn upgrade(&self, lease: &Lease, options: &AcquireOptions) -> Result<Option<Lease>> {
+        let kind = self.kind();
+        let started = Instant::now();
+        let span = tracing::debug_span!("distlock.upgrade", lock = %lease.name(), backend = kind);
+        let result = async {
+            check_upgrade(kind, &self.claims(), lease, options)?;
+            let request = AcquireRequest::new(lease.name().clone(), *options)
+                .with_mode(Mode::Exclusive)
+                .with_owner(lease.owner());
+            let grant = self.upgrade(lease, &request).await?;
+            Ok(grant.map(|g| lease_of(kind, &request, g)))
+        }
+        .instrument(span)
+        .await;
+        telemetry::upgrade_done(kind, lease.name(), started.elapsed(), &result);
+        result
     }
 
     fn liveness(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {

@@ -70,6 +70,13 @@ impl AcquireRequest {
         self
     }
 
+    /// The same request for an owner token drawn earlier (an upgrade keeps
+    /// the hold's owner).
+    pub fn with_owner(mut self, owner: OwnerToken) -> Self {
+        self.owner = owner;
+        self
+    }
+
     /// The requested ttl.
     pub fn ttl(&self) -> Duration {
         self.options.ttl
@@ -187,6 +194,27 @@ pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
     /// A dropped future may or may not have released the lock; if not, it
     /// frees when its ttl (or session) ends.
     async fn revoke(&self, lease: &Lease) -> Result<()>;
+
+    /// Turns the shared hold `lease` into an exclusive one, in place and
+    /// atomically (no writer comes in between), waiting up to
+    /// `request.options.wait` for the other holders to leave; `Ok(None)`
+    /// when the wait ran out, the shared hold still held. `request` carries
+    /// the lease's name and owner, [`Mode::Exclusive`] and the new ttl; the
+    /// grant's fencing token must be greater than every earlier grant's.
+    /// Only called when [`claims`](LockBackend::claims) has `upgrade`; the
+    /// default refuses.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future leaves the shared hold as it was (still held, not
+    /// upgraded, nothing queued).
+    async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
+        let _ = (lease, request);
+        Err(LockError::Unsupported {
+            backend: self.kind(),
+            operation: "upgrading a shared hold",
+        })
+    }
 
     /// The liveness channel of the session behind `lease`, for backends
     /// whose holds live as long as a session.

@@ -73,3 +73,27 @@ pub(crate) fn lease_of(kind: &'static str, request: &AcquireRequest, grant: Gran
 pub(crate) fn renewed(lease: &Lease, ttl: Duration, renewal: Renewal) -> Lease {
     lease.renewed(ttl, valid_until(renewal.sent, ttl))
 }
+
+/// Refuses an upgrade the backend does not serve, of a lease that is not
+/// shared or not from this backend, or with options out of range.
+pub(crate) fn check_upgrade(
+    backend: &'static str,
+    caps: &Capabilities,
+    lease: &Lease,
+    options: &AcquireOptions,
+) -> Result<()> {
+    lease.check_backend(backend)?;
+    if !caps.upgrade {
+        return Err(LockError::Unsupported {
+            backend,
+            operation: "upgrading a shared hold",
+        });
+    }
+    if lease.mode() != Mode::Shared {
+        return Err(LockError::invalid_options(format!(
+            "only a shared (read) hold can be upgraded; this lease is {}",
+            lease.mode()
+        )));
+    }
+    options.validate(caps)
+}

@@ -1,10 +1,12 @@
 //! The names of every span, event and metric distlock emits, in one place.
 //!
 //! Spans: `distlock.acquire`, `distlock.extend`, `distlock.release`, each
-//! with the fields `lock`, `backend` and `primitive`. Events, at the end of
-//! each operation: `distlock.acquired`, `distlock.not_acquired`,
-//! `distlock.acquire_failed`, `distlock.extended`, `distlock.extend_failed`,
-//! `distlock.released`, `distlock.release_failed`; from the guards:
+//! with the fields `lock`, `backend` and `primitive`, and `distlock.upgrade`
+//! (`lock`, `backend`). Events, at the end of each operation:
+//! `distlock.acquired`, `distlock.not_acquired`, `distlock.acquire_failed`,
+//! `distlock.extended`, `distlock.extend_failed`, `distlock.released`,
+//! `distlock.release_failed`, `distlock.upgraded`, `distlock.not_upgraded`,
+//! `distlock.upgrade_failed`; from the guards:
 //! `distlock.lost`. Backends add only their own internals, named
 //! `distlock.<backend>.<what>` (a failover, a reconnect).
 //!
@@ -20,6 +22,7 @@
 //! | `distlock_wait_seconds` | histogram | for acquisitions: time from the call until the granting request went out |
 //! | `distlock_extensions_total` | counter | extensions, labelled `outcome` = `ok`, `not_held`, `error` |
 //! | `distlock_releases_total` | counter | releases, labelled `outcome` likewise |
+//! | `distlock_upgrades_total` | counter | read-to-write upgrades, labelled `outcome` = `upgraded`, `timeout`, `error` (label `backend` only otherwise) |
 //! | `distlock_lost_total` | counter | guards lost, labelled `reason` = `rejected`, `expired`, `session` |
 //! | `distlock_cleanups_total` | counter | clean-ups of dropped operations spawned (label `backend` only) |
 
@@ -107,6 +110,34 @@ pub(crate) fn acquire_done(
             ));
             tracing::warn!(lock = %name, backend, primitive, error = %e, "distlock.acquire_failed");
         }
+    }
+}
+
+/// Records the end of an upgrade.
+pub(crate) fn upgrade_done(
+    backend: &'static str,
+    name: &LockName,
+    took: Duration,
+    result: &Result<Option<Lease>, LockError>,
+) {
+    let outcome = match result {
+        Ok(Some(_)) => "upgraded",
+        Ok(None) => "timeout",
+        Err(_) => "error",
+    };
+    count(key!(
+        "distlock_upgrades_total",
+        [("backend", backend), ("outcome", outcome)]
+    ));
+    match result {
+        Ok(Some(lease)) => tracing::debug!(
+            lock = %name, backend, fencing = lease.fencing_token().0,
+            took_us = micros(took), "distlock.upgraded"
+        ),
+        Ok(None) => {
+            tracing::debug!(lock = %name, backend, took_us = micros(took), "distlock.not_upgraded")
+        }
+        Err(e) => tracing::warn!(lock = %name, backend, error = %e, "distlock.upgrade_failed"),
     }
 }
 
