@@ -110,19 +110,36 @@ macro_rules! suite {
                 bad_options_are_rejected,
                 modes_are_served_as_claimed,
                 status_reports_the_holder,
+                permits_are_never_exceeded,
+                permit_counts_must_agree,
+                abandoned_permit_returns_after_ttl,
+                cancelled_permit_acquires_leave_nothing_held,
+                readers_share_and_writers_exclude,
+                readers_and_writers_under_contention,
+                waiting_writer_is_not_starved,
+                cancelled_rw_acquires_leave_nothing_held,
+                upgrade_is_atomic_or_refused,
             );
 
+            $crate::suite!(@processes $make;
+                lease_expires_when_holder_is_killed,
+                permit_returns_when_holder_is_killed,
+            );
+        }
+    };
+    (@processes $make:expr; $($case:ident),* $(,)?) => {
+        $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn lease_expires_when_holder_is_killed() {
-                let path = concat!(module_path!(), "::lease_expires_when_holder_is_killed");
+            async fn $case() {
+                let path = concat!(module_path!(), "::", stringify!($case));
                 // libtest names tests without the crate's own name.
                 let path = path.split_once("::").map(|(_, p)| p).unwrap_or(path);
                 $crate::run_case($make.await, |h| async move {
-                    $crate::cases::lease_expires_when_holder_is_killed(&*h, path).await
+                    $crate::cases::$case(&*h, path).await
                 })
                 .await;
             }
-        }
+        )*
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

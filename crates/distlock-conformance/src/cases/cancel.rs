@@ -58,13 +58,13 @@ const SETTLE_SLACK: Duration = Duration::from_millis(500);
 
 /// How long a clean-up may take to land: the harness's waiter-liveness
 /// window plus round trips.
-fn settle(h: &dyn Harness) -> Duration {
+pub(crate) fn settle(h: &dyn Harness) -> Duration {
     h.waiter_liveness() + SETTLE_SLACK
 }
 
 /// Where an acquire is dropped.
 #[derive(Clone, Copy, Debug)]
-enum CancelPoint {
+pub(crate) enum CancelPoint {
     /// After this many polls, or when `within` passed if that comes first
     /// (a waiting acquire is polled only when woken): one poll is right
     /// after the first requests went out, before any answer was read; more
@@ -92,7 +92,7 @@ impl fmt::Display for CancelPoint {
 
 /// Every tenth point at once; of the others, half after a random number
 /// of polls (often just one), half at a random moment within `span`.
-fn cancel_point(i: usize, span: Duration) -> CancelPoint {
+pub(crate) fn cancel_point(i: usize, span: Duration) -> CancelPoint {
     let mut rng = rand::thread_rng();
     match i % 10 {
         0 => CancelPoint::After(Duration::ZERO),
@@ -111,7 +111,7 @@ fn cancel_point(i: usize, span: Duration) -> CancelPoint {
 }
 
 /// Runs `fut` until `point`; `None` if it was dropped there unfinished.
-async fn cancel_at<F: Future>(point: CancelPoint, fut: F) -> Option<F::Output> {
+pub(crate) async fn cancel_at<F: Future>(point: CancelPoint, fut: F) -> Option<F::Output> {
     match point {
         CancelPoint::After(d) => tokio::time::timeout(d, fut).await.ok(),
         CancelPoint::Polls { polls, within } => {
@@ -134,7 +134,7 @@ async fn cancel_at<F: Future>(point: CancelPoint, fut: F) -> Option<F::Output> {
 }
 
 /// The longest of a few uncontended acquires: the span of one attempt.
-async fn attempt_span(
+pub(crate) async fn attempt_span(
     case: &str,
     c: &Arc<dyn DistributedLock>,
     name: &LockName,

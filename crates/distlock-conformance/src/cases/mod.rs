@@ -22,7 +22,9 @@
 //! | `lease_handoff` | [`lease_handoff_between_clients`] |
 //! | `cross_process` | [`lease_expires_when_holder_is_killed`], [`partitioned_holder_reports_lost_before_another_acquires`] |
 //! | `batch_extend` | [`extend_many_answers_in_order`] |
-//! | `shared`, `semaphore` | [`modes_are_served_as_claimed`] |
+//! | `shared` | [`modes_are_served_as_claimed`], [`readers_share_and_writers_exclude`], [`readers_and_writers_under_contention`], [`waiting_writer_is_not_starved`] (with `fifo`), [`cancelled_rw_acquires_leave_nothing_held`] |
+//! | `semaphore` | [`modes_are_served_as_claimed`], [`permits_are_never_exceeded`], [`permit_counts_must_agree`], [`abandoned_permit_returns_after_ttl`], [`cancelled_permit_acquires_leave_nothing_held`], [`permit_returns_when_holder_is_killed`] |
+//! | `upgrade` | [`upgrade_is_atomic_or_refused`] |
 //! | `min_ttl`, `max_ttl` | [`bad_options_are_rejected`] (and every case picks its ttls within them) |
 
 mod basic;
@@ -30,7 +32,10 @@ mod cancel;
 mod expiry;
 mod extend;
 mod faults;
+mod modes;
 mod process;
+mod rw;
+mod semaphore;
 mod support;
 mod waiting;
 
@@ -54,7 +59,17 @@ pub use faults::{
     partitioned_holder_reports_lost_before_another_acquires,
     session_suspends_then_recovers_or_is_lost,
 };
-pub use process::{lease_expires_when_holder_is_killed, CHILD_ENV};
+pub use process::{
+    lease_expires_when_holder_is_killed, permit_returns_when_holder_is_killed, CHILD_ENV,
+};
+pub use rw::{
+    cancelled_rw_acquires_leave_nothing_held, readers_and_writers_under_contention,
+    readers_share_and_writers_exclude, upgrade_is_atomic_or_refused, waiting_writer_is_not_starved,
+};
+pub use semaphore::{
+    abandoned_permit_returns_after_ttl, cancelled_permit_acquires_leave_nothing_held,
+    permit_counts_must_agree, permits_are_never_exceeded,
+};
 pub use support::unique_name;
 pub use waiting::{
     mutual_exclusion_under_contention, wait_timeout_is_honoured, waiter_acquires_after_release,
