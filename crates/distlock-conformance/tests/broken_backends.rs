@@ -17,7 +17,8 @@ use distlock_core::sync::lock;
 use distlock_core::waiting::{poll_acquire, Attempt};
 use distlock_core::{
     async_trait, AcquireOptions, AcquireRequest, Capabilities, DistributedLock, FencingToken,
-    Grant, Lease, LockBackend, LockError, LockName, LockStatus, OwnerToken, Renewal, Result, Wait,
+    Grant, Lease, LockBackend, LockError, LockName, LockStatus, Mode, OwnerToken, Renewal, Result,
+    Wait,
 };
 use distlock_memory::MemoryBackend;
 
@@ -44,6 +45,10 @@ enum Breakage {
     RevivesExpiredLeases,
     /// Tries once, whatever the wait.
     IgnoresWait,
+    /// A semaphore of n permits lets n + 1 holders in.
+    AdmitsOneMorePermit,
+    /// Readers are kept apart from writers: a reader gets in beside a writer.
+    LetsReaderBesideWriter,
 }
 
 /// State the clients of one broken service share.
@@ -54,6 +59,8 @@ struct Shared {
     next_ticket: std::sync::atomic::AtomicU64,
     /// Owners that released (so only expired leases are revived).
     released: Mutex<HashSet<OwnerToken>>,
+    /// Where `LetsReaderBesideWriter` keeps its readers.
+    readers: MemoryBackend,
 }
 
 #[derive(Debug)]
@@ -113,6 +120,14 @@ impl Drop for Ticket {
 }
 
 impl Broken {
+    /// The store a lease or request of `mode` lives in.
+    fn store_for(&self, mode: Mode) -> &MemoryBackend {
+        match (self.how, mode) {
+            (Breakage::LetsReaderBesideWriter, Mode::Shared) => &self.shared.readers,
+            _ => &self.inner,
+        }
+    }
+
     /// Newest waiter first: each waiter polls, but only the newest may try.
     async fn grant_newest_first(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         if let Some(grant) = self.inner.grant(&once(request)).await? {
@@ -211,14 +226,21 @@ impl LockBackend for Broken {
             Breakage::ServesNewestWaiterFirst => self.grant_newest_first(request).await,
             Breakage::LeaksCancelledAttempts => self.grant_leaky(request).await,
             Breakage::IgnoresWait => self.inner.grant(&once(request)).await,
-            _ => self.inner.grant(request).await,
+            Breakage::AdmitsOneMorePermit => match request.mode {
+                Mode::Permit { limit } => {
+                    let more = request.clone().with_mode(Mode::Permit { limit: limit + 1 });
+                    self.inner.grant(&more).await
+                }
+                _ => self.inner.grant(request).await,
+            },
+            _ => self.store_for(request.mode).grant(request).await,
         }
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
         match self.how {
             Breakage::RevivesExpiredLeases => self.renew_reviving(lease, ttl).await,
-            _ => self.inner.renew(lease, ttl).await,
+            _ => self.store_for(lease.mode()).renew(lease, ttl).await,
         }
     }
 
@@ -228,12 +250,18 @@ impl LockBackend for Broken {
                 let renewals = batch.iter().map(|(l, ttl)| self.renew_reviving(l, *ttl));
                 futures::future::join_all(renewals).await
             }
+            Breakage::LetsReaderBesideWriter => {
+                let renewals = batch
+                    .iter()
+                    .map(|(l, ttl)| self.store_for(l.mode()).renew(l, *ttl));
+                futures::future::join_all(renewals).await
+            }
             _ => self.inner.renew_batch(batch).await,
         }
     }
 
     async fn revoke(&self, lease: &Lease) -> Result<()> {
-        self.inner.revoke(lease).await?;
+        self.store_for(lease.mode()).revoke(lease).await?;
         lock(&self.shared.released).insert(lease.owner());
         Ok(())
     }
@@ -430,4 +458,31 @@ async fn suite_says_a_backend_ignores_wait_rather_than_that_a_client_starved() {
             && !message.contains("starved"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_catches_a_semaphore_that_admits_one_more() {
+    let run = |h: Arc<BrokenHarness>| async move { cases::permits_are_never_exceeded(&*h).await };
+    let expected = ["[permits_are_never_exceeded]", "held", "with 3 permits"];
+    assert_caught(Breakage::AdmitsOneMorePermit, run, &expected).await;
+    let run = |h: Arc<BrokenHarness>| async move { cases::modes_are_served_as_claimed(&*h).await };
+    let expected = ["[modes_are_served_as_claimed]", "granted beside two"];
+    assert_caught(Breakage::AdmitsOneMorePermit, run, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_catches_a_reader_beside_a_writer() {
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::readers_and_writers_under_contention(&*h).await
+    };
+    let expected = [
+        "[readers_and_writers_under_contention]",
+        "a writer",
+        "beside",
+    ];
+    assert_caught(Breakage::LetsReaderBesideWriter, run, &expected).await;
+    let run =
+        |h: Arc<BrokenHarness>| async move { cases::readers_share_and_writers_exclude(&*h).await };
+    let expected = ["[readers_share_and_writers_exclude]", "two readers hold it"];
+    assert_caught(Breakage::LetsReaderBesideWriter, run, &expected).await;
 }
