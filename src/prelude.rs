@@ -23,5 +23,5 @@
 pub use crate::Connect;
 pub use distlock_core::{
     AcquireOptions, DistributedLock, FencingToken, GuardHandle, GuardState, Lease, LockClient,
-    LockError, LockGuard, LockName, LostReason, Wait,
+    LockError, LockGuard, LockName, LostReason, Mode, Semaphore, Wait,
 };
