@@ -42,6 +42,7 @@ pub fn of_error(e: &LockError) -> u8 {
         | LockError::InvalidOptions { .. }
         | LockError::InvalidConfig { .. }
         | LockError::InvalidLease { .. }
+        | LockError::PermitMismatch { .. }
         | LockError::Unsupported { .. } => CONFIG,
         LockError::Timeout { .. } | LockError::Held { .. } => NOT_ACQUIRED,
         _ => UNAVAILABLE,
