@@ -95,13 +95,19 @@ phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_
 # The seed scenarios, run as users run them; each verifies its own outcome.
 run_examples() {
   local example
-  for example in contribution inventory scheduler_handoff redlock_failover; do
+  for example in contribution inventory scheduler_handoff redlock_failover handler_pool cache_refresh; do
     echo "-- example $example"
     cargo run --quiet --all-features --example "$example" || return
   done
   echo "-- example contribution on PostgreSQL"
   cargo run --quiet --all-features --example contribution -- \
     --backend "$DISTLOCK_POSTGRES_URL" --messages 100 || return
+  # The semaphore and reader-writer scenarios on Redis too (the first instance).
+  for example in handler_pool cache_refresh; do
+    echo "-- example $example on Redis"
+    cargo run --quiet --all-features --example "$example" -- \
+      --url "${DISTLOCK_REDIS_URLS%%,*}" || return
+  done
 }
 phase examples run_examples
 
