@@ -189,8 +189,13 @@ pub async fn cancelled_rw_acquires_leave_nothing_held(h: &dyn Harness) {
         .with_wait(Wait::For(Duration::from_secs(30)))
         .with_backoff(fast_backoff());
     // Writers cancelled while a reader holds; readers while a writer holds.
+    // Clean-ups of the cancellations may still be landing when the next
+    // round takes its holder: it waits for them (no longer).
+    let settled = opts(ttl)
+        .with_wait(Wait::For(settle(h)))
+        .with_backoff(fast_backoff());
     for (held_as, cancelled_as) in [(READ, WRITE), (WRITE, READ)] {
-        let holder = must_acquire_in(CASE, &c[0], &name, held_as, &opts(ttl)).await;
+        let holder = must_acquire_in(CASE, &c[0], &name, held_as, &settled).await;
         for i in 0..20 {
             let acquire = c[1].acquire_as(&name, cancelled_as, &o);
             if let Some(r) = cancel_at(cancel_point(i, span), acquire).await {
