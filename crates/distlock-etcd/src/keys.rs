@@ -1,13 +1,24 @@
 //! The key layout.
 //!
-//! A lock `name` is the key range `<prefix>/<escaped name>/`; each acquire
-//! puts one key `<prefix>/<escaped name>/<lease id hex>-<random hex>`
-//! attached to the client's etcd lease, holding the owner token. The key
-//! with the lowest create revision holds the lock; its create revision is
-//! the fencing token. The random suffix lets one client (one etcd lease)
-//! queue several acquires of the same name.
+//! A lock `name` is the key range `<dir>` = `<prefix>/<escaped name>/`; each
+//! acquire puts one entry key there, attached to an etcd lease, holding the
+//! owner token; entries queue in create-revision order and an entry's
+//! create revision is its fencing token. The key says the entry's mode:
+//!
+//! | entry | key |
+//! |---|---|
+//! | exclusive (mutex, writer) | `<dir><lease hex>-<random hex>` |
+//! | shared (reader) | `<dir>s/<lease hex>-<random hex>` |
+//! | permit of a semaphore of `n` | `<dir>#<n>/<lease hex>-<random hex>` |
+//! | an upgrading reader's writer entry | `<dir>^<the reader's lease hex>-<the reader's random hex>-<random hex>` |
+//!
+//! The random suffix lets one client (one etcd lease) queue several
+//! acquires of the same name. The tags sort `#` < `$` < hex digits < `^` <
+//! `s`, so each mode's "what could block me" is one contiguous key range:
+//! every permit is in `[<dir>#, <dir>$)`, everything but permits in
+//! `[<dir>$, end)`, everything but readers in `[<dir>, <dir>s/)`.
 
-use distlock_core::{percent_encode, FencingToken, Lease, LockError, LockName, Result};
+use distlock_core::{percent_encode, FencingToken, Lease, LockError, LockName, Mode, Result};
 use etcd_client::{Compare, CompareOp, KeyValue};
 
 /// Longest escaped-name segment of a key; longer names are shortened with a
@@ -20,15 +31,107 @@ pub(crate) fn name_dir(prefix: &str, name: &LockName) -> String {
     format!("{prefix}/{segment}/")
 }
 
-/// A new queue key under `dir` on etcd lease `lease_id`.
+/// The tag of a reader's key.
+const SHARED_TAG: &str = "s/";
+/// The first byte of a permit's tag (`#<n>/`).
+const PERMIT_TAG: char = '#';
+/// The byte just after [`PERMIT_TAG`]: the end of the permits' range.
+const AFTER_PERMITS: char = '$';
+/// The tag of an upgrading reader's writer entry.
+const UPGRADE_TAG: char = '^';
+
+/// A new exclusive (mutex, writer) queue key under `dir` on etcd lease
+/// `lease_id`.
 pub(crate) fn queue_key(dir: &str, lease_id: i64) -> String {
+    format!("{dir}{}", entry_id(lease_id))
+}
+
+/// `<lease hex>-<random hex>`: the last segment of every entry key.
+fn entry_id(lease_id: i64) -> String {
     let suffix: u64 = rand::random();
-    format!("{dir}{lease_id:016x}-{suffix:016x}")
+    format!("{lease_id:016x}-{suffix:016x}")
+}
+
+/// A new queue key for an entry of `mode` under `dir` on etcd lease
+/// `lease_id`.
+pub(crate) fn entry_key(dir: &str, mode: Mode, lease_id: i64) -> String {
+    match mode {
+        Mode::Shared => format!("{dir}{SHARED_TAG}{}", entry_id(lease_id)),
+        Mode::Permit { limit } => format!("{dir}{PERMIT_TAG}{limit}/{}", entry_id(lease_id)),
+        _ => queue_key(dir, lease_id),
+    }
+}
+
+/// The mode of the entry `key` under `dir`. A key this layout does not know
+/// counts as exclusive: it then blocks everyone, never lets anyone in.
+pub(crate) fn mode_of(dir: &str, key: &[u8]) -> Mode {
+    let rest = key.strip_prefix(dir.as_bytes()).unwrap_or(key);
+    if rest.starts_with(SHARED_TAG.as_bytes()) {
+        return Mode::Shared;
+    }
+    let permit = rest
+        .strip_prefix(&[PERMIT_TAG as u8])
+        .and_then(|r| r.split(|&b| b == b'/').next())
+        .and_then(|count| std::str::from_utf8(count).ok())
+        .and_then(|count| count.parse::<u32>().ok())
+        .filter(|&limit| limit > 0);
+    match permit {
+        Some(limit) => Mode::Permit { limit },
+        None => Mode::Exclusive,
+    }
+}
+
+/// A new writer entry for an upgrade of the reader entry `reader` (a key
+/// under `dir`): `<dir>^<reader's lease hex>-<reader's random hex>-<random
+/// hex>`, on the reader's etcd lease. Each attempt has its own key, so a
+/// new attempt never meets the previous one's entry still being cleaned up.
+pub(crate) fn upgrade_key(dir: &str, reader: &str) -> Option<String> {
+    let id = reader.strip_prefix(dir)?.strip_prefix(SHARED_TAG)?;
+    let suffix: u64 = rand::random();
+    Some(format!("{dir}{UPGRADE_TAG}{id}-{suffix:016x}"))
+}
+
+/// The reader entry an upgrade's writer entry `key` (under `dir`) upgrades;
+/// `None` for any other key.
+pub(crate) fn upgraded_reader(dir: &str, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(dir)?.strip_prefix(UPGRADE_TAG)?;
+    let (id, _) = rest.rsplit_once('-')?;
+    Some(format!("{dir}{SHARED_TAG}{id}"))
+}
+
+/// A key range `[start, end)`.
+pub(crate) type Range = (String, String);
+
+/// Every permit under `dir`, whatever its count.
+pub(crate) fn permits(dir: &str) -> Range {
+    (
+        format!("{dir}{PERMIT_TAG}"),
+        format!("{dir}{AFTER_PERMITS}"),
+    )
+}
+
+/// Every entry under `dir` but permits.
+pub(crate) fn not_permits(dir: &str) -> Range {
+    (format!("{dir}{AFTER_PERMITS}"), prefix_end(dir))
+}
+
+/// Every entry under `dir` but readers.
+pub(crate) fn not_shared(dir: &str) -> Range {
+    (dir.to_string(), format!("{dir}{SHARED_TAG}"))
+}
+
+/// The end of the range of keys starting with `dir` (which ends in `/`).
+fn prefix_end(dir: &str) -> String {
+    match dir.strip_suffix('/') {
+        Some(head) => format!("{head}0"),
+        None => format!("{dir}\u{7f}"),
+    }
 }
 
 /// The etcd lease id encoded in a queue key (`…/<lease hex>-<random hex>`).
 pub(crate) fn lease_id_of(key: &str) -> Option<i64> {
     let last = key.rsplit('/').next()?;
+    let last = last.strip_prefix(UPGRADE_TAG).unwrap_or(last);
     let (lease, _) = last.split_once('-')?;
     u64::from_str_radix(lease, 16).ok().map(|v| v as i64)
 }
@@ -62,8 +165,13 @@ pub(crate) fn fencing(create_revision: i64) -> FencingToken {
 }
 
 /// From the newest keys under a name (create revision descending, ours
-/// among them): our create revision and the key just before ours.
-pub(crate) fn split_queue(kvs: &[KeyValue], key: &str) -> (Option<i64>, Option<String>) {
+/// among them): our create revision and the key just before ours, passing
+/// over `skip` (an upgrade's own reader entry).
+pub(crate) fn split_queue<'a>(
+    kvs: &'a [KeyValue],
+    key: &str,
+    skip: Option<&str>,
+) -> (Option<i64>, Option<&'a KeyValue>) {
     let Some(pos) = kvs.iter().position(|kv| kv.key() == key.as_bytes()) else {
         return (None, None);
     };
@@ -71,8 +179,8 @@ pub(crate) fn split_queue(kvs: &[KeyValue], key: &str) -> (Option<i64>, Option<S
     let predecessor = kvs
         .iter()
         .skip(pos + 1)
-        .find(|kv| kv.create_revision() < mine)
-        .and_then(|kv| kv.key_str().ok().map(str::to_string));
+        .filter(|kv| skip.is_none_or(|s| kv.key() != s.as_bytes()))
+        .find(|kv| kv.create_revision() < mine);
     (Some(mine), predecessor)
 }
 
@@ -89,6 +197,62 @@ mod tests {
         assert!(key.starts_with(&dir));
         assert_eq!(lease_id_of(&key), Some(0x1234));
         assert_ne!(queue_key(&dir, 0x1234), key, "each acquire has its own key");
+    }
+
+    #[test]
+    fn entry_keys_say_their_mode() {
+        let dir = name_dir("locks", &LockName::new("n").unwrap());
+        for mode in [
+            Mode::Exclusive,
+            Mode::Shared,
+            Mode::Permit { limit: 1 },
+            Mode::Permit { limit: 30 },
+        ] {
+            let key = entry_key(&dir, mode, 0xab);
+            assert!(key.starts_with(&dir));
+            assert_eq!(mode_of(&dir, key.as_bytes()), mode, "{key}");
+            assert_eq!(lease_id_of(&key), Some(0xab), "{key}");
+        }
+        let odd = format!("{dir}#0/00-00");
+        assert_eq!(mode_of(&dir, odd.as_bytes()), Mode::Exclusive);
+    }
+
+    #[test]
+    fn each_mode_lies_in_its_ranges() {
+        let dir = name_dir("p", &LockName::new("n").unwrap());
+        let within = |(start, end): &Range, key: &str| start.as_str() <= key && key < end.as_str();
+        let (x, s, p) = (
+            entry_key(&dir, Mode::Exclusive, i64::MAX),
+            entry_key(&dir, Mode::Shared, 0),
+            entry_key(&dir, Mode::Permit { limit: u32::MAX }, 0),
+        );
+        let u = upgrade_key(&dir, &s).unwrap();
+        assert_ne!(
+            upgrade_key(&dir, &s).unwrap(),
+            u,
+            "each attempt has its own key"
+        );
+        assert_eq!(upgraded_reader(&dir, &u).as_deref(), Some(s.as_str()));
+        assert_eq!(upgraded_reader(&dir, &x), None);
+        assert_eq!(upgrade_key(&dir, &x), None);
+        assert_eq!(lease_id_of(&u), lease_id_of(&s));
+        assert_eq!(mode_of(&dir, u.as_bytes()), Mode::Exclusive);
+        let all = (dir.clone(), prefix_end(&dir));
+        for key in [&x, &s, &p, &u] {
+            assert!(within(&all, key), "{key}");
+        }
+        assert!(within(&permits(&dir), &p));
+        for key in [&x, &s, &u] {
+            assert!(
+                !within(&permits(&dir), key) && within(&not_permits(&dir), key),
+                "{key}"
+            );
+        }
+        for key in [&x, &p, &u] {
+            assert!(within(&not_shared(&dir), key), "{key}");
+        }
+        assert!(!within(&not_shared(&dir), &s));
+        assert!(!within(&not_permits(&dir), &p));
     }
 
     #[test]

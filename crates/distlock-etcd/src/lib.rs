@@ -26,23 +26,48 @@
 //!   still exists. Code using the trait directly (not
 //!   [`distlock_core::LockGuard`]) must watch `liveness()` to learn of a lost
 //!   etcd lease before the reported validity ends.
-//! - **Mutual exclusion and order.** An acquire puts a key
-//!   `<prefix>/<escaped name>/<lease id hex>-<random hex>`; the key with the
-//!   lowest create revision holds the lock. The random suffix lets one client
-//!   (one lease) queue several acquires of the same name.
-//! - **Fencing token** = the key's create revision: etcd's global revision,
-//!   so successive holders of a name get strictly increasing tokens.
-//! - **Fair (FIFO).** Waiters are served in the order their keys were
-//!   created.
-//! - **Waiters are notified, not polling.** Each waiter watches only the key
-//!   just before its own (no herd) for deletion. The watch is always *synced*
-//!   (it starts at the member's current revision; a watch starting in the
-//!   past is served by etcd's 100 ms catch-up loop), and when others wrote
-//!   between our read and the watch, one local read at the watch's start
-//!   revision closes the gap. The event arrives as soon as the key is
-//!   deleted.
-//! - **Cancellation.** Dropping an `acquire` deletes its queue key in the
-//!   background, also when the creating transaction was still in flight.
+//! - **One queue for every mode.** An acquire puts an entry key under
+//!   `<prefix>/<escaped name>/`, its mode in the key: `<lease id hex>-<random
+//!   hex>` for the mutex (the writer), `s/…` for a reader, `#<n>/…` for a
+//!   permit of a semaphore of `n`. Entries queue in create-revision order,
+//!   and an entry goes when it fits beside every entry before it by the
+//!   core's rule ([`Mode::fits`](distlock_core::Mode::fits)): a writer when
+//!   it is first, a reader when no writer or permit is before it, a permit
+//!   when nothing but fewer than `n` permits of its count are before it. A
+//!   permit request that finds permits of another count among the oldest
+//!   permits is refused with
+//!   [`PermitMismatch`](distlock_core::LockError::PermitMismatch). The
+//!   random suffix lets one client (one lease) queue several acquires of the
+//!   same name.
+//! - **Fencing token** = the entry's create revision: etcd's global
+//!   revision, so it strictly increases over every grant of every mode (an
+//!   entry is granted only once every entry before it that it conflicts
+//!   with is gone, and an entry created later has a greater revision);
+//!   readers granted together hold distinct entries, so distinct tokens.
+//! - **Fair (FIFO).** No entry overtakes an earlier one it does not fit
+//!   beside: a reader arriving while a writer waits queues behind it, and
+//!   permits go in arrival order.
+//! - **Waiters are notified, not polling, with no herd.** A writer watches
+//!   the key just before its own, a reader the last writer or permit before
+//!   it, a permit the key that decides its turn: the last writer or reader
+//!   before it; as the first permit waiting, the permits' range (for
+//!   deletes); further back, the permit just before it, which rewrites its
+//!   key when it is granted. A release wakes the waiters it lets in and no
+//!   others (only the first permit waiting also wakes, needlessly, when a
+//!   waiter behind it gives up). The watch is always *synced* (it starts at the member's current
+//!   revision; a watch starting in the past is served by etcd's 100 ms
+//!   catch-up loop), and when others wrote between our read and the watch,
+//!   one local read at the watch's start revision closes the gap.
+//! - **Upgrade** (reader to writer) is atomic: a writer entry queued behind
+//!   the reader's own entry (in a transaction that checks the reader still
+//!   holds) goes once nothing else is before it; the pair then holds the
+//!   name exclusively, with a new, greater token. Readers arriving meanwhile
+//!   queue behind it. An upgrade cannot jump a writer that queued behind the
+//!   read lock before it began (tokens follow the queue order): it waits
+//!   for that writer to give up, or for its own wait to run out.
+//! - **Cancellation.** Dropping an `acquire` (or an upgrade) deletes its
+//!   queue key in the background, also when the creating transaction was
+//!   still in flight; a dropped upgrade leaves the read lock held.
 //!
 //! Options, lease checks, owner tokens, lease validity, the batching of
 //! `extend_many` and the tracing and metrics of every operation are the
@@ -52,13 +77,16 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | acquire, free lock | 1 Txn (put if absent + read the predecessor) |
-//! | acquire `NoWait`, held lock | 1 Txn (compare "no key under the name") |
-//! | acquire, waiting | 1 Txn + per predecessor 1 Watch (+ 1 local Range if the revision moved) + 1 local Range when it goes |
+//! | acquire (any mode), free | 1 Txn (put + read what decides its turn) |
+//! | acquire `NoWait` (writer, reader), held | 1 Txn (compare "no blocking key under the name") |
+//! | acquire `NoWait` (permit), not fitting | 1 Txn + 1 DeleteRange (1 Txn when a writer or reader is there) |
+//! | acquire, waiting | 1 Txn + per wait 1 Watch (+ 1 local Range if the revision moved) + 1 local read when it fires |
+//! | permit granted after waiting, a later permit waiting | + 1 Txn in the background (rewrite its key) |
+//! | upgrade | 1 Txn (compare reader, put writer entry, read) + waits as above |
 //! | extend | 1 Txn (compare create revision and owner token) |
 //! | `extend_many` | 1 Txn per 100 leases (nested transactions) |
-//! | release | 1 Txn (compare, then delete) |
-//! | status | 1 Range |
+//! | release | 1 Txn (compare, then delete; an upgraded lease's two keys) |
+//! | status | 1 Range (the name's keys) |
 //!
 //! ## On a partition
 //!

@@ -27,7 +27,8 @@ impl LockBackend for EtcdBackend {
     }
 
     /// Fencing, FIFO, waiting by watch, liveness by the client's etcd lease
-    /// (not by ttl expiry), lease handoff, batched extension.
+    /// (not by ttl expiry), lease handoff, batched extension; readers,
+    /// semaphore permits and atomic upgrade, all in the one queue.
     fn claims(&self) -> Capabilities {
         Capabilities::builder()
             .fencing(true)
@@ -38,23 +39,29 @@ impl LockBackend for EtcdBackend {
             .lease_handoff(true)
             .cross_process(true)
             .batch_extend(true)
-            .shared(false)
-            .semaphore(false)
+            .shared(true)
+            .semaphore(true)
+            .upgrade(true)
             .min_ttl(MIN_TTL)
             .max_ttl(MAX_TTL)
             .build()
     }
 
-    /// Queues a key under the name and waits for the key just before it to
-    /// go (see the `acquire` module).
+    /// Queues an entry key of `request.mode` under the name and waits until
+    /// it fits beside every entry before it, watching the one key (or, for
+    /// the first permit waiting, the permits' range) that decides its turn
+    /// (see the `acquire` module).
     ///
-    /// Round trips: without waiting, one (a Txn that puts our key only if no
-    /// key exists under the name). Otherwise one Txn to queue our key and
-    /// read our predecessor (the lock is ours if there is none), then per
-    /// predecessor: one to open a watch on it (plus one local Range when
-    /// others wrote meanwhile), and one Range when it goes. Giving up at the
-    /// deadline costs one DeleteRange. A LeaseGrant when the client's etcd
-    /// lease must be replaced.
+    /// Round trips: without waiting, one (a Txn that puts our key only if
+    /// nothing that would block it exists; a permit that does not fit
+    /// beside the permits before it, and one DeleteRange). Otherwise one Txn
+    /// to queue our key and read the entries that decide its turn (it is
+    /// ours if they let it in), then per wait: one to open a watch (plus one
+    /// local Range when others wrote meanwhile), and one local read when it
+    /// fires. A permit granted after waiting rewrites its key in the
+    /// background when a later permit waits. Giving up at the deadline costs
+    /// one DeleteRange. A LeaseGrant when the client's etcd lease must be
+    /// replaced.
     ///
     /// # Cancel safety
     ///
@@ -62,6 +69,25 @@ impl LockBackend for EtcdBackend {
     /// key whose creating transaction was still in flight, once it lands).
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         acquire::grant(self, request).await
+    }
+
+    /// Queues a writer entry behind the reader's own entry (checking in the
+    /// same transaction that the reader still holds) and waits until
+    /// nothing but that reader entry is ahead of it; the pair then holds the
+    /// name exclusively, with the writer entry's create revision as fencing
+    /// token (see `acquire::upgrade`).
+    ///
+    /// Round trips: one Txn (compare the reader's entry, put the writer
+    /// entry, read the newest three entries), then per wait one Watch (plus
+    /// one local Range when others wrote meanwhile) and one local read when
+    /// it fires; giving up costs one DeleteRange.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future deletes the writer entry in the background; the
+    /// reader's entry is never touched, so the read lock stays held.
+    async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
+        acquire::upgrade(self, lease, request).await
     }
 
     /// Confirms the lock's key is still ours. The ttl is only the validity
@@ -97,8 +123,8 @@ impl LockBackend for EtcdBackend {
     }
 
     /// Round trips: one (Txn: compare create revision and owner token, then
-    /// delete), up to three on transient failures. The deletion wakes the
-    /// next waiter's watch.
+    /// delete — an upgraded lease's reader entry too), up to three on
+    /// transient failures. The deletion wakes the next waiters' watches.
     ///
     /// # Cancel safety
     ///
@@ -117,8 +143,10 @@ impl LockBackend for EtcdBackend {
         self.etcd_session().liveness_of(lease.data())
     }
 
-    /// Round trips: one (Range over the name, oldest first, limit 1, with
-    /// the total count).
+    /// Holders are the oldest entries that fit together by the core's rule;
+    /// the rest wait.
+    ///
+    /// Round trips: one (Range over the name, oldest first, keys only).
     ///
     /// # Cancel safety
     ///

@@ -1,10 +1,15 @@
-//! Acquire: create the queue key, find the predecessor, watch its delete.
+//! Acquire: create the queue entry, find what decides its turn, watch it.
 //!
-//! An acquire that does not wait puts its key only if the name has no key
-//! at all. An acquire that waits queues its key, then, while a key older
-//! than ours exists, watches the one just before ours (no herd) and reads
-//! the queue again once it goes. Our key being the oldest means we hold the
-//! lock; its create revision is the fencing token.
+//! Every mode queues the same way: an entry key under the name (its mode in
+//! the key, see [`crate::keys`]), attached to the client's etcd lease; the
+//! entries' create revisions order the queue and are the fencing tokens. An
+//! entry goes when it fits (by the core's rule) beside every entry created
+//! before it; until then it watches the one key (or, for the first permit
+//! waiting, the one range) that decides its turn — see [`line`].
+//!
+//! An acquire that does not wait puts its key only if nothing could block
+//! it (a writer: no key at all; a reader: no writer or permit), or, for a
+//! permit, puts it and takes it back when it does not fit.
 //!
 //! Every key is attached to the client's etcd lease; a lock is never handed
 //! out on a lease this client can no longer vouch for. When the lease is
@@ -13,20 +18,25 @@
 
 mod line;
 mod queue_entry;
+mod try_once;
+mod upgrade;
 mod watch;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_core::{AcquireRequest, Grant, LockError, Result, Wait};
+use distlock_core::{AcquireRequest, Grant, Liveness, LockError, Mode, Result, Wait};
+use tokio::sync::watch as channel;
 
 use crate::backend::EtcdBackend;
+use crate::cluster::Cluster;
 use crate::errors::{is_lease_not_found, BACKEND};
-use crate::keys::fencing;
+use crate::keys::{entry_key, fencing};
 use crate::session::LeaseGen;
-use line::{recheck, Line};
-use queue_entry::QueueEntry;
-use watch::{until_deleted, Waited};
+use line::{ops, recheck, Line, Place};
+use queue_entry::{QueueEntry, Queued};
+use watch::{until_changed, Waited};
+
+pub(crate) use upgrade::upgrade;
 
 /// How many times one acquire queues again on a fresh etcd lease after its
 /// lease was lost while it waited, before it reports the error.
@@ -37,11 +47,13 @@ const LEASE_LAPSED: &str = "the client's etcd lease lapsed while acquiring";
 const LEASE_LOST: &str = "the client's etcd lease was lost while waiting";
 const KEY_VANISHED: &str = "our queue key vanished while waiting (lease expired)";
 
-/// Takes `request.name`, waiting up to `request.options.wait`.
+/// Takes `request.name` in `request.mode`, waiting up to
+/// `request.options.wait`.
 ///
-/// Round trips: without waiting, one Txn; waiting, one Txn to queue, then
-/// per predecessor one Watch (+ one local Range if the revision moved) and
-/// one Range when it goes; giving up at the deadline costs one DeleteRange.
+/// Round trips: without waiting, one Txn (a permit that does not fit: and
+/// one DeleteRange); waiting, one Txn to queue, then per wait one Watch
+/// (+ one local Range if the revision moved) and one local read when it
+/// fires; giving up at the deadline costs one DeleteRange.
 ///
 /// # Cancel safety
 ///
@@ -53,55 +65,10 @@ pub(crate) async fn grant(
 ) -> Result<Option<Grant>> {
     let dir = backend.name_dir(&request.name);
     if request.options.wait == Wait::NoWait {
-        try_once(backend, &dir, request).await
+        try_once::try_once(backend, &dir, request).await
     } else {
         queue(backend, &dir, request).await
     }
-}
-
-/// Tries once without queueing; once more on a fresh etcd lease if the
-/// server forgot ours.
-///
-/// Round trips: one Txn; a LeaseGrant and a second Txn when the server
-/// forgot our etcd lease.
-async fn try_once(
-    backend: &EtcdBackend,
-    dir: &str,
-    request: &AcquireRequest,
-) -> Result<Option<Grant>> {
-    let gen = backend.etcd_session().lease().await?;
-    match try_once_on(backend, dir, request, &gen).await {
-        Err(e) if is_lease_not_found(&e) => {
-            backend.etcd_session().lease_gone(&gen, LEASE_UNKNOWN);
-            let gen = backend.etcd_session().lease().await?;
-            try_once_on(backend, dir, request, &gen).await
-        }
-        other => other,
-    }
-}
-
-/// Puts our key on `gen` if the name has no key at all.
-///
-/// Round trips: one (Txn), plus one DeleteRange if the etcd lease lapsed
-/// meanwhile.
-async fn try_once_on(
-    backend: &EtcdBackend,
-    dir: &str,
-    request: &AcquireRequest,
-    gen: &Arc<LeaseGen>,
-) -> Result<Option<Grant>> {
-    let mut entry = QueueEntry::new(backend.shared_cluster(), dir, gen);
-    let sent = Instant::now();
-    let Some(revision) = entry.create_if_free(dir, request.owner).await? else {
-        return Ok(None);
-    };
-    if !gen.usable(Duration::ZERO) {
-        entry.remove().await;
-        return Err(LockError::unavailable(BACKEND, LEASE_LAPSED));
-    }
-    Ok(Some(
-        Grant::new(fencing(revision), sent).with_data(entry.keep()),
-    ))
 }
 
 /// How one place in line ended.
@@ -134,12 +101,13 @@ async fn queue(
     }
 }
 
-/// One place in line: queue a key on the current etcd lease, then wait for
-/// each predecessor's delete until ours is the oldest key.
+/// One place in line: queue a key on the current etcd lease, then wait
+/// until it fits beside every key before it.
 ///
-/// Round trips: one Txn to queue; per predecessor, one Watch (plus one
-/// local Range when the revision moved) and one Range when it goes; one
-/// DeleteRange when the place is given up.
+/// Round trips: one Txn to queue (put and read the entries that decide our
+/// turn); per wait, one Watch (plus one local Range when the revision
+/// moved) and one local read when it fires; one DeleteRange when the place
+/// is given up.
 async fn wait_in_line(
     backend: &EtcdBackend,
     dir: &str,
@@ -148,10 +116,27 @@ async fn wait_in_line(
 ) -> Result<InLine> {
     let gen = backend.etcd_session().lease().await?;
     let mut lease_state = gen.subscribe();
-    let mut entry = QueueEntry::new(backend.shared_cluster(), dir, &gen);
-    let mut sent = Instant::now();
-    let (mine, mut line) = match entry.enqueue(dir, request.owner).await {
-        Ok(queued) => queued,
+    let key = entry_key(dir, request.mode, gen.id());
+    let place = Place::new(dir, &key, request.mode);
+    let mut entry = QueueEntry::new(backend.shared_cluster(), key, gen.id());
+    let sent = Instant::now();
+    let queued = entry
+        .enqueue(
+            Vec::new(),
+            request.owner,
+            ops(&place.reads(None)),
+            Vec::new(),
+        )
+        .await;
+    let (mine, line) = match queued {
+        Ok(Queued::In { mine, reads }) => (mine, place.line(mine, mine, &reads)),
+        Ok(Queued::Refused { .. }) => {
+            return Err(LockError::backend(
+                BACKEND,
+                "queue key already existed",
+                "random queue key collision",
+            ))
+        }
         Err(e) if is_lease_not_found(&e) => {
             backend.etcd_session().lease_gone(&gen, LEASE_UNKNOWN);
             return Ok(InLine::LeaseLost(LEASE_UNKNOWN));
@@ -159,49 +144,126 @@ async fn wait_in_line(
         Err(e) => return Err(e),
     };
     tracing::debug!(lock = %request.name, key = entry.key(), revision = mine, "distlock.etcd.queued");
-    loop {
-        let (predecessor, revision) = match line {
-            Line::First => return Ok(first_in_line(entry, &gen, mine, sent).await),
-            Line::Gone => {
-                // Gone, or a lagging member has not seen it yet: delete it
-                // either way before queueing again.
-                entry.remove().await;
-                return Ok(InLine::LeaseLost(KEY_VANISHED));
-            }
-            Line::Behind {
-                predecessor,
-                revision,
-            } => (predecessor, revision),
-        };
-        let waited = until_deleted(
-            backend.cluster(),
-            &predecessor,
-            revision,
-            deadline,
-            &mut lease_state,
-        );
-        match waited.await {
-            Waited::Recheck => {}
-            Waited::Deadline => {
-                entry.remove().await;
-                return Ok(InLine::TimedOut);
-            }
-            Waited::LeaseLost => {
-                entry.remove().await;
-                return Ok(InLine::LeaseLost(LEASE_LOST));
-            }
+    let turn = wait_turn(
+        backend.cluster(),
+        &place,
+        Start { mine, line, sent },
+        deadline,
+        &mut lease_state,
+    )
+    .await?;
+    match turn {
+        Turn::Granted { sent, handoff } => {
+            let handoff = handoff.then_some(request);
+            Ok(first_in_line(entry, &gen, mine, sent, handoff).await)
         }
-        sent = Instant::now();
-        line = recheck(backend.cluster(), dir, entry.key(), mine).await?;
+        Turn::TimedOut => {
+            entry.remove().await;
+            Ok(InLine::TimedOut)
+        }
+        Turn::LeaseLost => {
+            entry.remove().await;
+            Ok(InLine::LeaseLost(LEASE_LOST))
+        }
+        Turn::Mismatch(declared) => {
+            entry.remove().await;
+            Err(mismatch(request, declared))
+        }
+        Turn::Gone => {
+            // Gone, or a lagging member has not seen it yet: delete it
+            // either way before queueing again.
+            entry.remove().await;
+            Ok(InLine::LeaseLost(KEY_VANISHED))
+        }
     }
 }
 
-/// Our key is the oldest: the lock is ours, unless our etcd lease may have
-/// lapsed meanwhile.
-async fn first_in_line(entry: QueueEntry, gen: &LeaseGen, mine: i64, sent: Instant) -> InLine {
+/// Our entry fits: the lock is ours, unless our etcd lease may have lapsed
+/// meanwhile. A permit granted after waiting hands the first waiter's place
+/// on to a later permit (`handoff`).
+async fn first_in_line(
+    entry: QueueEntry,
+    gen: &LeaseGen,
+    mine: i64,
+    sent: Instant,
+    handoff: Option<&AcquireRequest>,
+) -> InLine {
     if !gen.usable(Duration::ZERO) {
         entry.remove().await;
         return InLine::LeaseLost(LEASE_LAPSED);
     }
+    if let Some(request) = handoff {
+        entry.hand_on(mine, request.owner);
+    }
     InLine::Granted(Grant::new(fencing(mine), sent).with_data(entry.keep()))
+}
+
+/// How waiting for our turn ended.
+enum Turn {
+    /// Our entry fits, as a read sent at `sent` found.
+    Granted {
+        sent: Instant,
+        handoff: bool,
+    },
+    TimedOut,
+    /// The etcd lease our entry lives on was lost.
+    LeaseLost,
+    /// Our entry (or an upgrade's reader entry) is gone.
+    Gone,
+    /// A permit of another count is ahead.
+    Mismatch(u32),
+}
+
+/// A freshly queued entry: its create revision, where the queueing
+/// transaction's reads found it, and when that transaction was sent.
+struct Start {
+    mine: i64,
+    line: Line,
+    sent: Instant,
+}
+
+/// Waits from `start` until the entry fits, the deadline passes or the
+/// etcd lease is lost.
+///
+/// Round trips: per wait, one Watch (plus one local Range when the revision
+/// moved) and one local read when it fires.
+async fn wait_turn(
+    cluster: &Cluster,
+    place: &Place,
+    start: Start,
+    deadline: Option<Instant>,
+    lease_state: &mut channel::Receiver<Liveness>,
+) -> Result<Turn> {
+    let Start {
+        mine,
+        mut line,
+        mut sent,
+    } = start;
+    loop {
+        let (wait, revision) = match line {
+            Line::First { handoff } => return Ok(Turn::Granted { sent, handoff }),
+            Line::Gone | Line::ReaderGone => return Ok(Turn::Gone),
+            Line::Mismatch { declared } => return Ok(Turn::Mismatch(declared)),
+            Line::Behind { wait, revision } => (wait, revision),
+        };
+        match until_changed(cluster, &wait, revision, deadline, lease_state).await {
+            Waited::Recheck => {}
+            Waited::Deadline => return Ok(Turn::TimedOut),
+            Waited::LeaseLost => return Ok(Turn::LeaseLost),
+        }
+        sent = Instant::now();
+        line = recheck(cluster, place, mine).await?;
+    }
+}
+
+/// The refusal of a permit request meeting permits of another count.
+fn mismatch(request: &AcquireRequest, declared: u32) -> LockError {
+    LockError::PermitMismatch {
+        name: request.name.to_string(),
+        declared,
+        requested: match request.mode {
+            Mode::Permit { limit } => limit,
+            _ => 0,
+        },
+    }
 }

@@ -1,5 +1,6 @@
 //! Creating the queue key, and removing it again when the acquire does not
-//! end holding the lock — also when its future is dropped.
+//! end holding the lock — also when its future is dropped; rewriting it to
+//! hand a permit waiter's place on.
 //!
 //! A transaction that may create our key runs as its own task, so it always
 //! completes; the clean-up armed for a dropped acquire waits for that task
@@ -11,14 +12,12 @@ use std::time::Duration;
 
 use distlock_core::cleanup::CleanupOnDrop;
 use distlock_core::{LockError, OwnerToken, Result};
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnResponse};
 use tokio::sync::oneshot;
 
-use crate::acquire::line::{line_of, newest_two, Line};
+use crate::acquire::line::read_results;
 use crate::cluster::Cluster;
 use crate::errors::BACKEND;
-use crate::keys::queue_key;
-use crate::session::LeaseGen;
 
 /// Attempts at deleting a key when the cluster fails.
 const DELETE_ATTEMPTS: u32 = 3;
@@ -32,13 +31,32 @@ pub(crate) struct QueueEntry {
     cleanup: CleanupOnDrop,
 }
 
+/// What a queueing transaction did.
+pub(crate) enum Queued {
+    /// Our key is in the queue: its create revision, and what the reads
+    /// that followed the put found.
+    In {
+        /// Our create revision.
+        mine: i64,
+        /// The keys each read found, in order.
+        reads: Vec<Vec<KeyValue>>,
+    },
+    /// A condition failed: nothing was created; what the `otherwise` reads
+    /// found.
+    Refused {
+        /// The keys each read found, in order.
+        reads: Vec<Vec<KeyValue>>,
+    },
+}
+
 impl QueueEntry {
-    /// A new key under `dir` on etcd lease `gen`; nothing is sent yet.
-    pub(crate) fn new(cluster: Arc<Cluster>, dir: &str, gen: &LeaseGen) -> Self {
+    /// The entry `key`, to attach to etcd lease `lease_id`; nothing is sent
+    /// yet.
+    pub(crate) fn new(cluster: Arc<Cluster>, key: String, lease_id: i64) -> Self {
         QueueEntry {
             cluster,
-            key: queue_key(dir, gen.id()),
-            lease_id: gen.id(),
+            key,
+            lease_id,
             cleanup: CleanupOnDrop::new(BACKEND, "queue key"),
         }
     }
@@ -48,18 +66,17 @@ impl QueueEntry {
         &self.key
     }
 
-    /// Creates our key only if no key exists under `dir` (an acquire that
-    /// does not wait); our create revision if it did.
+    /// Creates our key only if `free` holds (a compare that no key which
+    /// would block ours exists: an acquire that does not wait); our create
+    /// revision if it did.
     ///
-    /// Round trips: one (Txn: compare "no key in the range", then put).
-    pub(crate) async fn create_if_free(
+    /// Round trips: one (Txn: compare, then put).
+    pub(crate) async fn create_if(
         &mut self,
-        dir: &str,
+        free: Compare,
         owner: OwnerToken,
     ) -> Result<Option<i64>> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(dir, CompareOp::Equal, 0).with_prefix()])
-            .and_then([self.put(owner)]);
+        let txn = Txn::new().when([free]).and_then([self.put(owner)]);
         let resp = self.create(txn).await?;
         if !resp.succeeded() {
             self.cleanup.disarm();
@@ -68,38 +85,36 @@ impl QueueEntry {
         header_revision(&resp).map(Some)
     }
 
-    /// Queues our key and finds its place: our create revision, and the key
-    /// just before ours.
+    /// Queues our key if `when` holds (and the key does not exist yet),
+    /// running `reads` after the put in the same transaction; otherwise
+    /// runs `otherwise`. One transaction, one revision: the put's, our
+    /// create revision.
     ///
-    /// Round trips: one (Txn: put our key with the lease, then read the two
-    /// newest keys under the name — ours and the one just before it).
-    pub(crate) async fn enqueue(&mut self, dir: &str, owner: OwnerToken) -> Result<(i64, Line)> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.key.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then([self.put(owner), TxnOp::get(dir, Some(newest_two()))]);
+    /// Round trips: one (Txn).
+    pub(crate) async fn enqueue(
+        &mut self,
+        when: Vec<Compare>,
+        owner: OwnerToken,
+        reads: Vec<TxnOp>,
+        otherwise: Vec<TxnOp>,
+    ) -> Result<Queued> {
+        let mut compares = vec![Compare::create_revision(
+            self.key.as_str(),
+            CompareOp::Equal,
+            0,
+        )];
+        compares.extend(when);
+        let mut ops = vec![self.put(owner)];
+        ops.extend(reads);
+        let txn = Txn::new().when(compares).and_then(ops).or_else(otherwise);
         let resp = self.create(txn).await?;
+        let reads = read_results(resp.op_responses());
         if !resp.succeeded() {
-            return Err(LockError::backend(
-                BACKEND,
-                "queue key already existed",
-                "random queue key collision",
-            ));
+            self.cleanup.disarm();
+            return Ok(Queued::Refused { reads });
         }
-        // One transaction, one revision: the put's, our create revision.
         let mine = header_revision(&resp)?;
-        let kvs = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|r| match r {
-                TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        Ok((mine, line_of(&kvs, &self.key, mine, mine)))
+        Ok(Queued::In { mine, reads })
     }
 
     /// The lock is ours: keeps the key and returns it.
@@ -115,6 +130,34 @@ impl QueueEntry {
     pub(crate) async fn remove(mut self) {
         delete_key(&self.cluster, &self.key).await;
         self.cleanup.disarm();
+    }
+
+    /// Rewrites our key (same value and etcd lease; its create revision, the
+    /// fencing token, stays) so that a permit waiting for this one's grant
+    /// wakes. In the background, and only while the key still has create
+    /// revision `mine`: a late rewrite never brings a released key back.
+    ///
+    /// Round trips: one (Txn: compare, then put), in the background.
+    pub(crate) fn hand_on(&self, mine: i64, owner: OwnerToken) {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key.as_str(),
+                CompareOp::Equal,
+                mine,
+            )])
+            .and_then([self.put(owner)]);
+        let (cluster, key) = (self.cluster.clone(), self.key.clone());
+        tokio::spawn(async move {
+            let sent = cluster
+                .call("permit handoff", |mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(key, error = %e, "distlock.etcd.handoff_failed");
+            }
+        });
     }
 
     fn put(&self, owner: OwnerToken) -> TxnOp {

@@ -1,38 +1,42 @@
-//! Waiting for the predecessor's delete.
+//! Waiting for what decides our turn: one key's delete (or rewrite), or
+//! any delete among the permits.
 //!
 //! The watch must be *synced* in etcd's terms: a watch whose start revision
 //! is already in the past is served by a catch-up loop that runs every
 //! 100 ms, which would add up to 100 ms to every handoff. Starting it at
-//! (revision of the read that found the predecessor) + 1 is synced only
-//! while nobody wrote since that read, which under contention is rarely
-//! true. So the watch starts at the member's current revision (always
-//! synced), and its created response says which revision that is. If others
-//! wrote since our read, the predecessor may have gone in between: one
+//! (revision of the read that found the key) + 1 is synced only while
+//! nobody wrote since that read, which under contention is rarely true. So
+//! the watch starts at the member's current revision (always synced), and
+//! its created response says which revision that is. If others wrote since
+//! our read, what we wait for may have happened in between: one
 //! serializable read at exactly that revision, on the same member, closes
 //! the gap.
 
 use std::time::{Duration, Instant};
 
 use distlock_core::Liveness;
-use etcd_client::{Client, EventType, GetOptions, WatchFilterType, WatchOptions, WatchStream};
+use etcd_client::{
+    Client, GetOptions, SortOrder, SortTarget, WatchFilterType, WatchOptions, WatchStream,
+};
 use tokio::sync::watch;
 
+use crate::acquire::line::WaitFor;
 use crate::cluster::Cluster;
 
-/// How a wait for the predecessor ended.
+/// How a wait for our turn ended.
 pub(crate) enum Waited {
-    /// The predecessor may be gone (deleted, or the watch failed): read the
+    /// What we waited for may have happened (or the watch failed): read the
     /// queue again.
     Recheck,
-    /// Our etcd lease was lost: our key goes with it.
+    /// The etcd lease our key lives on was lost: our key goes with it.
     LeaseLost,
     /// The caller's wait ran out.
     Deadline,
 }
 
-/// Waits until `predecessor` is deleted (after `read_revision`, the revision
-/// of the read that found it), the deadline passes, or our etcd lease is
-/// lost.
+/// Waits until `wait` happens (after `read_revision`, the revision of the
+/// read that found it still pending), the deadline passes, or the etcd
+/// lease is lost.
 ///
 /// Round trips: one to open the watch (plus one local read when the
 /// revision moved since our read), then none until the event.
@@ -40,46 +44,68 @@ pub(crate) enum Waited {
 /// # Cancel safety
 ///
 /// Cancel safe: it only reads and watches.
-pub(crate) async fn until_deleted(
+pub(crate) async fn until_changed(
     cluster: &Cluster,
-    predecessor: &str,
+    wait: &WaitFor,
     read_revision: i64,
     deadline: Option<Instant>,
     lease: &mut watch::Receiver<Liveness>,
 ) -> Waited {
     tokio::select! {
-        () = watch_delete(cluster, predecessor, read_revision) => Waited::Recheck,
+        () = watch_change(cluster, wait, read_revision) => Waited::Recheck,
         () = lease_lost(lease) => Waited::LeaseLost,
         () = deadline_passes(deadline) => Waited::Deadline,
     }
 }
 
-/// Returns once `predecessor` may be gone: its delete event, a cancelled
-/// watch, a gap read that no longer finds it, or a failed endpoint (after
-/// a short pause, having moved to the next endpoint).
-async fn watch_delete(cluster: &Cluster, predecessor: &str, read_revision: i64) {
+/// Returns once `wait` may have happened: its event, a cancelled watch, a
+/// gap read that finds it happened, or a failed endpoint (after a short
+/// pause, having moved to the next endpoint).
+async fn watch_change(cluster: &Cluster, wait: &WaitFor, read_revision: i64) {
     let timeout = cluster.request_timeout();
     let Ok((endpoint, client)) = cluster.pick().await else {
         tokio::time::sleep(Duration::from_millis(100)).await;
         return;
     };
-    let Some((mut stream, watch_revision)) = open_watch(&client, predecessor, timeout).await else {
+    let Some((mut stream, watch_revision)) = open_watch(&client, wait, timeout).await else {
         return endpoint_failed(cluster, endpoint).await;
     };
-    if watch_revision != read_revision
-        && !still_there_at(&client, predecessor, watch_revision, timeout).await
+    if watch_revision != read_revision && !pending_at(&client, wait, watch_revision, timeout).await
     {
         return;
     }
-    if !next_delete(&mut stream).await {
+    if !next_change(&mut stream).await {
         endpoint_failed(cluster, endpoint).await;
     }
 }
 
-/// Opens a watch on `key`'s deletes from the member's current revision;
-/// returns the stream and that revision.
-async fn open_watch(client: &Client, key: &str, timeout: Duration) -> Option<(WatchStream, i64)> {
-    let options = WatchOptions::new().with_filters([WatchFilterType::NoPut]);
+/// Opens a watch for `wait` from the member's current revision; returns
+/// the stream and that revision.
+async fn open_watch(
+    client: &Client,
+    wait: &WaitFor,
+    timeout: Duration,
+) -> Option<(WatchStream, i64)> {
+    let deletes = [WatchFilterType::NoPut];
+    let (key, options) = match wait {
+        WaitFor::Key { key, rewrites, .. } => {
+            let options = WatchOptions::new();
+            let options = match rewrites {
+                true => options,
+                false => options.with_filters(deletes),
+            };
+            (key.as_str(), options)
+        }
+        WaitFor::Permits {
+            range: (start, end),
+            ..
+        } => (
+            start.as_str(),
+            WatchOptions::new()
+                .with_range(end.as_str())
+                .with_filters(deletes),
+        ),
+    };
     let mut watcher = client.watch_client();
     let opening = async {
         let mut stream = watcher.watch(key, Some(options)).await?;
@@ -99,33 +125,67 @@ async fn open_watch(client: &Client, key: &str, timeout: Duration) -> Option<(Wa
     }
 }
 
-/// Whether `key` still exists at `revision` (the watch's start), asked of
-/// the member that opened the watch, so it has that revision.
+/// Whether `wait` had still not happened at `revision` (the watch's
+/// start), asked of the member that opened the watch, so it has that
+/// revision.
 ///
-/// Round trips: one (serializable Range, count only).
-async fn still_there_at(client: &Client, key: &str, revision: i64, timeout: Duration) -> bool {
+/// Round trips: one (serializable Range).
+async fn pending_at(client: &Client, wait: &WaitFor, revision: i64, timeout: Duration) -> bool {
     let mut kv = client.kv_client();
     let at = GetOptions::new()
         .with_revision(revision)
-        .with_serializable()
-        .with_count_only();
-    matches!(
-        tokio::time::timeout(timeout, kv.get(key, Some(at))).await,
-        Ok(Ok(r)) if r.count() > 0
-    )
+        .with_serializable();
+    let read = match wait {
+        WaitFor::Key { key, rewrites, .. } => {
+            let options = match rewrites {
+                true => at.with_keys_only(),
+                false => at.with_count_only(),
+            };
+            kv.get(key.as_str(), Some(options))
+        }
+        WaitFor::Permits {
+            range: (start, end),
+            ahead,
+            bound,
+        } => {
+            let limit = i64::try_from(ahead.len() + 1).unwrap_or(i64::MAX);
+            let options = at
+                .with_range(end.as_str())
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_limit(limit)
+                .with_keys_only()
+                .with_max_create_revision(*bound);
+            kv.get(start.as_str(), Some(options))
+        }
+    };
+    let Ok(Ok(resp)) = tokio::time::timeout(timeout, read).await else {
+        return false;
+    };
+    match wait {
+        WaitFor::Key {
+            rewrites: false, ..
+        } => resp.count() > 0,
+        WaitFor::Key { mod_revision, .. } => resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.mod_revision() == *mod_revision),
+        WaitFor::Permits { ahead, bound, .. } => resp
+            .kvs()
+            .iter()
+            .filter(|kv| kv.create_revision() < *bound)
+            .map(|kv| kv.key())
+            .eq(ahead.iter().map(Vec::as_slice)),
+    }
 }
 
-/// Reads the watch until a delete event or a cancelled watch (true), or a
-/// broken stream (false).
-async fn next_delete(stream: &mut WatchStream) -> bool {
+/// Reads the watch until an event or a cancelled watch (true), or a broken
+/// stream (false). The watch's filters already dropped the events that do
+/// not count.
+async fn next_change(stream: &mut WatchStream) -> bool {
     loop {
         match stream.message().await {
             Ok(Some(resp)) => {
-                let deleted = resp
-                    .events()
-                    .iter()
-                    .any(|e| e.event_type() == EventType::Delete);
-                if deleted || resp.canceled() {
+                if !resp.events().is_empty() || resp.canceled() {
                     return true;
                 }
             }

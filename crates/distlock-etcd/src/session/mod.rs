@@ -163,6 +163,11 @@ impl Session {
         None
     }
 
+    /// The live lease of this client a queue key is attached to, if any.
+    pub(crate) fn lease_of_key(&self, key: &str) -> Option<Arc<LeaseGen>> {
+        self.known(lease_id_of(key)?)
+    }
+
     /// Whether the etcd lease a queue key is attached to is one of this
     /// client's that was lost.
     pub(crate) fn lost_key(&self, key: &str) -> bool {
