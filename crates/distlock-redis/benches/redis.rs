@@ -125,9 +125,14 @@ async fn raw_parallel_round(conns: &mut [redis::aio::MultiplexedConnection], key
 /// directly on a raw connection: the server-side cost of the design
 /// (fencing `INCR`, release `PUBLISH`, queue check) without any client code.
 async fn scripts_round(conn: &mut redis::aio::MultiplexedConnection, tag: &str) -> f64 {
-    let acquire = redis::Script::new(include_str!("../src/scripts/fair_acquire.lua"));
-    let release = redis::Script::new(include_str!("../src/scripts/release.lua"));
-    let keys = ["lock", "fence", "queue", "waiters", "released"].map(|k| format!("{{{tag}}}:{k}"));
+    let acquire = redis::Script::new(&with_libraries(include_str!(
+        "../src/scripts/fair_acquire.lua"
+    )));
+    let release = redis::Script::new(&with_libraries(include_str!(
+        "../src/scripts/release.lua"
+    )));
+    let keys = ["lock", "fence", "queue", "waiters", "released", "holders"]
+        .map(|k| format!("{{{tag}}}:{k}"));
     let start = Instant::now();
     for i in 0..OPS_PER_ROUND {
         let token = format!("{i:032x}");
@@ -136,10 +141,13 @@ async fn scripts_round(conn: &mut redis::aio::MultiplexedConnection, tag: &str) 
             .key(&keys[1])
             .key(&keys[2])
             .key(&keys[3])
+            .key(&keys[5])
+            .key(&keys[4])
             .arg(&token)
             .arg(30_000)
             .arg("0")
             .arg(2000)
+            .arg("x")
             .invoke_async(conn)
             .await
             .expect("acquire script");
@@ -150,13 +158,30 @@ async fn scripts_round(conn: &mut redis::aio::MultiplexedConnection, tag: &str) 
             .key(&keys[2])
             .key(&keys[3])
             .key(&keys[1])
+            .key(&keys[5])
+            .key(&keys[0])
             .arg(&token)
+            .arg("")
             .invoke_async(conn)
             .await
             .expect("release script");
         assert_eq!(released, 1);
     }
     micros(start.elapsed()) / OPS_PER_ROUND as f64
+}
+
+/// A script's source with its `-- @include lib/…` lines replaced by the
+/// libraries, as the backend loads it.
+fn with_libraries(source: &str) -> String {
+    source
+        .replace(
+            "-- @include lib/holds.lua",
+            include_str!("../src/scripts/lib/holds.lua"),
+        )
+        .replace(
+            "-- @include lib/queue.lua",
+            include_str!("../src/scripts/lib/queue.lua"),
+        )
 }
 
 /// Median microseconds of one PING.

@@ -1,9 +1,8 @@
 //! How lock names map to Redis keys.
 //!
 //! Every key of one lock shares a hash tag, `{<prefix><escaped name>}`, so the
-//! lock key, the fencing counter, the release channel and the waiters' queue
-//! live in one cluster
-//! slot. The name is escaped so `{` and `}` inside it cannot end or start the
+//! lock key, the holders set, the permit slots, the fencing counter, the
+//! release channel and the waiters' queue live in one cluster slot. The name is escaped so `{` and `}` inside it cannot end or start the
 //! tag: `%`, `{` and `}` become `%25`, `%7B`, `%7D` (an injective mapping, so two
 //! names never share keys). Names whose escaped form is long are shortened by
 //! [`LockName::key_within`] with a hash suffix.
@@ -16,15 +15,24 @@ const MAX_NAME_BYTES: usize = 512;
 /// The keys of one lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LockKeys {
-    /// Holds the owner token while the lock is held (expires with the ttl).
+    /// Holds the owner token while the lock is held exclusively (expires
+    /// with the ttl).
     pub lock: String,
+    /// Shared holders and permits: a sorted set of `<mode>:<owner token>` by
+    /// expiry (ms, server time), expiring with its latest member.
+    pub holders: String,
+    /// Redlock permits: permit `i` is the key `<permits>:<i>`, holding the
+    /// owner token while taken (expires with the ttl).
+    pub permits: String,
     /// The fencing counter (never expires, never deleted).
     pub fence: String,
     /// The channel the release script publishes on.
     pub channel: String,
-    /// Fair mode: the waiters' queue (sorted set of owner tokens by arrival).
+    /// Fair mode: the waiters' queue (sorted set of owner tokens by arrival;
+    /// an upgrade waits at score 0, first).
     pub queue: String,
-    /// Fair mode: each queued waiter's deadline (hash owner token -> ms).
+    /// Fair mode: each queued waiter's deadline, ttl and mode (hash owner
+    /// token -> `deadline_ms:ttl_ms:mode`).
     pub waiters: String,
 }
 
@@ -34,11 +42,26 @@ impl LockKeys {
         let tag = format!("{{{prefix}{escaped}}}");
         LockKeys {
             lock: format!("{tag}:lock"),
+            holders: format!("{tag}:holders"),
+            permits: format!("{tag}:permit"),
             fence: format!("{tag}:fence"),
             channel: format!("{tag}:released"),
             queue: format!("{tag}:queue"),
             waiters: format!("{tag}:waiters"),
         }
+    }
+
+    /// The key of Redlock permit slot `slot`.
+    pub(crate) fn permit(&self, slot: u32) -> String {
+        format!("{}:{slot}", self.permits)
+    }
+
+    /// The slot a permit key names, if it is one of this lock's.
+    pub(crate) fn permit_slot(&self, key: &str) -> Option<u32> {
+        key.strip_prefix(self.permits.as_str())?
+            .strip_prefix(':')?
+            .parse()
+            .ok()
     }
 }
 
@@ -69,6 +92,16 @@ mod tests {
         assert_eq!(k.lock, "{distlock:orders/42}:lock");
         assert_eq!(k.fence, "{distlock:orders/42}:fence");
         assert_eq!(k.channel, "{distlock:orders/42}:released");
+        assert_eq!(k.holders, "{distlock:orders/42}:holders");
+        assert_eq!(k.permit(3), "{distlock:orders/42}:permit:3");
+    }
+
+    #[test]
+    fn permit_keys_read_back_as_their_slot() {
+        let k = keys("orders/42");
+        assert_eq!(k.permit_slot(&k.permit(7)), Some(7));
+        assert_eq!(k.permit_slot(&k.lock), None);
+        assert_eq!(k.permit_slot(&keys("other").permit(7)), None);
     }
 
     #[test]

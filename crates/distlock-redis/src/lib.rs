@@ -3,7 +3,9 @@
 //! Distributed locks on Redis: [`RedisBackend`] on one instance, and
 //! [`RedlockBackend`] over several *independent* instances (not replicas of
 //! each other) using the Redlock algorithm, both with fencing tokens and with
-//! waiters woken by pub/sub.
+//! waiters woken by pub/sub. Both serve every mode of a name: the mutex
+//! (which is the write lock), readers and semaphore permits; one instance
+//! also upgrades a reader to the writer in place.
 //!
 //! ## URLs
 //!
@@ -45,13 +47,50 @@
 //!
 //! ## Keys
 //!
-//! A lock named `n` uses `{<prefix><n'>}:lock` (the owner token, expiring with
-//! the ttl), `{<prefix><n'>}:fence` (the fencing counter, kept forever), the
-//! channel `{<prefix><n'>}:released`, and in fair mode `{<prefix><n'>}:queue`
-//! and `{<prefix><n'>}:waiters` (expiring when nobody waits). `n'` is `n` with
-//! `%`, `{`, `}` percent-escaped (so the hash tag cannot be broken and all
-//! keys of a lock share a cluster slot) and shortened with a hash suffix when
-//! longer than 512 bytes.
+//! A lock named `n` uses `{<prefix><n'>}:lock` (the writer's owner token,
+//! expiring with the ttl), `{<prefix><n'>}:holders` (readers and permits: a
+//! sorted set of `<mode>:<owner token>` by expiry, expiring with its latest
+//! member), `{<prefix><n'>}:fence` (the fencing counter, kept forever), the
+//! channel `{<prefix><n'>}:released`, with Redlock permits
+//! `{<prefix><n'>}:permit:<i>` (permit slot `i`), and in fair mode
+//! `{<prefix><n'>}:queue` and `{<prefix><n'>}:waiters` (expiring when nobody
+//! waits). `n'` is `n` with `%`, `{`, `}` percent-escaped (so the hash tag
+//! cannot be broken and all keys of a lock share a cluster slot) and
+//! shortened with a hash suffix when longer than 512 bytes.
+//!
+//! ## Modes
+//!
+//! Every primitive is a [`Mode`](distlock_core::Mode) of one name, served by
+//! both backends (`shared` and `semaphore` are claimed; `upgrade` on one
+//! instance only). The scripts apply the core's compatibility rule
+//! ([`Mode::fits`](distlock_core::Mode::fits); in fair mode
+//! [`Mode::admitted`](distlock_core::Mode::admitted) on the queue), written
+//! once in `scripts/lib/holds.lua` and `scripts/lib/queue.lua` and checked
+//! against the core's by a test.
+//!
+//! - **Mutex / writer** ([`Mode::Exclusive`](distlock_core::Mode::Exclusive)):
+//!   the lock key, as ever; the acquire script refuses it while the holders
+//!   set exists (one `EXISTS`, the only cost the mutex pays for the other
+//!   modes). Round trips as below.
+//! - **Reader** ([`Mode::Shared`](distlock_core::Mode::Shared)): a member of
+//!   the holders set, refused while the lock key is held; one script per
+//!   operation, one round trip. Redlock: the same on every instance with a
+//!   majority; a reader majority and a writer majority share an instance,
+//!   where the later of the two was refused, so they never overlap.
+//! - **Semaphore** ([`Mode::Permit`](distlock_core::Mode::Permit)): one
+//!   instance counts the holders set's members (at most `limit`); a request
+//!   with another count than the holders or queued requests is
+//!   [`PermitMismatch`](distlock_core::LockError::PermitMismatch). Redlock
+//!   does *not* count (holders on {A,B}, {A,C}, {B,C} each have a majority of
+//!   three while every instance counts two): permit `i` of `n` is a mutex on
+//!   its own key `permit:<i>` taken on a majority, so at most `n` hold. Each
+//!   instance takes the first free slot from a random start in the same
+//!   script (one round trip); when instances gave different slots, the
+//!   majority's slot is kept and the others given back (one more round
+//!   trip). All slots share the name's fencing counter.
+//! - **Upgrade** (one instance): one script turns the reader's member into
+//!   the lock key once it is the only holder; while it waits it is first in
+//!   the queue. Not on Redlock (see `docs/backends/redis.md`).
 //!
 //! ## What it guarantees
 //!
@@ -64,13 +103,16 @@
 //! - **Liveness** is the ttl alone: a holder that vanishes frees the lock
 //!   after at most its ttl. There are no sessions; [`LockClient`] guards
 //!   extend themselves at a third of the ttl.
-//! - **Fencing tokens** strictly increase across holders. One instance: the
+//! - **Fencing tokens** strictly increase over every grant of a name, in any
+//!   mode (readers granted together get distinct tokens). One instance: the
 //!   acquire script `INCR`s the name's counter. Redlock: every granting
 //!   instance increments its counter in the same script; the token is the
-//!   highest value among them, and unless a quorum of them already hold that
-//!   value, it is written back (raise-only, and only while we hold the lock
-//!   there) to a quorum before the lease is returned. Two quorums intersect,
-//!   so the next holder's counters start above it. This survives instance
+//!   highest value among them, and unless a quorum of them reached that
+//!   value by their own `INCR`, it is written back (raise-only, only while we
+//!   hold there, and counted only where the write moved the counter up to
+//!   it) to a quorum before the lease is returned. Two quorums intersect,
+//!   so a grant requested later gets a higher counter, and no two grants
+//!   can both have moved one instance's counter to the same value. This survives instance
 //!   restarts only if the instances persist every write: `appendonly yes`
 //!   (Redis writes the AOF before replying, so a killed process loses
 //!   nothing) and `appendfsync always` to survive a machine crash too. An
@@ -84,12 +126,15 @@
 //!   a backoff delay). One pub/sub connection per instance per backend
 //!   client is shared by all its waiters; one task fans messages out.
 //! - **Fairness**: on one instance (by default) waiters queue on the server
-//!   (a sorted set of owner tokens by arrival) and only the oldest live
-//!   waiter may take a free lock. The release script *hands the lock over*:
-//!   it sets the lock to the oldest live waiter's owner token with that
-//!   waiter's ttl, increments the fencing counter and publishes
-//!   `<owner>:<token>`, so exactly that waiter wakes (no herd) and owns the
-//!   lock without a round trip of its own. Its validity counts from the send
+//!   (a sorted set of owner tokens by arrival, with each one's mode) and a
+//!   request goes only when it and every request before it fit together
+//!   ([`Mode::admitted`](distlock_core::Mode::admitted)): a reader arriving
+//!   while a writer waits queues behind it, permits go in order, readers at
+//!   the head go together. The release script *hands the name over*: it
+//!   grants every request the queue admits now (each with its own ttl and a
+//!   new fencing token) and publishes `<owner>:<token>` to each, so exactly
+//!   those waiters wake (no herd) and own their hold without a round trip
+//!   of their own. Its validity counts from the send
 //!   time of its last attempt that found the lock held (the hand-over carries a
 //!   higher fencing token than that attempt saw, so it happened later). A
 //!   client that releases and re-acquires at once goes to the back of the
@@ -99,10 +144,12 @@
 //!   up for at most its ttl, like a holder that vanished. A try without
 //!   waiting does not queue and fails while anyone waits. Redlock has no
 //!   queue (`fifo = false`): every waiter wakes on a release and they race;
-//!   each waiter is bounded only by its own wait.
-//! - **Round trips**: acquire 1 per attempt (Redlock: 1, or 2 when the
-//!   counters of the granting quorum disagree, plus 1 to give back a partial
-//!   hold; fair mode: none for a lock handed over by a release); extend 1 for
+//!   each waiter is bounded only by its own wait, and nothing keeps readers
+//!   from overtaking a waiting writer (the same with `fair=false`).
+//! - **Round trips** (every mode): acquire 1 per attempt (Redlock: 1, or 2
+//!   when the counters of the granting quorum disagree, plus 1 to give back
+//!   a partial hold or permit slots other than the majority's; fair mode:
+//!   none for a hold handed over by a release); upgrade as acquire; extend 1 for
 //!   up to 256 leases (the core splits
 //!   [`extend_many`](distlock_core::DistributedLock::extend_many) into
 //!   batches of that size, each one script call per instance); release 1;
@@ -228,15 +275,18 @@ impl LockBackend for RedisBackend {
     }
 
     /// Fencing, FIFO unless `fair=false`, notified waits, ttl expiry, lease
-    /// hand-off, batched extension; no sessions, no shared or permit modes.
+    /// hand-off, batched extension, readers, semaphores and upgrades; no
+    /// sessions.
     fn claims(&self) -> Capabilities {
         self.engine.claims()
     }
 
-    /// Takes the lock, waiting on its release channel between attempts.
+    /// Takes the name in `request.mode` (writer, reader or permit), waiting
+    /// on its release channel between attempts; in fair mode only when the
+    /// queue admits it (nobody overtakes an earlier waiter).
     ///
     /// Round trips: one per attempt; the first wait adds one SUBSCRIBE
-    /// unless the channel is still subscribed; a lock handed over by a
+    /// unless the channel is still subscribed; a hold handed over by a
     /// release (fair mode) costs none.
     ///
     /// # Cancel safety
@@ -247,8 +297,25 @@ impl LockBackend for RedisBackend {
         self.engine.grant(request).await
     }
 
-    /// Extends the lease if this owner still holds it (never revives an
-    /// expired one).
+    /// Turns the reader hold `lease` into the writer's in one script once
+    /// it is the only hold; while it waits it is first in the queue (fair
+    /// mode), so readers arriving meanwhile wait behind it.
+    ///
+    /// Round trips: as for [`grant`](LockBackend::grant); an upgrade
+    /// granted by the last other reader's release costs none.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future leaves the reader hold as it was: an upgrade that
+    /// may have happened is turned back into the reader hold, and the queue
+    /// left, in the background.
+    async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
+        let _ = lease; // `request` carries its name and owner
+        self.engine.upgrade(request).await
+    }
+
+    /// Extends the lease (any mode) if this owner still holds it (never
+    /// revives an expired one).
     ///
     /// Round trips: one.
     ///
@@ -259,7 +326,7 @@ impl LockBackend for RedisBackend {
         self.engine.renew(lease, ttl).await
     }
 
-    /// Extends every lease of the batch in one script call.
+    /// Extends every lease of the batch, of any modes, in one script call.
     ///
     /// Round trips: one for the whole batch.
     ///
@@ -275,8 +342,8 @@ impl LockBackend for RedisBackend {
         MAX_BATCH
     }
 
-    /// Releases the lock and hands it to the next waiter (fair mode) or
-    /// wakes every waiter.
+    /// Releases the hold (any mode) and hands the name to every request the
+    /// queue admits now (fair mode), or wakes every waiter.
     ///
     /// Round trips: one.
     ///
@@ -352,14 +419,15 @@ impl LockBackend for RedlockBackend {
     }
 
     /// Fencing, notified waits, ttl expiry, lease hand-off, batched
-    /// extension; no FIFO (waiters race), no sessions, no shared or permit
-    /// modes.
+    /// extension, readers and semaphores; no FIFO (waiters race), no
+    /// sessions, no upgrades.
     fn claims(&self) -> Capabilities {
         self.engine.claims()
     }
 
-    /// Takes the lock on a quorum, waiting on the instances' release
-    /// channels between attempts.
+    /// Takes the name in `request.mode` on a quorum (a permit: one permit
+    /// slot on a quorum), waiting on the instances' release channels between
+    /// attempts.
     ///
     /// Round trips: one per attempt on every instance in parallel, plus one
     /// when the fencing counters of the granting quorum disagree, plus one to
@@ -386,7 +454,8 @@ impl LockBackend for RedlockBackend {
         self.engine.renew(lease, ttl).await
     }
 
-    /// Extends every lease of the batch in one script call per instance.
+    /// Extends every lease of the batch, of any modes, in one script call
+    /// per instance.
     ///
     /// Round trips: one for the whole batch (every instance in parallel).
     ///
@@ -402,7 +471,8 @@ impl LockBackend for RedlockBackend {
         MAX_BATCH
     }
 
-    /// Releases the lock on every instance and wakes every waiter.
+    /// Releases the hold (any mode; a permit's slot) on every instance and
+    /// wakes every waiter.
     ///
     /// Round trips: one (every instance in parallel).
     ///

@@ -1,161 +1,82 @@
 //! One acquire attempt on every instance, in named steps: run the acquire
-//! script on each instance, count the quorum, settle the fencing token,
-//! grant — or undo the partial hold and say why not.
+//! script on each instance, count the quorum (per permit slot for Redlock
+//! permits), settle the fencing token, grant — or undo the partial hold and
+//! say why not.
 //!
 //! Round trips per attempt: one (all instances in parallel); for Redlock one
-//! more when the fencing counters of the granting quorum disagree, and one
-//! more to give back a partial hold.
+//! more when the fencing counters of the granting quorum disagree, one more
+//! to give back a partial hold, and one more when instances gave a Redlock
+//! permit on different slots.
 
 use std::collections::hash_map::RandomState;
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use distlock_core::cleanup::CleanupOnDrop;
-use distlock_core::sync::lock;
 use distlock_core::validity::valid_until;
 use distlock_core::waiting::Attempt;
-use distlock_core::{AcquireRequest, FencingToken, Grant, LockName, OwnerToken, Result};
+use distlock_core::{FencingToken, Grant, LockError, Mode, Result};
 use futures::future::join_all;
 use redis::ScriptInvocation;
 
 use crate::instance::CallError;
-use crate::keys::LockKeys;
 
+use super::acquisition::Acquisition;
+use super::hold::Hold;
 use super::{ttl_millis, Engine};
 
 /// What one instance answered to an acquire attempt.
 enum Vote {
-    /// Taken; the instance's fencing counter after its INCR.
-    Granted(u64),
+    /// Taken; the instance's fencing counter after its INCR, and the permit
+    /// slot it gave (Redlock permits).
+    Granted { counter: u64, slot: Option<u32> },
     /// Someone else holds it, for about this much longer.
     Held(Option<Duration>),
+    /// A permit request met permits of this other count.
+    Mismatch(u32),
+    /// An upgrade whose reader hold is gone.
+    Gone,
     /// No usable answer.
     Failed(CallError),
 }
 
-/// The state of one acquire across its attempts.
-pub(super) struct Acquisition {
-    engine: Arc<Engine>,
-    pub(super) name: LockName,
-    pub(super) keys: LockKeys,
-    /// The owner token the core drew for this acquire.
-    pub(super) owner: OwnerToken,
-    pub(super) ttl: Duration,
-    /// The caller waits (fair mode: it joins the waiters' queue).
-    pub(super) waits: bool,
-    /// Gives back what an unfinished acquire may hold, or leaves the queue,
-    /// when the acquire's future is dropped or its wait ran out.
-    undo: Mutex<CleanupOnDrop>,
-    /// Fair mode: we may have an entry in the waiters' queue.
-    queued: AtomicBool,
-    /// The last attempt got some instances but not a quorum (or its
-    /// validity was spent): retry after a short random pause rather than
-    /// waiting for a release message.
-    contended: AtomicBool,
-    /// Fair mode: the send time of the latest attempt that found the lock
-    /// held, and the fencing counter it saw. A hand-over carrying a higher
-    /// token happened after that attempt ran on the server, so after it was
-    /// sent: the handed-over lease counts from there (conservatively).
-    last_held: Mutex<Option<(Instant, u64)>>,
-}
-
-impl Acquisition {
-    pub(super) fn new(engine: &Arc<Engine>, request: &AcquireRequest) -> Self {
-        Acquisition {
-            engine: engine.clone(),
-            name: request.name.clone(),
-            keys: engine.keys(&request.name),
-            owner: request.owner,
-            ttl: request.options.ttl,
-            waits: request.options.wait.as_duration() != Some(Duration::ZERO),
-            undo: Mutex::new(CleanupOnDrop::new(engine.backend, "acquire attempt")),
-            queued: AtomicBool::new(false),
-            contended: AtomicBool::new(false),
-            last_held: Mutex::new(None),
-        }
-    }
-
-    /// The lock is ours: nothing to give back.
-    pub(super) fn finish(&self) {
-        lock(&self.undo).disarm();
-    }
-
-    /// True when the last attempt lost a split vote.
-    pub(super) fn contended(&self) -> bool {
-        self.contended.load(Ordering::SeqCst)
-    }
-
-    /// Arms the undo before a round trip that may take the lock (or queue us).
-    fn arm_undo(&self) {
-        let mut undo = lock(&self.undo);
-        if !undo.is_armed() {
-            undo.arm(self.undo_task());
-        }
-    }
-
-    /// After a failed attempt: nothing is left to undo when every partial
-    /// hold was given back and we are not queued.
-    fn settle_undo(&self, clean: bool) {
-        if clean && !self.queued.load(Ordering::SeqCst) {
-            lock(&self.undo).disarm();
-        }
-    }
-
-    /// Fair mode: leave the queue (and release a lock handed to us); otherwise
-    /// release the owner token on every instance. One round trip.
-    fn undo_task(&self) -> impl Future<Output = ()> + Send + 'static {
-        let (engine, keys, owner, ttl) =
-            (self.engine.clone(), self.keys.clone(), self.owner, self.ttl);
-        async move {
-            if engine.fair {
-                let _ = engine.abandon(&keys, owner, ttl).await;
-            } else {
-                let _ = engine.release_on(&engine.all(), &keys, owner, ttl).await;
-            }
-        }
-    }
-
-    /// Fair mode: the grant for a lock a release handed to us with fencing
-    /// token `fence` (no round trip). It counts from the send time of our
-    /// last attempt that found the lock held, which is before the hand-over;
-    /// `None` when that leaves less than half the ttl (the next attempt then
-    /// re-grants the lock to us, its holder, with a fresh expiry) or when the
-    /// hand-over is older than that attempt.
-    pub(super) fn handed_grant(&self, fence: u64) -> Option<Grant> {
-        let (since, seen) = (*lock(&self.last_held))?;
-        if fence <= seen {
-            return None;
-        }
-        if valid_until(since, self.ttl) <= Instant::now() + self.ttl / 2 {
-            return None;
-        }
-        tracing::trace!(
-            lock = %self.name, fencing = fence, backend = self.engine.backend,
-            "distlock.redis.handed_over"
-        );
-        Some(Grant::new(FencingToken(fence), since).with_data(self.keys.lock.clone()))
+impl Vote {
+    /// True when the instance certainly left nothing held for us.
+    fn holds_nothing(&self) -> bool {
+        matches!(self, Vote::Held(_) | Vote::Mismatch(_) | Vote::Gone)
     }
 }
+
+/// The instances that granted, each with its counter and permit slot.
+type Granted = Vec<(usize, u64, Option<u32>)>;
 
 impl Engine {
     /// One acquire attempt on every instance in parallel.
     ///
-    /// The lock is ours when a quorum granted it, the fencing token is
-    /// settled on a quorum, and validity remains after the round trips.
-    /// Otherwise the partial hold is given back and the attempt reports the
-    /// holder's remaining ttl (or a short pause after a split vote).
+    /// The hold is ours when a quorum granted it (the same permit slot, for
+    /// Redlock permits), the fencing token is settled on a quorum, and
+    /// validity remains after the round trips. Otherwise the partial hold
+    /// is given back and the attempt reports the holder's remaining ttl (or
+    /// a short pause after a split vote), or the refusal for good.
     pub(super) async fn attempt(&self, acq: &Acquisition) -> Result<Attempt> {
         acq.arm_undo();
         let sent = Instant::now();
         let votes = self.run_acquire_script(acq, sent).await;
         let granted = granted(&votes);
-        if let Some(grant) = self.grant_if_quorum(acq, &granted, sent).await {
+        let split = by_slot(&granted);
+        if let Some(grant) = self
+            .grant_if_quorum(acq, split.slot, &split.winners, sent)
+            .await
+        {
+            self.release_strays(acq, &split.strays).await;
             return Ok(Attempt::Acquired(grant));
         }
         let clean = self.undo_failed_quorum(acq, &votes).await;
+        if votes
+            .iter()
+            .any(|v| matches!(v, Vote::Mismatch(_) | Vote::Gone))
+        {
+            acq.left_queue(); // the script took us out of the queue
+        }
         acq.settle_undo(clean);
         self.refusal(acq, votes, !granted.is_empty())
     }
@@ -177,34 +98,63 @@ impl Engine {
             .collect()
     }
 
-    /// The acquire script's call: plain SET NX PX + INCR, or in fair mode the
-    /// queue-aware script (a caller that waits joins or refreshes its place).
+    /// The acquire script's call: in fair mode the queue-aware script (a
+    /// caller that waits joins or refreshes its place), for an upgrade the
+    /// upgrade script; otherwise the plain script of the hold's kind.
     fn acquire_invocation(&self, acq: &Acquisition) -> ScriptInvocation<'_> {
-        let owner = acq.owner.to_hex();
-        if self.fair {
-            if acq.waits {
-                acq.queued.store(true, Ordering::SeqCst);
+        let (keys, owner, ttl) = (&acq.keys, acq.owner.to_hex(), ttl_millis(acq.ttl));
+        if self.fair || acq.upgrade {
+            let queues = self.fair && acq.waits;
+            if queues {
+                acq.joins_queue();
             }
-            let mut invocation = self.scripts.fair_acquire.prepare_invoke();
+            let script = if acq.upgrade {
+                &self.scripts.upgrade
+            } else {
+                &self.scripts.fair_acquire
+            };
+            let mut invocation = script.prepare_invoke();
             invocation
-                .key(&acq.keys.lock)
-                .key(&acq.keys.fence)
-                .key(&acq.keys.queue)
-                .key(&acq.keys.waiters)
+                .key(&keys.lock)
+                .key(&keys.fence)
+                .key(&keys.queue)
+                .key(&keys.waiters)
+                .key(&keys.holders)
+                .key(&keys.channel)
                 .arg(owner)
-                .arg(ttl_millis(acq.ttl))
-                .arg(if acq.waits { "1" } else { "0" })
+                .arg(ttl)
+                .arg(if queues { "1" } else { "0" })
                 .arg(ttl_millis(self.config.queue_ttl));
-            invocation
-        } else {
-            let mut invocation = self.scripts.acquire.prepare_invoke();
-            invocation
-                .key(&acq.keys.lock)
-                .key(&acq.keys.fence)
-                .arg(owner)
-                .arg(ttl_millis(acq.ttl));
-            invocation
+            if !acq.upgrade {
+                invocation.arg(acq.hold.mode());
+            }
+            return invocation;
         }
+        let script = match &acq.hold {
+            Hold::Exclusive => &self.scripts.acquire,
+            Hold::Member { .. } => &self.scripts.acquire_shared,
+            Hold::Slot { .. } => &self.scripts.acquire_slot,
+        };
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&keys.lock)
+            .key(&keys.fence)
+            .key(&keys.holders)
+            .arg(owner)
+            .arg(ttl);
+        match &acq.hold {
+            Hold::Exclusive => {}
+            Hold::Member { mode } => {
+                invocation.arg(mode);
+            }
+            Hold::Slot { mode, limit, .. } => {
+                invocation
+                    .key(&keys.permits)
+                    .arg(mode)
+                    .arg(random() % u64::from(*limit));
+            }
+        }
+        invocation
     }
 
     /// One instance's answer as a vote; in fair mode a "held" answer also
@@ -220,11 +170,15 @@ impl Engine {
             Ok(reply) => reply,
         };
         match reply.as_slice() {
-            [1, counter, ..] => Vote::Granted(u64::try_from(*counter).unwrap_or(0)),
+            [1, counter, rest @ ..] => Vote::Granted {
+                counter: u64::try_from(*counter).unwrap_or(0),
+                slot: rest.first().and_then(|s| u32::try_from(*s).ok()),
+            },
+            [-1, declared, ..] => Vote::Mismatch(u32::try_from(*declared).unwrap_or(0)),
+            [-2, ..] => Vote::Gone,
             [_, pttl, rest @ ..] => {
                 if let (true, Some(counter)) = (self.fair, rest.first()) {
-                    let seen = u64::try_from(*counter).unwrap_or(0);
-                    *lock(&acq.last_held) = Some((sent, seen));
+                    acq.saw_held(sent, u64::try_from(*counter).unwrap_or(0));
                 }
                 Vote::Held(u64::try_from(*pttl).ok().map(Duration::from_millis))
             }
@@ -235,33 +189,39 @@ impl Engine {
         }
     }
 
-    /// Steps 2–4: with a quorum of grants, settle the fencing token and
-    /// grant while validity remains after the round trips.
+    /// Steps 3–4: with a quorum of grants (of one slot), settle the fencing
+    /// token and grant while validity remains after the round trips.
     async fn grant_if_quorum(
         &self,
         acq: &Acquisition,
-        granted: &[(usize, u64)],
+        slot: Option<u32>,
+        winners: &[(usize, u64)],
         sent: Instant,
     ) -> Option<Grant> {
-        if granted.len() < self.quorum {
+        if winners.len() < self.quorum {
             return None;
         }
-        let token = self.settle_fencing_token(acq, granted).await?;
+        let hold = acq.hold.on_slot(slot);
+        let token = self.settle_fencing_token(acq, &hold, winners).await?;
         if valid_until(sent, acq.ttl) <= Instant::now() {
             return None;
         }
-        Some(Grant::new(FencingToken(token), sent).with_data(acq.keys.lock.clone()))
+        Some(Grant::new(FencingToken(token), sent).with_data(hold.data(&acq.keys)))
     }
 
     /// Step 3: the fencing token is the highest counter among the granting
-    /// instances. When fewer than a quorum of them already hold that value,
-    /// it is written back to them (raise-only, and only while we hold the
-    /// lock there; one more round trip) and must land on a quorum. Any two
-    /// majorities intersect, so the next holder's counters start above it.
-    /// `None` when it could not be recorded on a quorum.
+    /// instances. Instances where our own INCR gave that value record it;
+    /// when fewer than a quorum did, it is written back to the others
+    /// (raise-only, and only while we hold there; one more round trip), and
+    /// an instance records it only if the write moved its counter up to it.
+    /// Any two majorities intersect, so a grant requested after this one
+    /// completed gets a higher counter; and since no two grants can move
+    /// one instance's counter to the same value, readers granted together
+    /// get distinct tokens. `None` when it could not be recorded on a quorum.
     async fn settle_fencing_token(
         &self,
         acq: &Acquisition,
+        hold: &Hold,
         granted: &[(usize, u64)],
     ) -> Option<u64> {
         let token = granted.iter().map(|(_, c)| *c).max().unwrap_or(0);
@@ -271,43 +231,65 @@ impl Engine {
         }
         let mut raise = self.scripts.raise_fence.prepare_invoke();
         raise
-            .key(&acq.keys.lock)
+            .key(hold.owning_key(&acq.keys))
             .key(&acq.keys.fence)
+            .key(&acq.keys.holders)
             .arg(acq.owner.to_hex())
-            .arg(token);
+            .arg(token)
+            .arg(hold.fence_member(acq.owner));
         let timeout = self.instance_timeout(acq.ttl);
         let raised = join_all(
             granted
                 .iter()
+                .filter(|(_, c)| *c < token)
                 .map(|(i, _)| self.instances[*i].invoke::<i64>(&raise, timeout)),
         )
         .await;
-        let recorded = raised.iter().filter(|r| matches!(r, Ok(1))).count();
+        let recorded = at_token + raised.iter().filter(|r| matches!(r, Ok(1))).count();
         (recorded >= self.quorum).then_some(token)
+    }
+
+    /// Step 5 (Redlock permits, granted): gives back the other slots some
+    /// instances gave us (one round trip, only when instances disagreed).
+    async fn release_strays(&self, acq: &Acquisition, strays: &[(usize, Option<u32>)]) {
+        join_all(strays.iter().map(|(i, slot)| {
+            let hold = acq.hold.on_slot(*slot);
+            async move {
+                self.release_on(&[*i], &acq.keys, acq.owner, &hold, acq.ttl)
+                    .await
+            }
+        }))
+        .await;
     }
 
     /// Step 5 (no grant): gives back what we got, and what may have landed
     /// on an instance that did not answer (one round trip). True when
-    /// nothing can be left held.
+    /// nothing can be left held. An upgrade gives nothing back here: its
+    /// undo (turning a writer back into the reader) stays armed instead.
     async fn undo_failed_quorum(&self, acq: &Acquisition, votes: &[Vote]) -> bool {
         let maybe_held: Vec<usize> = votes
             .iter()
             .enumerate()
-            .filter(|(_, v)| !matches!(v, Vote::Held(_)))
+            .filter(|(_, v)| !v.holds_nothing())
             .map(|(i, _)| i)
             .collect();
         if maybe_held.is_empty() {
             return true;
         }
-        self.release_on(&maybe_held, &acq.keys, acq.owner, acq.ttl)
+        if acq.upgrade {
+            return false;
+        }
+        self.release_on(&maybe_held, &acq.keys, acq.owner, &acq.hold, acq.ttl)
             .await
             .iter()
             .all(std::result::Result::is_ok)
     }
 
-    /// Step 6 (no grant): why not. An error when so many instances failed
-    /// that a quorum is out of reach (or one refused our credentials);
-    /// otherwise how long to wait before the next attempt.
+    /// Step 6 (no grant): why not. An error when the request is refused for
+    /// good (a permit count mismatch, an upgrade whose reader hold is gone),
+    /// or when so many instances failed that a quorum is out of reach (or
+    /// one refused our credentials); otherwise how long to wait before the
+    /// next attempt.
     fn refusal(&self, acq: &Acquisition, votes: Vec<Vote>, split_vote: bool) -> Result<Attempt> {
         let mut failures = Vec::new();
         let mut remaining: Option<Duration> = None;
@@ -321,7 +303,9 @@ impl Engine {
                         remaining = Some(remaining.map_or(p, |r| r.max(p)));
                     }
                 }
-                Vote::Granted(_) => {}
+                Vote::Mismatch(declared) => return Err(self.mismatch(acq, declared)),
+                Vote::Gone => return Err(LockError::not_held(acq.name.as_str())),
+                Vote::Granted { .. } => {}
             }
         }
         let auth_failed = failures
@@ -333,7 +317,7 @@ impl Engine {
             return Err(self.quorum_error(&format!("acquiring `{}`", acq.name), &failures));
         }
         let contended = split_vote || held == 0;
-        acq.contended.store(contended, Ordering::SeqCst);
+        acq.set_contended(contended);
         if contended {
             // A split vote between contenders (or validity spent): retry
             // after a short random pause so contenders do not collide again.
@@ -343,23 +327,98 @@ impl Engine {
         }
         Ok(Attempt::Held { remaining })
     }
+
+    /// The refusal of a permit request meeting permits of `declared`.
+    fn mismatch(&self, acq: &Acquisition, declared: u32) -> LockError {
+        LockError::PermitMismatch {
+            name: acq.name.to_string(),
+            declared,
+            requested: match acq.mode {
+                Mode::Permit { limit } => limit,
+                _ => 0,
+            },
+        }
+    }
 }
 
-/// Step 2: the instances that granted the lock, with their counters.
-fn granted(votes: &[Vote]) -> Vec<(usize, u64)> {
+/// Step 2: the instances that granted, with their counters and slots.
+fn granted(votes: &[Vote]) -> Granted {
     votes
         .iter()
         .enumerate()
         .filter_map(|(i, v)| match v {
-            Vote::Granted(c) => Some((i, *c)),
+            Vote::Granted { counter, slot } => Some((i, *counter, *slot)),
             _ => None,
         })
         .collect()
 }
 
-/// A random 1–10 ms pause after a split vote (the standard library's
-/// randomly keyed hasher is the random source).
+/// The grants of one attempt, split by permit slot.
+#[derive(Debug, PartialEq, Eq)]
+struct BySlot {
+    /// The slot most instances gave (`None` for holds without slots).
+    slot: Option<u32>,
+    /// The instances that gave it, with their counters.
+    winners: Vec<(usize, u64)>,
+    /// The instances that gave another slot, and which.
+    strays: Vec<(usize, Option<u32>)>,
+}
+
+/// Step 2 (Redlock permits): the slot most instances gave, its grants, and
+/// the grants of other slots. Each instance gives one slot, so at most one
+/// slot can have a majority. Holds without slots are one group.
+fn by_slot(granted: &Granted) -> BySlot {
+    let count = |slot: Option<u32>| granted.iter().filter(|(_, _, s)| *s == slot).count();
+    let slot = granted
+        .iter()
+        .map(|(_, _, s)| *s)
+        .max_by_key(|s| count(*s))
+        .flatten();
+    let mut split = BySlot {
+        slot,
+        winners: Vec::new(),
+        strays: Vec::new(),
+    };
+    for (i, counter, s) in granted {
+        if *s == slot {
+            split.winners.push((*i, *counter));
+        } else {
+            split.strays.push((*i, *s));
+        }
+    }
+    split
+}
+
+/// A random number (the standard library's randomly keyed hasher is the
+/// random source).
+fn random() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
+/// A random 1–10 ms pause after a split vote.
 fn contention_pause() -> Duration {
-    let random = RandomState::new().build_hasher().finish();
-    Duration::from_millis(1 + random % 10)
+    Duration::from_millis(1 + random() % 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slot_most_instances_gave_wins() {
+        let granted = vec![(0, 7, Some(2)), (1, 7, Some(1)), (3, 8, Some(2))];
+        assert_eq!(
+            by_slot(&granted),
+            BySlot {
+                slot: Some(2),
+                winners: vec![(0, 7), (3, 8)],
+                strays: vec![(1, Some(1))],
+            }
+        );
+        let split = by_slot(&vec![(0, 1, None), (2, 1, None)]);
+        assert_eq!(
+            (split.slot, split.winners.len(), split.strays.len()),
+            (None, 2, 0)
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Extend: one extend-script call per instance for a whole batch of leases.
+//! Extend: one extend-script call per instance for a whole batch of leases,
+//! of any modes.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use futures::future::join_all;
 
 use crate::instance::CallError;
 
+use super::hold::Hold;
 use super::{ttl_millis, Engine};
 
 /// What the instances answered for one lease of a batch.
@@ -33,36 +35,67 @@ impl Engine {
     }
 
     /// Extends every lease of `batch` to its own ttl: one extend-script call
-    /// per instance carrying every lease (one round trip, all instances in
-    /// parallel). A lease is renewed when a quorum extended it and validity
-    /// remains after the round trip; `NotHeld` when so many instances
-    /// refused it (expired, released, or taken by another owner) that a
-    /// quorum is impossible.
+    /// per instance carrying every lease, of any modes (one round trip, all
+    /// instances in parallel). A lease is renewed when a quorum extended it
+    /// and validity remains after the round trip; `NotHeld` when so many
+    /// instances refused it (expired, released, or taken by another owner)
+    /// that a quorum is impossible.
     pub(crate) async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        let holds: Vec<Result<Hold>> = batch
+            .iter()
+            .map(|(lease, _)| {
+                let keys = self.keys(lease.name());
+                Hold::of_lease(lease, &keys, !self.single(), self.backend)
+            })
+            .collect();
+        let sendable: Vec<(&Lease, Duration, &Hold)> = batch
+            .iter()
+            .zip(&holds)
+            .filter_map(|((lease, ttl), hold)| hold.as_ref().ok().map(|h| (lease, *ttl, h)))
+            .collect();
+        let sent = Instant::now();
+        let answers = self.run_extend_script(&sendable).await;
+        let mut k = 0;
+        batch
+            .iter()
+            .zip(holds)
+            .map(|((lease, ttl), hold)| {
+                hold?;
+                k += 1;
+                self.renewal(lease, *ttl, sent, tally(&answers, k - 1))
+            })
+            .collect()
+    }
+
+    /// The extend script with every lease of the batch, on every instance.
+    async fn run_extend_script(
+        &self,
+        batch: &[(&Lease, Duration, &Hold)],
+    ) -> Vec<std::result::Result<Vec<i64>, CallError>> {
         if batch.is_empty() {
             return Vec::new();
         }
-        let shortest = batch.iter().map(|(_, t)| *t).min().unwrap_or_default();
+        let shortest = batch.iter().map(|(_, t, _)| *t).min().unwrap_or_default();
         let timeout = self.instance_timeout(shortest);
         let mut invocation = self.scripts.extend.prepare_invoke();
-        for (lease, ttl) in batch {
+        for (lease, ttl, hold) in batch {
+            let keys = self.keys(lease.name());
+            invocation.key(hold.owning_key(&keys));
+            if !matches!(hold, Hold::Exclusive) {
+                invocation.key(&keys.holders);
+            }
             invocation
-                .key(self.keys(lease.name()).lock)
+                .arg(hold.extend_kind())
                 .arg(lease.owner().to_hex())
+                .arg(hold.member(lease.owner()))
                 .arg(ttl_millis(*ttl));
         }
-        let sent = Instant::now();
-        let answers = join_all(
+        join_all(
             self.instances
                 .iter()
                 .map(|i| i.invoke::<Vec<i64>>(&invocation, timeout)),
         )
-        .await;
-        batch
-            .iter()
-            .enumerate()
-            .map(|(k, (lease, ttl))| self.renewal(lease, *ttl, sent, tally(&answers, k)))
-            .collect()
+        .await
     }
 
     /// The answer for one lease of a batch.

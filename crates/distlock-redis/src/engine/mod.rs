@@ -1,13 +1,17 @@
 //! The algorithm shared by the single-instance backend and Redlock: a single
 //! instance is a quorum of one.
 //!
-//! The modules read top to bottom as the lock: [`acquire`] (one attempt on
-//! every instance), [`wait`] (the attempts and the waits between them),
-//! [`extend`], [`release`], [`status`]. This module holds what they share:
-//! the instances, the scripts, the per-instance timeout and the errors.
+//! The modules read top to bottom as the lock: [`hold`] (where a hold of
+//! each mode lives), [`acquisition`] (one acquire's state), [`acquire`] (one
+//! attempt on every instance), [`wait`] (the attempts and the waits between
+//! them; also the upgrade), [`extend`], [`release`], [`status`]. This module
+//! holds what they share: the instances, the scripts, the per-instance
+//! timeout and the errors.
 
 mod acquire;
+mod acquisition;
 mod extend;
+mod hold;
 mod release;
 mod scripts;
 mod status;
@@ -85,7 +89,8 @@ impl Engine {
         })
     }
 
-    /// What the backend promises (the conformance suite checks each claim).
+    /// What the backend promises (the conformance suite checks each claim):
+    /// every mode on both backends; upgrades on one instance only.
     pub(crate) fn claims(&self) -> Capabilities {
         Capabilities::builder()
             .fencing(true)
@@ -96,8 +101,9 @@ impl Engine {
             .lease_handoff(true)
             .cross_process(true)
             .batch_extend(true)
-            .shared(false)
-            .semaphore(false)
+            .shared(true)
+            .semaphore(true)
+            .upgrade(self.single())
             .min_ttl(MIN_TTL)
             .max_ttl(Capabilities::default().max_ttl)
             .build()

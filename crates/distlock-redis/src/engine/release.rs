@@ -1,5 +1,5 @@
-//! Release: compare owner, delete, and wake (or hand the lock to) the next
-//! waiter, on every instance.
+//! Release: compare owner, free the hold, and grant whoever may go now (or
+//! wake every waiter), on every instance.
 
 use std::time::Duration;
 
@@ -9,15 +9,17 @@ use futures::future::join_all;
 use crate::instance::CallError;
 use crate::keys::LockKeys;
 
+use super::hold::Hold;
 use super::Engine;
 
 impl Engine {
     /// Gives `lease` back on every instance (one round trip, in parallel).
-    /// `NotHeld` when no instance held the lock for this owner.
+    /// `NotHeld` when no instance held it for this owner.
     pub(crate) async fn revoke(&self, lease: &Lease) -> Result<()> {
         let keys = self.keys(lease.name());
+        let hold = Hold::of_lease(lease, &keys, !self.single(), self.backend)?;
         let answers = self
-            .release_on(&self.all(), &keys, lease.owner(), lease.ttl())
+            .release_on(&self.all(), &keys, lease.owner(), &hold, lease.ttl())
             .await;
         let released = answers.iter().filter(|a| matches!(a, Ok(1))).count();
         let refused = answers.iter().filter(|a| matches!(a, Ok(0))).count();
@@ -36,25 +38,49 @@ impl Engine {
     }
 
     /// Runs the release script on the given instances in parallel (one round
-    /// trip): compare owner, DEL, PUBLISH on the release channel (naming the
-    /// next waiter in fair mode, everyone otherwise). Each answer is 1 when
-    /// that instance released the lock, 0 when it did not hold it for `owner`.
+    /// trip): compare owner, free the hold, then grant the requests the queue
+    /// admits now (fair mode) or PUBLISH `*`. A Redlock permit whose slot is
+    /// not known (an unfinished acquire) is released from whichever slot
+    /// this owner holds. Each answer is 1 when that instance released the
+    /// hold, 0 when it did not hold it for `owner`.
     pub(super) async fn release_on(
         &self,
         indexes: &[usize],
         keys: &LockKeys,
         owner: OwnerToken,
+        hold: &Hold,
         ttl: Duration,
     ) -> Vec<std::result::Result<i64, CallError>> {
         let timeout = self.instance_timeout(ttl);
-        let mut invocation = self.scripts.release.prepare_invoke();
-        invocation
-            .key(&keys.lock)
-            .key(&keys.channel)
-            .key(&keys.queue)
-            .key(&keys.waiters)
-            .key(&keys.fence)
-            .arg(owner.to_hex());
+        let invocation = match hold {
+            Hold::Slot {
+                slot: None, limit, ..
+            } => {
+                let mut invocation = self.scripts.release_slots.prepare_invoke();
+                invocation
+                    .key(&keys.holders)
+                    .key(&keys.permits)
+                    .key(&keys.channel)
+                    .arg(owner.to_hex())
+                    .arg(hold.member(owner))
+                    .arg(*limit);
+                invocation
+            }
+            _ => {
+                let mut invocation = self.scripts.release.prepare_invoke();
+                invocation
+                    .key(hold.owning_key(keys))
+                    .key(&keys.channel)
+                    .key(&keys.queue)
+                    .key(&keys.waiters)
+                    .key(&keys.fence)
+                    .key(&keys.holders)
+                    .key(&keys.lock)
+                    .arg(owner.to_hex())
+                    .arg(hold.member(owner));
+                invocation
+            }
+        };
         join_all(
             indexes
                 .iter()
@@ -63,12 +89,16 @@ impl Engine {
         .await
     }
 
-    /// Fair mode: leaves the queue and releases whatever this owner holds (one
-    /// round trip); wakes the next waiter when we were first in line.
+    /// Single instance: leaves the queue and undoes what this owner may have
+    /// been granted (one round trip): releases the hold it asked for, or, for
+    /// an `upgrade`, turns the writer it became back into the reader it was.
+    /// Grants whoever may go afterwards.
     pub(super) async fn abandon(
         &self,
         keys: &LockKeys,
         owner: OwnerToken,
+        hold: &Hold,
+        upgrade: bool,
         ttl: Duration,
     ) -> std::result::Result<i64, CallError> {
         let mut invocation = self.scripts.abandon.prepare_invoke();
@@ -78,7 +108,10 @@ impl Engine {
             .key(&keys.queue)
             .key(&keys.waiters)
             .key(&keys.fence)
-            .arg(owner.to_hex());
+            .key(&keys.holders)
+            .arg(owner.to_hex())
+            .arg(hold.member(owner))
+            .arg(if upgrade { "1" } else { "0" });
         self.instances[0]
             .invoke::<i64>(&invocation, self.instance_timeout(ttl))
             .await

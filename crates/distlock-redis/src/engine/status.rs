@@ -14,13 +14,19 @@ const STATUS_TTL: Duration = Duration::from_secs(10);
 
 impl Engine {
     /// Reads the status on every instance (one round trip, in parallel).
-    /// Held when a quorum reports a holder; `expires_in` is how long until
-    /// fewer than a quorum do; the fencing token is the highest counter seen.
+    /// Held when a quorum reports a holder (of any mode); `expires_in` is
+    /// how long until fewer than a quorum do (for readers and permits: until
+    /// the longest-lived of them expires); the fencing token is the highest
+    /// counter seen.
     pub(crate) async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let keys = self.keys(name);
         let timeout = self.instance_timeout(STATUS_TTL);
         let mut invocation = self.scripts.status.prepare_invoke();
-        invocation.key(&keys.lock).key(&keys.fence).key(&keys.queue);
+        invocation
+            .key(&keys.lock)
+            .key(&keys.fence)
+            .key(&keys.queue)
+            .key(&keys.holders);
         let answers = join_all(
             self.instances
                 .iter()

@@ -11,21 +11,22 @@ use std::time::Duration;
 
 use distlock_core::sync::lock;
 use distlock_core::waiting::{notified_acquire, Attempt};
-use distlock_core::{AcquireRequest, Grant, Result};
+use distlock_core::{AcquireOptions, AcquireRequest, Grant, Result};
 
 use crate::notify::Subscription;
 
-use super::acquire::Acquisition;
+use super::acquisition::Acquisition;
 use super::Engine;
 
 impl Engine {
-    /// Takes the lock for `request.owner`, waiting up to `request.options.wait`.
+    /// Takes the name in `request.mode` for `request.owner`, waiting up to
+    /// `request.options.wait`.
     ///
     /// Round trips: one per attempt (all instances in parallel), plus one
     /// more in parallel for Redlock when the fencing counters of a majority
     /// disagree, plus one SUBSCRIBE (per instance, in parallel) before the
-    /// first wait unless the channel is still subscribed. In fair mode a lock
-    /// handed over by a release costs no round trip at all.
+    /// first wait unless the channel is still subscribed. In fair mode a
+    /// hold handed over by a release costs no round trip at all.
     ///
     /// # Cancel safety
     ///
@@ -34,18 +35,48 @@ impl Engine {
     /// (fair mode: leaves the queue) in the background; the subscription is
     /// dropped with it.
     pub(crate) async fn grant(self: &Arc<Self>, request: &AcquireRequest) -> Result<Option<Grant>> {
-        let acq = Acquisition::new(self, request);
+        let acq = Acquisition::new(self, request)?;
+        self.acquire(&acq, &request.options).await
+    }
+
+    /// Turns `request.owner`'s reader hold into the writer's once it is the
+    /// only hold, waiting up to `request.options.wait` (single instance).
+    /// In fair mode the waiting upgrade is first in line, so readers arriving
+    /// meanwhile queue behind it.
+    ///
+    /// Round trips: as for [`grant`](Self::grant).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the reader hold as it was: an upgrade
+    /// that may have happened (in flight, or handed over by a release) is
+    /// turned back into the reader hold, and the queue entry removed, in the
+    /// background.
+    pub(crate) async fn upgrade(
+        self: &Arc<Self>,
+        request: &AcquireRequest,
+    ) -> Result<Option<Grant>> {
+        let acq = Acquisition::upgrade(self, request);
+        self.acquire(&acq, &request.options).await
+    }
+
+    /// Attempts and waits until `acq` is granted or the wait ends.
+    async fn acquire(
+        self: &Arc<Self>,
+        acq: &Acquisition,
+        options: &AcquireOptions,
+    ) -> Result<Option<Grant>> {
         let waiter = Waiter {
             engine: self,
-            acq: &acq,
+            acq,
             subscription: Mutex::new(None),
             handed: Mutex::new(None),
             needed: self.instances.len() - self.quorum + 1,
-            timeout: self.instance_timeout(request.options.ttl),
+            timeout: self.instance_timeout(options.ttl),
         };
-        let mut polling = request.options.backoff.delays();
+        let mut polling = options.backoff.delays();
         let result = notified_acquire(
-            &request.options,
+            options,
             || waiter.attempt(),
             |bound| waiter.wait(bound, polling.next_delay()),
         )
@@ -71,7 +102,7 @@ struct Waiter<'a> {
 }
 
 impl Waiter<'_> {
-    /// A lock handed over by a release, else one attempt — preceded, the
+    /// A hold handed over by a release, else one attempt — preceded, the
     /// first time a waiting caller finds the lock held, by subscribing and a
     /// second attempt.
     async fn attempt(&self) -> Result<Attempt> {

@@ -1,48 +1,59 @@
--- Gives up an acquire (fair mode): releases the lock if this owner holds it
--- (it may have been handed over just now), and leaves the waiters' queue.
+-- Gives up an acquire or an upgrade (single instance): leaves the waiters'
+-- queue, and undoes what a hand-over or an unanswered attempt may have
+-- granted.
 --
 -- KEYS[1]  the lock key
 -- KEYS[2]  the release channel
 -- KEYS[3]  the waiters' queue
--- KEYS[4]  the waiters' entries: owner token -> "deadline_ms:ttl_ms"
+-- KEYS[4]  the waiters' entries
 -- KEYS[5]  the fencing counter
+-- KEYS[6]  the holders set
 -- ARGV[1]  the owner token
+-- ARGV[2]  the member this acquire would hold ('<mode>:<owner>'), or ''
+--          for a writer
+-- ARGV[3]  '1' for an upgrade: a reader turned writer just now becomes the
+--          reader it was (same owner, the expiry it had left), never freed
 --
--- When the lock is free afterwards, it is handed to the next live waiter as
--- the release script does (or `*` is published when nobody waits).
+-- When anything changed, grants whoever may go now as the release script
+-- does (or publishes `*` when nobody queues).
 --
--- Returns 1 when the lock was held by this owner and is now released,
+-- Returns 1 when this owner held (as the acquire asked) and now released,
 -- 0 otherwise.
-local function hand_over()
-  local t = redis.call('TIME')
-  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  while true do
-    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head then
-      redis.call('PUBLISH', KEYS[2], '*')
-      return
+
+-- @include lib/holds.lua
+-- @include lib/queue.lua
+
+local k = {
+  lock = KEYS[1], fence = KEYS[5], queue = KEYS[3], waiters = KEYS[4],
+  holders = KEYS[6], channel = KEYS[2],
+}
+local owner, member, upgrade = ARGV[1], ARGV[2], ARGV[3] == '1'
+local now = now_ms()
+local released, changed = 0, false
+if upgrade then
+  if redis.call('GET', k.lock) == owner then
+    local pttl = redis.call('PTTL', k.lock)
+    redis.call('DEL', k.lock)
+    if pttl > 0 then
+      redis.call('ZADD', k.holders, now + pttl, 's:' .. owner)
+      touch(k.holders)
     end
-    local entry = redis.call('HGET', KEYS[4], head) or '0:0'
-    local deadline, ttl = string.match(entry, '^(%d+):(%d+)$')
-    redis.call('ZREM', KEYS[3], head)
-    redis.call('HDEL', KEYS[4], head)
-    if deadline and tonumber(deadline) > now_ms and tonumber(ttl) > 0 then
-      redis.call('SET', KEYS[1], head, 'PX', ttl)
-      local fence = redis.call('INCR', KEYS[5])
-      redis.call('PUBLISH', KEYS[2], head .. ':' .. fence)
-      return
-    end
+    changed = true
+  end
+else
+  if redis.call('GET', k.lock) == owner then
+    redis.call('DEL', k.lock)
+    released = 1
+  end
+  if member ~= '' and redis.call('ZREM', k.holders, member) == 1 then
+    touch(k.holders)
+    released = 1
   end
 end
-
-local released = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  released = 1
+if leave(k, owner) == 1 then
+  changed = true
 end
-local queued = redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-if (released == 1 or queued == 1) and redis.call('EXISTS', KEYS[1]) == 0 then
-  hand_over()
+if released == 1 or changed then
+  wake(k, now)
 end
 return released

@@ -1,18 +1,26 @@
--- Takes the lock if it is free and advances the name's fencing counter.
+-- Takes the lock exclusively if nobody holds it (no queue: fair=false and
+-- Redlock) and advances the name's fencing counter.
 --
 -- KEYS[1]  the lock key            ({prefix name}:lock)
 -- KEYS[2]  the fencing counter     ({prefix name}:fence)
+-- KEYS[3]  the holders set         ({prefix name}:holders; readers, permits)
 -- ARGV[1]  the owner token (32 hex digits)
 -- ARGV[2]  the ttl in milliseconds
 --
--- An owner that already holds the lock (a retry after a reply was lost) gets
--- it again with a fresh expiry.
+-- The holders set exists exactly while a reader or permit holds the name
+-- (it expires with its latest member), so one EXISTS refuses the writer
+-- beside them. An owner that already holds the lock (a retry after a reply
+-- was lost) gets it again with a fresh expiry.
 --
 -- Returns {1, counter} when the lock was taken: `counter` is the value of the
 -- fencing counter after INCR (the single-instance fencing token; Redlock
 -- combines the counters of a majority).
 -- Returns {0, pttl} when someone else holds it: `pttl` is the holder's
--- remaining time to live in milliseconds (-1 when the key has no expiry).
+-- remaining time to live in milliseconds (for readers or permits: until the
+-- last of them expires; -1 when the key has no expiry).
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {0, redis.call('PTTL', KEYS[3])}
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
     or (redis.call('GET', KEYS[1]) == ARGV[1]
         and redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1) then

@@ -1,49 +1,70 @@
--- Releases the lock if this owner holds it, and hands it to the next waiter.
+-- Releases a hold of this owner (any mode), and grants whoever may go now.
 --
--- KEYS[1]  the lock key
+-- KEYS[1]  the key holding the owner token: the lock key, or a Redlock
+--          permit slot
 -- KEYS[2]  the release channel ({prefix name}:released)
 -- KEYS[3]  the waiters' queue (fair mode; absent otherwise)
--- KEYS[4]  the waiters' entries: owner token -> "deadline_ms:ttl_ms"
+-- KEYS[4]  the waiters' entries
 -- KEYS[5]  the fencing counter
+-- KEYS[6]  the holders set
+-- KEYS[7]  the lock key
 -- ARGV[1]  the owner token
+-- ARGV[2]  the holder's member of the holders set ('<mode>:<owner>'), or ''
+--          for a writer
 --
--- Without a queue, publishes `*` (wake every waiter; they race).
--- With one, the oldest live waiter (entries whose deadline passed are
--- dropped) leaves the queue and gets the lock at once: its owner token is
--- SET with its own ttl, the fencing counter is INCRed, and
--- `<owner token>:<counter>` is published so it needs no round trip of its own.
+-- A writer's release without a queue is compare, DEL, PUBLISH `*` (wake
+-- every waiter; they race), before the libraries are even loaded.
+-- With one, every request the queue admits now is granted in arrival order
+-- (lib/queue.lua `admit`: readers together, permits up to the count, or the
+-- one writer), each told `<owner token>:<counter>` so it needs no round
+-- trip of its own; `*` when nobody was left to grant.
 --
--- Returns 1 when the lock was held by this owner and is now released (and
--- handed over or announced), 0 when it was not held by this owner.
-local function hand_over()
+-- Returns 1 when this owner held and now released, 0 when it did not hold
+-- (an expired member is dropped but counts as not held).
+local released = 0
+if ARGV[2] == '' then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+  end
+  redis.call('DEL', KEYS[1])
   if redis.call('EXISTS', KEYS[3]) == 0 then
     redis.call('PUBLISH', KEYS[2], '*')
-    return
+    return 1
   end
-  local t = redis.call('TIME')
-  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  while true do
-    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head then
-      redis.call('PUBLISH', KEYS[2], '*')
-      return
-    end
-    local entry = redis.call('HGET', KEYS[4], head) or '0:0'
-    local deadline, ttl = string.match(entry, '^(%d+):(%d+)$')
-    redis.call('ZREM', KEYS[3], head)
-    redis.call('HDEL', KEYS[4], head)
-    if deadline and tonumber(deadline) > now_ms and tonumber(ttl) > 0 then
-      redis.call('SET', KEYS[1], head, 'PX', ttl)
-      local fence = redis.call('INCR', KEYS[5])
-      redis.call('PUBLISH', KEYS[2], head .. ':' .. fence)
-      return
-    end
-  end
+  released = 1
 end
 
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  hand_over()
+-- @include lib/holds.lua
+-- @include lib/queue.lua
+
+local k = {
+  lock = KEYS[7], fence = KEYS[5], queue = KEYS[3], waiters = KEYS[4],
+  holders = KEYS[6], channel = KEYS[2],
+}
+local owner, member = ARGV[1], ARGV[2]
+local now = now_ms()
+if member ~= '' then
+  -- KEYS[1] holds the owner token for a Redlock permit (its slot), and
+  -- for a reader upgraded meanwhile (the lock key).
+  if redis.call('GET', KEYS[1]) == owner then
+    redis.call('DEL', KEYS[1])
+    released = 1
+  end
+  local score = redis.call('ZSCORE', k.holders, member)
+  if score then
+    redis.call('ZREM', k.holders, member)
+    touch(k.holders)
+    if tonumber(score) >= now then
+      released = 1
+    end
+  end
+end
+if released == 0 then
+  return 0
+end
+if redis.call('EXISTS', k.queue) == 0 then
+  redis.call('PUBLISH', k.channel, '*')
   return 1
 end
-return 0
+wake(k, now)
+return 1

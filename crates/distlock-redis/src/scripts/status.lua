@@ -3,14 +3,20 @@
 -- KEYS[1]  the lock key
 -- KEYS[2]  the fencing counter
 -- KEYS[3]  the waiters' queue (fair mode; absent otherwise)
+-- KEYS[4]  the holders set (readers, permits)
 --
--- Returns {pttl, counter, waiters}: `pttl` is the holder's remaining time to
--- live in milliseconds (-2 when nobody holds the lock, -1 for a key without
+-- Returns {pttl, counter, waiters}: `pttl` is the remaining time to live
+-- of the writer, or of the longest-lived reader or permit holder, in
+-- milliseconds (-2 when nobody holds the name, -1 for a key without
 -- expiry), `counter` the fencing counter (0 when no token was ever issued),
 -- `waiters` the length of the waiters' queue (0 without one; it may still
 -- count waiters that vanished until their entries are pruned).
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl == -2 then
+  pttl = redis.call('PTTL', KEYS[4])
+end
 return {
-  redis.call('PTTL', KEYS[1]),
+  pttl,
   tonumber(redis.call('GET', KEYS[2]) or '0'),
   redis.call('ZCARD', KEYS[3])
 }
