@@ -121,22 +121,30 @@ impl LockBackend for ZkBackend {
             .lease_handoff(true)
             .cross_process(true)
             .batch_extend(true)
-            .shared(false)
-            .semaphore(false)
+            .shared(true)
+            .semaphore(true)
+            .upgrade(true)
             .min_ttl(MIN_TTL)
             .max_ttl(MAX_TTL)
             .build()
     }
 
-    /// Queues a protected ephemeral sequential node and waits until it is
-    /// first in line (see the `acquire` module for the steps).
+    /// Queues a protected ephemeral sequential node tagged with the mode and
+    /// waits until it and every node before it fit together (see the
+    /// `acquire` and `turn` modules): a writer when first in line, a reader
+    /// when no writer or permit is before it, a permit when fewer than its
+    /// count of permits are before it. A permit whose count differs from the
+    /// earliest permit before it deletes its node and fails with
+    /// `PermitMismatch`.
     ///
     /// Round trips: uncontended 2 (create, list); contended: create, list,
-    /// then per wake-up one watch registration and one list. A name's first
-    /// use adds 1–2 to create its container parents; giving up at the
-    /// deadline adds 1 (delete our node). If the session ends while waiting,
-    /// the attempt starts over on a new session (losing its place in line)
-    /// while the wait allows.
+    /// then per wake-up one list and one round-trip time of watch
+    /// registrations (one node for a writer or reader, up to `limit` nodes
+    /// for a permit). A name's first use adds 1–2 to create its container
+    /// parents; giving up at the deadline or on a permit mismatch adds 1
+    /// (delete our node). If the session ends while waiting, the attempt
+    /// starts over on a new session (losing its place in line) while the
+    /// wait allows.
     ///
     /// # Cancel safety
     ///
@@ -146,6 +154,28 @@ impl LockBackend for ZkBackend {
     /// never seen.
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         acquire::grant(&self.inner.sessions, &self.inner.tree, request).await
+    }
+
+    /// Queues a writer node with the lease's owner token behind its reader
+    /// node, which stays; the writer node holds once the reader node is the
+    /// only node before it. Later readers and writers queue behind the
+    /// writer node; a writer or permit that queued behind the reader before
+    /// the upgrade was asked waits for the reader while the upgrade waits
+    /// for it, until one of the two waits ends (as two upgrading readers
+    /// do). The new fencing token is the writer node's creation zxid. The
+    /// upgraded lease carries both nodes; its release deletes both.
+    ///
+    /// Round trips: as for a writer's acquire (create, list, watch per
+    /// wake-up); giving up adds 1 (delete the writer node). `NotHeld` (after
+    /// deleting the writer node) when the reader node is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the shared hold as it was: the armed
+    /// clean-up deletes the writer node (found by owner token) and never
+    /// the reader node.
+    async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
+        acquire::upgrade(&self.inner.sessions, &self.inner.tree, lease, request).await
     }
 
     /// Confirms the node still exists with our fencing token (creation zxid)
@@ -177,9 +207,11 @@ impl LockBackend for ZkBackend {
         extend::MAX_BATCH
     }
 
-    /// Deletes the node, waking the contender that watches it.
+    /// Deletes the node, waking the contenders that watch it (an upgraded
+    /// hold deletes its writer and reader nodes together).
     ///
-    /// Round trips: 1 (delete). A delete that got no answer or a transient
+    /// Round trips: 1 (delete; a multi-request of two deletes for an
+    /// upgraded hold, plus 2 if one of its nodes was already gone). A delete that got no answer or a transient
     /// refusal is retried in the background (list, delete) for as long as
     /// the session lives, and the call reports the error.
     ///
@@ -200,9 +232,11 @@ impl LockBackend for ZkBackend {
         self.inner.sessions.liveness_of(node.session)
     }
 
-    /// Lists the queue and reads the first node's creation zxid.
+    /// Lists the queue and reads the creation zxid of its last holder (the
+    /// newest token among the holders); `waiters` counts the nodes behind
+    /// the holders.
     ///
-    /// Round trips: 2 (list, `exists`), again if the holder left in between.
+    /// Round trips: 2 (list, `exists`), again if that holder left in between.
     ///
     /// # Cancel safety
     ///

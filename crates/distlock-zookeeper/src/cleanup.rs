@@ -22,10 +22,16 @@ const ROUNDS: usize = 50;
 /// Pause between rounds while the ensemble does not answer.
 const PAUSE: Duration = Duration::from_millis(100);
 
-/// Deletes every queue node of `owner` (hex) under `dir`: per round, list
-/// the directory (1 round trip) and delete ours (1 each), retrying through
-/// disconnects for as long as the session lives.
-pub(crate) async fn remove_queue_nodes(session: Arc<Session>, dir: String, owner: String) {
+/// Deletes every queue node of `owner` (hex) under `dir` but `keep` (the
+/// reader node an upgrade leaves as it was): per round, list the directory
+/// (1 round trip) and delete ours (1 each), retrying through disconnects
+/// for as long as the session lives.
+pub(crate) async fn remove_queue_nodes(
+    session: Arc<Session>,
+    dir: String,
+    owner: String,
+    keep: Option<String>,
+) {
     for _ in 0..ROUNDS {
         if session.is_lost() {
             return; // ephemeral: the nodes went (or go) with the session
@@ -39,18 +45,49 @@ pub(crate) async fn remove_queue_nodes(session: Arc<Session>, dir: String, owner
                 continue;
             }
         };
-        if delete_all_of(&session, &dir, &owner, &children).await {
+        let ours = Ours {
+            owner: &owner,
+            keep: keep.as_deref(),
+        };
+        if delete_all_of(&session, &dir, ours, &children).await {
             return;
         }
         tokio::time::sleep(PAUSE).await;
     }
 }
 
-/// Deletes `owner`'s nodes among `children` (1 round trip each); true when
-/// none is left.
-async fn delete_all_of(session: &Session, dir: &str, owner: &str, children: &[String]) -> bool {
+/// Deletes the queue node at `path` at once (1 round trip: it may be
+/// holding up others), then every other node of `owner` under `dir` but
+/// `keep`, as [`remove_queue_nodes`] does.
+pub(crate) async fn remove_queue_node(
+    session: Arc<Session>,
+    path: String,
+    dir: String,
+    owner: String,
+    keep: Option<String>,
+) {
+    if !session.is_lost() {
+        delete_node(&session, &path).await;
+    }
+    remove_queue_nodes(session, dir, owner, keep).await;
+}
+
+/// Which nodes a clean-up removes: those of `owner` (hex), except `keep`.
+#[derive(Clone, Copy)]
+struct Ours<'a> {
+    owner: &'a str,
+    keep: Option<&'a str>,
+}
+
+/// Deletes our nodes among `children` (1 round trip each); true when none
+/// is left.
+async fn delete_all_of(session: &Session, dir: &str, ours: Ours<'_>, children: &[String]) -> bool {
     let mut done = true;
-    for node in queue(children).into_iter().filter(|n| n.owner == owner) {
+    let line = queue(children);
+    let mine = line
+        .iter()
+        .filter(|n| n.owner == ours.owner && Some(n.name.as_str()) != ours.keep);
+    for node in mine {
         let path = format!("{dir}/{}", node.name);
         if delete_node(session, &path).await {
             tracing::debug!(node = %path, "distlock.zookeeper.queue_node_removed");

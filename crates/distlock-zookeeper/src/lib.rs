@@ -2,8 +2,11 @@
 //!
 //! A [`LockBackend`](distlock_core::LockBackend) on a ZooKeeper ensemble,
 //! built on the `zookeeper-client` crate with the classic queue recipe: every
-//! contender creates an ephemeral sequential node, the lowest sequence holds
-//! the lock, and everyone else watches only the node right before theirs.
+//! contender creates an ephemeral sequential node tagged with its mode, the
+//! head of the line that fits together holds the name, and everyone else
+//! watches only the nodes that decide its turn. It serves every mode of a
+//! name: the mutex (= the writer of a reader-writer lock), readers,
+//! semaphore permits, and the upgrade of a reader to the writer.
 //! The core's checked layer makes it a
 //! [`DistributedLock`](distlock_core::DistributedLock): it validates options
 //! and leases, draws owner tokens, computes lease validity, batches
@@ -20,6 +23,16 @@
 //! let guard = client.lock("invoices/2026-11").await?;
 //! // … pass guard.fencing_token() to the protected store …
 //! guard.release().await?;
+//!
+//! // Readers share the name; a writer (the same hold as `lock`) waits for them.
+//! let reader = client.read_lock("reports/2026-11").await?;
+//! reader.upgrade().await?; // now the writer, with a greater fencing token
+//! reader.release().await?;
+//!
+//! // At most four holders at once.
+//! let slots = client.semaphore("render-slots", 4)?;
+//! let slot = slots.acquire().await?;
+//! slot.release().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -38,16 +51,25 @@
 //! it) and bounded to 240 bytes with a hash suffix for longer names. The prefix
 //! and every directory are *container* nodes: the server deletes them once
 //! they are empty, so names that are no longer used leave nothing behind.
-//! Each contender's node is `<owner token>-<sequence>`; the owner token
-//! (random, drawn by the core for each acquire) is the "protection" that
-//! lets a contender whose create reply was lost find its own node.
+//! Each contender's node is `<owner token>-<sequence>` (exclusive),
+//! `<owner token>-s-<sequence>` (shared) or `<owner token>-p<limit>-<sequence>`
+//! (a permit of a semaphore of `limit`); the owner token (random, drawn by
+//! the core for each acquire) is the "protection" that lets a contender
+//! whose create reply was lost find its own node, and the tag lets one list
+//! of the directory show every node's mode.
 //!
 //! ## What it guarantees
 //!
-//! - **Mutual exclusion**: the holder is the lowest sequence in the
-//!   directory. A contender only considers itself holder after a read that
-//!   follows its own create on the same session, so every earlier contender
-//!   still present is visible to it.
+//! - **Compatibility** (the core's [`Mode::fits`](distlock_core::Mode::fits)
+//!   rule, applied with [`Mode::admitted`](distlock_core::Mode::admitted)):
+//!   a node holds once it and every node before it fit together — a writer
+//!   when it is first, a reader when only readers are before it, a permit
+//!   when only permits of its count, fewer than that count, are before it.
+//!   A contender only considers itself holder after a read that follows its
+//!   own create on the same session, so every earlier contender still
+//!   present is visible to it. A permit whose count differs from the
+//!   earliest permit before it deletes its node and fails with
+//!   `PermitMismatch`.
 //! - **Liveness is the session.** Queue nodes are ephemeral: a holder that
 //!   dies (SIGKILL, crash, partition) frees the lock when its session expires,
 //!   at most the negotiated session timeout after the server last heard from
@@ -64,17 +86,31 @@
 //!   the `session` module docs for why 45 %: `lost()` fires before the
 //!   server can expire the session and grant the lock to anyone else). A lost
 //!   session is retired and the next operation opens a new one.
-//! - **Fencing token = the node's creation zxid (`czxid`).** Zxids increase
-//!   across the whole ensemble, and a contender only holds once every node
-//!   created before it in its directory is gone, so successive holders carry
-//!   increasing tokens — also after the container directory was deleted and
-//!   re-created, which resets the per-directory sequence numbers (the reason
-//!   the sequence number is *not* used as the token).
-//! - **FIFO.** Contenders are served in creation order; waiters are woken by
-//!   the deletion of their predecessor (no polling, no herd effect).
-//! - **Cancellation.** Dropping an `acquire` deletes its queued node in the
-//!   background (found by owner token if the create's reply was lost), and
-//!   so does dropping a `release` before its answer.
+//! - **Fencing token = the node's creation zxid (`czxid`)**, for every
+//!   grant of every mode. Zxids increase across the whole ensemble and each
+//!   node has its own, so readers granted together carry distinct tokens; a
+//!   node created after another grant returned has a greater one, and a
+//!   writer holds only once every node created before it is gone — also
+//!   after the container directory was deleted and re-created, which resets
+//!   the per-directory sequence numbers (the reason the sequence number is
+//!   *not* used as the token).
+//! - **FIFO.** Contenders are served in creation order and never overtake
+//!   an earlier node that must wait (a reader behind a waiting writer waits,
+//!   so writers are not starved). Waiters are woken by the deletion of a node
+//!   they watch (no polling): a writer watches its predecessor, a reader the
+//!   last writer or permit before it, a permit the last writer or reader
+//!   before it or else the `limit` nodes right before it (no single one of
+//!   them decides its turn), so one deletion wakes at most `limit` waiters.
+//! - **Upgrade** (reader to writer) is atomic: a writer node with the
+//!   reader's owner token queues behind the reader node, which stays; the
+//!   writer node holds once the reader node is the only node before it.
+//!   Later contenders queue behind the writer node, and no node created
+//!   before it can overtake it, so no writer comes in between.
+//! - **Cancellation.** Dropping an `acquire` (any mode) deletes its queued
+//!   node in the background — by path once the create was answered, else
+//!   found by owner token — and so does dropping a `release` before its
+//!   answer. Dropping an `upgrade` deletes its writer node only: the read
+//!   lock stays as it was.
 //! - **Access control.** With credentials, the session authenticates
 //!   with digest credentials and every node gets the ACL "this identity: all;
 //!   everyone: read". ZooKeeper checks a delete against the *parent's* ACL, so
@@ -87,13 +123,15 @@
 //!
 //! | operation | round trips |
 //! |---|---|
-//! | acquire, uncontended | 2 (create, list) — plus 1–2 on a name's first use (container parents) |
-//! | acquire, held, `Wait::NoWait` | 3 (create, list, delete our node) |
-//! | acquire, contended | create, list, watch predecessor; after each wake-up: list (+ watch) |
+//! | acquire (any mode), uncontended | 2 (create, list) — plus 1–2 on a name's first use (container parents) |
+//! | acquire, refused, `Wait::NoWait` | 3 (create, list, delete our node) |
+//! | acquire, permit count mismatch | 3 (create, list, delete our node) |
+//! | acquire, contended | create, list, watch (writer, reader: 1 node; permit: up to `limit` nodes, sent together); after each wake-up: list (+ watch) |
+//! | upgrade | as a writer's acquire: 2 when the reader is alone; 3 to give up |
 //! | extend | 1 (`exists` of the node: still there, same czxid, same owner session) |
 //! | `extend_many` | 1 per batch of up to 1024 leases (one multi-read) |
-//! | release | 1 (delete) |
-//! | status | 2 (list, `exists` of the first node) |
+//! | release | 1 (delete; for an upgraded hold, one multi-request deleting both nodes) |
+//! | status | 2 (list, `exists` of the newest holder) |
 //!
 //! ## What it does not guarantee
 //!
@@ -110,16 +148,26 @@
 //!   are bounded by the request `timeout` (by default the session timeout).
 //! - The lease ttl does not free the lock: an abandoned lock frees only when
 //!   its session ends (`ttl_expiry` is false).
+//! - An upgrade cannot overtake a writer or permit that queued behind its
+//!   reader before the upgrade was asked: that node waits for the reader
+//!   and the upgrade for it, until one of the two waits ends (overtaking it
+//!   would hand out a smaller fencing token after a greater one). Take the
+//!   write lock from the start when a writer may be needed.
+//! - Reader and permit nodes are tagged; a client of this crate from before
+//!   tags existed ignores them. Every client that takes a name in a shared
+//!   or permit mode, or as a mutex beside one, must run this version.
 //!
 //! ## Reading the code
 //!
 //! `backend` (the [`LockBackend`](distlock_core::LockBackend) impl) hands
-//! each operation to its module: `acquire` (create the node, find the
-//! predecessor, watch it), `extend` (one `exists`, or one multi-read per
-//! batch), `release`, `status`, and `cleanup` (deleting the node of a
-//! cancelled acquire or an unanswered release). Below them: `queue` (paths
-//! and the place in line), `sessions` and `session` (the session and its
-//! liveness), `rpc` (the time bound of each request), `error`.
+//! each operation to its module: `acquire` (create the node, find our place,
+//! watch what decides it; also the upgrade), `extend` (one `exists`, or one
+//! multi-read per batch), `release`, `status`, and `cleanup` (deleting the
+//! node of a cancelled acquire or an unanswered release). Below them:
+//! `turn` (the compatibility rule on the line: who holds, who watches what),
+//! `queue` (paths, node names and lease data), `sessions` and `session` (the
+//! session and its liveness), `rpc` (the time bound of each request),
+//! `error`.
 
 #![warn(missing_docs)]
 
@@ -135,6 +183,7 @@ mod rpc;
 mod session;
 mod sessions;
 mod status;
+mod turn;
 
 pub use backend::ZkBackend;
 pub use config::{ZkConfig, DEFAULT_PREFIX, DEFAULT_SESSION_TIMEOUT};

@@ -2,14 +2,19 @@
 //! contender, and the lease data that points back at it.
 //!
 //! ```text
-//! <chroot><root>/<escaped lock name>/<owner token hex>-<sequence>
+//! <chroot><root>/<escaped lock name>/<owner token hex>-<sequence>          exclusive (mutex, writer)
+//! <chroot><root>/<escaped lock name>/<owner token hex>-s-<sequence>        shared (reader)
+//! <chroot><root>/<escaped lock name>/<owner token hex>-p<limit>-<sequence> permit of a semaphore of <limit>
 //! ```
 //!
 //! The owner token (random, 128 bits, drawn by the core for each acquire) is
 //! the "protection" prefix: it lets a contender whose create reply was lost
-//! find its node among the children.
+//! find its node among the children. The mode tag between the token and the
+//! sequence lets every contender read the whole line's modes from one list
+//! of the directory. Sequence numbers are per directory, so the line's order
+//! holds across tags.
 
-use distlock_core::{percent_encode, Lease, LockError, LockName, Result};
+use distlock_core::{percent_encode, Lease, LockError, LockName, Mode, Result};
 use zookeeper_client as zk;
 
 /// Longest escaped lock name used as a path segment (longer names are
@@ -69,9 +74,42 @@ pub(crate) fn lock_dir(base: &str, name: &LockName) -> String {
     format!("{base}/{segment}")
 }
 
-/// The prefix a contender's sequential node is created with.
-pub(crate) fn node_prefix(dir: &str, owner_hex: &str) -> String {
-    format!("{dir}/{owner_hex}-")
+/// The prefix a contender's sequential node is created with: the owner
+/// token, then the mode's tag (none for exclusive, so a mutex node keeps the
+/// name it always had).
+pub(crate) fn node_prefix(dir: &str, owner_hex: &str, mode: Mode) -> String {
+    match mode {
+        Mode::Shared => format!("{dir}/{owner_hex}-s-"),
+        Mode::Permit { limit } => format!("{dir}/{owner_hex}-p{limit}-"),
+        _ => format!("{dir}/{owner_hex}-"),
+    }
+}
+
+/// Reads a mode tag back (`s`, `p<limit>`); `None` for anything else.
+fn parse_tag(tag: &str) -> Option<Mode> {
+    if tag == "s" {
+        return Some(Mode::Shared);
+    }
+    let limit = tag.strip_prefix('p')?;
+    if limit.is_empty() || !limit.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match limit.parse() {
+        Ok(limit) if limit > 0 => Some(Mode::Permit { limit }),
+        _ => None,
+    }
+}
+
+/// Splits what follows `<owner>-` into the mode and the sequence.
+fn parse_mode_and_seq(rest: &str) -> Option<(Mode, &str)> {
+    let (mode, seq) = match rest.split_once('-') {
+        None => (Mode::Exclusive, rest),
+        Some((tag, seq)) => (parse_tag(tag)?, seq),
+    };
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((mode, seq))
 }
 
 /// One child of a lock directory that looks like a queue node.
@@ -83,21 +121,22 @@ pub(crate) struct QueueNode {
     pub(crate) owner: String,
     /// Its sequence number in this directory.
     pub(crate) seq: i64,
+    /// The mode it queues for.
+    pub(crate) mode: Mode,
 }
 
 impl QueueNode {
     fn parse(child: &str) -> Option<QueueNode> {
-        let (owner, seq) = child.split_once('-')?;
+        let (owner, rest) = child.split_once('-')?;
         if owner.len() != 32 || !owner.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
+        let (mode, seq) = parse_mode_and_seq(rest)?;
         Some(QueueNode {
             name: child.to_string(),
             owner: owner.to_string(),
             seq: seq.parse().ok()?,
+            mode,
         })
     }
 }
@@ -112,51 +151,6 @@ pub(crate) fn queue(children: &[String]) -> Vec<QueueNode> {
     q
 }
 
-/// Where a contender stands in its queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// First in line: it holds the lock.
-    First,
-    /// Behind `predecessor` (a child name), the node it must watch.
-    Behind {
-        /// The child right before ours.
-        predecessor: String,
-    },
-    /// Our node is not in the directory (any more).
-    Gone,
-    /// Other nodes carry our owner token: a create retried after a lost
-    /// reply that landed twice, or the node of an earlier attempt on a
-    /// session this client gave up on and the server has not expired yet.
-    /// They must go before ours may count as first.
-    Others {
-        /// Their child names.
-        extra: Vec<String>,
-    },
-}
-
-/// Where the contender with owner token `owner` (hex), whose node is named
-/// `ours`, stands among `children`.
-pub(crate) fn place(children: &[String], owner: &str, ours: &str) -> Place {
-    let line = queue(children);
-    let Some(position) = line.iter().position(|n| n.name == ours) else {
-        return Place::Gone;
-    };
-    let extra: Vec<String> = line
-        .iter()
-        .filter(|n| n.owner == owner && n.name != ours)
-        .map(|n| n.name.clone())
-        .collect();
-    if !extra.is_empty() {
-        return Place::Others { extra };
-    }
-    match position.checked_sub(1) {
-        None => Place::First,
-        Some(before) => Place::Behind {
-            predecessor: line[before].name.clone(),
-        },
-    }
-}
-
 /// What a lease carries to find its node again (in this or another process).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LeaseNode {
@@ -164,41 +158,74 @@ pub(crate) struct LeaseNode {
     pub(crate) path: String,
     /// The session that owns it (the node's `ephemeralOwner`).
     pub(crate) session: i64,
+    /// For a writer hold upgraded from a reader hold: the reader's node,
+    /// kept until the writer hold is released (see the `acquire` module).
+    pub(crate) reader: Option<String>,
 }
 
 impl LeaseNode {
+    /// `node=<path>;session=<hex>`, plus `;reader=<path>` for an upgraded
+    /// hold.
     pub(crate) fn to_data(&self) -> String {
-        format!("node={};session={:x}", self.path, self.session)
+        let mut data = format!("node={};session={:x}", self.path, self.session);
+        if let Some(reader) = &self.reader {
+            data.push_str(";reader=");
+            data.push_str(reader);
+        }
+        data
     }
 
     /// Reads the lease data back, refusing a path that is not the node this
-    /// lease's name and owner token would have created under `base`.
+    /// lease's name, owner token and mode would have created under `base`.
     pub(crate) fn from_lease(base: &str, lease: &Lease) -> Result<LeaseNode> {
         let bad = |why: &str| LockError::InvalidLease {
             reason: format!("zookeeper lease data: {why}"),
         };
         let data = lease.data();
-        let (node, session) = data
+        let (node, rest) = data
             .strip_prefix("node=")
             .and_then(|rest| rest.split_once(";session="))
             .ok_or_else(|| bad("expected `node=…;session=…`"))?;
+        let (session, reader) = match rest.split_once(";reader=") {
+            Some((session, reader)) => (session, Some(reader)),
+            None => (rest, None),
+        };
         let session = i64::from_str_radix(session, 16)
             .or_else(|_| u64::from_str_radix(session, 16).map(|v| v as i64))
             .map_err(|_| bad("session is not hex"))?;
-        let prefix = node_prefix(&lock_dir(base, lease.name()), &lease.owner().to_hex());
-        // A node that is not the one this name and owner token would have
-        // created under this root is simply not held by this lease.
-        let seq = node
-            .strip_prefix(&prefix)
-            .ok_or_else(|| LockError::not_held(lease.name().to_string()))?;
-        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(LockError::not_held(lease.name().to_string()));
+        let dir = lock_dir(base, lease.name());
+        let owner = lease.owner().to_hex();
+        // A node that is not the one this name, owner token and mode would
+        // have created under this root is simply not held by this lease.
+        let not_held = || LockError::not_held(lease.name().to_string());
+        if !is_node_of(node, &node_prefix(&dir, &owner, lease.mode())) {
+            return Err(not_held());
+        }
+        // Only a writer hold can carry the reader node it was upgraded from.
+        let reader_prefix = node_prefix(&dir, &owner, Mode::Shared);
+        match reader {
+            Some(r) if lease.mode() != Mode::Exclusive || !is_node_of(r, &reader_prefix) => {
+                return Err(not_held())
+            }
+            _ => {}
         }
         Ok(LeaseNode {
             path: node.to_string(),
             session,
+            reader: reader.map(str::to_string),
         })
     }
+}
+
+/// `path` is `prefix` followed by a sequence number.
+fn is_node_of(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The child name of a full node path.
+pub(crate) fn child_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -241,33 +268,46 @@ mod tests {
     }
 
     #[test]
-    fn place_in_line() {
-        let (a, b) = ("a".repeat(32), "b".repeat(32));
+    fn queue_reads_each_nodes_mode() {
+        let owner = "0123456789abcdef0123456789abcdef";
         let children = vec![
-            format!("{b}-0000000003"),
-            format!("{a}-0000000001"),
-            "stranger".to_string(),
+            format!("{owner}-0000000001"),
+            format!("{owner}-s-0000000002"),
+            format!("{owner}-p3-0000000003"),
+            format!("{owner}-p0-0000000004"),
+            format!("{owner}-q-0000000005"),
+            format!("{owner}-s-"),
+            format!("{owner}-p-0000000006"),
         ];
-        let ours_a = format!("{a}-0000000001");
-        let ours_b = format!("{b}-0000000003");
-        assert_eq!(place(&children, &a, &ours_a), Place::First);
+        let q = queue(&children);
+        let modes: Vec<(i64, Mode)> = q.iter().map(|n| (n.seq, n.mode)).collect();
         assert_eq!(
-            place(&children, &b, &ours_b),
-            Place::Behind {
-                predecessor: ours_a.clone()
-            }
+            modes,
+            [
+                (1, Mode::Exclusive),
+                (2, Mode::Shared),
+                (3, Mode::Permit { limit: 3 })
+            ]
         );
-        assert_eq!(place(&children, &"c".repeat(32), "x"), Place::Gone);
-        // Another node of ours, earlier or later, must go first.
-        let mut twice = children.clone();
-        twice.push(format!("{b}-0000000000"));
+    }
+
+    #[test]
+    fn node_prefixes_tag_the_mode() {
+        let owner = "a".repeat(32);
         assert_eq!(
-            place(&twice, &b, &ours_b),
-            Place::Others {
-                extra: vec![format!("{b}-0000000000")]
-            }
+            node_prefix("/d", &owner, Mode::Exclusive),
+            format!("/d/{owner}-")
         );
-        // Only other nodes of ours: ours is gone.
-        assert_eq!(place(&children, &b, "other"), Place::Gone);
+        assert_eq!(
+            node_prefix("/d", &owner, Mode::Shared),
+            format!("/d/{owner}-s-")
+        );
+        let three = Mode::Permit { limit: 3 };
+        assert_eq!(node_prefix("/d", &owner, three), format!("/d/{owner}-p3-"));
+        for mode in [Mode::Exclusive, Mode::Shared, three] {
+            let child = format!("{}0000000042", node_prefix("", &owner, mode));
+            let q = queue(&[child[1..].to_string()]);
+            assert_eq!(q.first().map(|n| (n.seq, n.mode)), Some((42, mode)));
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use distlock_core::waiting::request_bound;
+use distlock_core::Liveness;
 
 use zookeeper_client as zk;
 
@@ -39,4 +40,31 @@ pub(crate) async fn call_until<T>(
         }
     }
     result
+}
+
+/// [`call_until`], ended at once with `SessionExpired` when the session is
+/// declared lost meanwhile. For the reads of a waiting acquire: a request
+/// sent while the connection is down waits for a reconnect, and once this
+/// client gave the session up the acquire should start over on a new one
+/// rather than sit out the request timeout.
+pub(crate) async fn call_while_live<T>(
+    session: &Session,
+    deadline: Option<Instant>,
+    request: impl Future<Output = Result<T, zk::Error>>,
+) -> Result<T, zk::Error> {
+    let mut live = session.liveness();
+    let lost = async move {
+        loop {
+            if matches!(*live.borrow_and_update(), Liveness::Lost(_)) {
+                return;
+            }
+            if live.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        answer = call_until(session, deadline, request) => answer,
+        () = lost => Err(zk::Error::SessionExpired),
+    }
 }

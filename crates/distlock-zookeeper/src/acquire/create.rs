@@ -8,6 +8,8 @@ use crate::queue::{node_prefix, queue, LockTree};
 use crate::rpc::call_until;
 use crate::session::Session;
 
+use super::Want;
+
 /// Attempts at creating missing parents before giving up (a parent can be
 /// removed by the server's container cleanup between its create and ours).
 const PARENT_ATTEMPTS: usize = 5;
@@ -36,7 +38,7 @@ impl QueueEntry {
     }
 }
 
-/// Creates `<dir>/<owner>-<sequence>`, ephemeral and sequential.
+/// Creates `<dir>/<owner>-<mode tag><sequence>`, ephemeral and sequential.
 ///
 /// Round trips: 1; plus 1–2 to create missing container parents on a
 /// name's first use; plus 2 (list, `exists`) to find the node by owner token
@@ -44,11 +46,11 @@ impl QueueEntry {
 pub(super) async fn queue_node(
     session: &Session,
     tree: &LockTree,
-    dir: &str,
-    owner: &str,
+    want: &Want<'_>,
     deadline: Option<Instant>,
 ) -> Result<QueueEntry, zk::Error> {
-    let prefix = node_prefix(dir, owner);
+    let dir = want.dir.as_str();
+    let prefix = node_prefix(dir, &want.owner, want.mode);
     let mode = zk::CreateMode::EphemeralSequential.with_acls(tree.acls());
     let mut parent_attempts = 0;
     loop {
@@ -69,7 +71,7 @@ pub(super) async fn queue_node(
             }
             Err(zk::Error::ConnectionLoss) => {
                 // The create may have been applied: look for our owner token.
-                if let Some(found) = find_own(session, dir, owner, deadline).await? {
+                if let Some(found) = find_own(session, want, deadline).await? {
                     return Ok(found);
                 }
             }
@@ -91,22 +93,27 @@ async fn make_parents(
 }
 
 /// After a create whose reply was lost: our node, if the create was applied
-/// (list, then `exists` of each node with our owner token until one is
-/// owned by this session: 2 round trips, more only when an earlier
-/// attempt's node lingers). `None` means "create again"; a connection lost
-/// meanwhile also does.
+/// (list, then `exists` of each node with our owner token and mode until
+/// one is owned by this session: 2 round trips, more only when an earlier
+/// attempt's node lingers). An upgrade's reader node has the same owner
+/// token but another mode, so it is never mistaken for the new node.
+/// `None` means "create again"; a connection lost meanwhile also does.
 async fn find_own(
     session: &Session,
-    dir: &str,
-    owner: &str,
+    want: &Want<'_>,
     deadline: Option<Instant>,
 ) -> Result<Option<QueueEntry>, zk::Error> {
+    let dir = want.dir.as_str();
     let children = match call_until(session, deadline, session.client.list_children(dir)).await {
         Ok(c) => c,
         Err(zk::Error::NoNode | zk::Error::ConnectionLoss) => return Ok(None),
         Err(e) => return Err(e),
     };
-    for candidate in queue(&children).into_iter().filter(|n| n.owner == owner) {
+    let line = queue(&children);
+    let candidates = line
+        .iter()
+        .filter(|n| n.owner == want.owner && n.mode == want.mode);
+    for candidate in candidates {
         let path = format!("{dir}/{}", candidate.name);
         let stat = call_until(session, deadline, session.client.check_stat(&path)).await?;
         // A node of an earlier attempt, on a session given up on, is not

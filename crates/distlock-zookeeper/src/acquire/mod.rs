@@ -1,21 +1,35 @@
-//! Acquire: the queue recipe.
+//! Acquire, in every mode, and upgrade: the queue recipe.
 //!
-//! 1. [`create`]: create `<dir>/<owner token>-<sequence>`, ephemeral and
-//!    sequential. A clean-up that deletes it (found by owner token, so also
-//!    when the create's reply was lost) is armed before the create is sent.
-//! 2. List the directory: where does our node stand?
-//! 3. First in line: the lock is ours; its fencing token is our node's
-//!    creation zxid.
-//! 4. Out of time: delete our node and report "not acquired".
-//! 5. Otherwise [`watch`] the node right before ours and sleep until it
-//!    changes; then back to 2.
+//! 1. [`create`]: create `<dir>/<owner token>-<mode tag><sequence>`,
+//!    ephemeral and sequential (the tag is empty for exclusive, `s-` for
+//!    shared, `p<limit>-` for a permit). A clean-up that deletes it (found
+//!    by owner token, so also when the create's reply was lost) is armed
+//!    before the create is sent.
+//! 2. List the directory: where does our node stand (see [`turn`])?
+//! 3. It and every node before it fit together: the name is ours; the
+//!    fencing token is our node's creation zxid.
+//! 4. Refused — a permit whose count differs from the earliest permit
+//!    before it (`PermitMismatch`), an upgrade whose reader node is gone
+//!    (`NotHeld`): delete our node, then report.
+//! 5. Out of time: delete our node and report "not acquired".
+//! 6. Otherwise [`watch`] the nodes that decide our turn and sleep until one
+//!    of them changes; then back to 2.
 //!
 //! If the session ends on the way (our node goes with it), the attempt
 //! starts over on a new session, losing its place in line, while the wait
 //! allows. It keeps the request's owner token, so a node of the earlier
 //! attempt that the server has not expired yet looks like ours: step 2
 //! deletes every node with our owner token but the one this attempt
-//! created before our node may count as first.
+//! created before our node may count.
+//!
+//! **Upgrade** queues a writer node with the reader's owner token *behind*
+//! the reader node, which stays. Everyone else sees a writer in line: later
+//! readers and writers wait behind it. The writer node holds once the only
+//! node before it is our own reader node (every other holder left), at
+//! which point the reader and writer nodes together are an exclusive hold
+//! no one came in between. The reader node stays until the writer hold is
+//! released (the lease carries both), so no round trip is needed to finish
+//! the upgrade and a dropped upgrade only has to delete its writer node.
 
 mod create;
 mod watch;
@@ -24,45 +38,111 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use distlock_core::cleanup::CleanupOnDrop;
-use distlock_core::{AcquireRequest, FencingToken, Grant, Liveness, LockError, LockName, Result};
+use distlock_core::{
+    AcquireRequest, FencingToken, Grant, Lease, Liveness, LockError, LockName, Mode, Result,
+};
 use tokio::sync::watch as channel;
 use zookeeper_client as zk;
 
-use crate::cleanup::{delete_node, remove_queue_nodes};
+use crate::cleanup::{delete_node, remove_queue_node, remove_queue_nodes};
 use crate::error::{session_ended, to_lock_error, BACKEND};
-use crate::queue::{place, LeaseNode, LockTree, Place};
-use crate::rpc::call_until;
+use crate::queue::{child_name, LeaseNode, LockTree};
+use crate::rpc::{call_until, call_while_live};
 use crate::session::Session;
 use crate::sessions::Sessions;
+use crate::turn::{place, Place, Seat};
 
 use create::QueueEntry;
 use watch::{Watch, Woken};
 
-/// Takes the lock for `request`, waiting in line up to its wait; see the
-/// [module docs](self) for the steps.
+/// What an acquire queues for.
+struct Want<'a> {
+    name: &'a LockName,
+    /// The name's directory.
+    dir: String,
+    /// Our owner token, in hex: the first part of our node's name.
+    owner: String,
+    mode: Mode,
+    /// For an upgrade: our reader node (full path), left in line.
+    reader: Option<String>,
+}
+
+impl Want<'_> {
+    /// The reader node's child name, for an upgrade.
+    fn reader_child(&self) -> Option<String> {
+        self.reader.as_deref().map(|r| child_name(r).to_string())
+    }
+}
+
+/// Takes `request.name` in `request.mode`, waiting in line up to its wait;
+/// see the [module docs](self) for the steps.
 pub(crate) async fn grant(
     sessions: &Sessions,
     tree: &LockTree,
     request: &AcquireRequest,
 ) -> Result<Option<Grant>> {
+    let want = Want {
+        name: &request.name,
+        dir: tree.dir(&request.name),
+        owner: request.owner.to_hex(),
+        mode: request.mode,
+        reader: None,
+    };
+    take_turns(sessions, tree, &want, request, None).await
+}
+
+/// Turns the shared hold `lease` exclusive: queues a writer node behind its
+/// reader node and waits until no other node is before it (see the
+/// [module docs](self)).
+pub(crate) async fn upgrade(
+    sessions: &Sessions,
+    tree: &LockTree,
+    lease: &Lease,
+    request: &AcquireRequest,
+) -> Result<Option<Grant>> {
+    let reader = LeaseNode::from_lease(&tree.base, lease)?;
+    let want = Want {
+        name: &request.name,
+        dir: tree.dir(&request.name),
+        owner: request.owner.to_hex(),
+        mode: Mode::Exclusive,
+        reader: Some(reader.path.clone()),
+    };
+    take_turns(sessions, tree, &want, request, Some(reader.session)).await
+}
+
+/// Attempts on successive sessions until one ends with the lock, out of
+/// time, or refused. For an upgrade, `reader_session` is the session of
+/// the reader node: once it is lost, so is the shared hold.
+async fn take_turns(
+    sessions: &Sessions,
+    tree: &LockTree,
+    want: &Want<'_>,
+    request: &AcquireRequest,
+    reader_session: Option<i64>,
+) -> Result<Option<Grant>> {
     let deadline = request.options.wait.deadline(Instant::now());
     loop {
+        let reader_lost = reader_session
+            .and_then(|id| sessions.liveness_of(id))
+            .is_some_and(|rx| matches!(*rx.borrow(), Liveness::Lost(_)));
+        if reader_lost {
+            return Err(LockError::not_held(want.name.to_string()));
+        }
         let session = sessions.current(deadline).await?;
-        match attempt(session, tree, request, deadline).await? {
+        match attempt(session, tree, want, deadline).await? {
             Outcome::Acquired(grant) => return Ok(Some(grant)),
             Outcome::TimedOut => return Ok(None),
             Outcome::Restart(why) => {
-                tracing::debug!(lock = %request.name, reason = %why, "distlock.zookeeper.acquire_restarts");
+                tracing::debug!(lock = %want.name, reason = %why, "distlock.zookeeper.acquire_restarts");
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(LockError::unavailable(
                         BACKEND,
-                        format!(
-                            "acquiring `{}`: lost its place in line ({why})",
-                            request.name
-                        ),
+                        format!("acquiring `{}`: lost its place in line ({why})", want.name),
                     ));
                 }
             }
+            Outcome::Refused(e) => return Err(e),
         }
     }
 }
@@ -73,26 +153,33 @@ enum Outcome {
     TimedOut,
     /// Our queue node is gone (with its session, usually): start over.
     Restart(String),
+    /// Never to be granted (step 4); our node was deleted or is being
+    /// deleted in the background.
+    Refused(LockError),
 }
 
 /// One attempt on one session: queue a node (step 1), then take turns until
-/// first in line or out of time.
+/// it holds, is refused, or is out of time.
 async fn attempt(
     session: Arc<Session>,
     tree: &LockTree,
-    request: &AcquireRequest,
+    want: &Want<'_>,
     deadline: Option<Instant>,
 ) -> Result<Outcome> {
-    let dir = tree.dir(&request.name);
-    let owner = request.owner.to_hex();
     // Armed before the create is sent: dropping this future at any point
-    // from here on removes whatever node we may have.
+    // from here on removes whatever node we may have (but an upgrade's
+    // reader node).
     let mut cleanup = CleanupOnDrop::armed(
         BACKEND,
         "queue node",
-        remove_queue_nodes(session.clone(), dir.clone(), owner.clone()),
+        remove_queue_nodes(
+            session.clone(),
+            want.dir.clone(),
+            want.owner.clone(),
+            want.reader_child(),
+        ),
     );
-    let entry = match create::queue_node(&session, tree, &dir, &owner, deadline).await {
+    let entry = match create::queue_node(&session, tree, want, deadline).await {
         Ok(entry) => entry,
         Err(e) if session_ended(&e) => {
             // Whatever we created went with the session.
@@ -100,25 +187,32 @@ async fn attempt(
             return Ok(Outcome::Restart(e.to_string()));
         }
         Err(e) => {
-            let doing = format!("creating a queue node for `{}`", request.name);
+            let doing = format!("creating a queue node for `{}`", want.name);
             return Err(to_lock_error(e, &doing));
         }
     };
+    // Now that the node is known, a clean-up deletes it first of all.
+    cleanup.arm(remove_queue_node(
+        session.clone(),
+        entry.path.clone(),
+        want.dir.clone(),
+        want.owner.clone(),
+        want.reader_child(),
+    ));
     let contender = Contender {
         session,
-        name: &request.name,
-        dir,
-        owner,
+        want,
+        reader: want.reader_child(),
         entry,
         deadline,
     };
-    let outcome = contender.until_first().await?;
+    let outcome = contender.until_it_holds().await?;
     match &outcome {
         Outcome::Acquired(_) => cleanup.disarm(),
-        // Step 4: leave the line now (1 round trip).
-        Outcome::TimedOut if contender.leave().await => cleanup.disarm(),
+        // Steps 4 and 5: leave the line now (1 round trip).
+        Outcome::TimedOut | Outcome::Refused(_) if contender.leave().await => cleanup.disarm(),
         // The delete failed: `cleanup` retries in the background as it drops.
-        Outcome::TimedOut => {}
+        Outcome::TimedOut | Outcome::Refused(_) => {}
         // Our node is gone (with its session, or deleted). The next attempt
         // queues with the same owner token, so a clean-up by owner token
         // must not run behind its back; that attempt deletes any node of
@@ -131,30 +225,31 @@ async fn attempt(
 /// A queued node waiting for its turn.
 struct Contender<'a> {
     session: Arc<Session>,
-    name: &'a LockName,
-    dir: String,
-    /// Our owner token, in hex: the prefix of our node's name.
-    owner: String,
+    want: &'a Want<'a>,
+    /// For an upgrade, the reader node's child name.
+    reader: Option<String>,
     entry: QueueEntry,
     deadline: Option<Instant>,
 }
 
 /// Why a turn did not end with the lock.
 enum Interrupt {
-    /// Look at the line again (the predecessor went, the connection blinked).
+    /// Look at the line again (a watched node went, the connection blinked).
     Relist,
     /// The session ended: start over on a new one.
     Restart(String),
     /// The caller's deadline passed.
     TimedOut,
+    /// Never to be granted: leave the line and report this.
+    Refused(LockError),
     /// A request failed for good.
     Failed(LockError),
 }
 
 impl Contender<'_> {
-    /// Takes turns (steps 2–5) until first in line, out of time, or the
-    /// session is gone.
-    async fn until_first(&self) -> Result<Outcome> {
+    /// Takes turns (steps 2–6) until it holds, is refused, is out of time,
+    /// or the session is gone.
+    async fn until_it_holds(&self) -> Result<Outcome> {
         let mut live = self.session.liveness();
         loop {
             match self.turn(&mut live).await {
@@ -162,19 +257,21 @@ impl Contender<'_> {
                 Err(Interrupt::Relist) => {}
                 Err(Interrupt::TimedOut) => return Ok(Outcome::TimedOut),
                 Err(Interrupt::Restart(why)) => return Ok(Outcome::Restart(why)),
+                Err(Interrupt::Refused(e)) => return Ok(Outcome::Refused(e)),
                 Err(Interrupt::Failed(e)) => return Err(e),
             }
         }
     }
 
-    /// One turn: list the line (1 round trip); if we are not first, watch the
-    /// predecessor (1 round trip) and sleep until woken.
+    /// One turn: list the line (1 round trip); if our node may not hold yet,
+    /// watch the nodes that decide its turn (1 round-trip time) and sleep
+    /// until woken.
     async fn turn(&self, live: &mut channel::Receiver<Liveness>) -> Result<Grant, Interrupt> {
         let sent = Instant::now();
         let children = self.list().await?;
-        let predecessor = match place(&children, &self.owner, &self.entry.name) {
-            Place::First => return Ok(self.granted(sent)),
-            Place::Behind { predecessor } => predecessor,
+        let deciders = match place(&children, &self.seat()) {
+            Place::Holds => return Ok(self.granted(sent)),
+            Place::Waits { watch } => watch,
             Place::Gone => {
                 // The session ended (the next request says so) or someone
                 // deleted our node. Either way, start over.
@@ -185,19 +282,29 @@ impl Contender<'_> {
                 self.delete_others(&extra).await?;
                 return Err(Interrupt::Relist);
             }
+            Place::Mismatch { declared } => {
+                return Err(Interrupt::Refused(self.mismatch(declared)))
+            }
+            Place::ReaderGone => {
+                let lost = LockError::not_held(self.want.name.to_string());
+                return Err(Interrupt::Refused(lost));
+            }
         };
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Interrupt::TimedOut);
         }
-        let path = format!("{}/{predecessor}", self.dir);
-        let watcher = match watch::predecessor(&self.session, &path, self.deadline).await {
-            Ok(Watch::Set(watcher)) => watcher,
+        let paths: Vec<String> = deciders
+            .iter()
+            .map(|n| format!("{}/{n}", self.want.dir))
+            .collect();
+        let watchers = match watch::deciders(&self.session, &paths, self.deadline).await {
+            Ok(Watch::Set(watchers)) => watchers,
             Ok(Watch::Gone) => return Err(Interrupt::Relist),
-            Err(e) => return Err(self.interrupt(e, "watching the predecessor")),
+            Err(e) => return Err(self.interrupt(e, "watching the queue")),
         };
-        tracing::debug!(lock = %self.name, predecessor = %predecessor, "distlock.zookeeper.waiting");
+        tracing::debug!(lock = %self.want.name, watching = ?deciders, "distlock.zookeeper.waiting");
         Err(
-            match watch::until_woken(&self.session, watcher, live, self.deadline).await {
+            match watch::until_woken(&self.session, watchers, live, self.deadline).await {
                 Woken::Changed => Interrupt::Relist,
                 Woken::SessionLost(why) => Interrupt::Restart(why),
                 Woken::TimedOut => Interrupt::TimedOut,
@@ -205,13 +312,23 @@ impl Contender<'_> {
         )
     }
 
+    /// Who we are in the line.
+    fn seat(&self) -> Seat<'_> {
+        Seat {
+            owner: &self.want.owner,
+            node: &self.entry.name,
+            mode: self.want.mode,
+            reader: self.reader.as_deref(),
+        }
+    }
+
     /// Step 2: the directory's children (1 round trip). A missing directory
     /// is an empty line.
     async fn list(&self) -> Result<Vec<String>, Interrupt> {
-        let listed = call_until(
+        let listed = call_while_live(
             &self.session,
             self.deadline,
-            self.session.client.list_children(&self.dir),
+            self.session.client.list_children(&self.want.dir),
         )
         .await;
         match listed {
@@ -221,17 +338,31 @@ impl Contender<'_> {
         }
     }
 
-    /// Step 3: the grant, with the instant the list that found us first was
-    /// sent.
+    /// Step 3: the grant, with the instant the list that found us holding
+    /// was sent.
     fn granted(&self, sent: Instant) -> Grant {
         let node = LeaseNode {
             path: self.entry.path.clone(),
             session: self.entry.session,
+            reader: self.want.reader.clone(),
         };
         Grant::new(FencingToken(self.entry.czxid as u64), sent).with_data(node.to_data())
     }
 
-    /// Step 4: deletes our node now (1 round trip); true once it is gone.
+    /// Step 4's refusal of a permit whose count differs from the name's.
+    fn mismatch(&self, declared: u32) -> LockError {
+        LockError::PermitMismatch {
+            name: self.want.name.to_string(),
+            declared,
+            requested: match self.want.mode {
+                Mode::Permit { limit } => limit,
+                _ => 0,
+            },
+        }
+    }
+
+    /// Steps 4 and 5: deletes our node now (1 round trip); true once it is
+    /// gone.
     async fn leave(&self) -> bool {
         delete_node(&self.session, &self.entry.path).await
     }
@@ -241,7 +372,7 @@ impl Contender<'_> {
     /// attempt's node on a session this client gave up on.
     async fn delete_others(&self, extra: &[String]) -> Result<(), Interrupt> {
         for name in extra {
-            let path = format!("{}/{name}", self.dir);
+            let path = format!("{}/{name}", self.want.dir);
             let deleted = self.session.client.delete(&path, None);
             match call_until(&self.session, self.deadline, deleted).await {
                 Ok(()) | Err(zk::Error::NoNode) => {}
@@ -259,7 +390,10 @@ impl Contender<'_> {
         match e {
             zk::Error::ConnectionLoss if !lost => Interrupt::Relist,
             e if lost || session_ended(&e) => Interrupt::Restart(e.to_string()),
-            e => Interrupt::Failed(to_lock_error(e, &format!("{doing} of `{}`", self.name))),
+            e => Interrupt::Failed(to_lock_error(
+                e,
+                &format!("{doing} of `{}`", self.want.name),
+            )),
         }
     }
 }

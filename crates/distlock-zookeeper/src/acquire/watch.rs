@@ -1,46 +1,55 @@
-//! Step 3 of an acquire that is not first in line: watch only the node
-//! right before ours (no herd effect), then sleep until it goes.
+//! Step 5 of an acquire that may not hold yet: watch only the nodes that
+//! decide its turn (see the `turn` module: one node, or for a permit the
+//! `limit` nodes right before it), then sleep until one of them goes.
 
 use std::time::Instant;
 
 use distlock_core::Liveness;
+use futures::future::{join_all, select_all};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
-use crate::rpc::call_until;
+use crate::rpc::call_while_live;
 use crate::session::Session;
 
-/// What registering the watch found.
+/// What registering the watches found.
 pub(super) enum Watch {
-    /// The predecessor exists; the watcher fires when it changes.
-    Set(zk::OneshotWatcher),
-    /// The predecessor is already gone.
+    /// Every node exists; each watcher fires when its node changes. Never
+    /// empty.
+    Set(Vec<zk::OneshotWatcher>),
+    /// One of them is already gone (or there was nothing to watch): read
+    /// the line again.
     Gone,
 }
 
-/// Registers a watch on `predecessor` (a full path): 1 round trip.
-pub(super) async fn predecessor(
+/// Registers a watch on each of `nodes` (full paths). The requests are sent
+/// together: one round-trip time, one `exists` per node.
+pub(super) async fn deciders(
     session: &Session,
-    predecessor: &str,
+    nodes: &[String],
     deadline: Option<Instant>,
 ) -> Result<Watch, zk::Error> {
-    let watched = call_until(
-        session,
-        deadline,
-        session.client.check_and_watch_stat(predecessor),
-    )
-    .await?;
-    Ok(match watched {
-        (Some(_), watcher) => Watch::Set(watcher),
-        (None, _) => Watch::Gone,
-    })
+    let requests = nodes
+        .iter()
+        .map(|node| call_while_live(session, deadline, session.client.check_and_watch_stat(node)));
+    let mut watchers = Vec::with_capacity(nodes.len());
+    for answer in join_all(requests).await {
+        match answer? {
+            (Some(_), watcher) => watchers.push(watcher),
+            (None, _) => return Ok(Watch::Gone),
+        }
+    }
+    if watchers.is_empty() {
+        return Ok(Watch::Gone);
+    }
+    Ok(Watch::Set(watchers))
 }
 
 /// Why the sleep ended.
 pub(super) enum Woken {
-    /// The predecessor changed (usually: it was deleted), or the connection
+    /// A watched node changed (usually: it was deleted), or the connection
     /// came and went: read the line again rather than rely only on the
-    /// watch surviving a reconnect.
+    /// watches surviving a reconnect.
     Changed,
     /// The session ended: our node is gone with it.
     SessionLost(String),
@@ -48,16 +57,19 @@ pub(super) enum Woken {
     TimedOut,
 }
 
-/// Sleeps until the watch fires, the session's liveness changes, or the
-/// deadline passes. No round trip.
+/// Sleeps until one of the watches fires, the session's liveness changes,
+/// or the deadline passes. No round trip.
 pub(super) async fn until_woken(
     session: &Session,
-    watcher: zk::OneshotWatcher,
+    watchers: Vec<zk::OneshotWatcher>,
     live: &mut watch::Receiver<Liveness>,
     deadline: Option<Instant>,
 ) -> Woken {
     if let Liveness::Lost(why) = &*live.borrow_and_update() {
         return Woken::SessionLost(why.clone());
+    }
+    if watchers.is_empty() {
+        return Woken::Changed; // nothing to wait for: read the line again
     }
     let timeout = async {
         match deadline {
@@ -65,8 +77,9 @@ pub(super) async fn until_woken(
             None => std::future::pending().await,
         }
     };
+    let any_changed = select_all(watchers.into_iter().map(|w| Box::pin(w.changed())));
     tokio::select! {
-        event = watcher.changed() => {
+        (event, _, _) = any_changed => {
             if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
                 session.mark_lost(&format!("session {}", event.session_state));
                 return Woken::SessionLost(event.session_state.to_string());
