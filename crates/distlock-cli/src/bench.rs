@@ -4,23 +4,28 @@
 //! - `uncontended`: one client acquires and releases one name in a loop.
 //! - `contended`: K clients compete for one name, holding it for `--hold`.
 //! - `many-names`: K clients each take random names out of `--names`.
+//! - `semaphore`: K clients take one of `--permits` permits of one name.
+//! - `rw`: K clients read (`Mode::Shared`) or write (`Mode::Exclusive`) one
+//!   name, `--read-share` of each client's cycles reading, in a fixed pattern.
 //!
 //! For each backend that has one, the same workloads also run against its
 //! *raw floor* ([`crate::floor`]): the bare commands an expert would issue by
-//! hand (a put-if-absent and a delete, with no fencing, no waiting queue and
-//! no validity bookkeeping). Ratios compare distlock to that floor, measured in
-//! the same run on the same servers; [`crate::report`] writes them out.
+//! hand (a put-if-absent and a delete, or a counter per name, with no
+//! fencing, no waiting queue and no validity bookkeeping). Ratios compare
+//! distlock to that floor, measured in the same run on the same servers;
+//! [`crate::report`] writes them out. A backend whose capabilities do not
+//! claim a workload's mode gets its row reported as not served.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use distlock::sync::lock;
-use distlock::{AcquireOptions, DistributedLock, Lease, LockName, Wait};
+use distlock::{AcquireOptions, Capabilities, DistributedLock, Lease, LockName, Mode, Wait};
 use rand::Rng;
 
-use crate::floor::{self, Floor};
-use crate::workload::{Contender, Settings, Workload};
+use crate::floor::{self, RawFloor};
+use crate::workload::{Contender, Primitive, Settings, Workload};
 
 /// What one workload measured on one contender kind.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,11 +48,13 @@ pub struct Row {
     pub backend: String,
     /// The workload.
     pub workload: Workload,
-    /// distlock's numbers.
-    pub ours: Numbers,
-    /// The floor's numbers, when the backend has a floor.
+    /// distlock's numbers; `None` when the backend does not serve the
+    /// workload's mode (its capabilities do not claim it).
+    pub ours: Option<Numbers>,
+    /// The floor's numbers, when the backend has a floor for the workload
+    /// and serves it.
     pub floor: Option<Numbers>,
-    /// What the floor does (from the registry), when it has one.
+    /// What the floor does for the workload's primitive, when it has one.
     pub floor_recipe: Option<&'static str>,
 }
 
@@ -55,19 +62,18 @@ impl Row {
     /// distlock's p50 latency divided by the floor's: a slow-down factor
     /// (lower is better; 1.0 = as fast as the floor).
     pub fn latency_ratio(&self) -> Option<f64> {
-        self.floor.map(|f| ratio(self.ours.p50, f.p50))
+        Some(ratio(self.ours?.p50, self.floor?.p50))
     }
 
     /// The floor's throughput divided by distlock's: a slow-down factor too
     /// (lower is better; 1.0 = as fast as the floor; 2.0 = half the floor's
     /// throughput).
     pub fn throughput_ratio(&self) -> Option<f64> {
-        self.floor.map(|f| {
-            if self.ours.per_sec > 0.0 {
-                f.per_sec / self.ours.per_sec
-            } else {
-                f64::INFINITY
-            }
+        let (ours, floor) = (self.ours?, self.floor?);
+        Some(if ours.per_sec > 0.0 {
+            floor.per_sec / ours.per_sec
+        } else {
+            f64::INFINITY
         })
     }
 }
@@ -88,8 +94,8 @@ struct Distlock {
 
 #[distlock::async_trait]
 impl Contender for Distlock {
-    async fn take(&self, name: &LockName) -> Result<(), String> {
-        match self.backend.acquire(name, &self.options).await {
+    async fn take(&self, name: &LockName, mode: Mode) -> Result<(), String> {
+        match self.backend.acquire_as(name, mode, &self.options).await {
             Ok(Some(lease)) => {
                 lock(&self.held).insert(name.clone(), lease);
                 Ok(())
@@ -99,7 +105,7 @@ impl Contender for Distlock {
         }
     }
 
-    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+    async fn give_back(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         let lease = lock(&self.held).remove(name);
         match lease {
             Some(l) => self.backend.release(&l).await.map_err(|e| e.to_string()),
@@ -120,59 +126,99 @@ pub async fn run(
         let floor = floor::for_url(url).await?;
         for workload in Workload::ALL {
             progress.set_message(format!("{label}: {}", workload.name()));
-            let contenders = distlock_contenders(url, settings, workload).await?;
-            let ours = measure(workload, contenders, settings).await?;
-            progress.inc(1);
-            let floor_numbers = match &floor {
-                Some(f) => {
-                    progress.set_message(format!("{label}: {} (raw floor)", workload.name()));
-                    let contenders = floor_contenders(f.floor.as_ref(), settings, workload).await?;
-                    Some(measure(workload, contenders, settings).await?)
-                }
-                None => None,
-            };
-            progress.inc(1);
-            rows.push(Row {
-                backend: label.clone(),
-                workload,
-                ours,
-                floor: floor_numbers,
-                floor_recipe: floor.as_ref().map(|f| f.recipe),
-            });
+            let row = run_workload(url, &label, floor.as_ref(), workload, settings, progress)
+                .await
+                .map_err(|e| format!("{label}, {}: {e}", workload.name()))?;
+            rows.push(row);
         }
     }
     Ok(rows)
 }
 
+/// Measures `workload` on distlock at `url`, then on its floor; two
+/// progress steps.
+async fn run_workload(
+    url: &str,
+    label: &str,
+    floor: Option<&RawFloor>,
+    workload: Workload,
+    settings: Settings,
+    progress: &indicatif::ProgressBar,
+) -> Result<Row, String> {
+    let primitive = workload.primitive();
+    let mut row = Row {
+        backend: label.to_string(),
+        workload,
+        ours: None,
+        floor: None,
+        floor_recipe: floor.and_then(|f| f.recipe(primitive)),
+    };
+    let Some(contenders) = distlock_contenders(url, settings, workload).await? else {
+        // Not served: no floor either, nothing to compare it with.
+        row.floor_recipe = None;
+        progress.inc(2);
+        return Ok(row);
+    };
+    row.ours = Some(measure(workload, contenders, settings).await?);
+    progress.inc(1);
+    if let Some(f) = floor {
+        progress.set_message(format!("{label}: {} (raw floor)", workload.name()));
+        if let Some(contenders) = floor_contenders(f, settings, workload).await? {
+            row.floor = Some(measure(workload, contenders, settings).await?);
+        }
+    }
+    progress.inc(1);
+    Ok(row)
+}
+
+/// Whether a backend with `caps` serves `primitive`.
+fn serves(caps: &Capabilities, primitive: Primitive) -> bool {
+    match primitive {
+        Primitive::Mutex => true,
+        Primitive::Semaphore => caps.semaphore,
+        Primitive::ReadWrite => caps.shared,
+    }
+}
+
+/// A distlock client (own connection) per client of `workload`; `None`
+/// when the backend does not serve the workload's primitive.
 async fn distlock_contenders(
     url: &str,
     settings: Settings,
     workload: Workload,
-) -> Result<Vec<Arc<dyn Contender>>, String> {
+) -> Result<Option<Vec<Arc<dyn Contender>>>, String> {
     let mut out: Vec<Arc<dyn Contender>> = Vec::new();
     let options =
         AcquireOptions::new(Duration::from_secs(30)).with_wait(Wait::For(Duration::from_secs(60)));
     for _ in 0..workload.clients(settings) {
         let backend = distlock::connect(url).await.map_err(|e| e.to_string())?;
+        if !serves(&backend.capabilities(), workload.primitive()) {
+            return Ok(None);
+        }
         out.push(Arc::new(Distlock {
             backend,
             held: Mutex::new(HashMap::new()),
             options,
         }));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
+/// A floor client per client of `workload`; `None` when the floor has no
+/// recipe for the workload's primitive.
 async fn floor_contenders(
-    floor: &dyn Floor,
+    floor: &RawFloor,
     settings: Settings,
     workload: Workload,
-) -> Result<Vec<Arc<dyn Contender>>, String> {
+) -> Result<Option<Vec<Arc<dyn Contender>>>, String> {
     let mut out = Vec::new();
     for _ in 0..workload.clients(settings) {
-        out.push(floor.contender().await?);
+        match floor.contender(workload.primitive()).await? {
+            Some(c) => out.push(c),
+            None => return Ok(None),
+        }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// The names a workload's clients pick from, unique to this run.
@@ -180,7 +226,9 @@ fn names_for(workload: Workload, settings: Settings) -> Result<Vec<LockName>, St
     let tag: u64 = rand::thread_rng().gen();
     let count = match workload {
         Workload::ManyNames => settings.names.max(1),
-        Workload::Uncontended | Workload::Contended => 1,
+        Workload::Uncontended | Workload::Contended | Workload::Semaphore | Workload::ReadWrite => {
+            1
+        }
     };
     (0..count)
         .map(|i| LockName::new(format!("bench/{tag:x}/{i}")))
@@ -199,19 +247,22 @@ async fn measure(
     let stop_at = Instant::now() + settings.duration;
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for c in contenders {
+    for (client, c) in contenders.into_iter().enumerate() {
         let names = names.clone();
         let hold = settings.hold;
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut cycle = 0;
             while Instant::now() < stop_at {
                 let name = &names[rand::thread_rng().gen_range(0..names.len())];
+                let mode = workload.mode(settings, client, cycle);
+                cycle += 1;
                 let t = Instant::now();
-                c.take(name).await?;
+                c.take(name, mode).await?;
                 if !hold.is_zero() {
                     tokio::time::sleep(hold).await;
                 }
-                c.give_back(name).await?;
+                c.give_back(name, mode).await?;
                 samples.push(t.elapsed());
             }
             Ok::<_, String>(samples)
@@ -261,15 +312,59 @@ mod tests {
         let row = Row {
             backend: "redis://h".into(),
             workload: Workload::Contended,
-            ours: numbers(750.0, 400),
+            ours: Some(numbers(750.0, 400)),
             floor: Some(numbers(1000.0, 100)),
             floor_recipe: None,
         };
         // Slower than the floor: both ratios above 1.
         assert_eq!(row.latency_ratio(), Some(4.0));
         assert!((row.throughput_ratio().unwrap() - 1000.0 / 750.0).abs() < 1e-9);
-        let none = Row { floor: None, ..row };
-        assert_eq!(none.latency_ratio(), None);
+        let no_floor = Row {
+            floor: None,
+            ..row.clone()
+        };
+        assert_eq!(no_floor.latency_ratio(), None);
+        let not_served = Row { ours: None, ..row };
+        assert_eq!(not_served.throughput_ratio(), None);
+    }
+
+    #[test]
+    fn each_primitive_needs_its_claim() {
+        let mutex_only = Capabilities::builder().build();
+        assert!(serves(&mutex_only, Primitive::Mutex));
+        assert!(!serves(&mutex_only, Primitive::Semaphore));
+        assert!(!serves(&mutex_only, Primitive::ReadWrite));
+        let all = Capabilities::builder().semaphore(true).shared(true).build();
+        assert!(serves(&all, Primitive::Semaphore) && serves(&all, Primitive::ReadWrite));
+    }
+
+    #[tokio::test]
+    async fn memory_runs_the_semaphore_and_rw_workloads_on_distlock_and_its_floor() {
+        let settings = Settings {
+            duration: Duration::from_millis(100),
+            clients: 4,
+            hold: Duration::ZERO,
+            names: 4,
+            permits: 2,
+            read_share: 0.9,
+        };
+        let floor = floor::for_url("memory://bench-modes").await.unwrap();
+        let progress = indicatif::ProgressBar::hidden();
+        for workload in [Workload::Semaphore, Workload::ReadWrite] {
+            let row = run_workload(
+                "memory://bench-modes",
+                "memory://bench-modes",
+                floor.as_ref(),
+                workload,
+                settings,
+                &progress,
+            )
+            .await
+            .unwrap();
+            assert!(row.ours.is_some_and(|n| n.ops > 0), "{row:?}");
+            assert!(row.floor.is_some_and(|n| n.ops > 0), "{row:?}");
+            assert!(row.floor_recipe.is_some(), "{row:?}");
+        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ enum Command {
         /// How long each workload runs.
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         duration: Duration,
-        /// Clients in the contended and many-names workloads.
+        /// Clients in the contended, many-names, semaphore and rw workloads.
         #[arg(long, default_value_t = 8)]
         clients: usize,
         /// How long each holder keeps the lock.
@@ -75,6 +75,13 @@ enum Command {
         /// Names in the many-names workload.
         #[arg(long, default_value_t = 64)]
         names: usize,
+        /// Permits of the semaphore workload's name.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        permits: u32,
+        /// Share of the rw workload's cycles that read (0 to 1), in a fixed
+        /// pattern per client: 0.9 = one write in every ten cycles.
+        #[arg(long, default_value = "0.9", value_parser = parse_share)]
+        read_share: f64,
         /// Also write the Markdown table here.
         #[arg(long)]
         markdown: Option<std::path::PathBuf>,
@@ -99,6 +106,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like 500ms, 30s, 2m: {e}"))
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("`{s}` is not a share between 0 and 1, like 0.9")),
+    }
 }
 
 fn parse_wait(s: &str) -> Result<Wait, String> {
@@ -152,6 +166,8 @@ fn main() -> ExitCode {
                 clients,
                 hold,
                 names,
+                permits,
+                read_share,
                 markdown,
                 svg,
             } => {
@@ -160,6 +176,8 @@ fn main() -> ExitCode {
                     clients,
                     hold,
                     names,
+                    permits,
+                    read_share,
                 };
                 run_bench(&backends, settings, markdown, svg).await
             }
@@ -301,7 +319,8 @@ async fn run_bench(
     markdown: Option<std::path::PathBuf>,
     svg: Option<std::path::PathBuf>,
 ) -> u8 {
-    let steps = urls.len() as u64 * 6;
+    // distlock and the floor, for every workload.
+    let steps = urls.len() as u64 * workload::Workload::ALL.len() as u64 * 2;
     let progress = indicatif::ProgressBar::new(steps);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")

@@ -11,12 +11,14 @@ use std::time::Duration;
 use distlock::BackendUrl;
 
 use crate::bench::Row;
-use crate::workload::{Settings, Workload};
+use crate::workload::{Primitive, Settings, Workload};
 
 /// The header of the latency ratio column.
 pub const LATENCY_RATIO: &str = "p50 ÷ floor p50 (lower is better, 1.00 = floor)";
 /// The header of the throughput ratio column.
 pub const THROUGHPUT_RATIO: &str = "floor ops/s ÷ ops/s (lower is better, 1.00 = floor)";
+/// What the table shows for a workload the backend does not serve.
+pub const NOT_SERVED: &str = "not served";
 /// The title of the chart's ratio panel.
 const LATENCY_PANEL: &str =
     "p50 latency ÷ raw floor's p50 (log scale; lower is better; dashed line = floor = 1)";
@@ -45,11 +47,14 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Settings: {} per workload, {} clients for contended and many-names, hold {:?}, {} names.\n",
+        "Settings: {} per workload, {} clients for contended, many-names, semaphore and rw, \
+         hold {:?}, {} names, {} permits, {:.0} % of rw cycles reading (a fixed pattern per client).\n",
         humantime::format_duration(settings.duration),
         settings.clients,
         settings.hold,
-        settings.names
+        settings.names,
+        settings.permits,
+        settings.read_share * 100.0,
     );
     let _ = writeln!(
         s,
@@ -61,15 +66,24 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
             Some(f) => (format!("{:.0}", f.per_sec), fmt_d(f.p50)),
             None => ("–".into(), "–".into()),
         };
+        let ours = match r.ours {
+            Some(n) => [
+                n.ops.to_string(),
+                format!("{:.0}", n.per_sec),
+                fmt_d(n.p50),
+                fmt_d(n.p99),
+            ],
+            None => [NOT_SERVED.into(), "–".into(), "–".into(), "–".into()],
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.backend,
             r.workload.name(),
-            r.ours.ops,
-            r.ours.per_sec,
-            fmt_d(r.ours.p50),
-            fmt_d(r.ours.p99),
+            ours[0],
+            ours[1],
+            ours[2],
+            ours[3],
             fops,
             fp50,
             fmt_ratio(r.latency_ratio()),
@@ -80,27 +94,29 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
         s,
         "\nBoth ratios are slow-down factors against the raw floor: 2.00 means distlock's \
          median cycle takes twice the floor's, or distlock completes half the floor's cycles \
-         per second; below 1.00 distlock is faster than the floor."
+         per second; below 1.00 distlock is faster than the floor. \"{NOT_SERVED}\": the \
+         backend's capabilities do not claim the workload's mode."
     );
     write_recipes(&mut s, rows);
     s
 }
 
-/// One line per backend with a floor: what its floor does.
+/// One line per backend and primitive with a floor: what the floor does.
 fn write_recipes(s: &mut String, rows: &[Row]) {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: Vec<(&str, Primitive)> = Vec::new();
     for r in rows {
         let Some(recipe) = r.floor_recipe else {
             continue;
         };
-        if seen.contains(&r.backend.as_str()) {
+        let primitive = r.workload.primitive();
+        if seen.contains(&(r.backend.as_str(), primitive)) {
             continue;
         }
         if seen.is_empty() {
             let _ = writeln!(s, "\nRaw floors:\n");
         }
-        seen.push(&r.backend);
-        let _ = writeln!(s, "- `{}`: {recipe}", r.backend);
+        seen.push((&r.backend, primitive));
+        let _ = writeln!(s, "- `{}`, {}: {recipe}", r.backend, primitive.name());
     }
 }
 
@@ -122,8 +138,11 @@ pub fn svg(rows: &[Row]) -> String {
                 .iter()
                 .flat_map(|r| {
                     let color = workload_color(r.workload);
+                    let Some(ours) = r.ours else {
+                        return Vec::new();
+                    };
                     let mut bars = vec![Bar {
-                        value: r.ours.per_sec,
+                        value: ours.per_sec,
                         color,
                         faded: false,
                     }];
@@ -158,7 +177,8 @@ pub fn svg(rows: &[Row]) -> String {
         .collect();
     let panel_h = 230.0;
     let mut out = String::new();
-    let width = (LEFT + groups.len() as f64 * GROUP_W + 40.0).max(560.0);
+    let legend_w = LEFT + Workload::ALL.len() as f64 * LEGEND_W;
+    let width = (LEFT + groups.len() as f64 * GROUP_W + 40.0).max(legend_w);
     let height = 2.0 * (panel_h + 110.0) + 40.0;
     let _ = writeln!(
         out,
@@ -185,7 +205,7 @@ pub fn svg(rows: &[Row]) -> String {
     );
     let legend_y = height - 18.0;
     for (i, w) in Workload::ALL.iter().enumerate() {
-        let x = LEFT + i as f64 * 140.0;
+        let x = LEFT + i as f64 * LEGEND_W;
         let _ = writeln!(
             out,
             r#"<rect x="{x}" y="{y:.0}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ty:.0}">{w}</text>"#,
@@ -201,7 +221,8 @@ pub fn svg(rows: &[Row]) -> String {
 }
 
 const LEFT: f64 = 80.0;
-const GROUP_W: f64 = 150.0;
+const GROUP_W: f64 = 200.0;
+const LEGEND_W: f64 = 120.0;
 
 struct Bar {
     value: f64,
@@ -214,6 +235,8 @@ fn workload_color(workload: Workload) -> &'static str {
         Workload::Uncontended => "#3b6fd8",
         Workload::Contended => "#d8643b",
         Workload::ManyNames => "#3ba86b",
+        Workload::Semaphore => "#8a4fd0",
+        Workload::ReadWrite => "#c9a227",
     }
 }
 
@@ -347,7 +370,7 @@ mod tests {
         Row {
             backend: "redis://127.0.0.1:6379".into(),
             workload,
-            ours: numbers(ours_per_sec, 400),
+            ours: Some(numbers(ours_per_sec, 400)),
             floor: Some(numbers(floor_per_sec, 300)),
             floor_recipe: Some("SET key NX PX / DEL"),
         }
@@ -359,7 +382,46 @@ mod tests {
             clients: 2,
             hold: Duration::ZERO,
             names: 4,
+            permits: 3,
+            read_share: 0.9,
         }
+    }
+
+    #[test]
+    fn a_workload_the_backend_does_not_serve_says_so() {
+        let served = row(Workload::Semaphore, 750.0, 1000.0);
+        let not_served = Row {
+            workload: Workload::ReadWrite,
+            ours: None,
+            floor: None,
+            floor_recipe: None,
+            ..served.clone()
+        };
+        let table = markdown(&[served, not_served.clone()], settings());
+        assert!(
+            table.contains("| rw | not served | – | – | – | – | – | – | – |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("3 permits, 90 % of rw cycles reading"),
+            "{table}"
+        );
+        assert!(svg(&[not_served]).starts_with("<svg"));
+    }
+
+    #[test]
+    fn each_primitive_s_floor_is_described_once() {
+        let mut sem = row(Workload::Semaphore, 750.0, 1000.0);
+        sem.floor_recipe = Some("a counter script");
+        let rows = [
+            row(Workload::Uncontended, 750.0, 1000.0),
+            row(Workload::Contended, 750.0, 1000.0),
+            sem,
+        ];
+        let table = markdown(&rows, settings());
+        assert_eq!(table.matches("SET key NX PX / DEL").count(), 1, "{table}");
+        assert!(table.contains(", mutex: SET key NX PX / DEL"), "{table}");
+        assert!(table.contains(", semaphore: a counter script"), "{table}");
     }
 
     #[test]

@@ -119,6 +119,10 @@ fn bench_writes_a_table_and_a_chart() {
         "200ms",
         "--clients",
         "3",
+        "--permits",
+        "2",
+        "--read-share",
+        "0.5",
         "--markdown",
         md.to_str().unwrap(),
         "--svg",
@@ -126,7 +130,7 @@ fn bench_writes_a_table_and_a_chart() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = std::fs::read_to_string(&md).unwrap();
-    for workload in ["uncontended", "contended", "many-names"] {
+    for workload in ["uncontended", "contended", "many-names", "semaphore", "rw"] {
         assert!(table.contains(workload), "{table}");
     }
     // The ratio columns say which way they go, and the floor is described.
@@ -142,6 +146,11 @@ fn bench_writes_a_table_and_a_chart() {
         table.contains("a mutex-guarded set of held names"),
         "{table}"
     );
+    assert!(
+        table.contains("2 permits, 50 % of rw cycles reading"),
+        "{table}"
+    );
+    assert!(table.contains("semaphore: a mutex-guarded map"), "{table}");
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg"));
     assert!(chart.contains("lower is better"), "{chart}");

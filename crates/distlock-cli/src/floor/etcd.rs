@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use distlock::{BackendUrl, LockName};
+use distlock::{BackendUrl, LockName, Mode};
 use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 
-use super::{addresses, Floor, SPIN};
-use crate::workload::Contender;
+use super::{addresses, etcd_modes, Floor, SPIN};
+use crate::workload::{Contender, Primitive};
 
-/// A key per lock: a put-if-absent transaction to take, a delete to give back.
+/// A key per lock: a put-if-absent transaction to take, a delete to give
+/// back. Its semaphore and reader-writer floors are in [`etcd_modes`].
 pub struct EtcdFloor {
     endpoints: Vec<String>,
     /// User and password from the URL's userinfo.
@@ -38,7 +39,11 @@ struct EtcdContender {
 
 #[distlock::async_trait]
 impl Floor for EtcdFloor {
-    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+    fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
+        etcd_modes::recipe(primitive)
+    }
+
+    async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
         let options = self
             .credentials
             .as_ref()
@@ -46,6 +51,9 @@ impl Floor for EtcdFloor {
         let client = etcd_client::Client::connect(&self.endpoints, options)
             .await
             .map_err(|e| format!("etcd floor: {e}"))?;
+        if primitive != Primitive::Mutex {
+            return Ok(etcd_modes::contender(client));
+        }
         Ok(Arc::new(EtcdContender { client }))
     }
 }
@@ -56,7 +64,7 @@ fn key(name: &LockName) -> String {
 
 #[distlock::async_trait]
 impl Contender for EtcdContender {
-    async fn take(&self, name: &LockName) -> Result<(), String> {
+    async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         let key = key(name);
         loop {
             let txn = Txn::new()
@@ -75,7 +83,7 @@ impl Contender for EtcdContender {
         }
     }
 
-    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+    async fn give_back(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         self.client
             .kv_client()
             .delete(key(name), None)

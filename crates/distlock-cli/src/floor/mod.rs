@@ -4,26 +4,39 @@
 //! workloads against these to show what distlock's guarantees cost.
 //!
 //! The floor for a URL is picked by the registry's [`BackendKind`] for its
-//! scheme, and the registry's `floor` text says what it does. A floor waits
-//! for a held lock by retrying with a short sleep, the way a hand-written
-//! spin lock would.
+//! scheme. For the mutex, the registry's `floor` text says what it does; for
+//! the semaphore and the reader-writer lock, each floor says it in
+//! [`Floor::recipe`] (most keep a counter per name, the rule in [`counts`]).
+//! A floor waits for a held lock by retrying with a short sleep, the way a
+//! hand-written spin lock would.
 
 use std::sync::Arc;
 
 use distlock::registry::{self, BackendKind};
 use distlock::BackendUrl;
 
-use crate::workload::Contender;
+use crate::workload::{Contender, Primitive};
 
+mod counts;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_modes;
 mod memory;
+#[cfg(test)]
+mod modes_tests;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_modes;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql_modes;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
+#[cfg(feature = "zookeeper")]
+mod zookeeper_modes;
 
 /// How long a floor client sleeps before trying a held lock again.
 #[cfg_attr(
@@ -42,16 +55,45 @@ const SPIN: std::time::Duration = std::time::Duration::from_millis(1);
 /// A backend's raw floor.
 #[distlock::async_trait]
 pub trait Floor: Send + Sync {
-    /// A new independent client of the floor (own connection).
-    async fn contender(&self) -> Result<Arc<dyn Contender>, String>;
+    /// What the floor does for the semaphore or the reader-writer lock, in
+    /// one sentence; `None` when it has no floor for that primitive. (The
+    /// mutex floor's recipe is the registry's.)
+    fn recipe(&self, primitive: Primitive) -> Option<&'static str>;
+
+    /// A new independent client of the floor (own connection) for
+    /// `primitive`, one it has a recipe for.
+    async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String>;
 }
 
 /// A floor and what it does.
 pub struct RawFloor {
-    /// What the floor does, from the registry.
-    pub recipe: &'static str,
+    /// What the mutex floor does, from the registry.
+    mutex_recipe: &'static str,
     /// The floor.
-    pub floor: Box<dyn Floor>,
+    floor: Box<dyn Floor>,
+}
+
+impl RawFloor {
+    /// What the floor does for `primitive`; `None` when it has no floor for
+    /// it.
+    pub fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
+        match primitive {
+            Primitive::Mutex => Some(self.mutex_recipe),
+            Primitive::Semaphore | Primitive::ReadWrite => self.floor.recipe(primitive),
+        }
+    }
+
+    /// A new independent client of the floor for `primitive`; `None` when
+    /// it has no floor for it.
+    pub async fn contender(
+        &self,
+        primitive: Primitive,
+    ) -> Result<Option<Arc<dyn Contender>>, String> {
+        match self.recipe(primitive) {
+            Some(_) => self.floor.contender(primitive).await.map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 /// The floor for `url`'s backend, if it has one compiled in.
@@ -79,7 +121,7 @@ pub async fn for_url(url: &str) -> Result<Option<RawFloor>, String> {
         _ => return Ok(None),
     };
     Ok(Some(RawFloor {
-        recipe: scheme.floor,
+        mutex_recipe: scheme.floor,
         floor,
     }))
 }
@@ -103,13 +145,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn memory_has_a_floor_and_its_recipe() {
+    async fn memory_has_a_floor_and_its_recipe_for_every_primitive() {
+        use distlock::Mode;
         let floor = for_url("memory://bench").await.unwrap().expect("a floor");
-        assert_eq!(floor.recipe, registry::lookup("memory").unwrap().floor);
-        let c = floor.floor.contender().await.unwrap();
+        assert_eq!(
+            floor.recipe(Primitive::Mutex),
+            Some(registry::lookup("memory").unwrap().floor)
+        );
         let name = distlock::LockName::new("x").unwrap();
-        c.take(&name).await.unwrap();
-        c.give_back(&name).await.unwrap();
+        for (primitive, mode) in [
+            (Primitive::Mutex, Mode::Exclusive),
+            (Primitive::Semaphore, Mode::Permit { limit: 2 }),
+            (Primitive::ReadWrite, Mode::Shared),
+            (Primitive::ReadWrite, Mode::Exclusive),
+        ] {
+            assert!(floor.recipe(primitive).is_some(), "{primitive:?}");
+            let c = floor.contender(primitive).await.unwrap().expect("a client");
+            c.take(&name, mode).await.unwrap();
+            c.give_back(&name, mode).await.unwrap();
+        }
     }
 
     #[tokio::test]

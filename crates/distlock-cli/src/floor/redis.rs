@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use distlock::{percent_encode, BackendUrl, Host, LockName};
+use distlock::{percent_encode, BackendUrl, Host, LockName, Mode};
 
-use super::{Floor, SPIN};
-use crate::workload::Contender;
+use super::{redis_modes, Floor, SPIN};
+use crate::workload::{Contender, Primitive};
 
 /// `SET NX PX` to take, a compare-and-delete script to give back: the
-/// classic single-instance Redis lock.
+/// classic single-instance Redis lock. Its semaphore and reader-writer
+/// floors are in [`redis_modes`].
 pub struct RedisFloor {
     client: redis::Client,
 }
@@ -30,7 +31,14 @@ struct RedisContender {
 
 #[distlock::async_trait]
 impl Floor for RedisFloor {
-    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+    fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
+        redis_modes::recipe(primitive)
+    }
+
+    async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
+        if primitive != Primitive::Mutex {
+            return redis_modes::contender(&self.client).await;
+        }
         let conn = self
             .client
             .get_multiplexed_async_connection()
@@ -88,7 +96,7 @@ async fn compare_and_delete(
 
 #[distlock::async_trait]
 impl Contender for RedisContender {
-    async fn take(&self, name: &LockName) -> Result<(), String> {
+    async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         let key = key(name);
         while !set_nx(&self.conn, &key, &self.token).await? {
             tokio::time::sleep(SPIN).await;
@@ -96,13 +104,15 @@ impl Contender for RedisContender {
         Ok(())
     }
 
-    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+    async fn give_back(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         compare_and_delete(&self.conn, &self.release, &key(name), &self.token).await
     }
 }
 
 /// The same two commands on every instance at once, taken when a majority
-/// said yes; a minority hold is given back before trying again.
+/// said yes; a minority hold is given back before trying again. Its
+/// semaphore and reader-writer floors are the single-instance ones on the
+/// first instance.
 pub struct RedlockFloor {
     clients: Vec<redis::Client>,
 }
@@ -139,7 +149,15 @@ struct RedlockContender {
 
 #[distlock::async_trait]
 impl Floor for RedlockFloor {
-    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+    fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
+        redis_modes::redlock_recipe(primitive)
+    }
+
+    async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
+        if primitive != Primitive::Mutex {
+            let first = self.clients.first().ok_or("redlock floor: no instance")?;
+            return redis_modes::contender(first).await;
+        }
         let mut conns = Vec::new();
         for c in &self.clients {
             conns.push(
@@ -171,7 +189,7 @@ impl RedlockContender {
 
 #[distlock::async_trait]
 impl Contender for RedlockContender {
-    async fn take(&self, name: &LockName) -> Result<(), String> {
+    async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         let key = key(name);
         let quorum = self.conns.len() / 2 + 1;
         loop {
@@ -191,7 +209,7 @@ impl Contender for RedlockContender {
         }
     }
 
-    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+    async fn give_back(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         self.release_all(&key(name)).await
     }
 }

@@ -3,23 +3,25 @@
 use std::sync::Arc;
 
 use distlock::registry::BackendKind;
-use distlock::LockName;
+use distlock::{LockName, Mode};
 use sqlx::AnyPool;
 
-use super::{Floor, SPIN};
-use crate::workload::Contender;
+use super::{sql_modes, Floor, SPIN};
+use crate::workload::{Contender, Primitive};
 
 /// A row per held lock: an insert that does nothing when the row exists
-/// to take, a delete to give back.
+/// to take, a delete to give back. Its semaphore and reader-writer floors
+/// are in [`sql_modes`].
 pub struct SqlFloor {
     url: String,
     insert: &'static str,
     delete: &'static str,
+    modes: &'static sql_modes::Statements,
 }
 
 impl SqlFloor {
     /// Connects to the database `url` names (a distlock URL of `kind`) and
-    /// creates the floor's table.
+    /// creates the floors' tables.
     pub async fn connect(url: &str, kind: BackendKind) -> Result<Self, String> {
         sqlx::any::install_default_drivers();
         let url = driver_url(url, kind);
@@ -31,10 +33,12 @@ impl SqlFloor {
             .execute(&pool)
             .await
             .map_err(|e| format!("sql floor: {e}"))?;
+        let modes = sql_modes::prepare(&pool, kind).await?;
         Ok(SqlFloor {
             url,
             insert,
             delete,
+            modes,
         })
     }
 }
@@ -81,12 +85,19 @@ struct SqlContender {
 
 #[distlock::async_trait]
 impl Floor for SqlFloor {
-    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+    fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
+        sql_modes::recipe(primitive)
+    }
+
+    async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(2)
             .connect(&self.url)
             .await
             .map_err(|e| format!("sql floor: {e}"))?;
+        if primitive != Primitive::Mutex {
+            return Ok(sql_modes::contender(pool, self.modes));
+        }
         Ok(Arc::new(SqlContender {
             pool,
             insert: self.insert,
@@ -97,7 +108,7 @@ impl Floor for SqlFloor {
 
 #[distlock::async_trait]
 impl Contender for SqlContender {
-    async fn take(&self, name: &LockName) -> Result<(), String> {
+    async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         let key = &name.digest_hex()[..32];
         loop {
             match sqlx::query(self.insert).bind(key).execute(&self.pool).await {
@@ -113,7 +124,7 @@ impl Contender for SqlContender {
         }
     }
 
-    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+    async fn give_back(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         sqlx::query(self.delete)
             .bind(&name.digest_hex()[..32])
             .execute(&self.pool)

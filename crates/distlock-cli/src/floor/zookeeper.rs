@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use distlock::{BackendUrl, LockName};
+use distlock::{BackendUrl, LockName, Mode};
 use zookeeper_client as zk;
 
-use super::{addresses, Floor, SPIN};
-use crate::workload::Contender;
+use super::{addresses, zookeeper_modes, Floor, SPIN};
+use crate::workload::{Contender, Primitive};
 
 /// An ephemeral node per lock: `create` to take, `delete` to give back.
+/// Its semaphore and reader-writer floors are in [`zookeeper_modes`].
 pub struct ZkFloor {
     cluster: String,
 }
@@ -29,10 +30,17 @@ const DIR: &str = "/distlock-floor";
 
 #[distlock::async_trait]
 impl Floor for ZkFloor {
-    async fn contender(&self) -> Result<Arc<dyn Contender>, String> {
+    fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
+        zookeeper_modes::recipe(primitive)
+    }
+
+    async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
         let client = zk::Client::connect(&self.cluster)
             .await
             .map_err(|e| format!("zookeeper floor: {e}"))?;
+        if primitive != Primitive::Mutex {
+            return zookeeper_modes::contender(client).await;
+        }
         let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         match client.create(DIR, &[], &mode).await {
             Ok(_) | Err(zk::Error::NodeExists) => {}
@@ -48,7 +56,7 @@ fn path(name: &LockName) -> String {
 
 #[distlock::async_trait]
 impl Contender for ZkContender {
-    async fn take(&self, name: &LockName) -> Result<(), String> {
+    async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         let mode = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         loop {
             match self.client.create(&path(name), &[], &mode).await {
@@ -59,7 +67,7 @@ impl Contender for ZkContender {
         }
     }
 
-    async fn give_back(&self, name: &LockName) -> Result<(), String> {
+    async fn give_back(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
         self.client
             .delete(&path(name), None)
             .await
