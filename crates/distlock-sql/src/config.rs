@@ -85,6 +85,9 @@ pub const DEFAULT_TABLE: &str = "distlock_locks";
 /// The default bound on each statement.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest table name: `<table>_holders` must fit in 63 bytes.
+const MAX_TABLE_LEN: usize = 63 - "_holders".len();
+
 /// The default (and largest) connection pool.
 const DEFAULT_POOL_SIZE: u32 = 4;
 const MAX_POOL_SIZE: u32 = 1000;
@@ -97,7 +100,7 @@ const MAX_POOL_SIZE: u32 = 1000;
 ///
 /// | parameter | default | meaning |
 /// |---|---|---|
-/// | `table` | `distlock_locks` | the locks table (`[A-Za-z_][A-Za-z0-9_]{0,62}`) |
+/// | `table` | `distlock_locks` | the locks table (`[A-Za-z_][A-Za-z0-9_]{0,54}`); its holders table is `<table>_holders` |
 /// | `create_table` | `true` | create the table if it is missing |
 /// | `pool_size` | `4` | most connections the backend opens (1..=1000) |
 /// | `timeout` (legacy `timeout_ms=<ms>`) | `5s` | bound on each statement |
@@ -306,7 +309,7 @@ impl SqlConfig {
     ///
     /// # Errors
     ///
-    /// `InvalidConfig` unless the name matches `[A-Za-z_][A-Za-z0-9_]{0,62}`.
+    /// `InvalidConfig` unless the name matches `[A-Za-z_][A-Za-z0-9_]{0,54}`.
     pub fn with_table(mut self, table: &str) -> Result<Self> {
         validate_table(table)?;
         self.table = table.to_string();
@@ -403,8 +406,11 @@ fn positive(url: &mut BackendUrl, key: &str) -> Result<Option<Duration>> {
     }
 }
 
-/// Checks a table name against `[A-Za-z_][A-Za-z0-9_]{0,62}`: it is the one
+/// Checks a table name against `[A-Za-z_][A-Za-z0-9_]{0,54}`: it is the one
 /// thing spliced into statement text (quoted), so nothing else may pass.
+/// At most 55 characters, so that its holders table, `<table>_holders`,
+/// still fits the 63 bytes of a PostgreSQL identifier (which PostgreSQL
+/// would otherwise cut short, silently).
 ///
 /// # Errors
 ///
@@ -423,8 +429,8 @@ fn table_problem(table: &str) -> Option<String> {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    (!(first_ok && rest_ok && table.len() <= 63)).then(|| {
-        format!("table name {table:?} is not an identifier matching [A-Za-z_][A-Za-z0-9_]{{0,62}}")
+    (!(first_ok && rest_ok && table.len() <= MAX_TABLE_LEN)).then(|| {
+        format!("table name {table:?} is not an identifier matching [A-Za-z_][A-Za-z0-9_]{{0,54}}")
     })
 }
 

@@ -11,11 +11,17 @@
 //! the release that undoes a dropped attempt, issued on the same
 //! connection, runs after the acquire statement it undoes — never before
 //! it, as it could on another connection of the pool.
+//!
+//! Readers and semaphore permits live in the holders table beside the
+//! locks table; a grant of either is one transaction
+//! ([`AttemptConnection::transact`]) whose decision the algorithm makes on
+//! what the transaction read.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::holds::Decide;
 use crate::notify::Subscription;
 
 /// The locks table in one database, statement by statement. Each method is
@@ -45,6 +51,18 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Releases `key` when `owner` holds it unexpired; false otherwise.
     async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
+
+    /// Extends every reader or permit holder of `batch` (distinct
+    /// `(key, owner)` pairs, sorted by key) with one statement; answers, in
+    /// order, which were extended.
+    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error>;
+
+    /// Releases the reader or permit holder `owner` of `key` when it holds
+    /// it unexpired; false otherwise.
+    async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
+
+    /// Removes `owner`'s waiting-writer intent on `key`, if any.
+    async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error>;
 
     /// A subscription to release notifications, in effect when this
     /// returns; `None` when the database has none (waiters then poll).
@@ -83,6 +101,53 @@ pub(crate) trait AttemptConnection: Send + 'static {
 
     /// Releases `key` when `owner` holds it unexpired; false otherwise.
     async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
+
+    /// One grant transaction on `key`: lock the name's row (creating it
+    /// when missing), delete its expired holders and intents, read the rest
+    /// into a [`NameState`], carry out what `decide` answers for it (a
+    /// [`Grant`](Decision::Grant) or [`Upgrade`](Decision::Upgrade) for
+    /// `owner` with `ttl`, or an intent), commit. Returns the fencing token
+    /// of a grant or upgrade, `None` otherwise. Several statements.
+    async fn transact(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        decide: &mut Decide<'_>,
+    ) -> Result<Option<u64>, sqlx::Error>;
+
+    /// Records (or refreshes) `owner`'s waiting-writer intent on `key`,
+    /// living `life` on the database clock.
+    async fn record_intent(
+        &mut self,
+        key: &str,
+        owner: &str,
+        life: Duration,
+    ) -> Result<(), sqlx::Error>;
+
+    /// Releases the reader or permit holder `owner` of `key` when it holds
+    /// it unexpired; false otherwise.
+    async fn release_holder(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
+
+    /// Rolls back whatever transaction an attempt dropped half-way left
+    /// open on this connection (a no-op when none is), and keeps the
+    /// connection out of the pool from now on: sqlx's own bookkeeping of
+    /// the transaction may be off after a dropped `BEGIN` or `COMMIT`.
+    async fn abandon_transaction(&mut self) -> Result<(), sqlx::Error>;
+
+    /// Undoes an upgrade: when `owner` holds `key` exclusively with fencing
+    /// token `fence` (the one that upgrade took; `None` when the attempt
+    /// never got as far as deciding to upgrade), it becomes a reader again
+    /// with the same expiry; `owner`'s intent goes either way. True when
+    /// there was an upgrade to undo. One transaction, on a connection
+    /// [`abandon_transaction`](AttemptConnection::abandon_transaction)
+    /// retired.
+    async fn downgrade(
+        &mut self,
+        key: &str,
+        owner: &str,
+        fence: Option<u64>,
+    ) -> Result<bool, sqlx::Error>;
 }
 
 /// What one acquire statement found.
@@ -90,10 +155,17 @@ pub(crate) trait AttemptConnection: Send + 'static {
 pub(crate) enum Take {
     /// The lock was taken with this fencing token.
     Acquired(u64),
-    /// Someone holds it; their remaining ttl on the database clock, if the
-    /// statement could tell.
+    /// Someone holds it: the time until it frees on the database clock
+    /// (the exclusive holder's and the readers' and permit holders'), if
+    /// the statement could tell, and whether readers or permit holders are
+    /// among the holders.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Held(Option<Duration>),
+    Held {
+        /// Time until every holder's time runs out.
+        remaining: Option<Duration>,
+        /// Readers or permit holders hold it.
+        shared: bool,
+    },
     /// Someone holds it; ask [`Dialect::holder`] for their remaining ttl.
     #[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
     HeldAskRemaining,
@@ -109,12 +181,30 @@ pub(crate) struct Holder {
     /// Time left on the database clock; `None` when released, zero when
     /// expired.
     pub remaining: Option<Duration>,
+    /// Time left of the longest-lived reader or permit holder; `None` when
+    /// none lives.
+    pub shared: Option<Duration>,
 }
 
 impl Holder {
-    /// Whether the row is held right now.
+    /// Whether the name is held exclusively right now.
     pub fn is_held(&self) -> bool {
         self.owner.is_some() && self.remaining.is_some_and(|r| !r.is_zero())
+    }
+
+    /// Whether readers or permit holders hold the name right now.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some_and(|r| !r.is_zero())
+    }
+
+    /// The time until every holder's time runs out (zero when none holds).
+    pub fn until_free(&self) -> Duration {
+        let exclusive = if self.is_held() {
+            self.remaining.unwrap_or_default()
+        } else {
+            Duration::ZERO
+        };
+        exclusive.max(self.shared.unwrap_or_default())
     }
 }
 
@@ -187,6 +277,21 @@ impl Statements {
     }
 }
 
+/// Whether `outcome` of a `ROLLBACK` means the connection holds no open
+/// transaction: it rolled one back, or the database said there was none.
+pub(crate) fn rolled_back<T>(outcome: Result<T, sqlx::Error>) -> Result<(), sqlx::Error> {
+    match outcome {
+        Ok(_) | Err(sqlx::Error::Database(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The statements of a file holding several, each ended by `;` at the end
+/// of a line (the DDL files): sqlx runs one statement per prepared query.
+pub(crate) fn statements(text: &str) -> impl Iterator<Item = &str> {
+    text.split(";\n").filter(|s| !s.trim().is_empty())
+}
+
 /// `template` with `{rows}` replaced by `first`, then `rest` once for each
 /// of the other `n - 1` rows (`n >= 1`): how a statement over a list of
 /// bound rows is written where the database has no array parameters.
@@ -219,6 +324,13 @@ impl From<sqlx::Error> for ConnectError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_files_are_split_at_line_ends() {
+        let text = "-- a; comment\nCREATE x (a);\nCREATE y;\n";
+        let got: Vec<&str> = statements(text).collect();
+        assert_eq!(got, ["-- a; comment\nCREATE x (a)", "CREATE y"]);
+    }
 
     #[test]
     fn rows_are_repeated_into_the_template() {

@@ -1,8 +1,9 @@
 //! # distlock-sql
 //!
-//! A distlock backend over one locks table in SQLite, PostgreSQL or
-//! MySQL/MariaDB, through [sqlx](https://docs.rs/sqlx). Each database is a
-//! Cargo feature (`sqlite`, `postgres`, `mysql`) and a URL scheme:
+//! A distlock backend over a locks table in SQLite, PostgreSQL or
+//! MySQL/MariaDB, through [sqlx](https://docs.rs/sqlx): mutexes, reader-writer
+//! locks (with upgrade) and semaphores. Each database is a Cargo feature
+//! (`sqlite`, `postgres`, `mysql`) and a URL scheme:
 //!
 //! | URL | database |
 //! |---|---|
@@ -29,81 +30,154 @@
 //! let guard = client.lock("reports/daily").await?;
 //! // … write to the protected resource, passing guard.fencing_token() …
 //! guard.release().await?;
+//! let reader = client.read_lock("reports/daily").await?; // beside other readers
+//! reader.release().await?;
+//! let slots = client.semaphore("exports", 3)?; // at most 3 at once
+//! let permit = slots.acquire().await?;
+//! permit.release().await?;
 //! # Ok(()) }
 //! ```
 //!
+//! ## The primitives
+//!
+//! Every primitive is a mode of one name (the core's
+//! [`Mode`](distlock_core::Mode)), and every grant of every mode gets the
+//! name's next fencing token. The mutex and the writer are the same hold.
+//!
+//! - **Mutex / writer** (`Mode::Exclusive`): the holder lives in the name's
+//!   row of the locks table (`owner`, `expires_at`). One upsert takes it when
+//!   the row is absent, or released or expired *and* no reader or permit
+//!   holder lives, incrementing `fence` in the same statement. The readers'
+//!   check is the one extra on this path, inside the same statement: on
+//!   PostgreSQL and MySQL two columns of the same row (`shared_count`,
+//!   `shared_until`, kept by the readers' grants, renewals and releases), on
+//!   SQLite one primary-key probe of the holders table. Round trips: 1 when
+//!   free; when held, 1 on PostgreSQL, 2 on MySQL and SQLite (the second
+//!   reads the holders' remaining time).
+//! - **Reader** (`Mode::Shared`) and **semaphore permit**
+//!   (`Mode::Permit { limit }`): one row each in the holders table
+//!   (`<table>_holders`), with its own expiry. A grant is one transaction:
+//!   lock the name's row (creating it if missing), delete the name's expired
+//!   holders, read the rest, decide with the core's one compatibility rule
+//!   ([`Mode::fits`](distlock_core::Mode::fits): readers beside readers only;
+//!   permits beside permits of the same count while fewer than that many; a
+//!   permit of another count is [`PermitMismatch`](distlock_core::LockError::PermitMismatch),
+//!   refused at once) and whether a writer waits (below), then insert the
+//!   holder and bump the name's `fence`. Round trips: PostgreSQL 5 (`BEGIN`,
+//!   lock, read with the expired rows deleted, insert-and-count, `COMMIT`), 4
+//!   when it must wait; MySQL 7 (`BEGIN`, lock, delete expired, read, insert,
+//!   count, `COMMIT`), 5 when it must wait; SQLite the same statements as
+//!   MySQL, in one `BEGIN IMMEDIATE` transaction.
+//! - **Upgrade** (reader to writer, in place; capability `upgrade`): one
+//!   transaction per attempt that turns the owner's reader row into the
+//!   exclusive hold of the name's row, with the next fencing token, only
+//!   when that reader is the only holder; while others hold it, the attempt
+//!   records the upgrade's intent instead (new readers then wait) and waits
+//!   for them to leave. Round trips per attempt as for a reader's grant. An
+//!   attempt dropped after its transaction committed is undone in the
+//!   background (the exclusive hold becomes the reader again), conditioned
+//!   on the fencing token it took, so a later upgrade is never undone.
+//! - **Renew and release**, per owner, in every mode: one statement (MySQL
+//!   releases a reader or permit with two: mark it and count it, then delete
+//!   the row). `extend_many` renews a batch with one statement per kind of
+//!   lease in it (the exclusive ones, the readers and permits), the two at
+//!   once.
+//!
+//! ## Writers are not starved
+//!
+//! SQL keeps no queue of waiters. A writer that finds readers or permit
+//! holders in its way records an *intent* in the holders table (kind `w`),
+//! living one second on the database clock and refreshed by each of its
+//! attempts (it polls, or waits for `NOTIFY`, at most 250 ms at a time while
+//! it has one); while an intent lives, no new reader or permit is granted,
+//! so the holders drain and the writer goes next. The intent is removed
+//! when the writer is granted or gives up (one statement), or in the
+//! background when its acquire is dropped; a writer that crashed holds
+//! readers back for at most one second. Writers among themselves, and
+//! readers among themselves, are served in no particular order (`fifo =
+//! false`).
+//!
 //! ## What it guarantees
 //!
-//! - **Mutual exclusion** while a lease is valid: one row per lock, taken by a
-//!   single statement that succeeds only when the row is absent, released or
-//!   expired. The database serialises the statements.
-//! - **Liveness by ttl**: a holder that vanishes frees the lock once its ttl
-//!   passes. Expiry is judged by the database's own clock inside each
-//!   statement (`now()` on PostgreSQL, `UTC_TIMESTAMP(6)` on MySQL,
-//!   `julianday('now')` in milliseconds on SQLite), never by the
+//! - **Exclusion** while a lease is valid, by mode: a writer alone; readers
+//!   together; at most `limit` permits. Every change to a name's holds locks
+//!   (or, on SQLite, write-locks the file around) the name's row first, so
+//!   the database serialises them, and each transaction reads the holders
+//!   after taking that lock.
+//! - **Liveness by ttl**: a holder that vanishes, in any mode, frees its
+//!   hold once its ttl passes. Expiry is judged by the database's own clock
+//!   inside each statement (`now()` on PostgreSQL, `UTC_TIMESTAMP(6)` on
+//!   MySQL, `julianday('now')` in milliseconds on SQLite), never by the
 //!   application's. The backend reports the instant it *sent* the statement
-//!   that took or extended the lock; the lease's validity is computed from
-//!   it by the one drift rule of the core
+//!   or transaction that took or extended the hold; the lease's validity is
+//!   computed from it by the one drift rule of the core
 //!   ([`distlock_core::validity`]). Since the database's "now" is read after
 //!   the request was sent, and the ttl is rounded up to the database's
 //!   resolution, the row always outlives the validity the lease reports.
-//! - **Fencing**: the row keeps a `fence` counter that every acquire
-//!   increments in the same statement. Release keeps the row (it clears the
-//!   owner and the expiry), so tokens rise across holders forever.
-//! - **Ownership**: extend and release are single `UPDATE`s conditioned on
-//!   the 128-bit random owner token (drawn by the core for each acquire) and
-//!   on the lease not having expired, so an expired lease is never brought
-//!   back, even when nobody took the lock since; a lease exported with
-//!   `Lease::export` can be extended and released from another process
-//!   (`lease_handoff`).
-//! - **Cancellation**: dropping an `acquire` future leaves nothing held: an
-//!   in-flight acquire statement is followed, in the background, by a release
-//!   conditioned on that acquire's owner token (the core's
-//!   [`CleanupOnDrop`](distlock_core::cleanup::CleanupOnDrop)), issued on
-//!   the attempt's own connection so that it runs after the acquire
-//!   statement even when the database is still running that one.
+//!   Whatever judges a hold expired and acts on it makes that final: a grant
+//!   deletes the expired holders it skipped, the writer's upsert clears the
+//!   readers' columns, a reader's grant clears an expired writer — so a
+//!   renewal whose clock was read earlier can never bring one back.
+//! - **Fencing**: the name's row keeps a `fence` counter that every grant of
+//!   every mode increments under the row's lock. Rows are never deleted, so
+//!   tokens rise across holders and modes forever.
+//! - **Ownership**: renew and release are conditioned on the 128-bit random
+//!   owner token (drawn by the core for each acquire) and on the hold not
+//!   having expired, so an expired lease is never brought back, even when
+//!   nobody took the lock since; a lease exported with `Lease::export` can be
+//!   renewed and released from another process (`lease_handoff`).
+//! - **Cancellation**: dropping an `acquire` (or `upgrade`) future leaves
+//!   nothing held: an attempt whose outcome is unknown is followed, in the
+//!   background, by a release conditioned on that acquire's owner token (for
+//!   an upgrade: by undoing it, so the reader stays as it was) through the
+//!   core's [`CleanupOnDrop`](distlock_core::cleanup::CleanupOnDrop), issued
+//!   on the attempt's own connection so that it runs after the attempt's
+//!   statements even when the database is still running them. A grant
+//!   transaction left open is rolled back first, and that connection leaves
+//!   the pool. A writer's intent is removed in the background.
 //!
 //! It does not guarantee: safety across a jump of the database server's wall
 //! clock (a clock stepped forward expires leases early, as with any
-//! ttl-based lock; use fencing tokens for the resource); fairness (see
-//! below); availability beyond the database's own (a database that does not
-//! answer within the timeout gives `Unavailable`).
+//! ttl-based lock; use fencing tokens for the resource); fairness among
+//! writers or among readers; availability beyond the database's own (a
+//! database that does not answer within the timeout gives `Unavailable`).
 //!
 //! ## Waiting
 //!
-//! - **PostgreSQL**: waiters are woken by `LISTEN`/`NOTIFY`. The release
-//!   statement calls `pg_notify('<table>', <key>)`, delivered when it commits.
-//!   Each backend opens one extra connection, on the first acquire that
-//!   waits, that listens on the table's channel and fans notifications out to
-//!   its waiters; a waiter subscribes before its first attempt, so a release
-//!   in between is never missed. A lock abandoned without release sends
-//!   nothing: waiters then retry when the holder's remaining ttl (reported by
-//!   the acquire statement) runs out. If the listening connection drops,
-//!   every waiter retries at once, and again once `LISTEN` is back in effect.
+//! - **PostgreSQL**: waiters are woken by `LISTEN`/`NOTIFY`. Every release
+//!   (writer, reader, permit) and a writer's giving up call
+//!   `pg_notify('<table>', <key>)`, delivered when they commit. Each backend
+//!   opens one extra connection, on the first acquire that waits, that
+//!   listens on the table's channel and fans notifications out to its
+//!   waiters; a waiter subscribes before its first attempt, so a release in
+//!   between is never missed. A hold abandoned without release sends
+//!   nothing: waiters then retry when the remaining time of the holders in
+//!   their way (reported by the attempt) runs out. If the listening
+//!   connection drops, every waiter retries at once, and again once `LISTEN`
+//!   is back in effect.
 //! - **MySQL/MariaDB and SQLite** have no notification that a statement can
 //!   send to another session, so waiters poll with jittered exponential
 //!   backoff (the acquire options' [`Backoff`](distlock_core::Backoff)),
-//!   never sleeping past the holder's remaining ttl as computed by the
-//!   database.
+//!   never sleeping past the remaining time of the holders in their way as
+//!   computed by the database.
 //!
-//! **Fairness**: none is promised (`fifo = false`). On PostgreSQL every
-//! waiter of a name wakes on its release and the first statement to commit
-//! wins; with polling, the first poll after the release wins. A client that
-//! releases and immediately acquires again can win repeatedly, but every
-//! waiter retries within its backoff ceiling (200 ms by default) and so gets
-//! regular chances; under the conformance suite's contention (8 clients ×
-//! 125 acquisitions of one name) every client gets its turns. No waiters'
-//! queue is kept.
+//! On MySQL, InnoDB may roll back one of two transactions that wait on each
+//! other's gap locks (a deadlock, SQLSTATE 40001); the holders' statements
+//! and transactions are then tried again, up to three times.
 //!
 //! ## Round trips per operation
 //!
 //! | operation | PostgreSQL | MySQL/MariaDB | SQLite |
 //! |---|---|---|---|
-//! | acquire, lock free | 1 | 1 | 1 statement |
-//! | acquire, lock held (per attempt) | 1 | 2 (acquire + read the holder's ttl) | 2 statements |
-//! | extend | 1 | 1 | 1 statement |
-//! | extend_many, per batch | 1 | 1 (2 when some lease was lost) | 1 statement |
-//! | release | 1 (notification included) | 1 | 1 statement |
+//! | mutex/writer acquire, free | 1 | 1 | 1 statement |
+//! | mutex/writer acquire, held (per attempt) | 1 | 2 | 2 statements |
+//! | … with readers in the way: the intent | +1 per attempt, +1 at the end | +1 per attempt, +1 at the end | +1, +1 statement |
+//! | reader or permit acquire (per attempt) | 5 (4 when it waits) | 7 (5 when it waits) | 7 (5) statements, one transaction |
+//! | upgrade (per attempt) | 5 | 7 (6 when it waits) | 7 (6) statements, one transaction |
+//! | extend, any mode | 1 | 1 | 1 statement |
+//! | extend_many, per batch | 1 per kind of lease, at once | 1 per kind (2 when some lease was lost) | 1 statement per kind |
+//! | release, mutex/writer | 1 (notification included) | 1 | 1 statement |
+//! | release, reader or permit | 1 (notification included) | 2 | 1 statement |
 //! | status | 1 | 1 | 1 statement |
 //!
 //! `extend_many` extends a batch with one `UPDATE` joined to the batch's
@@ -116,27 +190,31 @@
 //! only if the `UPDATE` extended it). A batch carries at most [`MAX_BATCH`]
 //! leases; the core splits larger ones.
 //!
-//! On PostgreSQL an attempt on a visibly held lock is read-only (a
+//! On PostgreSQL an exclusive attempt on a visibly held lock is read-only (a
 //! `NOT EXISTS` pre-check skips the upsert, which would otherwise lock the
-//! holder's row and flush a commit). On MySQL the acquire statement reports
+//! holder's row and flush a commit). On MySQL the exclusive acquire reports
 //! its outcome through `LAST_INSERT_ID(expr)` (MariaDB has no `RETURNING` on
-//! `INSERT … ON DUPLICATE KEY UPDATE`); see `src/sql/mysql/acquire.sql`.
+//! `INSERT … ON DUPLICATE KEY UPDATE`), and so do the readers' grants; see
+//! `src/sql/mysql/acquire.sql`.
 //!
 //! Connecting to PostgreSQL or MySQL opens one direct connection first, so
 //! a refused connection or a wrong password is reported as such rather than
-//! as a pool timeout, then checks that the table exists (one round trip) and
-//! creates it when missing, unless `create_table=false`.
+//! as a pool timeout, then checks that both tables exist and are current
+//! (one round trip) and creates or updates what is missing, unless
+//! `create_table=false`.
 //!
-//! ## The table
+//! ## The tables
 //!
 //! Default name `distlock_locks` (any identifier matching
-//! `[A-Za-z_][A-Za-z0-9_]{0,62}` via `?table=`). Lock names are stored in a
-//! 255-byte key, bound as parameters (never spliced into SQL) and compared
-//! case-sensitively on every database; names longer than 255 bytes are
-//! shortened with [`LockName::key_within`](distlock_core::LockName::key_within)
-//! (a prefix plus 32 hex digits of the name's SHA-256). The DDL, which
-//! [`ddl`] also returns for users who manage the schema themselves
-//! (`create_table=false`):
+//! `[A-Za-z_][A-Za-z0-9_]{0,54}` via `?table=`), and beside it
+//! `distlock_locks_holders` (`<table>_holders`; the table name is kept
+//! short enough for it to fit PostgreSQL's 63-byte identifiers). Lock names
+//! are stored in a 255-byte key, bound as parameters (never spliced into
+//! SQL) and compared case-sensitively on every database; names longer than
+//! 255 bytes are shortened with
+//! [`LockName::key_within`](distlock_core::LockName::key_within) (a prefix
+//! plus 32 hex digits of the name's SHA-256). The DDL, which [`ddl`] also
+//! returns for users who manage the schema themselves (`create_table=false`):
 //!
 //! SQLite:
 //! ```sql
@@ -152,15 +230,22 @@
 //! ```
 //! (with `{table}` replaced by the table name).
 //!
+//! A locks table made by an earlier version (no readers) is brought up to
+//! date on connect: SQLite gains the holders table; PostgreSQL and MySQL
+//! also gain the `shared_count` and `shared_until` columns
+//! (`src/sql/<database>/upgrade.sql`). With `create_table=false`, run the
+//! holders table's `CREATE TABLE` above and that `ALTER TABLE` yourself.
+//!
 //! ## SQLite across processes
 //!
 //! The file is opened in WAL mode with `synchronous = FULL` (a committed
-//! acquire survives a power cut, so no fencing token is issued twice) and a
-//! busy timeout equal to the operation timeout. Every statement the backend
-//! runs is one autocommit statement that takes SQLite's write lock up front,
-//! so concurrent processes queue on the busy handler instead of failing with
-//! `SQLITE_BUSY`; no read-then-write transaction exists that would need
-//! `BEGIN IMMEDIATE`.
+//! grant survives a power cut, so no fencing token is issued twice) and a
+//! busy timeout equal to the operation timeout. Every statement of the
+//! mutex path is one autocommit statement that takes SQLite's write lock up
+//! front; the grants of readers and permits, which read before they write,
+//! are `BEGIN IMMEDIATE` transactions, which take it up front too. So
+//! concurrent processes queue on the busy handler instead of failing with
+//! `SQLITE_BUSY`.
 //!
 //! ## Errors
 //!
@@ -170,16 +255,24 @@
 //! connection is `Unavailable`; an error reported by the database (for
 //! example missing privileges on the table) is `Backend`, naming the
 //! operation, the lock and the table, and carrying the database's message.
-//! Passwords never appear in errors, logs or `Debug` output.
+//! A permit request whose count differs from the name's holders' is
+//! `PermitMismatch`. Passwords never appear in errors, logs or `Debug`
+//! output.
 //!
 //! ## Code map
 //!
-//! `lock` is the algorithm (acquire attempt, waiting, extend, release,
-//! status) over `store`, the locks table with timeouts and error context.
-//! `store` sees the database only through the `dialect` trait, which
-//! `sqlite`, `postgres` and `mysql` implement with the statements under
-//! `src/sql/`; `backend` connects and picks the dialect; `notify` fans
-//! PostgreSQL's release notifications out to waiters; `config` reads the URL.
+//! `lock` is the entry point ([`LockBackend`](distlock_core::LockBackend),
+//! each operation by mode); `acquire` is one acquire's attempts and waiting
+//! (the writer's intent included), `upgrade` an upgrade's, `renew` the
+//! renewals, `verdict` the decision on what a grant transaction read (the
+//! core's rule plus the writer-waiting rule), `holds` what such a
+//! transaction reads and decides. They use `store`, the tables with
+//! timeouts and error context, which sees the database only through the
+//! `dialect` trait; `sqlite`, `postgres` and `mysql` implement it with the
+//! statements under `src/sql/` (the readers' and permits' in their
+//! `holders` submodules); `backend` connects and picks the dialect;
+//! `notify` fans PostgreSQL's notifications out to waiters; `config` reads
+//! the URL; `key` turns a name into a row key.
 //!
 //! More detail, and measured overhead against the raw statements, in
 //! `docs/backends/sql.md`.
@@ -189,33 +282,42 @@
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!("distlock-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");
 
+mod acquire;
 mod backend;
 mod config;
 mod dialect;
+mod holds;
+mod key;
 mod lock;
 #[cfg(feature = "mysql")]
 mod mysql;
 mod notify;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod renew;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod upgrade;
+mod verdict;
 
 use distlock_core::Result;
 
 pub use backend::SqlBackend;
 pub use config::{validate_table, Database, SqlConfig, DEFAULT_TABLE, DEFAULT_TIMEOUT};
-pub use lock::{MAX_BATCH, MAX_KEY_BYTES};
+pub use key::MAX_KEY_BYTES;
+pub use lock::MAX_BATCH;
 /// The sqlx version this crate is built on (for the pool accessors).
 pub use sqlx;
 
-/// The `CREATE TABLE` statement for `database` and `table`, as the backend
-/// runs it when `create_table` is on.
+/// The `CREATE TABLE` statements for `database` and `table` (the locks
+/// table and its holders table, `<table>_holders`, separated by `;`), as
+/// the backend runs them when `create_table` is on.
 ///
 /// ```
 /// let sql = distlock_sql::ddl(distlock_sql::Database::Postgres, "app_locks")?;
 /// assert!(sql.contains("CREATE TABLE IF NOT EXISTS \"app_locks\""));
+/// assert!(sql.contains("CREATE TABLE IF NOT EXISTS \"app_locks_holders\""));
 /// # Ok::<(), distlock_core::LockError>(())
 /// ```
 ///

@@ -4,7 +4,10 @@
 //! acquire statement reports its outcome through the OK packet's
 //! last-insert-id (`LAST_INSERT_ID(expr)`, see `sql/mysql/acquire.sql`): one
 //! round trip when the lock is taken. When it is held, a second statement
-//! reads the holder's remaining ttl for the waiting loop.
+//! reads the holder's remaining ttl for the waiting loop. Readers and
+//! permits: [`holders`].
+
+mod holders;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,16 +20,21 @@ use sqlx::{ConnectOptions, Connection, Executor, MySql, Row};
 
 use crate::config::SqlConfig;
 use crate::dialect::{
-    extended_of, remaining_from_micros, repeat_rows, ttl_micros, AttemptConnection, ConnectError,
-    Dialect, Extension, Holder, Statements, Take,
+    extended_of, remaining_from_micros, repeat_rows, rolled_back, statements, ttl_micros,
+    AttemptConnection, ConnectError, Dialect, Extension, Holder, Statements, Take,
 };
+use crate::holds::Decide;
+use holders::HolderSql;
 
 /// The locks table in a MySQL or MariaDB database.
 pub(crate) struct MySqlDialect {
     pool: MySqlPool,
     sql: Arc<Statements>,
+    holders: Arc<HolderSql>,
     /// Which leases of a batch are still held (see `held_batch.sql`).
     held_batch: String,
+    /// Brings a table of an earlier version up to date.
+    upgrade: String,
     table: String,
 }
 
@@ -43,8 +51,15 @@ const TEXTS: [&str; 6] = [
 /// Which leases of a batch are held now. `{pairs}` is `(?, ?)` per lease.
 const HELD_BATCH: &str = include_str!("sql/mysql/held_batch.sql");
 
-/// Looks the table up in the current database. Returns one count.
+/// How far the table is ready, looked up in the current database. Returns
+/// three counts.
 const TABLE_EXISTS: &str = include_str!("sql/mysql/table_exists.sql");
+
+/// Adds the reader columns to a table of an earlier version.
+const UPGRADE: &str = include_str!("sql/mysql/upgrade.sql");
+
+/// The SQLSTATE of "duplicate column name".
+const DUPLICATE_COLUMN: &str = "42S21";
 
 /// The DDL for `table`.
 pub(crate) fn ddl(table: &str) -> String {
@@ -67,7 +82,9 @@ impl MySqlDialect {
         Ok(MySqlDialect {
             pool,
             sql: Arc::new(Statements::load(TEXTS, config.table())),
+            holders: Arc::new(HolderSql::load(config.table())),
             held_batch: HELD_BATCH.replace("{table}", config.table()),
+            upgrade: UPGRADE.replace("{table}", config.table()),
             table: config.table().to_string(),
         })
     }
@@ -98,17 +115,32 @@ impl Dialect for MySqlDialect {
         true
     }
 
-    /// Round trips: one (the existence check) when the table exists, two when
-    /// it does not. Concurrent `CREATE TABLE IF NOT EXISTS` is safe in MySQL.
+    /// Round trips: one (the check) when both tables exist and are
+    /// current; one more to create what is missing (both statements in one
+    /// call), and one to add the reader columns to a table of an earlier
+    /// version. Concurrent `CREATE TABLE IF NOT EXISTS` is safe in MySQL;
+    /// a concurrent addition of the columns is recognised and let be.
     async fn create_table(&self) -> Result<(), sqlx::Error> {
-        let exists: i64 = sqlx::query_scalar(TABLE_EXISTS)
+        let (locks, current, holders): (i64, i64, i64) = sqlx::query_as(TABLE_EXISTS)
+            .bind(&self.table)
+            .bind(&self.table)
             .bind(&self.table)
             .fetch_one(&self.pool)
             .await?;
-        if exists > 0 {
+        if locks > 0 && current > 0 && holders > 0 {
             return Ok(());
         }
-        sqlx::query(&self.sql.create).execute(&self.pool).await?;
+        for statement in statements(&self.sql.create) {
+            sqlx::query(statement).execute(&self.pool).await?;
+        }
+        if locks > 0 && current == 0 {
+            match sqlx::query(&self.upgrade).execute(&self.pool).await {
+                Err(e) if duplicate_column(&e) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -116,6 +148,7 @@ impl Dialect for MySqlDialect {
         Ok(Box::new(MySqlAttempt {
             conn: self.pool.acquire().await?,
             sql: self.sql.clone(),
+            holders: self.holders.clone(),
         }))
     }
 
@@ -162,6 +195,21 @@ impl Dialect for MySqlDialect {
         release(&self.sql, &self.pool, key, owner).await
     }
 
+    /// One statement when every lease was extended; two when the count
+    /// falls short (see `holders::extend_batch`).
+    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        holders::extend_batch(&self.holders, &self.pool, batch).await
+    }
+
+    async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        holders::release(&self.holders, &mut conn, key, owner).await
+    }
+
+    async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error> {
+        holders::forget_intent_retrying(&self.holders, &self.pool, key, owner).await
+    }
+
     fn mysql_pool(&self) -> Option<&MySqlPool> {
         Some(&self.pool)
     }
@@ -171,6 +219,7 @@ impl Dialect for MySqlDialect {
 struct MySqlAttempt {
     conn: PoolConnection<MySql>,
     sql: Arc<Statements>,
+    holders: Arc<HolderSql>,
 }
 
 #[async_trait]
@@ -200,6 +249,43 @@ impl AttemptConnection for MySqlAttempt {
     async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
         release(&self.sql, &mut *self.conn, key, owner).await
     }
+
+    async fn transact(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        decide: &mut Decide<'_>,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        holders::transact(&self.holders, &mut self.conn, key, owner, ttl, decide).await
+    }
+
+    async fn record_intent(
+        &mut self,
+        key: &str,
+        owner: &str,
+        life: Duration,
+    ) -> Result<(), sqlx::Error> {
+        holders::record_intent_retrying(&self.holders, &mut self.conn, key, owner, life).await
+    }
+
+    async fn release_holder(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        holders::release(&self.holders, &mut self.conn, key, owner).await
+    }
+
+    async fn abandon_transaction(&mut self) -> Result<(), sqlx::Error> {
+        self.conn.close_on_drop();
+        rolled_back(sqlx::query("ROLLBACK").execute(&mut *self.conn).await)
+    }
+
+    async fn downgrade(
+        &mut self,
+        key: &str,
+        owner: &str,
+        fence: Option<u64>,
+    ) -> Result<bool, sqlx::Error> {
+        holders::downgrade(&self.holders, &mut self.conn, key, owner, fence).await
+    }
 }
 
 /// Reads the row for `key`.
@@ -209,6 +295,7 @@ where
 {
     let row = sqlx::query(&sql.holder)
         .bind(key.as_bytes())
+        .bind(key.as_bytes())
         .fetch_optional(ex)
         .await?;
     row.map(|row| {
@@ -217,6 +304,7 @@ where
             owner: owner.map(text),
             fence: row.try_get("fence")?,
             remaining: remaining_from_micros(row.try_get("remaining_us")?),
+            shared: remaining_from_micros(row.try_get("shared_us")?),
         })
     })
     .transpose()
@@ -240,7 +328,14 @@ where
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether `e` is MySQL's "duplicate column name".
+fn duplicate_column(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == DUPLICATE_COLUMN)
+}
+
 /// A `VARBINARY` column as text (keys and owner tokens are UTF-8).
-fn text(bytes: Vec<u8>) -> String {
+pub(crate) fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -3,7 +3,11 @@
 //! The release statement calls `pg_notify(<table name>, <key>)`; PostgreSQL
 //! delivers it when the release commits. Each backend keeps one extra
 //! connection (opened on the first acquire that waits) that `LISTEN`s on the
-//! table's channel and fans notifications out to its waiters.
+//! table's channel and fans notifications out to its waiters. Releases of
+//! readers and permits, and a waiting writer giving up, notify the same way
+//! ([`holders`]).
+
+mod holders;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,10 +21,12 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::config::SqlConfig;
 use crate::dialect::{
-    extended_of, fence, remaining_from_micros, ttl_micros, AttemptConnection, ConnectError,
-    Dialect, Extension, Holder, Statements, Take,
+    extended_of, fence, remaining_from_micros, rolled_back, statements, ttl_micros,
+    AttemptConnection, ConnectError, Dialect, Extension, Holder, Statements, Take,
 };
+use crate::holds::Decide;
 use crate::notify::{Subscription, Wake, BACKLOG};
+use holders::HolderSql;
 
 /// The locks table in a PostgreSQL database, and its release listener.
 pub(crate) struct PostgresDialect {
@@ -31,9 +37,12 @@ pub(crate) struct PostgresDialect {
     notifier: OnceCell<Notifier>,
 }
 
-/// The statements, and the channel the release statement notifies.
+/// The statements, and the channel the release statements notify.
 struct Table {
     sql: Statements,
+    holders: HolderSql,
+    /// Brings a table of an earlier version up to date.
+    upgrade: String,
     /// The LISTEN channel: the table name.
     channel: String,
 }
@@ -48,7 +57,11 @@ const TEXTS: [&str; 6] = [
     include_str!("sql/postgres/release.sql"),
 ];
 
-/// Looks the table up in the search path. Returns one boolean.
+/// Adds the reader columns to a table of an earlier version.
+const UPGRADE: &str = include_str!("sql/postgres/upgrade.sql");
+
+/// Whether the table is ready (current, with its holders table), looked up
+/// in the search path. Returns one boolean.
 const TABLE_EXISTS: &str = include_str!("sql/postgres/table_exists.sql");
 
 /// Serialises concurrent `CREATE TABLE IF NOT EXISTS` of the same table
@@ -79,6 +92,8 @@ impl PostgresDialect {
             timeout: config.timeout(),
             table: Arc::new(Table {
                 sql: Statements::load(TEXTS, config.table()),
+                holders: HolderSql::load(config.table()),
+                upgrade: UPGRADE.replace("{table}", config.table()),
                 channel: config.table().to_string(),
             }),
             notifier: OnceCell::new(),
@@ -92,21 +107,23 @@ impl Dialect for PostgresDialect {
         true
     }
 
-    /// Round trips: one (the existence check) when the table exists, three
-    /// more (lock, create, commit) when it does not.
+    /// Round trips: one (the check) when both tables exist and are
+    /// current, four more (lock, create both, add the reader columns to an
+    /// older table, commit) when not.
     async fn create_table(&self) -> Result<(), sqlx::Error> {
-        let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
+        let ready: bool = sqlx::query_scalar(TABLE_EXISTS)
             .bind(&self.table.channel)
             .fetch_one(&self.pool)
             .await?;
-        if exists {
+        if ready {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(CREATE_LOCK).execute(&mut *tx).await?;
-        sqlx::query(&self.table.sql.create)
-            .execute(&mut *tx)
-            .await?;
+        for statement in statements(&self.table.sql.create) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query(&self.table.upgrade).execute(&mut *tx).await?;
         tx.commit().await
     }
 
@@ -151,6 +168,21 @@ impl Dialect for PostgresDialect {
         release(&self.table, &self.pool, key, owner).await
     }
 
+    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        holders::extend_batch(&self.table.holders, &self.pool, batch).await
+    }
+
+    /// One statement (the notification rides on its commit).
+    async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        let t = &self.table;
+        holders::release(&t.holders, &self.pool, key, owner, &t.channel).await
+    }
+
+    async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error> {
+        let t = &self.table;
+        holders::forget_intent(&t.holders, &self.pool, key, owner, &t.channel).await
+    }
+
     /// Round trips: none once the listener runs; the first call opens its
     /// connection and issues `LISTEN`.
     async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
@@ -186,16 +218,24 @@ impl AttemptConnection for PgAttempt {
             .fetch_optional(&mut *self.conn)
             .await?;
         let Some(row) = row else {
-            return Ok(Take::Held(None));
+            return Ok(Take::Held {
+                remaining: None,
+                shared: false,
+            });
         };
         let acquired: bool = row.try_get("acquired")?;
         if acquired {
-            Ok(Take::Acquired(fence(row.try_get("fence")?)))
-        } else {
-            Ok(Take::Held(remaining_from_micros(
-                row.try_get("remaining_us")?,
-            )))
+            return Ok(Take::Acquired(fence(row.try_get("fence")?)));
         }
+        let exclusive = remaining_from_micros(row.try_get("remaining_us")?);
+        let shared = remaining_from_micros(row.try_get("shared_us")?);
+        Ok(Take::Held {
+            remaining: match (exclusive, shared) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or_default().max(b.unwrap_or_default())),
+            },
+            shared: shared.is_some_and(|r| !r.is_zero()),
+        })
     }
 
     async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
@@ -204,6 +244,45 @@ impl AttemptConnection for PgAttempt {
 
     async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
         release(&self.table, &mut *self.conn, key, owner).await
+    }
+
+    async fn transact(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        decide: &mut Decide<'_>,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        holders::transact(&self.table.holders, &mut self.conn, key, owner, ttl, decide).await
+    }
+
+    async fn record_intent(
+        &mut self,
+        key: &str,
+        owner: &str,
+        life: Duration,
+    ) -> Result<(), sqlx::Error> {
+        holders::record_intent(&self.table.holders, &mut *self.conn, key, owner, life).await
+    }
+
+    async fn release_holder(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        let t = &self.table;
+        holders::release(&t.holders, &mut *self.conn, key, owner, &t.channel).await
+    }
+
+    async fn abandon_transaction(&mut self) -> Result<(), sqlx::Error> {
+        self.conn.close_on_drop();
+        rolled_back(sqlx::query("ROLLBACK").execute(&mut *self.conn).await)
+    }
+
+    async fn downgrade(
+        &mut self,
+        key: &str,
+        owner: &str,
+        fence: Option<u64>,
+    ) -> Result<bool, sqlx::Error> {
+        let t = &self.table;
+        holders::downgrade(&t.holders, &mut self.conn, key, owner, fence, &t.channel).await
     }
 }
 
@@ -221,6 +300,7 @@ where
             owner: row.try_get("owner")?,
             fence: fence(row.try_get("fence")?),
             remaining: remaining_from_micros(row.try_get("remaining_us")?),
+            shared: remaining_from_micros(row.try_get("shared_us")?),
         })
     })
     .transpose()

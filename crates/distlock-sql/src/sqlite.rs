@@ -3,11 +3,15 @@
 //! Connections use WAL (readers never block the writer), `synchronous = FULL`
 //! (a committed acquire survives power loss, so fencing tokens never repeat)
 //! and a busy timeout equal to the configured operation timeout. Every
-//! statement the backend issues is a single autocommit statement; SQLite
+//! statement of the mutex path is a single autocommit statement; SQLite
 //! takes the write lock at the start of a writing statement and retries
-//! through the busy handler, so no read-then-write transaction (and no
-//! `SQLITE_BUSY` upgrade failure) can occur: `BEGIN IMMEDIATE` is never
-//! needed. "Round trips" here are statements: there is no network.
+//! through the busy handler. The grant of a reader or permit reads, then
+//! writes: it is a `BEGIN IMMEDIATE` transaction, which takes the write
+//! lock up front, so no read-then-write upgrade (and no `SQLITE_BUSY`
+//! failure) can occur ([`holders`]). "Round trips" here are statements:
+//! there is no network.
+
+mod holders;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,14 +26,17 @@ use sqlx::{Executor, Row, Sqlite};
 
 use crate::config::SqlConfig;
 use crate::dialect::{
-    extended_of, fence, repeat_rows, AttemptConnection, ConnectError, Dialect, Extension, Holder,
-    Statements, Take,
+    extended_of, fence, repeat_rows, rolled_back, statements, AttemptConnection, ConnectError,
+    Dialect, Extension, Holder, Statements, Take,
 };
+use crate::holds::Decide;
+use holders::HolderSql;
 
 /// The locks table in a SQLite database.
 pub(crate) struct SqliteDialect {
     pool: SqlitePool,
     sql: Arc<Statements>,
+    holders: Arc<HolderSql>,
     in_memory: bool,
 }
 
@@ -71,6 +78,7 @@ impl SqliteDialect {
         Ok(SqliteDialect {
             pool,
             sql: Arc::new(Statements::load(TEXTS, config.table())),
+            holders: Arc::new(HolderSql::load(config.table())),
             in_memory,
         })
     }
@@ -82,8 +90,12 @@ impl Dialect for SqliteDialect {
         !self.in_memory
     }
 
+    /// Both tables' `CREATE TABLE IF NOT EXISTS`, in one call (a file made
+    /// by an earlier version gains the holders table).
     async fn create_table(&self) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.create).execute(&self.pool).await?;
+        for statement in statements(&self.sql.create) {
+            sqlx::query(statement).execute(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -91,6 +103,7 @@ impl Dialect for SqliteDialect {
         Ok(Box::new(SqliteAttempt {
             conn: self.pool.acquire().await?,
             sql: self.sql.clone(),
+            holders: self.holders.clone(),
         }))
     }
 
@@ -131,6 +144,18 @@ impl Dialect for SqliteDialect {
         release(&self.sql, &self.pool, key, owner).await
     }
 
+    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
+        holders::extend_batch(&self.holders, &self.pool, batch).await
+    }
+
+    async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        holders::release(&self.holders, &self.pool, key, owner).await
+    }
+
+    async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error> {
+        holders::forget_intent(&self.holders, &self.pool, key, owner).await
+    }
+
     fn sqlite_pool(&self) -> Option<&SqlitePool> {
         Some(&self.pool)
     }
@@ -140,6 +165,7 @@ impl Dialect for SqliteDialect {
 struct SqliteAttempt {
     conn: PoolConnection<Sqlite>,
     sql: Arc<Statements>,
+    holders: Arc<HolderSql>,
 }
 
 #[async_trait]
@@ -166,6 +192,43 @@ impl AttemptConnection for SqliteAttempt {
     async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
         release(&self.sql, &mut *self.conn, key, owner).await
     }
+
+    async fn transact(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        decide: &mut Decide<'_>,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        holders::transact(&self.holders, &mut self.conn, key, owner, ttl, decide).await
+    }
+
+    async fn record_intent(
+        &mut self,
+        key: &str,
+        owner: &str,
+        life: Duration,
+    ) -> Result<(), sqlx::Error> {
+        holders::record_intent(&self.holders, &mut *self.conn, key, owner, life).await
+    }
+
+    async fn release_holder(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
+        holders::release(&self.holders, &mut *self.conn, key, owner).await
+    }
+
+    async fn abandon_transaction(&mut self) -> Result<(), sqlx::Error> {
+        self.conn.close_on_drop();
+        rolled_back(sqlx::query("ROLLBACK").execute(&mut *self.conn).await)
+    }
+
+    async fn downgrade(
+        &mut self,
+        key: &str,
+        owner: &str,
+        fence: Option<u64>,
+    ) -> Result<bool, sqlx::Error> {
+        holders::downgrade(&self.holders, &mut self.conn, key, owner, fence).await
+    }
 }
 
 /// Reads the row for `key`.
@@ -178,14 +241,19 @@ where
         .fetch_optional(ex)
         .await?;
     row.map(|row| {
-        let remaining: Option<i64> = row.try_get("remaining_ms")?;
         Ok(Holder {
             owner: row.try_get("owner")?,
             fence: fence(row.try_get("fence")?),
-            remaining: remaining.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            remaining: millis(row.try_get("remaining_ms")?),
+            shared: millis(row.try_get("shared_ms")?),
         })
     })
     .transpose()
+}
+
+/// A signed time left in milliseconds (negative once run out) as a duration.
+fn millis(ms: Option<i64>) -> Option<Duration> {
+    ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// Releases `key` when `owner` holds it unexpired.
@@ -208,6 +276,6 @@ where
 
 /// The ttl in whole milliseconds (the resolution of the SQLite clock
 /// expression), rounded up.
-fn ttl_millis(ttl: Duration) -> i64 {
+pub(crate) fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
 }

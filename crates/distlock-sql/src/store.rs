@@ -12,6 +12,7 @@ use std::time::Duration;
 use distlock_core::{BoxError, LockError, LockName, Result};
 
 use crate::dialect::{AttemptConnection, Dialect, Extension, Holder, Take};
+use crate::holds::Decide;
 use crate::notify::Subscription;
 
 /// A cheaply cloned handle on the locks table.
@@ -121,6 +122,35 @@ impl Store {
             .await
     }
 
+    /// Extends a batch of readers and permit holders; on failure, the
+    /// error is shared by every lease of the batch.
+    pub async fn extend_holders(
+        &self,
+        batch: &[Extension],
+    ) -> std::result::Result<Vec<bool>, BatchFailure> {
+        match tokio::time::timeout(self.timeout, self.dialect.extend_holders(batch)).await {
+            Ok(Ok(extended)) => Ok(extended),
+            Ok(Err(e)) => Err(BatchFailure::Db(Arc::new(e))),
+            Err(_) => Err(BatchFailure::NoAnswer),
+        }
+    }
+
+    /// Releases the reader or permit holder `owner` of `name`.
+    pub async fn release_holder(&self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
+        let op = self.dialect.release_holder(key, owner);
+        self.within(self.timeout, op, || self.about("releasing", name))
+            .await
+    }
+
+    /// Removes `owner`'s waiting-writer intent on `name`.
+    pub async fn forget_intent(&self, name: &LockName, key: &str, owner: &str) -> Result<()> {
+        let op = self.dialect.forget_intent(key, owner);
+        self.within(self.timeout, op, || {
+            self.about("removing the waiting writer's intent on", name)
+        })
+        .await
+    }
+
     /// A subscription to release notifications, `None` where there are none.
     pub async fn subscribe(&self) -> Result<Option<Subscription>> {
         let op = self.dialect.subscribe();
@@ -217,6 +247,87 @@ impl StoreConnection {
         let store = &self.store;
         store
             .within(store.timeout, op, || store.about("releasing", name))
+            .await
+    }
+
+    /// One grant transaction on `name` (see
+    /// [`AttemptConnection::transact`]), bounded by `limit`.
+    pub async fn transact(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        decide: &mut Decide<'_>,
+        limit: Duration,
+    ) -> Result<Option<u64>> {
+        let op = self.conn.transact(key, owner, ttl, decide);
+        let store = &self.store;
+        store
+            .within(limit, op, || store.about("acquiring", name))
+            .await
+    }
+
+    /// Records or refreshes `owner`'s waiting-writer intent on `name`,
+    /// living `life`, bounded by `limit`.
+    pub async fn record_intent(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        life: Duration,
+        limit: Duration,
+    ) -> Result<()> {
+        let op = self.conn.record_intent(key, owner, life);
+        let store = &self.store;
+        store
+            .within(limit, op, || store.about("acquiring", name))
+            .await
+    }
+
+    /// Releases the reader or permit holder `owner` of `name`, after
+    /// whatever this connection ran before.
+    pub async fn release_holder(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+    ) -> Result<bool> {
+        let op = self.conn.release_holder(key, owner);
+        let store = &self.store;
+        store
+            .within(store.timeout, op, || store.about("releasing", name))
+            .await
+    }
+
+    /// Rolls back what a dropped attempt left open on this connection, and
+    /// keeps the connection out of the pool (see
+    /// [`AttemptConnection::abandon_transaction`]).
+    pub async fn abandon_transaction(&mut self, name: &LockName) -> Result<()> {
+        let op = self.conn.abandon_transaction();
+        let store = &self.store;
+        store
+            .within(store.timeout, op, || {
+                store.about("rolling back an attempt on", name)
+            })
+            .await
+    }
+
+    /// Undoes an upgrade of `owner` on `name` that took `fence` (and
+    /// forgets its intent), after whatever this connection ran before.
+    pub async fn downgrade(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        fence: Option<u64>,
+    ) -> Result<bool> {
+        let op = self.conn.downgrade(key, owner, fence);
+        let store = &self.store;
+        store
+            .within(store.timeout, op, || {
+                store.about("undoing the upgrade of", name)
+            })
             .await
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use distlock_core::{AcquireOptions, DistributedLock, Lease, LockName};
+use distlock_core::{AcquireOptions, DistributedLock, Lease, LockName, Mode};
 use distlock_sql::{SqlBackend, MAX_BATCH};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -115,6 +115,77 @@ async fn batch_answers_each_lease(what: &str, url: &str) {
     }
 }
 
+/// A batch of every mode: exclusive leases, readers and permits (some on
+/// one name), held, released and expired — one answer each, in order; the
+/// expired reader stays expired and its name goes to a writer.
+async fn batch_of_every_mode_answers_each_lease(what: &str, url: &str) {
+    let (a, b) = (connect(what, url).await, connect(what, url).await);
+    let o = |ttl| AcquireOptions::try_once(ttl);
+    let two = Mode::Permit { limit: 2 };
+    let in_mode = |name: LockName, mode: Mode, ttl: Duration| {
+        let a = &a;
+        async move {
+            a.acquire_as(&name, mode, &o(ttl))
+                .await
+                .unwrap_or_else(|e| panic!("{mode} acquire of {name}: {e}"))
+                .unwrap_or_else(|| panic!("{name} was held"))
+        }
+    };
+    let shared = name(what, "shared");
+    let permits = name(what, "permits");
+    let held = [
+        in_mode(name(what, "mutex"), Mode::Exclusive, LONG).await,
+        in_mode(shared.clone(), Mode::Shared, LONG).await,
+        in_mode(shared.clone(), Mode::Shared, LONG).await,
+        in_mode(permits.clone(), two, LONG).await,
+    ];
+    let released = in_mode(permits.clone(), two, LONG).await;
+    a.release(&released).await.unwrap();
+    let expired = in_mode(name(what, "expired-reader"), Mode::Shared, SHORT).await;
+    until_expired(&b, expired.name()).await;
+
+    let batch = vec![
+        held[1].clone(),
+        expired.clone(),
+        held[0].clone(),
+        released.clone(),
+        held[3].clone(),
+        held[2].clone(),
+    ];
+    let answers = a.extend_many(&batch).await;
+    let expect = [true, false, true, false, true, true];
+    for (i, (lease, answer)) in batch.iter().zip(&answers).enumerate() {
+        match answer {
+            Ok(got) => {
+                assert!(expect[i], "{what}: answer {i} extended {}", lease.name());
+                assert_eq!(got.name(), lease.name(), "{what}: answer {i} out of order");
+                assert_eq!(got.mode(), lease.mode(), "{what}: answer {i}");
+                assert!(
+                    got.valid_until() > lease.valid_until(),
+                    "{what}: answer {i}"
+                );
+            }
+            Err(e) => {
+                assert!(!expect[i], "{what}: answer {i} for a held lease: {e}");
+                assert!(e.is_not_held(), "{what}: answer {i} is not NotHeld: {e:?}");
+            }
+        }
+    }
+    let writer = b
+        .acquire(expired.name(), &o(LONG))
+        .await
+        .unwrap()
+        .expect("the expired reader's name is free for a writer");
+    assert!(
+        a.extend(&expired, LONG).await.unwrap_err().is_not_held(),
+        "{what}: a single extend revived the expired reader"
+    );
+    b.release(&writer).await.unwrap();
+    for lease in answers.into_iter().flatten() {
+        a.release(&lease).await.unwrap();
+    }
+}
+
 /// More leases than one statement carries: the core splits them, every
 /// one is extended.
 async fn batches_beyond_the_limit_are_split(what: &str, url: &str) {
@@ -153,6 +224,12 @@ mod sqlite {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn batch_of_every_mode_answers_each_lease() {
+        let file = File(common::fresh_sqlite_url("batch-modes"));
+        super::batch_of_every_mode_answers_each_lease("sqlite", &file.0).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn batches_beyond_the_limit_are_split() {
         let file = File(common::fresh_sqlite_url("batch-many"));
         super::batches_beyond_the_limit_are_split("sqlite", &file.0).await;
@@ -167,6 +244,12 @@ mod postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn batch_of_every_mode_answers_each_lease() {
+        let url = super::common::postgres_url();
+        super::batch_of_every_mode_answers_each_lease("postgres", &url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn batches_beyond_the_limit_are_split() {
         super::batches_beyond_the_limit_are_split("postgres", &super::common::postgres_url()).await;
     }
@@ -177,6 +260,12 @@ mod mariadb {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn batch_answers_each_lease() {
         super::batch_answers_each_lease("mariadb", &super::common::mysql_url()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn batch_of_every_mode_answers_each_lease() {
+        let url = super::common::mysql_url();
+        super::batch_of_every_mode_answers_each_lease("mariadb", &url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -56,7 +56,7 @@ fn table_names_must_be_identifiers() {
         "",
         "a b",
         "x\"; DROP TABLE y; --",
-        &"t".repeat(64),
+        &"t".repeat(56),
         "9lives",
     ] {
         assert!(
@@ -78,7 +78,12 @@ fn ddl_is_available_for_every_database() {
         sqlite.contains("CREATE TABLE IF NOT EXISTS \"app_locks\""),
         "{sqlite}"
     );
+    assert!(
+        sqlite.contains("CREATE TABLE IF NOT EXISTS \"app_locks_holders\""),
+        "the readers' and permits' table is part of the DDL: {sqlite}"
+    );
     assert!(distlock_sql::ddl(Database::Sqlite, "no-good").is_err());
+    assert!(distlock_sql::ddl(Database::Sqlite, &"t".repeat(56)).is_err());
 }
 
 #[cfg(feature = "sqlite")]
@@ -234,6 +239,7 @@ async fn table_without_privileges_is_a_clear_backend_error() {
         .acquire(&name, &AcquireOptions::try_once(DEFAULT_TTL))
         .await;
     sqlx_exec(&pool, &format!("DROP TABLE \"{table}\"")).await;
+    sqlx_exec(&pool, &format!("DROP TABLE \"{table}_holders\"")).await;
 
     let err = result.expect_err("no privilege on the table");
     let LockError::Backend {

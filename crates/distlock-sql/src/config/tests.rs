@@ -11,7 +11,7 @@ fn reason(url: &str) -> String {
 
 #[test]
 fn table_names_are_plain_identifiers() {
-    for ok in ["distlock_locks", "_x", "A1", &"a".repeat(63)] {
+    for ok in ["distlock_locks", "_x", "A1", &"a".repeat(55)] {
         assert!(validate_table(ok).is_ok(), "{ok}");
     }
     for bad in [
@@ -21,7 +21,8 @@ fn table_names_are_plain_identifiers() {
         "a b",
         "a\"b",
         "a;drop",
-        &"a".repeat(64),
+        // `<table>_holders` would pass PostgreSQL's 63 bytes.
+        &"a".repeat(56),
         "ä",
     ] {
         assert!(validate_table(bad).is_err(), "{bad}");

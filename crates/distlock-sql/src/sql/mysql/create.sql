@@ -1,12 +1,37 @@
--- The locks table (MySQL / MariaDB). Returns nothing.
+-- The locks table and its holders table (MySQL / MariaDB). Returns nothing.
 -- `{table}` is replaced by the validated table name before use.
--- name: the lock key as bytes (VARBINARY compares bytes: case-sensitive).
--- owner: the holder's owner token, NULL when free.
--- fence: the last fencing token issued for this name (never decreases).
--- expires_at: the expiry in UTC on the database clock, NULL when free.
+--
+-- {table}: one row per lock name, kept forever.
+--   name: the lock key as bytes (VARBINARY compares bytes: case-sensitive).
+--   owner: the exclusive holder's (mutex, writer) owner token, NULL when free.
+--   fence: the last fencing token issued for this name, to any mode (never decreases).
+--   expires_at: the exclusive hold's expiry in UTC on the database clock, NULL when free.
+--   shared_count: how many rows of {table}_holders hold the name (readers or
+--     permits); 0 when none.
+--   shared_until: no reader or permit holder of the name lives past it (UTC);
+--     NULL when there is none. The exclusive acquire reads these two columns of
+--     its own row: no other table is consulted on the mutex path.
+-- {table}_holders: one row per reader, semaphore permit or waiting writer.
+--   name: the lock key (a row of {table} exists for it).
+--   owner: the owner token of the hold (or of the waiting writer).
+--   kind: 's' a reader, 'p' a semaphore permit, 'w' a waiting writer's intent
+--     (not a hold: while one lives, no new reader or permit is granted).
+--   permits: the semaphore's size for 'p' (every holder of a name declares
+--     the same), 0 otherwise.
+--   expires_at: the expiry in UTC on the database clock.
 CREATE TABLE IF NOT EXISTS `{table}` (
-    name       VARBINARY(255) NOT NULL PRIMARY KEY,
-    owner      VARBINARY(32) NULL,
-    fence      BIGINT UNSIGNED NOT NULL DEFAULT 0,
-    expires_at DATETIME(6) NULL
+    name         VARBINARY(255) NOT NULL PRIMARY KEY,
+    owner        VARBINARY(32) NULL,
+    fence        BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    expires_at   DATETIME(6) NULL,
+    shared_count BIGINT NOT NULL DEFAULT 0,
+    shared_until DATETIME(6) NULL
+) ENGINE = InnoDB;
+CREATE TABLE IF NOT EXISTS `{table}_holders` (
+    name       VARBINARY(255) NOT NULL,
+    owner      VARBINARY(32) NOT NULL,
+    kind       VARBINARY(1) NOT NULL,
+    permits    BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    expires_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (name, owner, kind)
 ) ENGINE = InnoDB

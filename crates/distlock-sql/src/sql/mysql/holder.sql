@@ -1,9 +1,16 @@
--- Reads who holds a lock. ? = key.
--- Returns at most one row: (owner, fence, remaining_us), where remaining_us is
--- the holder's time left on the database clock (zero or negative when expired,
--- NULL when released).
-SELECT owner,
-       fence,
-       TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) AS remaining_us
-  FROM `{table}`
- WHERE name = ?
+-- Reads who holds a lock. ? = key, twice.
+-- Returns at most one row: (owner, fence, remaining_us, shared_us), where
+-- remaining_us is the exclusive holder's time left on the database clock (zero
+-- or negative when expired, NULL when released) and shared_us the time left of
+-- the longest-lived reader or permit holder (NULL when none lives).
+SELECT l.owner,
+       l.fence,
+       TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), l.expires_at) AS remaining_us,
+       (SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), MAX(h.expires_at))
+          FROM `{table}_holders` h
+         WHERE h.name = ?
+           AND h.kind IN ('s', 'p')
+           AND h.expires_at > UTC_TIMESTAMP(6)
+           AND l.shared_until > UTC_TIMESTAMP(6)) AS shared_us
+  FROM `{table}` l
+ WHERE l.name = ?

@@ -1,10 +1,16 @@
--- Takes the lock when its row is absent, released or expired, and issues the
--- next fencing token; otherwise reports how long the holder has left.
+-- Takes the lock exclusively (the mutex, the writer) when its row is absent,
+-- or released or expired with no reader or permit holder alive, and issues
+-- the next fencing token; otherwise reports how long the holders have left.
 -- $1 = key, $2 = owner token, $3 = ttl in microseconds.
--- Returns one row (acquired, fence, remaining_us): (true, new fence, NULL) when
--- acquired; (false, holder's fence, holder's time left) when held. It returns
--- no row in one corner: the row was inserted by a transaction that committed
--- after this statement's snapshot, and is held.
+-- Returns one row (acquired, fence, remaining_us, shared_us): (true, new fence,
+-- NULL, NULL) when acquired; (false, fence, the exclusive holder's time left,
+-- the readers' or permit holders' time left) when held, each NULL when that
+-- kind of holder is absent. It returns no row in one corner: the row was
+-- inserted by a transaction that committed after this statement's snapshot.
+-- Readers and permit holders are judged by the row's own shared_count and
+-- shared_until (kept by their grants, renewals and releases): the one extra
+-- check on the mutex path, on the row the statement reads anyway. Taking the
+-- row clears them, so that a reader whose time ran out can never be renewed.
 -- The NOT EXISTS pre-check keeps an attempt on a visibly held lock read-only:
 -- without it, ON CONFLICT DO UPDATE would lock the holder's row (a WAL write
 -- and a commit flush) even when its WHERE refuses the update. The guard in
@@ -17,18 +23,27 @@ WITH taken AS (
            SELECT 1
              FROM "{table}" h
             WHERE h.name = $1
-              AND h.expires_at > now())
+              AND (h.expires_at > now()
+                   OR (h.shared_count > 0 AND h.shared_until > now())))
     ON CONFLICT (name) DO UPDATE
        SET owner = EXCLUDED.owner,
            fence = l.fence + 1,
-           expires_at = EXCLUDED.expires_at
-     WHERE l.expires_at IS NULL OR l.expires_at <= now()
+           expires_at = EXCLUDED.expires_at,
+           shared_count = 0,
+           shared_until = NULL
+     WHERE (l.expires_at IS NULL OR l.expires_at <= now())
+       AND (l.shared_count = 0 OR l.shared_until IS NULL OR l.shared_until <= now())
     RETURNING l.fence
 )
-SELECT true AS acquired, fence, NULL::bigint AS remaining_us
+SELECT true AS acquired, fence, NULL::bigint AS remaining_us, NULL::bigint AS shared_us
   FROM taken
 UNION ALL
-SELECT false, l.fence, (EXTRACT(EPOCH FROM (l.expires_at - now())) * 1000000)::bigint
+SELECT false,
+       l.fence,
+       (EXTRACT(EPOCH FROM (l.expires_at - now())) * 1000000)::bigint,
+       CASE WHEN l.shared_count > 0
+            THEN (EXTRACT(EPOCH FROM (l.shared_until - now())) * 1000000)::bigint
+       END
   FROM "{table}" l
  WHERE l.name = $1
    AND NOT EXISTS (SELECT 1 FROM taken)

@@ -1,9 +1,16 @@
 -- Reads who holds a lock. $1 = key.
--- Returns at most one row: (owner, fence, remaining_us), where remaining_us is
--- the holder's time left on the database clock (zero or negative when expired,
--- NULL when released).
-SELECT owner,
-       fence,
-       (EXTRACT(EPOCH FROM (expires_at - now())) * 1000000)::bigint AS remaining_us
-  FROM "{table}"
- WHERE name = $1
+-- Returns at most one row: (owner, fence, remaining_us, shared_us), where
+-- remaining_us is the exclusive holder's time left on the database clock (zero
+-- or negative when expired, NULL when released) and shared_us the time left of
+-- the longest-lived reader or permit holder (NULL when none lives).
+SELECT l.owner,
+       l.fence,
+       (EXTRACT(EPOCH FROM (l.expires_at - now())) * 1000000)::bigint AS remaining_us,
+       (SELECT (EXTRACT(EPOCH FROM (max(h.expires_at) - now())) * 1000000)::bigint
+          FROM "{table}_holders" h
+         WHERE h.name = $1
+           AND h.kind IN ('s', 'p')
+           AND h.expires_at > now()
+           AND l.shared_until > now()) AS shared_us
+  FROM "{table}" l
+ WHERE l.name = $1

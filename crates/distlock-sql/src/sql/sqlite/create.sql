@@ -1,12 +1,32 @@
--- The locks table (SQLite). Returns nothing.
--- `{table}` is replaced by the validated table name before use.
--- name: the lock key, compared with the BINARY collation (case-sensitive).
--- owner: the holder's owner token, NULL when free.
--- fence: the last fencing token issued for this name (never decreases).
--- expires_at: milliseconds since the Unix epoch on the database clock, NULL when free.
+-- The locks table and its holders table (SQLite). Returns nothing.
+-- `{table}` is replaced by the validated table name before use; both
+-- statements are idempotent, so an older database gains the holders table.
+--
+-- {table}: one row per lock name, kept forever.
+--   name: the lock key, compared with the BINARY collation (case-sensitive).
+--   owner: the exclusive holder's (mutex, writer) owner token, NULL when free.
+--   fence: the last fencing token issued for this name, to any mode (never decreases).
+--   expires_at: the exclusive hold's expiry, ms since the Unix epoch on the
+--     database clock, NULL when free.
+-- {table}_holders: one row per reader, semaphore permit or waiting writer.
+--   name: the lock key (a row of {table} exists for it).
+--   owner: the owner token of the hold (or of the waiting writer).
+--   kind: 's' a reader, 'p' a semaphore permit, 'w' a waiting writer's intent
+--     (not a hold: while one lives, no new reader or permit is granted).
+--   permits: the semaphore's size for 'p' (every holder of a name declares
+--     the same), 0 otherwise.
+--   expires_at: ms since the Unix epoch on the database clock.
 CREATE TABLE IF NOT EXISTS "{table}" (
     name       TEXT    NOT NULL PRIMARY KEY,
     owner      TEXT,
     fence      INTEGER NOT NULL DEFAULT 0,
     expires_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS "{table}_holders" (
+    name       TEXT    NOT NULL,
+    owner      TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    permits    INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (name, owner, kind)
 ) WITHOUT ROWID

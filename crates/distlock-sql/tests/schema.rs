@@ -1,0 +1,137 @@
+//! A locks table made by an earlier version (one row per name, no readers,
+//! no permits) is brought up to date when the backend connects: the reader
+//! columns are added, the holders table created, and the rows it held keep
+//! their fencing counters.
+// Some functions serve only the tests of some database features.
+#![allow(dead_code, unused_imports)]
+
+mod common;
+
+use std::time::Duration;
+
+use distlock_core::{AcquireOptions, DistributedLock, LockName, Mode};
+use distlock_sql::{sqlx, SqlBackend};
+
+const TTL: Duration = Duration::from_secs(30);
+
+/// A table name of its own for this run.
+fn table(tag: &str) -> String {
+    format!("distlock_old_{tag}_{}", std::process::id())
+}
+
+/// On a table of the earlier layout holding `name` with fence 41: the
+/// backend connects, a reader and a writer work, and the next token is
+/// above 41.
+async fn earlier_table_is_brought_up_to_date(what: &str, url: &str) {
+    let backend = match SqlBackend::connect(url).await {
+        Ok(b) => b,
+        Err(e) => common::server_missing(what, url, &e),
+    };
+    let name = LockName::new("old/name").unwrap();
+    let o = AcquireOptions::try_once(TTL);
+    let reader = backend
+        .acquire_as(&name, Mode::Shared, &o)
+        .await
+        .unwrap()
+        .expect("a reader on the upgraded table");
+    assert!(
+        reader.fencing_token().get() > 41,
+        "{what}: the counter was reset"
+    );
+    assert!(backend.acquire(&name, &o).await.unwrap().is_none());
+    backend.release(&reader).await.unwrap();
+    let writer = backend
+        .acquire(&name, &o)
+        .await
+        .unwrap()
+        .expect("free again");
+    assert!(writer.fencing_token() > reader.fencing_token());
+    backend.release(&writer).await.unwrap();
+    // Connecting again finds it current.
+    let again = SqlBackend::connect(url).await.unwrap();
+    assert!(!again.status(&name).await.unwrap().held);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_file_of_an_earlier_version_gains_the_holders_table() {
+    let url = common::fresh_sqlite_url("old-table");
+    let path = url.strip_prefix("sqlite://").unwrap_or(&url).to_string();
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        for sql in [
+            "CREATE TABLE distlock_locks (name TEXT NOT NULL PRIMARY KEY, owner TEXT, \
+             fence INTEGER NOT NULL DEFAULT 0, expires_at INTEGER) WITHOUT ROWID",
+            "INSERT INTO distlock_locks (name, owner, fence, expires_at) VALUES ('old/name', NULL, 41, NULL)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    earlier_table_is_brought_up_to_date("sqlite", &url).await;
+    common::remove_sqlite_files(std::path::Path::new(&path));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_table_of_an_earlier_version_gains_the_reader_columns() {
+    let real = common::postgres_url();
+    let t = table("pg");
+    let pool = match sqlx::PgPool::connect(&real).await {
+        Ok(p) => p,
+        Err(e) => common::server_missing("PostgreSQL", &real, &e),
+    };
+    let setup = [
+        format!("DROP TABLE IF EXISTS \"{t}\""),
+        format!("DROP TABLE IF EXISTS \"{t}_holders\""),
+        format!(
+            "CREATE TABLE \"{t}\" (name text COLLATE \"C\" PRIMARY KEY, owner text, \
+             fence bigint NOT NULL DEFAULT 0, expires_at timestamptz)"
+        ),
+        format!("INSERT INTO \"{t}\" (name, fence) VALUES ('old/name', 41)"),
+    ];
+    for sql in &setup {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    earlier_table_is_brought_up_to_date("postgres", &format!("{real}?table={t}")).await;
+    for sql in [
+        format!("DROP TABLE \"{t}\""),
+        format!("DROP TABLE \"{t}_holders\""),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test]
+async fn mariadb_table_of_an_earlier_version_gains_the_reader_columns() {
+    let real = common::mysql_url();
+    let t = table("my");
+    let pool = match sqlx::MySqlPool::connect(&real).await {
+        Ok(p) => p,
+        Err(e) => common::server_missing("MariaDB", &real, &e),
+    };
+    let setup = [
+        format!("DROP TABLE IF EXISTS `{t}`"),
+        format!("DROP TABLE IF EXISTS `{t}_holders`"),
+        format!(
+            "CREATE TABLE `{t}` (name VARBINARY(255) NOT NULL PRIMARY KEY, \
+             owner VARBINARY(32) NULL, fence BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+             expires_at DATETIME(6) NULL) ENGINE = InnoDB"
+        ),
+        format!("INSERT INTO `{t}` (name, fence) VALUES ('old/name', 41)"),
+    ];
+    for sql in &setup {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    earlier_table_is_brought_up_to_date("mariadb", &format!("{real}?table={t}")).await;
+    for sql in [
+        format!("DROP TABLE `{t}`"),
+        format!("DROP TABLE `{t}_holders`"),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+}
