@@ -128,9 +128,7 @@ async fn scripts_round(conn: &mut redis::aio::MultiplexedConnection, tag: &str) 
     let acquire = redis::Script::new(&with_libraries(include_str!(
         "../src/scripts/fair_acquire.lua"
     )));
-    let release = redis::Script::new(&with_libraries(include_str!(
-        "../src/scripts/release.lua"
-    )));
+    let release = redis::Script::new(&with_libraries(include_str!("../src/scripts/release.lua")));
     let keys = ["lock", "fence", "queue", "waiters", "released", "holders"]
         .map(|k| format!("{{{tag}}}:{k}"));
     let start = Instant::now();
