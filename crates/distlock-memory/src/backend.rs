@@ -118,6 +118,44 @@ fn renew_in(
     }
 }
 
+/// What one turn of a waiting request decided.
+enum Turn {
+    /// Finished: granted, refused, or an error.
+    Done(Result<Option<Grant>>),
+    /// Not yet (the request is queued): look again when woken or at this
+    /// instant (a holder's expiry).
+    Wait(Option<Instant>),
+}
+
+impl MemoryBackend {
+    /// Runs `turn` on `name`'s slot under the store's lock (expired holds
+    /// dropped first) until it is done; between turns sleeps until woken or
+    /// until the instant it named or `deadline` passes, and gives up
+    /// (`Ok(None)`, leaving the queue) once the deadline has passed.
+    async fn take_turns(
+        &self,
+        name: &LockName,
+        deadline: Option<Instant>,
+        mut turn: impl FnMut(&mut Slot, &mut QueuePlace, Instant) -> Turn,
+    ) -> Result<Option<Grant>> {
+        let mut place = QueuePlace::new(self, name);
+        loop {
+            let wake_at = {
+                let now = Instant::now();
+                let mut slots = lock(&self.store);
+                let slot = slots.entry(name.clone()).or_default();
+                slot.expire(now);
+                match turn(slot, &mut place, now) {
+                    Turn::Done(result) => return result,
+                    Turn::Wait(_) if deadline.is_some_and(|d| now >= d) => return Ok(None),
+                    Turn::Wait(at) => earliest(at, deadline),
+                }
+            };
+            place.sleep(wake_at).await;
+        }
+    }
+}
+
 #[async_trait]
 impl LockBackend for MemoryBackend {
     fn kind(&self) -> &'static str {
@@ -134,43 +172,36 @@ impl LockBackend for MemoryBackend {
     /// or the caller's deadline passes.
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         let (name, options, mode) = (&request.name, &request.options, request.mode);
-        let deadline = options.wait.deadline(Instant::now());
-        let mut place = QueuePlace::new(self, name);
-        loop {
-            let sleep_until = {
-                let now = Instant::now();
-                let mut slots = lock(&self.store);
-                let slot = slots.entry(name.clone()).or_default();
-                slot.expire(now);
+        self.take_turns(
+            name,
+            options.wait.deadline(Instant::now()),
+            |slot, place, now| {
                 if let Some(declared) = slot.mismatch(mode) {
-                    return Err(LockError::PermitMismatch {
+                    return Turn::Done(Err(LockError::PermitMismatch {
                         name: name.to_string(),
                         declared,
                         requested: match mode {
                             Mode::Permit { limit } => limit,
                             _ => 0,
                         },
-                    });
+                    }));
                 }
-                if slot.may_go(place.id, place.queued, mode) {
-                    place.leave(slot);
-                    let fence = slot.next_fence();
-                    slot.holders.push(Holder {
-                        owner: request.owner,
-                        mode,
-                        expires: now + options.ttl,
-                    });
-                    slot.wake_admitted();
-                    return Ok(Some(Grant::new(FencingToken(fence), now)));
+                if !slot.may_go(place.id, place.queued, mode) {
+                    place.join(slot, mode, None);
+                    return Turn::Wait(slot.next_expiry(None));
                 }
-                if deadline.is_some_and(|d| now >= d) {
-                    return Ok(None); // `place` leaves the queue on drop
-                }
-                place.join(slot, mode, None);
-                earliest(slot.next_expiry(None), deadline)
-            };
-            place.sleep(sleep_until).await;
-        }
+                place.leave(slot);
+                let fence = slot.next_fence();
+                slot.holders.push(Holder {
+                    owner: request.owner,
+                    mode,
+                    expires: now + options.ttl,
+                });
+                slot.wake_admitted();
+                Turn::Done(Ok(Some(Grant::new(FencingToken(fence), now))))
+            },
+        )
+        .await
     }
 
     /// Turns the owner's shared hold exclusive once it is the only holder;
@@ -179,35 +210,25 @@ impl LockBackend for MemoryBackend {
     async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
         let (name, owner) = (lease.name(), lease.owner());
         let deadline = request.options.wait.deadline(Instant::now());
-        let mut place = QueuePlace::new(self, name);
-        loop {
-            let sleep_until = {
-                let now = Instant::now();
-                let mut slots = lock(&self.store);
-                let slot = slots.entry(name.clone()).or_default();
-                slot.expire(now);
-                if slot.holder_mut(owner, now).is_none() {
-                    return Err(LockError::not_held(name.as_str()));
-                }
-                let alone = slot.holders.iter().all(|h| h.owner == owner);
-                let first = !place.queued || slot.waiters.front().is_some_and(|w| w.id == place.id);
-                if alone && first {
-                    place.leave(slot);
-                    let fence = slot.next_fence();
-                    if let Some(h) = slot.holder_mut(owner, now) {
-                        h.mode = Mode::Exclusive;
-                        h.expires = now + request.options.ttl;
-                    }
-                    return Ok(Some(Grant::new(FencingToken(fence), now)));
-                }
-                if deadline.is_some_and(|d| now >= d) {
-                    return Ok(None);
-                }
+        self.take_turns(name, deadline, |slot, place, now| {
+            if slot.holder_mut(owner, now).is_none() {
+                return Turn::Done(Err(LockError::not_held(name.as_str())));
+            }
+            let alone = slot.holders.iter().all(|h| h.owner == owner);
+            let first = !place.queued || slot.waiters.front().is_some_and(|w| w.id == place.id);
+            if !(alone && first) {
                 place.join(slot, Mode::Exclusive, Some(owner));
-                earliest(slot.next_expiry(Some(owner)), deadline)
-            };
-            place.sleep(sleep_until).await;
-        }
+                return Turn::Wait(slot.next_expiry(Some(owner)));
+            }
+            place.leave(slot);
+            let fence = slot.next_fence();
+            if let Some(h) = slot.holder_mut(owner, now) {
+                h.mode = Mode::Exclusive;
+                h.expires = now + request.options.ttl;
+            }
+            Turn::Done(Ok(Some(Grant::new(FencingToken(fence), now))))
+        })
+        .await
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
