@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use distlock::{AcquireOptions, LockClient, LockError, LockName, Wait};
+use distlock::{AcquireOptions, LockClient, LockError, LockName, Mode, Wait};
 
 mod bench;
 mod exit;
@@ -54,6 +54,14 @@ enum Command {
         /// Time between SIGTERM and SIGKILL when the lock is lost.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         grace: Duration,
+        /// Hold one of this many permits of the name's semaphore instead of
+        /// the lock itself (every runner of the name must give the same count).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "shared")]
+        permits: Option<u32>,
+        /// Hold the name as a reader, beside other readers (`--shared`) but
+        /// never beside a plain `run` of it, which is the writer.
+        #[arg(long)]
+        shared: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -157,8 +165,23 @@ fn main() -> ExitCode {
                 ttl,
                 wait,
                 grace,
+                permits,
+                shared,
                 command,
-            } => run(&backend, &name, ttl, wait, grace, &command).await,
+            } => {
+                let mode = match (permits, shared) {
+                    (Some(limit), _) => Mode::Permit { limit },
+                    (None, true) => Mode::Shared,
+                    (None, false) => Mode::Exclusive,
+                };
+                let hold = Hold {
+                    ttl,
+                    wait,
+                    grace,
+                    mode,
+                };
+                run(&backend, &name, hold, &command).await
+            }
             Command::Status { backend, name } => status(&backend, &name).await,
             Command::Bench {
                 backends,
@@ -194,14 +217,32 @@ fn fail(context: &str, e: &LockError) -> u8 {
     exit::of_error(e)
 }
 
-async fn run(
-    url: &str,
-    name: &str,
+/// The mode as the command sees it in `DISTLOCK_LOCK_MODE`: `exclusive`,
+/// `shared` or `permit/<count>`.
+fn mode_label(mode: Mode) -> String {
+    match mode {
+        Mode::Permit { limit } => format!("permit/{limit}"),
+        Mode::Shared => "shared".into(),
+        _ => "exclusive".into(),
+    }
+}
+
+/// How `distlock run` holds its lock.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
     ttl: Duration,
     wait: Wait,
     grace: Duration,
-    command: &[String],
-) -> u8 {
+    mode: Mode,
+}
+
+async fn run(url: &str, name: &str, hold: Hold, command: &[String]) -> u8 {
+    let Hold {
+        ttl,
+        wait,
+        grace,
+        mode,
+    } = hold;
     let name = match LockName::new(name) {
         Ok(n) => n,
         Err(e) => return fail("bad lock name", &e),
@@ -212,7 +253,7 @@ async fn run(
     };
     let options = AcquireOptions::try_once(ttl).with_wait(wait);
     let client = LockClient::with_defaults(backend, options);
-    let guard = match client.try_lock_with(&name, &options).await {
+    let guard = match client.try_lock_as(&name, mode, &options).await {
         Ok(Some(g)) => g,
         Ok(None) => {
             eprintln!("distlock: `{name}` is held by someone else; not acquired");
@@ -227,6 +268,7 @@ async fn run(
         .args(args)
         .env("DISTLOCK_FENCING_TOKEN", guard.fencing_token().to_string())
         .env("DISTLOCK_LOCK_NAME", name.as_str())
+        .env("DISTLOCK_LOCK_MODE", mode_label(mode))
         .env("DISTLOCK_LEASE", guard.lease().export())
         .kill_on_drop(true)
         .spawn()

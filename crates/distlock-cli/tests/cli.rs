@@ -262,3 +262,112 @@ fn a_lost_lock_stops_the_command_and_exits_77() {
         "the command was not stopped promptly"
     );
 }
+
+/// `distlock run --permits N` as a user would: that many runners hold the
+/// name at once, one more is not acquired, another count is refused.
+#[test]
+fn runners_share_a_semaphore_by_permits() {
+    let url = sqlite_url("permits");
+    let holder = |secs: u32| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_distlock"))
+            .args(["run", "--backend", &url, "--name", "pool", "--permits", "2"])
+            .args(["--", "sh", "-c"])
+            .arg(format!("echo \"$DISTLOCK_LOCK_MODE\"; exec sleep {secs}"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mode = lines.next().expect("the command printed its mode").unwrap();
+        (child, mode)
+    };
+    let (mut first, mode) = holder(60);
+    assert_eq!(mode, "permit/2");
+    let (mut second, _) = holder(60);
+    let third = distlock(&[
+        "run",
+        "--backend",
+        &url,
+        "--name",
+        "pool",
+        "--permits",
+        "2",
+        "--",
+        "true",
+    ]);
+    assert_eq!(third.status.code(), Some(75), "{}", text(&third.stderr));
+    let other_count = distlock(&[
+        "run",
+        "--backend",
+        &url,
+        "--name",
+        "pool",
+        "--permits",
+        "3",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        other_count.status.code(),
+        Some(78),
+        "{}",
+        text(&other_count.stderr)
+    );
+    assert!(
+        text(&other_count.stderr).contains("2 permits"),
+        "{}",
+        text(&other_count.stderr)
+    );
+    let writer = distlock(&["run", "--backend", &url, "--name", "pool", "--", "true"]);
+    assert_eq!(writer.status.code(), Some(75), "{}", text(&writer.stderr));
+    for child in [&mut first, &mut second] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+/// `distlock run --shared`: readers together, never beside a writer.
+#[test]
+fn shared_runners_read_together() {
+    let url = sqlite_url("shared");
+    let (mut reader, _) = {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_distlock"))
+            .args(["run", "--backend", &url, "--name", "doc", "--shared"])
+            .args(["--", "sh", "-c", "echo held; exec sleep 60"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the reader started").unwrap();
+        (child, line)
+    };
+    let second = distlock(&[
+        "run",
+        "--backend",
+        &url,
+        "--name",
+        "doc",
+        "--shared",
+        "--",
+        "true",
+    ]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let writer = distlock(&["run", "--backend", &url, "--name", "doc", "--", "true"]);
+    assert_eq!(writer.status.code(), Some(75), "{}", text(&writer.stderr));
+    let both = distlock(&[
+        "run",
+        "--backend",
+        &url,
+        "--name",
+        "doc",
+        "--shared",
+        "--permits",
+        "2",
+        "--",
+        "true",
+    ]);
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+}

@@ -147,6 +147,29 @@ impl LockClient {
         })
     }
 
+    /// Acquires `name` in any [`Mode`] with `options`; `Ok(None)` if not
+    /// acquired within `options.wait`. The general form behind `try_lock*`,
+    /// `try_read_lock` and [`Semaphore::try_acquire_with`], for callers that
+    /// pick the mode at run time (a command-line flag, say).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a mode the backend does not serve; `PermitMismatch`
+    /// for a permit count other than the holders'.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing held and nothing queued.
+    pub async fn try_lock_as(
+        &self,
+        name: impl IntoLockName,
+        mode: Mode,
+        options: &AcquireOptions,
+    ) -> Result<Option<LockGuard>> {
+        self.acquire_guard(name.into_lock_name()?, mode, options)
+            .await
+    }
+
     /// Acquires in `mode`, turning "not acquired" into the wait's error.
     async fn must(
         &self,
