@@ -38,6 +38,8 @@
 mod holds;
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/workers.rs"]
+mod workers;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,8 +47,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use distlock::{AcquireOptions, LockClient, Wait};
-use holds::{fencing_problem, holds_in, most_at_once, run_workers, wall_ns, Hold, Kind};
-use support::{flags, Result};
+use holds::{fencing_problem, hold_while, holds_in, most_at_once, wall_ns, Hold, Kind, Verdict};
+use support::Result;
+use workers::{join_lines, report, run_workers, Args, Example, Primitive, Run};
 
 /// How long a hold lives unless extended (the guard extends it while held).
 const TTL: Duration = Duration::from_secs(10);
@@ -59,15 +62,20 @@ const BETWEEN_READS: Duration = Duration::from_millis(3);
 /// The refresher's pause between refreshes.
 const REFRESH_EVERY: Duration = Duration::from_millis(60);
 
+/// This example, for the plumbing the examples share.
+const EXAMPLE: Example = Example {
+    program: "cache_refresh",
+    workers: "readers",
+    needs: Primitive::ReaderWriter,
+};
+
 /// What the refresher tells each reader process.
 #[derive(Clone, Debug)]
 struct Settings {
-    url: String,
-    /// The lock's name, unique to this run.
-    name: String,
+    /// The backend, the lock's name and the reader processes.
+    run: Run,
     /// The directory that holds the cache entry.
     cache: PathBuf,
-    workers: usize,
     readers: usize,
     reads: usize,
 }
@@ -75,17 +83,14 @@ struct Settings {
 impl Settings {
     /// The arguments that start reader process `worker` with these settings.
     fn worker_args(&self, worker: usize) -> Vec<String> {
-        [
-            ("--worker", worker.to_string()),
-            ("--url", self.url.clone()),
-            ("--name", self.name.clone()),
-            ("--cache", self.cache.display().to_string()),
-            ("--readers", self.readers.to_string()),
-            ("--reads", self.reads.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect()
+        self.run.worker_args(
+            worker,
+            [
+                ("--cache", self.cache.display().to_string()),
+                ("--readers", self.readers.to_string()),
+                ("--reads", self.reads.to_string()),
+            ],
+        )
     }
 
     fn client_options() -> AcquireOptions {
@@ -94,26 +99,11 @@ impl Settings {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cache_refresh: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(main_async()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("cache_refresh: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::run_main(EXAMPLE.program, main_async())
 }
 
 async fn main_async() -> Result<bool> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let known = [
+    let args = Args::from_env(&[
         "--url",
         "--backend",
         "--workers",
@@ -122,49 +112,29 @@ async fn main_async() -> Result<bool> {
         "--worker",
         "--name",
         "--cache",
-    ];
-    let f = flags(&args, &known)?;
-    let number = |flag: &str, default: usize| -> Result<usize> {
-        Ok(match f.get(flag) {
-            Some(v) => v.parse().map_err(|e| format!("{flag} {v}: {e}"))?,
-            None => default,
-        })
-    };
-    let url = match f.get("--url").or_else(|| f.get("--backend")) {
-        Some(url) => url.clone(),
-        None => holds::default_url("cache-refresh-locks.db")?,
-    };
-    let run = format!("cache-refresh-{}", std::process::id());
-    let cache = match f.get("--cache") {
+    ])?;
+    let id = format!("cache-refresh-{}", std::process::id());
+    let run = args.run("cache-refresh-locks.db", || format!("examples/{id}"))?;
+    let cache = match args.get("--cache") {
         Some(dir) => PathBuf::from(dir),
-        None => holds::temp_path(&run)?,
+        None => workers::temp_path(&id)?,
     };
     let settings = Settings {
-        url,
-        name: f
-            .get("--name")
-            .cloned()
-            .unwrap_or_else(|| format!("examples/{run}")),
+        run,
         cache,
-        workers: number("--workers", 2)?,
-        readers: number("--readers", 4)?,
-        reads: number("--reads", 25)?,
+        readers: args.number("--readers", 4)?,
+        reads: args.number("--reads", 25)?,
     };
-    if settings.workers == 0 || settings.readers == 0 || settings.reads == 0 {
+    if settings.run.workers == 0 || settings.readers == 0 || settings.reads == 0 {
         return Err("--workers, --readers and --reads must be at least 1".into());
     }
-    match f.get("--worker") {
+    match args.worker()? {
         // A reader process: read, report every hold and every torn read.
-        Some(worker) => {
-            for line in read_entries(settings, worker.parse()?).await? {
-                println!("{line}");
-            }
-            Ok(true)
-        }
+        Some(worker) => report(read_entries(settings, worker).await?),
         None => {
             let outcome = refresh_while_read(&settings).await;
             // The entry was this run's alone.
-            if !f.contains_key("--cache") {
+            if args.get("--cache").is_none() {
                 let _ = std::fs::remove_dir_all(&settings.cache);
             }
             outcome
@@ -214,32 +184,17 @@ async fn read_entry(cache: &Path) -> Result<(Option<u64>, Option<u64>)> {
 async fn refresh_while_read(s: &Settings) -> Result<bool> {
     println!(
         "cache_refresh: {} reader processes × {} readers × {} reads, one refresher; backend {}",
-        s.workers,
+        s.run.workers,
         s.readers,
         s.reads,
-        distlock::redact_url(&s.url)
+        distlock::redact_url(&s.run.url)
     );
-    let backend = distlock::connect(&s.url).await?;
-    let caps = backend.capabilities();
-    if !caps.shared {
-        return Err(format!(
-            "the {} backend serves no reader-writer locks (Capabilities::shared is false); \
-             pass --url with one that does (memory:// does, within one process)",
-            backend.backend_name()
-        )
-        .into());
-    }
-    if !caps.cross_process {
-        println!(
-            "cache_refresh: note: the {} backend lives in this process; the readers run as its tasks",
-            backend.backend_name()
-        );
-    }
+    let (backend, caps) = EXAMPLE.connect(&s.run.url).await?;
     let client = LockClient::with_defaults(backend, Settings::client_options());
     std::fs::create_dir_all(&s.cache)?;
     write_entry(&s.cache, 0).await?;
 
-    let args = (0..s.workers).map(|w| s.worker_args(w)).collect();
+    let args = (0..s.run.workers).map(|w| s.worker_args(w)).collect();
     let cross_process = caps.cross_process;
     let settings = s.clone();
     let readers = tokio::spawn(async move {
@@ -262,25 +217,13 @@ async fn refresh_while_read(s: &Settings) -> Result<bool> {
 
 /// One refresh under the write lock; returns its hold.
 async fn refresh(client: &LockClient, s: &Settings, version: u64) -> Result<Hold> {
-    let called = wall_ns();
-    let guard = client.write_lock(s.name.as_str()).await?;
-    let start = wall_ns();
-    tokio::select! {
-        written = write_entry(&s.cache, version) => written?,
-        reason = guard.lost() => return Err(format!("the refresher lost the write lock: {reason}").into()),
-    }
-    let end = wall_ns();
-    let token = guard.fencing_token().get();
-    guard.release().await?;
-    Ok(Hold {
-        kind: Kind::Writer,
-        worker: s.workers,
-        called,
-        start,
-        end,
-        token,
-        value: version,
-    })
+    let held = hold_while(
+        client.write_lock(s.run.name.as_str()),
+        write_entry(&s.cache, version),
+        "the refresher lost the write lock",
+    )
+    .await?;
+    Ok(held.hold(Kind::Writer, s.run.workers, version))
 }
 
 /// Checks every hold and read the readers and the refresher reported.
@@ -296,7 +239,7 @@ fn check(s: &Settings, lines: &[String], fencing: bool) -> Result<bool> {
         .sum::<usize>();
     let versions: BTreeSet<u64> = reads.iter().map(|r| r.value).collect();
     let fencing = fencing_problem(&holds, fencing);
-    let expected = s.workers * s.readers * s.reads;
+    let expected = s.run.workers * s.readers * s.reads;
     println!(
         "cache_refresh: {} of {expected} reads, {} refreshes; at most {readers_at_once} readers at once; \
          {} versions seen; torn reads: {}; reads beside a refresh: {beside_writer}; {} distinct fencing tokens",
@@ -306,18 +249,12 @@ fn check(s: &Settings, lines: &[String], fencing: bool) -> Result<bool> {
         torn.len(),
         if fencing.is_none() { "all" } else { "NOT all" },
     );
-    let mut ok = true;
-    let mut fail = |broken: bool, what: String| {
-        if broken {
-            println!("cache_refresh: FAILED: {what}");
-            ok = false;
-        }
-    };
-    fail(
+    let mut verdict = Verdict::new(EXAMPLE.program);
+    verdict.fail_if(
         reads.len() != expected,
         format!("{} reads reported, expected {expected}", reads.len()),
     );
-    fail(
+    verdict.fail_if(
         !torn.is_empty(),
         format!(
             "{} reads saw half a refresh, the first: {}",
@@ -325,15 +262,15 @@ fn check(s: &Settings, lines: &[String], fencing: bool) -> Result<bool> {
             torn.first().map_or("", |l| l.as_str())
         ),
     );
-    fail(
+    verdict.fail_if(
         readers_at_once < 2,
         "never two readers at once: the read lock acted as a mutex".into(),
     );
-    fail(
+    verdict.fail_if(
         beside_writer > 0,
         format!("{beside_writer} reads held the lock while the refresher held it"),
     );
-    fail(
+    verdict.fail_if(
         versions.len() < 2,
         format!(
             "the readers saw {} version(s) over {} refreshes: the refresher did not run while they read",
@@ -341,11 +278,8 @@ fn check(s: &Settings, lines: &[String], fencing: bool) -> Result<bool> {
             writes.len()
         ),
     );
-    if let Some(problem) = fencing {
-        fail(true, problem);
-    }
-    println!("cache refresh: {}", if ok { "ok" } else { "FAILED" });
-    Ok(ok)
+    verdict.fail_on(fencing);
+    Ok(verdict.finish("cache refresh"))
 }
 
 // ---------------------------------------------------------------------------
@@ -355,50 +289,33 @@ fn check(s: &Settings, lines: &[String], fencing: bool) -> Result<bool> {
 /// Returns one `hold` line per read, and a `torn` line for each read whose
 /// report and tag disagreed.
 async fn read_entries(s: Settings, worker: usize) -> Result<Vec<String>> {
-    let backend = distlock::connect(&s.url).await?;
+    let backend = distlock::connect(&s.run.url).await?;
     let client = LockClient::with_defaults(backend, Settings::client_options());
-    let mut readers = Vec::new();
-    for reader in 0..s.readers {
+    join_lines(s.readers, |reader| {
         let (client, s) = (client.clone(), s.clone());
-        let task: tokio::task::JoinHandle<Result<Vec<String>>> = tokio::spawn(async move {
+        async move {
             let mut lines = Vec::new();
             for n in 0..s.reads {
-                let called = wall_ns();
-                let guard = client.read_lock(s.name.as_str()).await?;
-                let start = wall_ns();
-                let (report, tag) = tokio::select! {
-                    read = read_entry(&s.cache) => read?,
-                    reason = guard.lost() => return Err(format!("a reader lost its read lock: {reason}").into()),
-                };
-                let end = wall_ns();
-                let token = guard.fencing_token().get();
-                guard.release().await?;
+                let held = hold_while(
+                    client.read_lock(s.run.name.as_str()),
+                    read_entry(&s.cache),
+                    "a reader lost its read lock",
+                )
+                .await?;
+                let (report, tag) = held.output;
                 if report.is_none() || report != tag {
                     lines.push(format!(
                         "torn worker {worker} reader {reader}: report version {report:?}, tag {tag:?}"
                     ));
                 }
-                let hold = Hold {
-                    kind: Kind::Reader,
-                    worker,
-                    called,
-                    start,
-                    end,
-                    token,
-                    value: report.unwrap_or(u64::MAX),
-                };
-                lines.push(hold.line());
+                let value = report.unwrap_or(u64::MAX);
+                lines.push(held.hold(Kind::Reader, worker, value).line());
                 // The rest of the request the read served: 20–60 ms.
                 let pause = 20 + ((worker * 31 + reader * 17 + n * 13) % 41) as u64;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             Ok(lines)
-        });
-        readers.push(task);
-    }
-    let mut lines = Vec::new();
-    for r in readers {
-        lines.extend(r.await??);
-    }
-    Ok(lines)
+        }
+    })
+    .await
 }

@@ -36,26 +36,34 @@
 mod holds;
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/workers.rs"]
+mod workers;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use distlock::{AcquireOptions, LockClient, Wait};
-use holds::{fencing_problem, holds_in, most_at_once, run_workers, wall_ns, Hold, Kind};
-use support::{flags, Result};
+use holds::{fencing_problem, hold_while, holds_in, most_at_once, Hold, Kind, Verdict};
+use support::Result;
+use workers::{join_lines, report, run_workers, Args, Example, Primitive, Run};
 
 /// How long a permit lives unless extended (the guard extends it while held).
 const TTL: Duration = Duration::from_secs(10);
 /// How long a handler waits for a permit.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// This example, for the plumbing the examples share.
+const EXAMPLE: Example = Example {
+    program: "handler_pool",
+    workers: "handlers",
+    needs: Primitive::Semaphore,
+};
+
 /// What the scheduler tells each handler process.
 #[derive(Clone, Debug)]
 struct Settings {
-    url: String,
-    /// The semaphore's name, unique to this run.
-    name: String,
-    workers: usize,
+    /// The backend, the semaphore's name and the handler processes.
+    run: Run,
     handlers: usize,
     jobs: usize,
     permits: u32,
@@ -64,41 +72,23 @@ struct Settings {
 impl Settings {
     /// The arguments that start handler process `worker` with these settings.
     fn worker_args(&self, worker: usize) -> Vec<String> {
-        [
-            ("--worker", worker.to_string()),
-            ("--url", self.url.clone()),
-            ("--name", self.name.clone()),
-            ("--handlers", self.handlers.to_string()),
-            ("--jobs", self.jobs.to_string()),
-            ("--permits", self.permits.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect()
+        self.run.worker_args(
+            worker,
+            [
+                ("--handlers", self.handlers.to_string()),
+                ("--jobs", self.jobs.to_string()),
+                ("--permits", self.permits.to_string()),
+            ],
+        )
     }
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("handler_pool: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(main_async()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("handler_pool: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::run_main(EXAMPLE.program, main_async())
 }
 
 async fn main_async() -> Result<bool> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let known = [
+    let args = Args::from_env(&[
         "--url",
         "--backend",
         "--workers",
@@ -107,40 +97,21 @@ async fn main_async() -> Result<bool> {
         "--permits",
         "--worker",
         "--name",
-    ];
-    let f = flags(&args, &known)?;
-    let number = |flag: &str, default: usize| -> Result<usize> {
-        Ok(match f.get(flag) {
-            Some(v) => v.parse().map_err(|e| format!("{flag} {v}: {e}"))?,
-            None => default,
-        })
-    };
-    let url = match f.get("--url").or_else(|| f.get("--backend")) {
-        Some(url) => url.clone(),
-        None => holds::default_url("handler-pool-locks.db")?,
-    };
+    ])?;
     let settings = Settings {
-        url,
-        name: f
-            .get("--name")
-            .cloned()
-            .unwrap_or_else(|| format!("examples/handler-pool/{}", std::process::id())),
-        workers: number("--workers", 2)?,
-        handlers: number("--handlers", 4)?,
-        jobs: number("--jobs", 4)?,
-        permits: u32::try_from(number("--permits", 3)?)?,
+        run: args.run("handler-pool-locks.db", || {
+            format!("examples/handler-pool/{}", std::process::id())
+        })?,
+        handlers: args.number("--handlers", 4)?,
+        jobs: args.number("--jobs", 4)?,
+        permits: u32::try_from(args.number("--permits", 3)?)?,
     };
-    if settings.workers == 0 || settings.handlers == 0 || settings.jobs == 0 {
+    if settings.run.workers == 0 || settings.handlers == 0 || settings.jobs == 0 {
         return Err("--workers, --handlers and --jobs must be at least 1".into());
     }
-    match f.get("--worker") {
+    match args.worker()? {
         // A handler process: handle this worker's jobs, report every hold.
-        Some(worker) => {
-            for line in handle_jobs(settings, worker.parse()?).await? {
-                println!("{line}");
-            }
-            Ok(true)
-        }
+        Some(worker) => report(handle_jobs(settings, worker).await?),
         None => schedule(&settings).await,
     }
 }
@@ -149,36 +120,21 @@ async fn main_async() -> Result<bool> {
 async fn schedule(s: &Settings) -> Result<bool> {
     println!(
         "handler_pool: {} handler processes × {} handlers × {} jobs, {} permits; backend {}",
-        s.workers,
+        s.run.workers,
         s.handlers,
         s.jobs,
         s.permits,
-        distlock::redact_url(&s.url)
+        distlock::redact_url(&s.run.url)
     );
-    let backend = distlock::connect(&s.url).await?;
-    let caps = backend.capabilities();
-    if !caps.semaphore {
-        return Err(format!(
-            "the {} backend serves no semaphores (Capabilities::semaphore is false); \
-             pass --url with one that does (memory:// does, within one process)",
-            backend.backend_name()
-        )
-        .into());
-    }
-    if !caps.cross_process {
-        println!(
-            "handler_pool: note: the {} backend lives in this process; the handlers run as its tasks",
-            backend.backend_name()
-        );
-    }
-    let args = (0..s.workers).map(|w| s.worker_args(w)).collect();
+    let (_backend, caps) = EXAMPLE.connect(&s.run.url).await?;
+    let args = (0..s.run.workers).map(|w| s.worker_args(w)).collect();
     let lines = run_workers(caps.cross_process, args, |worker| {
         handle_jobs(s.clone(), worker)
     })
     .await?;
     let holds = holds_in(&lines)?;
 
-    let expected = s.workers * s.handlers * s.jobs;
+    let expected = s.run.workers * s.handlers * s.jobs;
     let most = most_at_once(&holds);
     let across = most_at_once_across_workers(&holds);
     let fencing = fencing_problem(&holds, caps.fencing);
@@ -189,33 +145,24 @@ async fn schedule(s: &Settings) -> Result<bool> {
         s.permits,
         if fencing.is_none() { "all" } else { "NOT all" },
     );
-    let mut ok = true;
-    let mut fail = |broken: bool, what: String| {
-        if broken {
-            println!("handler_pool: FAILED: {what}");
-            ok = false;
-        }
-    };
-    fail(
+    let mut verdict = Verdict::new(EXAMPLE.program);
+    verdict.fail_if(
         holds.len() != expected,
         format!("{} jobs handled, expected {expected}", holds.len()),
     );
-    fail(
+    verdict.fail_if(
         most > s.permits as usize,
         format!(
             "{most} handlers held a permit at once, with {} permits",
             s.permits
         ),
     );
-    fail(
+    verdict.fail_if(
         s.permits > 1 && most < 2,
         "never two handlers at once: the semaphore acted as a mutex".into(),
     );
-    if let Some(problem) = fencing {
-        fail(true, problem);
-    }
-    println!("handler pool: {}", if ok { "ok" } else { "FAILED" });
-    Ok(ok)
+    verdict.fail_on(fencing);
+    Ok(verdict.finish("handler pool"))
 }
 
 /// The most holds at one moment that came from more than one worker: how
@@ -243,50 +190,29 @@ fn most_at_once_across_workers(holds: &[Hold]) -> usize {
 /// One handler process (or task group): `handlers` handlers, `jobs` jobs
 /// each, every job processed under a permit. Returns one `hold` line per job.
 async fn handle_jobs(s: Settings, worker: usize) -> Result<Vec<String>> {
-    let backend = distlock::connect(&s.url).await?;
+    let backend = distlock::connect(&s.run.url).await?;
     let client =
         LockClient::with_defaults(backend, AcquireOptions::new(TTL).with_wait(Wait::For(WAIT)));
-    let pool = client.semaphore(s.name.as_str(), s.permits)?;
-    let mut handlers = Vec::new();
-    for handler in 0..s.handlers {
+    let pool = client.semaphore(s.run.name.as_str(), s.permits)?;
+    join_lines(s.handlers, |handler| {
         let pool = pool.clone();
         let jobs = s.jobs;
-        let task: tokio::task::JoinHandle<Result<Vec<String>>> = tokio::spawn(async move {
+        async move {
             let mut lines = Vec::new();
             for n in 0..jobs {
                 let job = (worker * 1000 + handler) * 1000 + n;
-                let called = wall_ns();
-                let permit = pool.acquire().await?;
-                let start = wall_ns();
                 // The job: a call to the bounded service, 20–70 ms.
                 let work = Duration::from_millis(20 + (job as u64 * 37 % 51));
-                tokio::select! {
-                    _ = tokio::time::sleep(work) => {}
-                    reason = permit.lost() => {
-                        return Err(format!("job {job} lost its permit: {reason}").into());
-                    }
-                }
-                let end = wall_ns();
-                let token = permit.fencing_token().get();
-                permit.release().await?;
-                let hold = Hold {
-                    kind: Kind::Permit,
-                    worker,
-                    called,
-                    start,
-                    end,
-                    token,
-                    value: job as u64,
+                let call = async {
+                    tokio::time::sleep(work).await;
+                    Ok(())
                 };
-                lines.push(hold.line());
+                let lost = format!("job {job} lost its permit");
+                let held = hold_while(pool.acquire(), call, &lost).await?;
+                lines.push(held.hold(Kind::Permit, worker, job as u64).line());
             }
             Ok(lines)
-        });
-        handlers.push(task);
-    }
-    let mut lines = Vec::new();
-    for h in handlers {
-        lines.extend(h.await??);
-    }
-    Ok(lines)
+        }
+    })
+    .await
 }

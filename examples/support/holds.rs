@@ -6,39 +6,17 @@
 //! when it called acquire, when the acquire returned, and when it called
 //! release. The real hold covers at least `start..end`, so two recorded
 //! intervals that overlap are two holders that really held at once.
-//!
-//! Backends that live inside one process (`memory://`) cannot be shared by
-//! worker processes; there the workers run as tasks of the parent instead,
-//! against the same in-process store, and report the same lines.
 
 #![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::support::{run_self, Result};
+use distlock::LockGuard;
 
-/// The lock backend the examples use unless `--url` names one: the Redis
-/// instance in `DISTLOCK_REDIS_URL` if that is set, else a SQLite file
-/// (`file`) in a directory of the system's temporary directory.
-pub fn default_url(file: &str) -> Result<String> {
-    if let Ok(url) = std::env::var("DISTLOCK_REDIS_URL") {
-        if !url.trim().is_empty() {
-            return Ok(url);
-        }
-    }
-    Ok(format!("sqlite://{}", temp_path(file)?.display()))
-}
-
-/// `<temp dir>/distlock-examples/<file>`, creating the directory.
-pub fn temp_path(file: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join("distlock-examples");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(file))
-}
+use crate::support::Result;
 
 /// Nanoseconds since the Unix epoch: an instant every local process agrees on.
 pub fn wall_ns() -> u64 {
@@ -138,6 +116,63 @@ impl Hold {
     }
 }
 
+/// A hold that was asked for, worked under and released: its instants
+/// ([`wall_ns`]), its fencing token, and what the work returned.
+pub struct Held<T> {
+    /// When acquire was called.
+    pub called: u64,
+    /// When acquire returned.
+    pub start: u64,
+    /// When release was called.
+    pub end: u64,
+    /// The grant's fencing token.
+    pub token: u64,
+    /// What the work under the hold returned.
+    pub output: T,
+}
+
+impl<T> Held<T> {
+    /// The record of this hold.
+    pub fn hold(&self, kind: Kind, worker: usize, value: u64) -> Hold {
+        Hold {
+            kind,
+            worker,
+            called: self.called,
+            start: self.start,
+            end: self.end,
+            token: self.token,
+            value,
+        }
+    }
+}
+
+/// Asks for a hold with `acquire`, does `work` while holding it, then
+/// releases it. Fails with "`lost`: reason" when the hold is lost before
+/// the work is done.
+pub async fn hold_while<T>(
+    acquire: impl Future<Output = distlock::Result<LockGuard>>,
+    work: impl Future<Output = Result<T>>,
+    lost: &str,
+) -> Result<Held<T>> {
+    let called = wall_ns();
+    let guard = acquire.await?;
+    let start = wall_ns();
+    let output = tokio::select! {
+        done = work => done?,
+        reason = guard.lost() => return Err(format!("{lost}: {reason}").into()),
+    };
+    let end = wall_ns();
+    let token = guard.fencing_token().get();
+    guard.release().await?;
+    Ok(Held {
+        called,
+        start,
+        end,
+        token,
+        output,
+    })
+}
+
 /// Every `hold` line among `lines`.
 pub fn holds_in(lines: &[String]) -> Result<Vec<Hold>> {
     lines.iter().filter_map(|l| Hold::parse(l)).collect()
@@ -185,35 +220,37 @@ pub fn fencing_problem(holds: &[Hold], ordered: bool) -> Option<String> {
     None
 }
 
-/// Runs one worker per argument list and returns every line they reported:
-/// as processes (this executable with the arguments) when the backend is
-/// shared across processes, else as tasks of this process
-/// (`in_process(worker number)`).
-pub async fn run_workers<F, Fut>(
-    cross_process: bool,
-    arg_lists: Vec<Vec<String>>,
-    in_process: F,
-) -> Result<Vec<String>>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Result<Vec<String>>> + Send + 'static,
-{
-    let mut lines = Vec::new();
-    if cross_process {
-        for out in run_self(arg_lists).await? {
-            lines.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(String::from),
-            );
-        }
-    } else {
-        let tasks: Vec<_> = (0..arg_lists.len())
-            .map(|worker| tokio::spawn(in_process(worker)))
-            .collect();
-        for task in tasks {
-            lines.extend(task.await??);
+/// The parent's checks: each failed one printed as it is found, and one
+/// line at the end.
+pub struct Verdict {
+    program: &'static str,
+    ok: bool,
+}
+
+impl Verdict {
+    /// No check failed yet; `program` starts every line printed.
+    pub fn new(program: &'static str) -> Self {
+        Verdict { program, ok: true }
+    }
+
+    /// Fails the run with `what` when `broken`.
+    pub fn fail_if(&mut self, broken: bool, what: String) {
+        if broken {
+            println!("{}: FAILED: {what}", self.program);
+            self.ok = false;
         }
     }
-    Ok(lines)
+
+    /// Fails the run with `problem`, if there is one.
+    pub fn fail_on(&mut self, problem: Option<String>) {
+        if let Some(problem) = problem {
+            self.fail_if(true, problem);
+        }
+    }
+
+    /// Prints `title: ok` (or `FAILED`); true when every check passed.
+    pub fn finish(self, title: &str) -> bool {
+        println!("{title}: {}", if self.ok { "ok" } else { "FAILED" });
+        self.ok
+    }
 }

@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use std::error::Error;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::Duration;
 
 use distlock::sql::sqlx::sqlite::{
@@ -14,6 +15,27 @@ use distlock::sql::sqlx::sqlite::{
 
 /// The examples' error type.
 pub type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Runs an example's `main_async` on a new runtime: success when it returns
+/// true, failure when it returns false or fails (the error printed after
+/// `program: `).
+pub fn run_main(program: &str, main_async: impl Future<Output = Result<bool>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{program}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_async) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// `target/<file>` under the workspace root.
 pub fn target_file(file: &str) -> PathBuf {

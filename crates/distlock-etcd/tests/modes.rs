@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_core::{AcquireOptions, DistributedLock, Lease, LockError, LockName, Mode, Wait};
+use distlock_core::{
+    AcquireOptions, DistributedLock, Lease, LockError, LockName, LockStatus, Mode, Wait,
+};
 use distlock_etcd::EtcdBackend;
 use tokio::task::JoinHandle;
 
@@ -36,10 +38,14 @@ fn waiting(secs: u64) -> AcquireOptions {
     now().with_wait(Wait::For(Duration::from_secs(secs)))
 }
 
+/// One try, without waiting.
+async fn try_take(b: &EtcdBackend, n: &LockName, mode: Mode) -> Option<Lease> {
+    b.acquire_as(n, mode, &now()).await.unwrap()
+}
+
 async fn take(b: &EtcdBackend, n: &LockName, mode: Mode) -> Lease {
-    b.acquire_as(n, mode, &now())
+    try_take(b, n, mode)
         .await
-        .unwrap()
         .unwrap_or_else(|| panic!("{mode} should be free at once"))
 }
 
@@ -48,44 +54,60 @@ fn queue(b: &Arc<EtcdBackend>, n: &LockName, mode: Mode) -> JoinHandle<Option<Le
     tokio::spawn(async move { b.acquire_as(&n, mode, &waiting(20)).await.unwrap() })
 }
 
-/// Waits until `waiters` entries wait on `n`.
-async fn until_waiting(b: &EtcdBackend, n: &LockName, waiters: usize) {
+/// Upgrades the reader `lease`, waiting up to 20 s, in a task.
+fn queue_upgrade(b: &Arc<EtcdBackend>, lease: &Lease) -> JoinHandle<Option<Lease>> {
+    let (b, lease) = (b.clone(), lease.clone());
+    tokio::spawn(async move { b.upgrade(&lease, &waiting(20)).await.unwrap() })
+}
+
+/// Polls the status of `n` until `done` says so; fails after 10 s with
+/// `what` and the last status.
+async fn until_status(
+    b: &EtcdBackend,
+    n: &LockName,
+    what: &str,
+    done: impl Fn(&LockStatus) -> bool,
+) {
     let until = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let s = b.status(n).await.unwrap();
-        if s.waiters == Some(waiters) {
+        if done(&s) {
             return;
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "never {waiters} waiting: {s:?}"
-        );
+        assert!(std::time::Instant::now() < until, "{what}: {s:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Waits until nothing is held or queued on `n`.
-async fn until_empty(b: &EtcdBackend, n: &LockName) {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = b.status(n).await.unwrap();
-        if !s.held && s.waiters == Some(0) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "entries left behind: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until `waiters` entries wait on `n`.
+async fn until_waiting(b: &EtcdBackend, n: &LockName, waiters: usize) {
+    let what = format!("never {waiters} waiting");
+    until_status(b, n, &what, |s| s.waiters == Some(waiters)).await;
 }
 
+/// Waits until nothing is held or queued on `n`.
+async fn until_empty(b: &EtcdBackend, n: &LockName) {
+    until_status(b, n, "entries left behind", |s| {
+        !s.held && s.waiters == Some(0)
+    })
+    .await;
+}
+
+/// The lease a queued acquire (or upgrade) got, within 5 s.
 async fn granted(task: JoinHandle<Option<Lease>>) -> Lease {
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("granted promptly")
         .unwrap()
         .expect("granted, not timed out")
+}
+
+/// Releases `leases`, the `i`-th through client `i % 2` (the client that
+/// took it).
+async fn release_alternating(c: &[Arc<EtcdBackend>], leases: &[Lease]) {
+    for (i, l) in leases.iter().enumerate() {
+        c[i % 2].release(l).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,16 +122,13 @@ async fn readers_share_and_a_waiting_writer_holds_later_readers_back() {
         "readers together get distinct tokens"
     );
     assert!(
-        c[0].acquire(&n, &now()).await.unwrap().is_none(),
+        try_take(&c[0], &n, Mode::Exclusive).await.is_none(),
         "no writer beside readers"
     );
     let writer = queue(&c[0], &n, Mode::Exclusive);
     until_waiting(&c[0], &n, 1).await;
     assert!(
-        c[1].acquire_as(&n, Mode::Shared, &now())
-            .await
-            .unwrap()
-            .is_none(),
+        try_take(&c[1], &n, Mode::Shared).await.is_none(),
         "a reader arriving while a writer waits does not overtake it"
     );
     let late_reader = queue(&c[1], &n, Mode::Shared);
@@ -147,9 +166,7 @@ async fn readers_behind_one_writer_all_go_when_it_leaves() {
         Some(0),
         "four readers hold together: {status:?}"
     );
-    for (i, l) in held.iter().enumerate() {
-        c[i % 2].release(l).await.unwrap();
-    }
+    release_alternating(&c, &held).await;
     until_empty(&c[0], &n).await;
 }
 
@@ -162,8 +179,9 @@ async fn permits_released_out_of_order_let_the_waiters_in_one_by_one() {
     for i in 0..3 {
         holders.push(take(&c[i % 2], &n, three).await);
     }
-    assert!(c[0].acquire_as(&n, three, &now()).await.unwrap().is_none());
-    until_empty_queue(&c[0], &n).await;
+    assert!(try_take(&c[0], &n, three).await.is_none());
+    // The try that did not fit took its key back.
+    until_waiting(&c[0], &n, 0).await;
     let mut waiters = Vec::new();
     for i in 0..3 {
         waiters.push(queue(&c[i % 2], &n, three));
@@ -183,15 +201,8 @@ async fn permits_released_out_of_order_let_the_waiters_in_one_by_one() {
         tokens.windows(2).all(|t| t[0] < t[1]),
         "permits granted in order: {tokens:?}"
     );
-    for (i, l) in [w0, w1, w2].iter().enumerate() {
-        c[i % 2].release(l).await.unwrap();
-    }
+    release_alternating(&c, &[w0, w1, w2]).await;
     until_empty(&c[0], &n).await;
-}
-
-/// A try that did not fit took its key back.
-async fn until_empty_queue(b: &EtcdBackend, n: &LockName) {
-    until_waiting(b, n, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,13 +290,13 @@ async fn tries_that_do_not_fit_leave_nothing() {
     let n = name("tries");
     let w = take(&c[0], &n, Mode::Exclusive).await;
     for mode in [Mode::Shared, Mode::Permit { limit: 4 }, Mode::Exclusive] {
-        assert!(c[1].acquire_as(&n, mode, &now()).await.unwrap().is_none());
+        assert!(try_take(&c[1], &n, mode).await.is_none());
     }
     until_waiting(&c[0], &n, 0).await;
     c[0].release(&w).await.unwrap();
     let one = Mode::Permit { limit: 1 };
     let p = take(&c[0], &n, one).await;
-    assert!(c[1].acquire_as(&n, one, &now()).await.unwrap().is_none());
+    assert!(try_take(&c[1], &n, one).await.is_none());
     until_waiting(&c[0], &n, 0).await;
     c[0].release(&p).await.unwrap();
     until_empty(&c[0], &n).await;
@@ -315,27 +326,16 @@ async fn an_upgrade_waits_for_the_other_readers_and_holds_newcomers_back() {
     let n = name("upgrade");
     let mine = take(&c[0], &n, Mode::Shared).await;
     let other = take(&c[1], &n, Mode::Shared).await;
-    let upgrading = {
-        let (b, l) = (c[0].clone(), mine.clone());
-        tokio::spawn(async move { b.upgrade(&l, &waiting(20)).await })
-    };
+    let upgrading = queue_upgrade(&c[0], &mine);
     until_waiting(&c[0], &n, 1).await;
     assert!(
-        c[1].acquire_as(&n, Mode::Shared, &now())
-            .await
-            .unwrap()
-            .is_none(),
+        try_take(&c[1], &n, Mode::Shared).await.is_none(),
         "a reader arriving while an upgrade waits queues behind it"
     );
     let late_reader = queue(&c[1], &n, Mode::Shared);
     until_waiting(&c[0], &n, 2).await;
     c[1].release(&other).await.unwrap();
-    let up = tokio::time::timeout(Duration::from_secs(5), upgrading)
-        .await
-        .expect("upgraded promptly")
-        .unwrap()
-        .unwrap()
-        .expect("upgraded");
+    let up = granted(upgrading).await;
     assert_eq!(up.mode(), Mode::Exclusive);
     assert!(up.fencing_token() > other.fencing_token());
     let status = c[0].status(&n).await.unwrap();
@@ -372,10 +372,8 @@ async fn an_upgrade_that_times_out_or_is_cancelled_keeps_the_read_lock() {
         c[0].extend(&mine, TTL).await.is_ok(),
         "the read lock is still held"
     );
-    let third = c[1]
-        .acquire_as(&n, Mode::Shared, &now())
+    let third = try_take(&c[1], &n, Mode::Shared)
         .await
-        .unwrap()
         .expect("readers are let in again");
     c[1].release(&other).await.unwrap();
     let up = c[0].upgrade(&mine, &now()).await.unwrap();
@@ -411,22 +409,15 @@ async fn an_upgrade_waits_for_a_writer_queued_before_it_to_give_up() {
         tokio::spawn(async move { b.acquire(&n, &o).await.unwrap() })
     };
     until_waiting(&c[0], &n, 1).await;
-    let upgrading = {
-        let (b, l) = (c[0].clone(), mine.clone());
-        tokio::spawn(async move { b.upgrade(&l, &waiting(20)).await })
-    };
+    let upgrading = queue_upgrade(&c[0], &mine);
     until_waiting(&c[0], &n, 2).await;
     c[1].release(&other).await.unwrap();
     assert!(
         writer.await.unwrap().is_none(),
         "the writer cannot pass the read lock that is being upgraded"
     );
-    let up = tokio::time::timeout(Duration::from_secs(5), upgrading)
-        .await
-        .expect("upgraded once the writer gave up")
-        .unwrap()
-        .unwrap()
-        .expect("upgraded");
+    // Upgraded once the writer gave up.
+    let up = granted(upgrading).await;
     assert!(up.fencing_token() > other.fencing_token());
     c[0].release(&up).await.unwrap();
     until_empty(&c[0], &n).await;

@@ -13,6 +13,7 @@ use distlock_core::{
     AcquireOptions, DistributedLock, Fit, Lease, LockError, LockName, Mode, OwnerToken, Wait,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 const HOLDS_LIB: &str = include_str!("../src/scripts/lib/holds.lua");
 const TTL: Duration = Duration::from_secs(30);
@@ -53,6 +54,34 @@ async fn must_wait(c: &Arc<dyn DistributedLock>, n: &LockName, mode: Mode) {
     assert!(got.is_none(), "a {mode} hold of `{n}` was granted: {got:?}");
 }
 
+async fn release_all<'a>(
+    c: &Arc<dyn DistributedLock>,
+    leases: impl IntoIterator<Item = &'a Lease>,
+) {
+    for l in leases {
+        c.release(l).await.unwrap();
+    }
+}
+
+/// Upgrades the reader `lease` in a task, waiting up to 30 s.
+fn upgrade_waiting(
+    c: &Arc<dyn DistributedLock>,
+    lease: &Lease,
+) -> JoinHandle<distlock_core::Result<Option<Lease>>> {
+    let (c, lease) = (c.clone(), lease.clone());
+    tokio::spawn(async move { c.upgrade(&lease, &waiting()).await })
+}
+
+/// Adds 1000 to the fencing counter `fence` on the instance at `addr`.
+async fn raise_fence(addr: &str, fence: &str) {
+    let _: i64 = redis::cmd("INCRBY")
+        .arg(fence)
+        .arg(1000)
+        .query_async(&mut raw(addr).await)
+        .await
+        .unwrap();
+}
+
 /// Waits until the server's queue for `n` holds `count` waiters.
 async fn queue_reaches(c: &Arc<dyn DistributedLock>, n: &LockName, count: usize) {
     for _ in 0..5000 {
@@ -68,7 +97,7 @@ async fn queue_reaches(c: &Arc<dyn DistributedLock>, n: &LockName, count: usize)
 struct Queued {
     granted: mpsc::UnboundedReceiver<Lease>,
     release: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
+    done: JoinHandle<()>,
 }
 
 fn queue_up(c: Arc<dyn DistributedLock>, n: &LockName, mode: Mode) -> Queued {
@@ -86,6 +115,20 @@ fn queue_up(c: Arc<dyn DistributedLock>, n: &LockName, mode: Mode) -> Queued {
         release,
         done,
     }
+}
+
+/// Queues a `mode` request for `n` on a connection of its own (keys under
+/// `prefix`), and waits until `c` sees `waiters` in the queue, it the last.
+async fn queue_as(
+    prefix: &str,
+    c: &Arc<dyn DistributedLock>,
+    n: &LockName,
+    mode: Mode,
+    waiters: usize,
+) -> Queued {
+    let queued = queue_up(common::single(prefix).await, n, mode);
+    queue_reaches(c, n, waiters).await;
+    queued
 }
 
 impl Queued {
@@ -160,14 +203,10 @@ async fn a_release_grants_every_reader_at_the_head_of_the_queue_together() {
     let c = common::single(prefix).await;
     let n = name("head");
     let writer = must_get(&c, &n, Mode::Exclusive).await;
-    let mut r1 = queue_up(common::single(prefix).await, &n, Mode::Shared);
-    queue_reaches(&c, &n, 1).await;
-    let mut r2 = queue_up(common::single(prefix).await, &n, Mode::Shared);
-    queue_reaches(&c, &n, 2).await;
-    let mut w2 = queue_up(common::single(prefix).await, &n, Mode::Exclusive);
-    queue_reaches(&c, &n, 3).await;
-    let mut r3 = queue_up(common::single(prefix).await, &n, Mode::Shared);
-    queue_reaches(&c, &n, 4).await;
+    let mut r1 = queue_as(prefix, &c, &n, Mode::Shared, 1).await;
+    let mut r2 = queue_as(prefix, &c, &n, Mode::Shared, 2).await;
+    let mut w2 = queue_as(prefix, &c, &n, Mode::Exclusive, 3).await;
+    let mut r3 = queue_as(prefix, &c, &n, Mode::Shared, 4).await;
 
     c.release(&writer).await.unwrap();
     let (l1, l2) = (r1.lease().await, r2.lease().await);
@@ -199,10 +238,8 @@ async fn permits_are_handed_out_in_arrival_order() {
         must_get(&c, &n, permits(2)).await,
         must_get(&c, &n, permits(2)).await,
     ];
-    let mut a = queue_up(common::single(prefix).await, &n, permits(2));
-    queue_reaches(&c, &n, 1).await;
-    let mut b = queue_up(common::single(prefix).await, &n, permits(2));
-    queue_reaches(&c, &n, 2).await;
+    let mut a = queue_as(prefix, &c, &n, permits(2), 1).await;
+    let mut b = queue_as(prefix, &c, &n, permits(2), 2).await;
     c.release(&held[0]).await.unwrap();
     let la = a.lease().await;
     assert!(!b.has_lease());
@@ -219,8 +256,7 @@ async fn a_permit_count_is_checked_against_queued_requests_too() {
     let c = common::single(prefix).await;
     let n = name("queued-count");
     let writer = must_get(&c, &n, Mode::Exclusive).await;
-    let queued = queue_up(common::single(prefix).await, &n, permits(2));
-    queue_reaches(&c, &n, 1).await;
+    let queued = queue_as(prefix, &c, &n, permits(2), 1).await;
     match c.acquire_as(&n, permits(3), &waiting()).await {
         Err(LockError::PermitMismatch {
             declared: 2,
@@ -251,8 +287,7 @@ async fn extend_many_renews_every_mode(c: Arc<dyn DistributedLock>) {
     let answers = c.extend_many(&leases).await;
     assert!(answers[0].is_ok() && answers[2].is_ok());
     assert!(matches!(answers[1], Err(LockError::NotHeld { .. })));
-    c.release(&leases[0]).await.unwrap();
-    c.release(&leases[2]).await.unwrap();
+    release_all(&c, [&leases[0], &leases[2]]).await;
 }
 
 #[tokio::test]
@@ -288,9 +323,7 @@ async fn redlock_permits_are_slots_sharing_the_fencing_counter() {
     let again = must_get(&c, &n, permits(3)).await;
     assert_eq!(again.data(), held[1].data(), "the one free slot");
     assert!(again.fencing_token() > held[2].fencing_token());
-    for l in [&held[0], &held[2], &again] {
-        c.release(l).await.unwrap();
-    }
+    release_all(&c, [&held[0], &held[2], &again]).await;
     let writer = must_get(&c, &n, Mode::Exclusive).await;
     assert!(writer.fencing_token() > again.fencing_token());
     c.release(&writer).await.unwrap();
@@ -356,37 +389,23 @@ async fn redlock_tokens_of_readers_and_permits_are_written_back_when_counters_di
     let prefix = "modes-raise:";
     let c = common::redlock(&addrs, prefix).await;
     let n = name("raise");
-    let mut conn = raw(&addrs[0]).await;
     let fence = format!("{{{prefix}{n}}}:fence");
-    let _: i64 = redis::cmd("INCRBY")
-        .arg(&fence)
-        .arg(1000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    raise_fence(&addrs[0], &fence).await;
     let reader = must_get(&c, &n, Mode::Shared).await;
     assert!(reader.fencing_token().0 > 1000);
     let second = must_get(&c, &n, Mode::Shared).await;
     assert!(second.fencing_token() > reader.fencing_token());
-    c.release(&reader).await.unwrap();
-    c.release(&second).await.unwrap();
+    release_all(&c, [&reader, &second]).await;
     let writer = must_get(&c, &n, Mode::Exclusive).await;
     assert!(writer.fencing_token() > second.fencing_token());
     c.release(&writer).await.unwrap();
     // A permit's write-back checks its slot key.
-    let mut conn = raw(&addrs[1]).await;
-    let _: i64 = redis::cmd("INCRBY")
-        .arg(&fence)
-        .arg(1000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    raise_fence(&addrs[1], &fence).await;
     let permit = must_get(&c, &n, permits(2)).await;
     assert!(permit.fencing_token().0 > writer.fencing_token().0 + 900);
     let after = must_get(&c, &n, permits(2)).await;
     assert!(after.fencing_token() > permit.fencing_token());
-    c.release(&permit).await.unwrap();
-    c.release(&after).await.unwrap();
+    release_all(&c, [&permit, &after]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -402,10 +421,7 @@ async fn without_a_queue_every_mode_is_served_and_upgrades_wait_for_the_other_re
     must_wait(&c, &n, permits(2)).await;
     let beside = c.upgrade(&r1, &once()).await.unwrap();
     assert!(beside.is_none(), "upgraded beside another reader");
-    let upgrading = {
-        let (c, r1) = (c.clone(), r1.clone());
-        tokio::spawn(async move { c.upgrade(&r1, &waiting()).await })
-    };
+    let upgrading = upgrade_waiting(&c, &r1);
     c.release(&r2).await.unwrap();
     let w = upgrading.await.unwrap().unwrap().expect("upgraded");
     assert_eq!(w.mode(), Mode::Exclusive);
@@ -422,9 +438,7 @@ async fn without_a_queue_every_mode_is_served_and_upgrades_wait_for_the_other_re
         c.acquire_as(&n, permits(5), &once()).await,
         Err(LockError::PermitMismatch { declared: 2, .. })
     ));
-    for l in &p {
-        c.release(l).await.unwrap();
-    }
+    release_all(&c, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -434,10 +448,7 @@ async fn an_upgrade_given_up_keeps_the_read_lock_and_leaves_the_queue() {
     let n = name("upgrade-cancel");
     let r1 = must_get(&c, &n, Mode::Shared).await;
     let r2 = must_get(&c, &n, Mode::Shared).await;
-    let upgrading = {
-        let (c, r1) = (c.clone(), r1.clone());
-        tokio::spawn(async move { c.upgrade(&r1, &waiting()).await })
-    };
+    let upgrading = upgrade_waiting(&c, &r1);
     queue_reaches(&c, &n, 1).await;
     // Readers arriving while the upgrade waits queue behind it.
     must_wait(&c, &n, Mode::Shared).await;
@@ -446,9 +457,7 @@ async fn an_upgrade_given_up_keeps_the_read_lock_and_leaves_the_queue() {
     c.extend(&r1, TTL).await.expect("the read lock is kept");
     let r3 = must_get(&c, &n, Mode::Shared).await;
     must_wait(&c, &n, Mode::Exclusive).await;
-    for l in [&r1, &r2, &r3] {
-        c.release(l).await.unwrap();
-    }
+    release_all(&c, [&r1, &r2, &r3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -458,12 +467,8 @@ async fn an_upgrade_handed_over_by_a_release_is_the_writer_at_once() {
     let n = name("upgrade-handed");
     let r1 = must_get(&c, &n, Mode::Shared).await;
     let r2 = must_get(&c, &n, Mode::Shared).await;
-    let writer = queue_up(common::single(prefix).await, &n, Mode::Exclusive);
-    queue_reaches(&c, &n, 1).await;
-    let upgrading = {
-        let (c, r1) = (c.clone(), r1.clone());
-        tokio::spawn(async move { c.upgrade(&r1, &waiting()).await })
-    };
+    let writer = queue_as(prefix, &c, &n, Mode::Exclusive, 1).await;
+    let upgrading = upgrade_waiting(&c, &r1);
     queue_reaches(&c, &n, 2).await;
     c.release(&r2).await.unwrap();
     let w = upgrading.await.unwrap().unwrap().expect("upgraded");

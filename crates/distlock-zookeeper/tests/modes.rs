@@ -3,10 +3,14 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use distlock_core::{AcquireOptions, DistributedLock, Lease, LockError, LockName, Mode, Wait};
+use distlock_core::{
+    AcquireOptions, DistributedLock, FencingToken, Lease, LockError, LockName, Mode, Result, Wait,
+};
 use distlock_zookeeper::ZkBackend;
+use tokio::task::JoinHandle;
 
 const SESSION: Duration = Duration::from_secs(6);
 const LONG_TTL: Duration = Duration::from_secs(60);
@@ -29,8 +33,17 @@ fn permits(limit: u32) -> Mode {
     Mode::Permit { limit }
 }
 
-async fn backend(root: &str) -> ZkBackend {
-    common::connect(common::config(root, SESSION)).await
+/// `N` clients under one fresh root.
+async fn backends<const N: usize>() -> [ZkBackend; N] {
+    let root = common::unique_root();
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        clients.push(common::connect(common::config(&root, SESSION)).await);
+    }
+    match clients.try_into() {
+        Ok(clients) => clients,
+        Err(_) => unreachable!("N clients were connected"),
+    }
 }
 
 async fn hold(b: &ZkBackend, name: &LockName, mode: Mode) -> Lease {
@@ -43,6 +56,40 @@ async fn hold(b: &ZkBackend, name: &LockName, mode: Mode) -> Lease {
 async fn refused(b: &ZkBackend, name: &LockName, mode: Mode) {
     let got = b.acquire_as(name, mode, &once()).await.unwrap();
     assert!(got.is_none(), "a {mode} acquire was granted: {got:?}");
+}
+
+/// Acquires `name` in `mode` in a task, waiting up to 20 s: when the
+/// acquire returned, and what it returned.
+fn queue(
+    b: &ZkBackend,
+    name: &LockName,
+    mode: Mode,
+) -> JoinHandle<(Instant, Result<Option<Lease>>)> {
+    let (b, name) = (b.clone(), name.clone());
+    tokio::spawn(async move {
+        let got = b
+            .acquire_as(&name, mode, &waiting(Duration::from_secs(20)))
+            .await;
+        (Instant::now(), got)
+    })
+}
+
+/// When a [`queue`]d acquire returned, and its lease; `expect` says who
+/// should have got it.
+async fn granted(
+    task: JoinHandle<(Instant, Result<Option<Lease>>)>,
+    expect: &str,
+) -> (Instant, Lease) {
+    let (at, got) = task.await.unwrap();
+    (at, got.unwrap().expect(expect))
+}
+
+/// `name` is held, nothing waits, and the newest grant's token is `token`.
+async fn assert_held_alone(b: &ZkBackend, name: &LockName, token: FencingToken) {
+    let status = b.status(name).await.unwrap();
+    assert!(status.held);
+    assert_eq!(status.waiters, Some(0));
+    assert_eq!(status.fencing_token, Some(token));
 }
 
 fn node_path(lease: &Lease) -> String {
@@ -62,31 +109,44 @@ async fn children(b: &ZkBackend, dir: &str) -> Vec<String> {
     kids
 }
 
-/// Polls the directory until its children are `expected`; fails after 5 s.
-async fn until_children(b: &ZkBackend, dir: &str, expected: &[String]) {
+/// Polls every 10 ms until `check` finds nothing wrong; fails after 5 s
+/// with what it found wrong last.
+async fn until<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<(), String>>,
+{
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut expected = expected.to_vec();
-    expected.sort();
-    loop {
-        let now = children(b, dir).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "children stayed {now:?}, expected {expected:?}"
-        );
+    while let Err(wrong) = check().await {
+        assert!(Instant::now() < deadline, "{wrong}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
+/// Polls the directory until its children are `expected`; fails after 5 s.
+async fn until_children(b: &ZkBackend, dir: &str, expected: &[String]) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    let expected = &expected;
+    until(move || async move {
+        let now = children(b, dir).await;
+        if now == *expected {
+            return Ok(());
+        }
+        Err(format!("children stayed {now:?}, expected {expected:?}"))
+    })
+    .await;
+}
+
 /// Polls `status` until `n` nodes wait behind the holders.
 async fn until_waiters(b: &ZkBackend, name: &LockName, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while b.status(name).await.unwrap().waiters != Some(n) {
-        assert!(Instant::now() < deadline, "never {n} waiter(s)");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(move || async move {
+        if b.status(name).await.unwrap().waiters == Some(n) {
+            return Ok(());
+        }
+        Err(format!("never {n} waiter(s)"))
+    })
+    .await;
 }
 
 fn child(path: &str) -> String {
@@ -95,8 +155,7 @@ fn child(path: &str) -> String {
 
 #[tokio::test]
 async fn readers_hold_together_on_tagged_nodes_with_distinct_tokens() {
-    let root = common::unique_root();
-    let (a, b) = (backend(&root).await, backend(&root).await);
+    let [a, b] = backends().await;
     let name = name("readers");
     let r1 = hold(&a, &name, READ).await;
     let r2 = hold(&b, &name, READ).await;
@@ -110,10 +169,7 @@ async fn readers_hold_together_on_tagged_nodes_with_distinct_tokens() {
     }
     refused(&b, &name, WRITE).await;
     refused(&b, &name, permits(2)).await;
-    let status = b.status(&name).await.unwrap();
-    assert!(status.held);
-    assert_eq!(status.waiters, Some(0));
-    assert_eq!(status.fencing_token, Some(tokens[2]));
+    assert_held_alone(&b, &name, tokens[2]).await;
     for r in [&r1, &r3] {
         a.release(r).await.unwrap();
     }
@@ -125,28 +181,18 @@ async fn readers_hold_together_on_tagged_nodes_with_distinct_tokens() {
 
 #[tokio::test]
 async fn a_waiting_permit_goes_when_any_holder_leaves_not_only_the_first() {
-    let root = common::unique_root();
-    let (a, b) = (backend(&root).await, backend(&root).await);
+    let [a, b] = backends().await;
     let name = name("permit-window");
     let first = hold(&a, &name, permits(2)).await;
     let second = hold(&a, &name, permits(2)).await;
     let node = child(&node_path(&first));
     assert!(node.contains("-p2-"), "{node}");
-    let waiter = {
-        let (b, name) = (b.clone(), name.clone());
-        tokio::spawn(async move {
-            let got = b
-                .acquire_as(&name, permits(2), &waiting(Duration::from_secs(20)))
-                .await;
-            (Instant::now(), got)
-        })
-    };
+    let waiter = queue(&b, &name, permits(2));
     until_waiters(&a, &name, 1).await;
     // The later holder leaves; the first one stays.
     let released = Instant::now();
     a.release(&second).await.unwrap();
-    let (got_at, got) = waiter.await.unwrap();
-    let third = got.unwrap().expect("the waiter got the freed permit");
+    let (got_at, third) = granted(waiter, "the waiter got the freed permit").await;
     let woke = got_at - released;
     assert!(woke < Duration::from_secs(2), "woken after {woke:?}");
     assert!(third.fencing_token() > second.fencing_token());
@@ -157,8 +203,7 @@ async fn a_waiting_permit_goes_when_any_holder_leaves_not_only_the_first() {
 
 #[tokio::test]
 async fn a_permit_of_another_count_is_refused_and_leaves_no_node() {
-    let root = common::unique_root();
-    let (a, b) = (backend(&root).await, backend(&root).await);
+    let [a, b] = backends().await;
     let name = name("mismatch");
     let held = hold(&a, &name, permits(2)).await;
     let dir = dir_of(&held);
@@ -185,49 +230,26 @@ async fn a_permit_of_another_count_is_refused_and_leaves_no_node() {
 
 #[tokio::test]
 async fn a_reader_behind_a_waiting_writer_watches_that_writer_and_follows_it() {
-    let root = common::unique_root();
-    let (a, b, c) = (
-        backend(&root).await,
-        backend(&root).await,
-        backend(&root).await,
-    );
+    let [a, b, c] = backends().await;
     let name = name("reader-behind-writer");
     let first = hold(&a, &name, READ).await;
-    let writer = {
-        let (b, name) = (b.clone(), name.clone());
-        tokio::spawn(async move {
-            let w = b
-                .acquire_as(&name, WRITE, &waiting(Duration::from_secs(20)))
-                .await;
-            let w = w.unwrap().expect("the writer got it");
-            b.release(&w).await.unwrap();
-            w.fencing_token()
-        })
-    };
+    let writer = queue(&b, &name, WRITE);
     until_waiters(&a, &name, 1).await;
     refused(&c, &name, READ).await;
-    let reader = {
-        let (c, name) = (c.clone(), name.clone());
-        tokio::spawn(async move {
-            let r = c
-                .acquire_as(&name, READ, &waiting(Duration::from_secs(20)))
-                .await;
-            let r = r.unwrap().expect("the reader got it");
-            c.release(&r).await.unwrap();
-            r.fencing_token()
-        })
-    };
+    let reader = queue(&c, &name, READ);
     until_waiters(&a, &name, 2).await;
     a.release(&first).await.unwrap();
-    let w = writer.await.unwrap();
-    let r = reader.await.unwrap();
+    let (_, w) = granted(writer, "the writer got it").await;
+    b.release(&w).await.unwrap();
+    let (_, r) = granted(reader, "the reader got it").await;
+    c.release(&r).await.unwrap();
+    let (w, r) = (w.fencing_token(), r.fencing_token());
     assert!(first.fencing_token() < w && w < r, "{first:?} {w} {r}");
 }
 
 #[tokio::test]
 async fn an_upgraded_hold_keeps_its_reader_node_until_released() {
-    let root = common::unique_root();
-    let (a, b) = (backend(&root).await, backend(&root).await);
+    let [a, b] = backends().await;
     let name = name("upgrade-alone");
     let r = hold(&a, &name, READ).await;
     let dir = dir_of(&r);
@@ -244,10 +266,7 @@ async fn an_upgraded_hold_keeps_its_reader_node_until_released() {
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     refused(&b, &name, READ).await;
     refused(&b, &name, WRITE).await;
-    let status = b.status(&name).await.unwrap();
-    assert!(status.held);
-    assert_eq!(status.waiters, Some(0));
-    assert_eq!(status.fencing_token, Some(w.fencing_token()));
+    assert_held_alone(&b, &name, w.fencing_token()).await;
     a.extend(&w, LONG_TTL).await.unwrap();
     a.release(&w).await.unwrap();
     assert!(children(&a, &dir).await.is_empty());
@@ -258,12 +277,7 @@ async fn an_upgraded_hold_keeps_its_reader_node_until_released() {
 
 #[tokio::test]
 async fn readers_arriving_while_an_upgrade_waits_queue_behind_it() {
-    let root = common::unique_root();
-    let (a, b, c) = (
-        backend(&root).await,
-        backend(&root).await,
-        backend(&root).await,
-    );
+    let [a, b, c] = backends().await;
     let name = name("upgrade-queue");
     let r1 = hold(&a, &name, READ).await;
     let r2 = hold(&b, &name, READ).await;
@@ -273,15 +287,7 @@ async fn readers_arriving_while_an_upgrade_waits_queue_behind_it() {
     };
     until_waiters(&b, &name, 1).await;
     refused(&c, &name, READ).await;
-    let late_reader = {
-        let (c, name) = (c.clone(), name.clone());
-        tokio::spawn(async move {
-            let r = c
-                .acquire_as(&name, READ, &waiting(Duration::from_secs(20)))
-                .await;
-            (Instant::now(), r.unwrap().expect("the late reader got it"))
-        })
-    };
+    let late_reader = queue(&c, &name, READ);
     until_waiters(&b, &name, 2).await;
     b.release(&r2).await.unwrap();
     let w = upgrading.await.unwrap().unwrap().expect("upgraded");
@@ -290,7 +296,7 @@ async fn readers_arriving_while_an_upgrade_waits_queue_behind_it() {
     until_waiters(&b, &name, 1).await;
     let released = Instant::now();
     a.release(&w).await.unwrap();
-    let (got_at, late) = late_reader.await.unwrap();
+    let (got_at, late) = granted(late_reader, "the late reader got it").await;
     assert!(got_at >= released);
     assert!(late.fencing_token() > w.fencing_token());
     c.release(&late).await.unwrap();
@@ -298,8 +304,7 @@ async fn readers_arriving_while_an_upgrade_waits_queue_behind_it() {
 
 #[tokio::test]
 async fn an_upgrade_that_gives_up_or_is_dropped_leaves_the_read_lock_as_it_was() {
-    let root = common::unique_root();
-    let (a, b) = (backend(&root).await, backend(&root).await);
+    let [a, b] = backends().await;
     let name = name("upgrade-gives-up");
     let r1 = hold(&a, &name, READ).await;
     let r2 = hold(&b, &name, READ).await;
@@ -327,8 +332,7 @@ async fn an_upgrade_that_gives_up_or_is_dropped_leaves_the_read_lock_as_it_was()
 
 #[tokio::test]
 async fn an_upgrade_of_a_released_read_lock_is_not_held() {
-    let root = common::unique_root();
-    let a = backend(&root).await;
+    let [a] = backends().await;
     let name = name("upgrade-released");
     let r = hold(&a, &name, READ).await;
     let dir = dir_of(&r);
@@ -340,8 +344,7 @@ async fn an_upgrade_of_a_released_read_lock_is_not_held() {
 
 #[tokio::test]
 async fn an_exported_upgraded_lease_released_elsewhere_frees_both_nodes() {
-    let root = common::unique_root();
-    let (a, b) = (backend(&root).await, backend(&root).await);
+    let [a, b] = backends().await;
     let name = name("upgrade-handoff");
     let r = hold(&a, &name, READ).await;
     let dir = dir_of(&r);
@@ -355,8 +358,7 @@ async fn an_exported_upgraded_lease_released_elsewhere_frees_both_nodes() {
 
 #[tokio::test]
 async fn a_lease_whose_node_has_another_mode_tag_is_not_held() {
-    let root = common::unique_root();
-    let a = backend(&root).await;
+    let [a] = backends().await;
     let name = name("forged");
     let r = hold(&a, &name, READ).await;
     // The same lease claiming to be a writer's: its node is a reader's.

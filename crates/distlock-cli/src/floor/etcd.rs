@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use distlock::{BackendUrl, LockName, Mode};
-use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnResponse};
 
 use super::{addresses, etcd_modes, Floor, SPIN};
 use crate::workload::{Contender, Primitive};
@@ -50,7 +50,7 @@ impl Floor for EtcdFloor {
             .map(|(user, password)| ConnectOptions::new().with_user(user, password));
         let client = etcd_client::Client::connect(&self.endpoints, options)
             .await
-            .map_err(|e| format!("etcd floor: {e}"))?;
+            .map_err(floor_error)?;
         if primitive != Primitive::Mutex {
             return Ok(etcd_modes::contender(client));
         }
@@ -62,6 +62,16 @@ fn key(name: &LockName) -> String {
     format!("distlock-floor/{}", name.digest_hex())
 }
 
+/// An etcd client error, as the etcd floors report it.
+pub(super) fn floor_error(e: etcd_client::Error) -> String {
+    format!("etcd floor: {e}")
+}
+
+/// Runs `txn` on `client`'s connection: one round trip.
+pub(super) async fn run_txn(client: &etcd_client::Client, txn: Txn) -> Result<TxnResponse, String> {
+    client.kv_client().txn(txn).await.map_err(floor_error)
+}
+
 #[distlock::async_trait]
 impl Contender for EtcdContender {
     async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
@@ -70,13 +80,7 @@ impl Contender for EtcdContender {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), "held", None)]);
-            let resp = self
-                .client
-                .kv_client()
-                .txn(txn)
-                .await
-                .map_err(|e| format!("etcd floor: {e}"))?;
-            if resp.succeeded() {
+            if run_txn(&self.client, txn).await?.succeeded() {
                 return Ok(());
             }
             tokio::time::sleep(SPIN).await;
@@ -89,6 +93,6 @@ impl Contender for EtcdContender {
             .delete(key(name), None)
             .await
             .map(|_| ())
-            .map_err(|e| format!("etcd floor: {e}"))
+            .map_err(floor_error)
     }
 }

@@ -17,6 +17,7 @@ use distlock::{LockName, Mode};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 
 use super::counts::{Count, Step};
+use super::etcd::{floor_error, run_txn};
 use super::SPIN;
 use crate::workload::{Contender, Primitive};
 
@@ -81,7 +82,7 @@ impl EtcdCounts {
             .kv_client()
             .get(key, None)
             .await
-            .map_err(|e| format!("etcd floor: {e}"))?;
+            .map_err(floor_error)?;
         let seen = match resp.kvs().first() {
             Some(kv) => (kv.mod_revision(), decode(kv.value())?),
             None => (0, Count::default()),
@@ -102,12 +103,7 @@ impl EtcdCounts {
             .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
             .and_then([write])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(|e| format!("etcd floor: {e}"))?;
+        let resp = run_txn(&self.client, txn).await?;
         let seen = if resp.succeeded() {
             let revision = resp.header().map_or(0, |h| h.revision());
             (if next.is_idle() { 0 } else { revision }, next)

@@ -24,7 +24,8 @@ mod watch;
 
 use std::time::{Duration, Instant};
 
-use distlock_core::{AcquireRequest, Grant, Liveness, LockError, Mode, Result, Wait};
+use distlock_core::{AcquireRequest, Grant, Liveness, LockError, Mode, OwnerToken, Result, Wait};
+use etcd_client::Compare;
 use tokio::sync::watch as channel;
 
 use crate::backend::EtcdBackend;
@@ -119,18 +120,9 @@ async fn wait_in_line(
     let key = entry_key(dir, request.mode, gen.id());
     let place = Place::new(dir, &key, request.mode);
     let mut entry = QueueEntry::new(backend.shared_cluster(), key, gen.id());
-    let sent = Instant::now();
-    let queued = entry
-        .enqueue(
-            Vec::new(),
-            request.owner,
-            ops(&place.reads(None)),
-            Vec::new(),
-        )
-        .await;
-    let (mine, line) = match queued {
-        Ok(Queued::In { mine, reads }) => (mine, place.line(mine, mine, &reads)),
-        Ok(Queued::Refused { .. }) => {
+    let start = match enter(&mut entry, &place, Vec::new(), request.owner).await {
+        Ok(Some(start)) => start,
+        Ok(None) => {
             return Err(LockError::backend(
                 BACKEND,
                 "queue key already existed",
@@ -143,15 +135,9 @@ async fn wait_in_line(
         }
         Err(e) => return Err(e),
     };
+    let mine = start.mine;
     tracing::debug!(lock = %request.name, key = entry.key(), revision = mine, "distlock.etcd.queued");
-    let turn = wait_turn(
-        backend.cluster(),
-        &place,
-        Start { mine, line, sent },
-        deadline,
-        &mut lease_state,
-    )
-    .await?;
+    let turn = wait_turn(backend.cluster(), &place, start, deadline, &mut lease_state).await?;
     match turn {
         Turn::Granted { sent, handoff } => {
             let handoff = handoff.then_some(request);
@@ -220,6 +206,31 @@ struct Start {
     mine: i64,
     line: Line,
     sent: Instant,
+}
+
+/// Queues `entry` at `place`, the transaction also checking `when`: where
+/// the entry starts waiting, or `None` when a condition failed and nothing
+/// was created.
+///
+/// Round trips: one Txn (put, then read the entries that decide our turn).
+async fn enter(
+    entry: &mut QueueEntry,
+    place: &Place,
+    when: Vec<Compare>,
+    owner: OwnerToken,
+) -> Result<Option<Start>> {
+    let sent = Instant::now();
+    let queued = entry
+        .enqueue(when, owner, ops(&place.reads(None)), Vec::new())
+        .await?;
+    Ok(match queued {
+        Queued::In { mine, reads } => Some(Start {
+            mine,
+            line: place.line(mine, mine, &reads),
+            sent,
+        }),
+        Queued::Refused { .. } => None,
+    })
 }
 
 /// Waits from `start` until the entry fits, the deadline passes or the

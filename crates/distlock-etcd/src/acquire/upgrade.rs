@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use distlock_core::{AcquireRequest, Grant, Lease, LockError, Mode, Result};
 use tokio::sync::watch as channel;
 
-use super::line::{ops, Place};
-use super::queue_entry::{QueueEntry, Queued};
-use super::{wait_turn, Start, Turn, LEASE_LAPSED};
+use super::line::Place;
+use super::queue_entry::QueueEntry;
+use super::{enter, wait_turn, Turn, LEASE_LAPSED};
 use crate::backend::EtcdBackend;
 use crate::errors::BACKEND;
 use crate::keys::{fencing, held_compares, key_of, lease_id_of, mode_of, upgrade_key};
@@ -73,27 +73,12 @@ pub(crate) async fn upgrade(
     };
     let place = Place::upgrading(&dir, &key, reader);
     let mut entry = QueueEntry::new(backend.shared_cluster(), key, lease_id);
-    let sent = Instant::now();
-    let queued = entry
-        .enqueue(
-            held_compares(reader, lease),
-            lease.owner(),
-            ops(&place.reads(None)),
-            Vec::new(),
-        )
-        .await?;
-    let Queued::In { mine, reads } = queued else {
+    let compares = held_compares(reader, lease);
+    let Some(start) = enter(&mut entry, &place, compares, lease.owner()).await? else {
         return Err(LockError::not_held(lease.name().as_str()));
     };
-    let line = place.line(mine, mine, &reads);
-    let turn = wait_turn(
-        backend.cluster(),
-        &place,
-        Start { mine, line, sent },
-        deadline,
-        &mut lease_state,
-    )
-    .await?;
+    let mine = start.mine;
+    let turn = wait_turn(backend.cluster(), &place, start, deadline, &mut lease_state).await?;
     match turn {
         Turn::Granted { sent, .. } => {
             let lapsed = session
