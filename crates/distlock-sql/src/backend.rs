@@ -147,11 +147,11 @@ async fn open(config: &SqlConfig) -> Result<Store> {
 async fn open_dialect(config: &SqlConfig) -> Result<Arc<dyn Dialect>, ConnectError> {
     Ok(match config.database() {
         #[cfg(feature = "sqlite")]
-        Database::Sqlite => Arc::new(crate::sqlite::SqliteDialect::connect(config).await?),
+        Database::Sqlite => Arc::new(crate::sqlite::connect(config).await?),
         #[cfg(feature = "postgres")]
-        Database::Postgres => Arc::new(crate::postgres::PostgresDialect::connect(config).await?),
+        Database::Postgres => Arc::new(crate::postgres::connect(config).await?),
         #[cfg(feature = "mysql")]
-        Database::MySql => Arc::new(crate::mysql::MySqlDialect::connect(config).await?),
+        Database::MySql => Arc::new(crate::mysql::connect(config).await?),
         #[allow(unreachable_patterns)]
         other => return Err(ConnectError::NotCompiledIn(other)),
     })

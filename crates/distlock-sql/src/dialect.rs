@@ -1,10 +1,11 @@
 //! What every database does with the locks table, as one trait.
 //!
-//! Each database module (`sqlite`, `postgres`, `mysql`) implements
-//! [`Dialect`]: it loads its statements (the `.sql` files under
-//! `src/sql/<database>/`), splices in the validated table name, and runs
-//! them with bound parameters. The rest of the crate sees only this trait;
-//! nothing here knows which databases exist.
+//! One implementation serves every database ([`tables`](crate::tables)):
+//! the statements (the `.sql` files under `src/sql/<database>/`, the
+//! validated table name spliced in) run with bound parameters, each
+//! database adding what is its own ([`Flavor`](crate::flavor::Flavor)).
+//! The rest of the crate sees only this trait; nothing here knows which
+//! databases exist.
 //!
 //! An acquire statement runs on an [`AttemptConnection`]: one connection
 //! taken from the pool for the attempt. Its statements run in order, so
@@ -46,16 +47,16 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error>;
 
     /// Extends every entry of `batch` (distinct `(key, owner)` pairs, sorted
-    /// by key) with one statement; answers, in order, which were extended.
-    async fn extend_batch(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error>;
+    /// by key) of `group` with one statement; answers, in order, which were
+    /// extended.
+    async fn extend_batch(
+        &self,
+        group: Group,
+        batch: &[Extension],
+    ) -> Result<Vec<bool>, sqlx::Error>;
 
     /// Releases `key` when `owner` holds it unexpired; false otherwise.
     async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
-
-    /// Extends every reader or permit holder of `batch` (distinct
-    /// `(key, owner)` pairs, sorted by key) with one statement; answers, in
-    /// order, which were extended.
-    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error>;
 
     /// Releases the reader or permit holder `owner` of `key` when it holds
     /// it unexpired; false otherwise.
@@ -104,8 +105,9 @@ pub(crate) trait AttemptConnection: Send + 'static {
 
     /// One grant transaction on `key`: lock the name's row (creating it
     /// when missing), delete its expired holders and intents, read the rest
-    /// into a [`NameState`], carry out what `decide` answers for it (a
-    /// [`Grant`](Decision::Grant) or [`Upgrade`](Decision::Upgrade) for
+    /// into a [`NameState`](crate::holds::NameState), carry out what
+    /// `decide` answers for it (a [`Grant`](crate::holds::Decision::Grant)
+    /// or [`Upgrade`](crate::holds::Decision::Upgrade) for
     /// `owner` with `ttl`, or an intent), commit. Returns the fencing token
     /// of a grant or upgrade, `None` otherwise. Several statements.
     async fn transact(
@@ -208,6 +210,26 @@ impl Holder {
     }
 }
 
+/// Which holds a batched extension is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// Exclusive holds, in the locks table.
+    Exclusive,
+    /// Readers and permit holders, in the holders table.
+    Holders,
+}
+
+impl Group {
+    /// The group of a lease in `mode`.
+    pub fn of(mode: distlock_core::Mode) -> Self {
+        if mode == distlock_core::Mode::Exclusive {
+            Group::Exclusive
+        } else {
+            Group::Holders
+        }
+    }
+}
+
 /// One lease of a batched extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Extension {
@@ -246,35 +268,6 @@ pub(crate) fn ttl_micros(ttl: Duration) -> i64 {
 #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn fence(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
-}
-
-/// The statements every database has, for one table.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub create: String,
-    pub acquire: String,
-    pub holder: String,
-    pub extend: String,
-    /// For SQLite and MySQL, with a `{rows}` placeholder (see
-    /// [`repeat_rows`]).
-    pub extend_batch: String,
-    pub release: String,
-}
-
-impl Statements {
-    /// Loads the statement files (in field order), `{table}` replaced.
-    pub fn load(texts: [&str; 6], table: &str) -> Self {
-        let [create, acquire, holder, extend, extend_batch, release] =
-            texts.map(|t| t.replace("{table}", table));
-        Statements {
-            create,
-            acquire,
-            holder,
-            extend,
-            extend_batch,
-            release,
-        }
-    }
 }
 
 /// Whether `outcome` of a `ROLLBACK` means the connection holds no open

@@ -153,7 +153,6 @@ impl NameState {
     /// How many readers and permit holders hold the name (the rows of the
     /// holders table that are not intents): the `shared_count` PostgreSQL
     /// and MySQL keep in the name's row.
-    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub fn shared_rows(&self) -> i64 {
         let n = self
             .held

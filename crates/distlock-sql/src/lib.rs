@@ -262,17 +262,23 @@
 //! ## Code map
 //!
 //! `lock` is the entry point ([`LockBackend`](distlock_core::LockBackend),
-//! each operation by mode); `acquire` is one acquire's attempts and waiting
-//! (the writer's intent included), `upgrade` an upgrade's, `renew` the
+//! each operation by mode); `acquire` is one acquire's attempts (the
+//! writer's intent included), `upgrade` an upgrade's, both on `attempts`
+//! (what the attempts of one request share: the waiting, the intent's
+//! removal, an attempt's connection and its clean-up); `renew` the
 //! renewals, `verdict` the decision on what a grant transaction read (the
 //! core's rule plus the writer-waiting rule), `holds` what such a
 //! transaction reads and decides. They use `store`, the tables with
 //! timeouts and error context, which sees the database only through the
-//! `dialect` trait; `sqlite`, `postgres` and `mysql` implement it with the
-//! statements under `src/sql/` (the readers' and permits' in their
-//! `holders` submodules); `backend` connects and picks the dialect;
-//! `notify` fans PostgreSQL's notifications out to waiters; `config` reads
-//! the URL; `key` turns a name into a row key.
+//! `dialect` trait. `tables` implements that trait once for every
+//! database: it runs (`run`) the statements of a `statement::Sql`, and the
+//! readers', permits' and intents' sequences of them (`grants`), on the
+//! database's `flavor`; `sqlite`, `postgres` and `mysql` each give their
+//! statements under `src/sql/` (what each binds, how each answers) and
+//! implement `flavor::Flavor` (binding, rows, table creation, batches,
+//! notifications). `backend` connects and picks the database; `notify`
+//! fans PostgreSQL's notifications out to waiters; `config` reads the URL;
+//! `key` turns a name into a row key.
 //!
 //! More detail, and measured overhead against the raw statements, in
 //! `docs/backends/sql.md`.
@@ -283,9 +289,12 @@
 compile_error!("distlock-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");
 
 mod acquire;
+mod attempts;
 mod backend;
 mod config;
 mod dialect;
+mod flavor;
+mod grants;
 mod holds;
 mod key;
 mod lock;
@@ -295,9 +304,12 @@ mod notify;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod renew;
+mod run;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod statement;
 mod store;
+mod tables;
 mod upgrade;
 mod verdict;
 

@@ -15,13 +15,13 @@ use distlock_core::{
     LockName, LockStatus, Mode, Renewal, Result, Wait,
 };
 
-use crate::acquire::Acquire;
+use crate::acquire::acquire;
 use crate::backend::SqlBackend;
 use crate::config::Database;
 use crate::key::key;
 use crate::notify::Subscription;
 use crate::renew::{renew, renew_batch};
-use crate::upgrade::Upgrade;
+use crate::upgrade::upgrade;
 
 /// The most leases one batched extension statement carries: four bound
 /// parameters each at most, far below SQLite's 32 766 and MySQL's 65 535.
@@ -74,7 +74,7 @@ impl LockBackend for SqlBackend {
     /// the background too.
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         let subscription = self.subscription(request.options.wait).await?;
-        Acquire::new(self.store(), request).run(subscription).await
+        acquire(self.store(), request, subscription).await
     }
 
     /// Extends the lease to `ttl` from the database's now, if its owner
@@ -155,9 +155,7 @@ impl LockBackend for SqlBackend {
     /// expiry), and the intent is removed in the background.
     async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
         let subscription = self.subscription(request.options.wait).await?;
-        Upgrade::new(self.store(), lease, request)
-            .run(subscription)
-            .await
+        upgrade(self.store(), lease, request, subscription).await
     }
 
     /// Whether the name is held (exclusively, or by readers or permit

@@ -1,116 +1,286 @@
 //! MySQL and MariaDB: the locks table, polled by waiters.
 //!
-//! MariaDB has no `RETURNING` on `INSERT … ON DUPLICATE KEY UPDATE`, so the
-//! acquire statement reports its outcome through the OK packet's
-//! last-insert-id (`LAST_INSERT_ID(expr)`, see `sql/mysql/acquire.sql`): one
-//! round trip when the lock is taken. When it is held, a second statement
-//! reads the holder's remaining ttl for the waiting loop. Readers and
-//! permits: [`holders`].
+//! MariaDB has no `RETURNING` on `INSERT … ON DUPLICATE KEY UPDATE`, and
+//! MySQL none on `UPDATE`/`DELETE`: the acquire statement and the grants of
+//! readers and permits report their fencing tokens through the OK packet's
+//! last-insert-id (`LAST_INSERT_ID(expr)`, see `sql/mysql/acquire.sql`):
+//! one round trip when the lock is taken. When it is held, a second
+//! statement reads the holders' remaining time for the waiting loop.
+//!
+//! Every change to a name's readers and permits locks the name's row in the
+//! locks table first: a grant transaction with its first statement, the
+//! single-statement release and renewal with `STRAIGHT_JOIN` (the locks
+//! table first), so no two of them wait on each other in opposite orders.
+//! The row's `shared_count` and `shared_until` are what the exclusive
+//! acquire checks, so that it stays one statement on one row.
+//!
+//! InnoDB's gap locks can still make two of these wait on each other (a
+//! writer's intent removed while a grant deletes and inserts holders rows
+//! beside it); InnoDB then rolls one back with a deadlock error, which is
+//! meant to be retried: every statement and transaction on the holders
+//! table is tried again, up to [`DEADLOCK_RETRIES`] times.
 
-mod holders;
-
+use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::pool::PoolConnection;
-use sqlx::{ConnectOptions, Connection, Executor, MySql, Row};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult, MySqlRow};
+use sqlx::{ConnectOptions, Connection, MySql, Row};
 
 use crate::config::SqlConfig;
-use crate::dialect::{
-    extended_of, remaining_from_micros, repeat_rows, rolled_back, statements, ttl_micros,
-    AttemptConnection, ConnectError, Dialect, Extension, Holder, Statements, Take,
-};
-use crate::holds::Decide;
-use holders::HolderSql;
+use crate::dialect::{extended_of, remaining_from_micros, repeat_rows, statements};
+use crate::dialect::{ConnectError, Extension, Holder, Take};
+use crate::flavor::{Batches, Flavor, Query};
+use crate::holds::Held;
+use crate::run::bound_rows;
+use crate::statement::Answer::{Any, One, Row as Fetched};
+use crate::statement::Param::{self, Count, Cover, Fence, Key, Kind, Owner, Permits, Ttl};
+use crate::statement::{HolderSql, Outcome, Sql, Statement, Values};
+use crate::tables::Tables;
 
-/// The locks table in a MySQL or MariaDB database.
-pub(crate) struct MySqlDialect {
-    pool: MySqlPool,
-    sql: Arc<Statements>,
-    holders: Arc<HolderSql>,
-    /// Which leases of a batch are still held (see `held_batch.sql`).
-    held_batch: String,
-    /// Brings a table of an earlier version up to date.
-    upgrade: String,
-    table: String,
-}
+/// How many times a statement or transaction InnoDB rolled back as a
+/// deadlock's victim is tried again.
+const DEADLOCK_RETRIES: usize = 3;
 
-/// The statement files, in [`Statements::load`] order.
-const TEXTS: [&str; 6] = [
-    include_str!("sql/mysql/create.sql"),
-    include_str!("sql/mysql/acquire.sql"),
-    include_str!("sql/mysql/holder.sql"),
-    include_str!("sql/mysql/extend.sql"),
-    include_str!("sql/mysql/extend_batch.sql"),
-    include_str!("sql/mysql/release.sql"),
-];
-
-/// Which leases of a batch are held now. `{pairs}` is `(?, ?)` per lease.
-const HELD_BATCH: &str = include_str!("sql/mysql/held_batch.sql");
+/// The SQLSTATE of a deadlock victim ("try restarting transaction").
+const DEADLOCK: &str = "40001";
 
 /// How far the table is ready, looked up in the current database. Returns
 /// three counts.
 const TABLE_EXISTS: &str = include_str!("sql/mysql/table_exists.sql");
 
-/// Adds the reader columns to a table of an earlier version.
-const UPGRADE: &str = include_str!("sql/mysql/upgrade.sql");
-
 /// The SQLSTATE of "duplicate column name".
 const DUPLICATE_COLUMN: &str = "42S21";
 
-/// The DDL for `table`.
-pub(crate) fn ddl(table: &str) -> String {
-    Statements::load(TEXTS, table).create
+/// What is particular to MySQL: the table's creation and batches.
+pub(crate) struct MySqlFlavor {
+    table: String,
+    /// Both tables' `CREATE TABLE IF NOT EXISTS`.
+    create: String,
+    /// Brings a table of an earlier version up to date.
+    upgrade: String,
 }
 
-impl MySqlDialect {
-    /// Opens one direct connection first: its error (refused, bad password)
-    /// is the one to report, where a pool would retry until its timeout and
-    /// then say only that it timed out. The pool connects lazily.
-    pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
-        let options =
-            MySqlConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
-        let probe = options.connect().await?;
-        let _ = probe.close().await;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(config.pool_size())
-            .acquire_timeout(config.timeout())
-            .connect_lazy_with(options);
-        Ok(MySqlDialect {
-            pool,
-            sql: Arc::new(Statements::load(TEXTS, config.table())),
-            holders: Arc::new(HolderSql::load(config.table())),
-            held_batch: HELD_BATCH.replace("{table}", config.table()),
-            upgrade: UPGRADE.replace("{table}", config.table()),
-            table: config.table().to_string(),
-        })
-    }
+/// A batched extension on MySQL: one `UPDATE` joined to the batch's rows, whose
+/// matched-rows count says whether every lease was extended, and, when it
+/// falls short, one statement that reads which leases are still held
+/// (MySQL cannot return rows from an `UPDATE`).
+pub(crate) struct Batch {
+    /// The update, with a `{rows}` placeholder: `first`, then `rest` for
+    /// each further lease.
+    update: String,
+    first: &'static str,
+    rest: &'static str,
+    /// What each row binds.
+    params: &'static [Param],
+    /// Which leases are held, with a `{pairs}` placeholder.
+    held: String,
+    /// Whether the update also matches one row per name (the readers'
+    /// batch raises each name's `shared_until`), and is tried again after
+    /// a deadlock (it locks rows of both tables).
+    per_name: bool,
+}
 
-    /// Which of `batch` their owners hold now (one round trip).
-    async fn held(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
-        let sql = self.held_batch.replace(
-            "{pairs}",
-            &repeat_rows("{rows}", "(?, ?)", ", (?, ?)", batch.len()),
-        );
-        let mut query = sqlx::query(&sql);
-        for e in batch {
-            query = query.bind(e.key.as_bytes()).bind(e.owner.as_bytes());
-        }
-        let held = query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| Ok((text(row.try_get("name")?), text(row.try_get("owner")?))))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(extended_of(batch, &held))
+/// The DDL for `table`.
+pub(crate) fn ddl(table: &str) -> String {
+    include_str!("sql/mysql/create.sql").replace("{table}", table)
+}
+
+/// Opens one direct connection first: its error (refused, bad password) is
+/// the one to report, where a pool would retry until its timeout and then
+/// say only that it timed out. The pool connects lazily.
+pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<MySqlFlavor>, ConnectError> {
+    let options =
+        MySqlConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
+    let probe = options.connect().await?;
+    let _ = probe.close().await;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(config.pool_size())
+        .acquire_timeout(config.timeout())
+        .connect_lazy_with(options);
+    let table = config.table();
+    let load = |text: &str| text.replace("{table}", table);
+    let batches = Batches {
+        exclusive: Batch {
+            update: load(include_str!("sql/mysql/extend_batch.sql")),
+            first: "SELECT ? AS name, ? AS owner, ? AS ttl_us",
+            rest: " UNION ALL SELECT ?, ?, ?",
+            params: &[Key, Owner, Ttl],
+            held: load(include_str!("sql/mysql/held_batch.sql")),
+            per_name: false,
+        },
+        holders: Batch {
+            update: load(include_str!("sql/mysql/holders/extend_batch.sql")),
+            first: "SELECT ? AS name, ? AS owner, ? AS ttl_us, ? AS cover_us",
+            rest: " UNION ALL SELECT ?, ?, ?, ?",
+            params: &[Key, Owner, Ttl, Cover],
+            held: load(include_str!("sql/mysql/holders/held_batch.sql")),
+            per_name: true,
+        },
+    };
+    let flavor = MySqlFlavor {
+        table: table.to_string(),
+        create: ddl(table),
+        upgrade: load(include_str!("sql/mysql/upgrade.sql")),
+    };
+    Ok(Tables::new(pool, sql(table), batches, flavor))
+}
+
+/// The statements for `table`. The acquire, grant and upgrade statements
+/// answer through the last-insert-id; the release of a reader or permit
+/// matches two rows (the name's and the holder's) and only marks the
+/// holder's row released, `forget` deletes it.
+fn sql(table: &str) -> Sql {
+    let exec = |text: &str, params| Statement::new(text, table, params, One);
+    let key_owner_fence: &[Param] = &[Key, Owner, Fence];
+    let lock = || exec(include_str!("sql/mysql/holders/lock.sql"), &[Key]);
+    Sql {
+        table: table.to_string(),
+        acquire: exec(
+            include_str!("sql/mysql/acquire.sql"),
+            &[Key, Owner, Ttl, Owner, Ttl],
+        ),
+        holder: Statement::new(
+            include_str!("sql/mysql/holder.sql"),
+            table,
+            &[Key, Key],
+            Fetched,
+        ),
+        extend: exec(include_str!("sql/mysql/extend.sql"), &[Ttl, Key, Owner]),
+        release: exec(include_str!("sql/mysql/release.sql"), &[Key, Owner]),
+        holders: HolderSql {
+            // The driver's `BEGIN`; REPEATABLE READ, the snapshot taken by the read.
+            begin: None,
+            lock: lock(),
+            expire: Some(exec(include_str!("sql/mysql/holders/expire.sql"), &[Key])),
+            read: Statement::new(
+                include_str!("sql/mysql/holders/read.sql"),
+                table,
+                &[Key, Key],
+                Fetched,
+            ),
+            grant: vec![
+                exec(
+                    include_str!("sql/mysql/holders/insert.sql"),
+                    &[Key, Owner, Kind, Permits, Ttl],
+                ),
+                exec(
+                    include_str!("sql/mysql/holders/grant.sql"),
+                    &[Count, Ttl, Key],
+                ),
+            ],
+            upgrade: vec![
+                exec(
+                    include_str!("sql/mysql/holders/drop_own.sql"),
+                    &[Key, Owner],
+                ),
+                exec(
+                    include_str!("sql/mysql/holders/take_over.sql"),
+                    &[Owner, Ttl, Key],
+                ),
+            ],
+            intent: exec(
+                include_str!("sql/mysql/holders/intent.sql"),
+                &[Key, Owner, Ttl, Ttl],
+            ),
+            forget_intent: exec(
+                include_str!("sql/mysql/holders/forget_intent.sql"),
+                &[Key, Owner],
+            ),
+            release: Statement::new(
+                include_str!("sql/mysql/holders/release.sql"),
+                table,
+                &[Key, Owner],
+                Any,
+            ),
+            forget: Some(exec(
+                include_str!("sql/mysql/holders/forget.sql"),
+                &[Key, Owner],
+            )),
+            undo_begin: Some("BEGIN"),
+            undo: vec![
+                lock(),
+                exec(
+                    include_str!("sql/mysql/holders/downgrade.sql"),
+                    key_owner_fence,
+                ),
+                exec(
+                    include_str!("sql/mysql/holders/downgrade_free.sql"),
+                    key_owner_fence,
+                ),
+            ],
+        },
     }
 }
 
 #[async_trait]
-impl Dialect for MySqlDialect {
+impl Flavor for MySqlFlavor {
+    type Db = MySql;
+    type Batch = Batch;
+
+    /// As bytes: keys and owner tokens are `VARBINARY`.
+    fn bind_text<'q>(query: Query<'q, MySql>, text: &'q str) -> Query<'q, MySql> {
+        query.bind(text.as_bytes())
+    }
+
+    /// The rows matched (sqlx asks for found rows).
+    fn rows_affected(done: &MySqlQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// No rows: the last-insert-id is the new fence, 0 when held; the
+    /// holders' remaining time takes a second statement.
+    fn take(outcome: Outcome<MySql>) -> Result<Take, sqlx::Error> {
+        match Self::fence(outcome)? {
+            0 => Ok(Take::HeldAskRemaining),
+            fence => Ok(Take::Acquired(fence)),
+        }
+    }
+
+    /// The last-insert-id.
+    fn fence(outcome: Outcome<MySql>) -> Result<u64, sqlx::Error> {
+        match outcome {
+            Outcome::Done(done) => Ok(done.last_insert_id()),
+            Outcome::Row(_) => Err(sqlx::Error::RowNotFound),
+        }
+    }
+
+    fn holder(row: &MySqlRow) -> Result<Holder, sqlx::Error> {
+        let owner: Option<Vec<u8>> = row.try_get("owner")?;
+        Ok(Holder {
+            owner: owner.map(text),
+            fence: row.try_get("fence")?,
+            remaining: remaining_from_micros(row.try_get("remaining_us")?),
+            shared: remaining_from_micros(row.try_get("shared_us")?),
+        })
+    }
+
+    fn held(row: &MySqlRow) -> Result<(Held, u64), sqlx::Error> {
+        let kind: Vec<u8> = row.try_get("kind")?;
+        let permits: u64 = row.try_get("permits")?;
+        let last_fence = row.try_get::<u64, _>("fence")?;
+        let held = Held::from_row(
+            &kind,
+            i64::try_from(permits).unwrap_or(i64::MAX),
+            text(row.try_get("owner")?),
+            remaining_from_micros(row.try_get("remaining_us")?).unwrap_or_default(),
+        )?;
+        Ok((held, last_fence))
+    }
+
+    /// A deadlock's victim, at most [`DEADLOCK_RETRIES`] times.
+    fn retry_after<T>(outcome: &Result<T, sqlx::Error>, tries: &mut usize) -> bool {
+        let deadlock = matches!(outcome, Err(e) if sqlstate_is(e, DEADLOCK));
+        if deadlock && *tries < DEADLOCK_RETRIES {
+            *tries += 1;
+            tracing::debug!(tries = *tries, "distlock.mysql.deadlock_retried");
+            true
+        } else {
+            false
+        }
+    }
+
     fn cross_process(&self) -> bool {
         true
     }
@@ -120,22 +290,22 @@ impl Dialect for MySqlDialect {
     /// call), and one to add the reader columns to a table of an earlier
     /// version. Concurrent `CREATE TABLE IF NOT EXISTS` is safe in MySQL;
     /// a concurrent addition of the columns is recognised and let be.
-    async fn create_table(&self) -> Result<(), sqlx::Error> {
+    async fn create_table(&self, pool: &MySqlPool) -> Result<(), sqlx::Error> {
         let (locks, current, holders): (i64, i64, i64) = sqlx::query_as(TABLE_EXISTS)
             .bind(&self.table)
             .bind(&self.table)
             .bind(&self.table)
-            .fetch_one(&self.pool)
+            .fetch_one(pool)
             .await?;
         if locks > 0 && current > 0 && holders > 0 {
             return Ok(());
         }
-        for statement in statements(&self.sql.create) {
-            sqlx::query(statement).execute(&self.pool).await?;
+        for statement in statements(&self.create) {
+            sqlx::query(statement).execute(pool).await?;
         }
         if locks > 0 && current == 0 {
-            match sqlx::query(&self.upgrade).execute(&self.pool).await {
-                Err(e) if duplicate_column(&e) => {}
+            match sqlx::query(&self.upgrade).execute(pool).await {
+                Err(e) if sqlstate_is(&e, DUPLICATE_COLUMN) => {}
                 other => {
                     other?;
                 }
@@ -144,198 +314,77 @@ impl Dialect for MySqlDialect {
         Ok(())
     }
 
-    async fn connection(&self) -> Result<Box<dyn AttemptConnection>, sqlx::Error> {
-        Ok(Box::new(MySqlAttempt {
-            conn: self.pool.acquire().await?,
-            sql: self.sql.clone(),
-            holders: self.holders.clone(),
-        }))
-    }
-
-    async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        holder(&self.sql, &self.pool, key).await
-    }
-
-    async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(&self.sql.extend)
-            .bind(ttl_micros(ttl))
-            .bind(key.as_bytes())
-            .bind(owner.as_bytes())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// One statement when every lease was extended (its matched-rows count
-    /// says so); when the count falls short, a second one reads which
-    /// leases are still held, since MySQL cannot return rows from an
-    /// `UPDATE`.
-    async fn extend_batch(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
-        let sql = repeat_rows(
-            &self.sql.extend_batch,
-            "SELECT ? AS name, ? AS owner, ? AS ttl_us",
-            " UNION ALL SELECT ?, ?, ?",
-            batch.len(),
-        );
-        let mut query = sqlx::query(&sql);
+    /// says so: one row per lease, plus one per name for readers and
+    /// permits); when the count falls short, a second one reads which
+    /// leases are still held. The readers' statement is tried again after
+    /// a deadlock.
+    async fn extend_batch(
+        pool: &MySqlPool,
+        b: &Batch,
+        batch: &[Extension],
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let mut cover: BTreeMap<&str, Duration> = BTreeMap::new();
         for e in batch {
-            query = query
-                .bind(e.key.as_bytes())
-                .bind(e.owner.as_bytes())
-                .bind(ttl_micros(e.ttl));
+            let longest = cover.entry(e.key.as_str()).or_insert(e.ttl);
+            *longest = (*longest).max(e.ttl);
         }
-        let matched = query.execute(&self.pool).await?.rows_affected();
-        if usize::try_from(matched).is_ok_and(|m| m == batch.len()) {
+        let rows: Vec<Values> = batch
+            .iter()
+            .map(|e| Values {
+                cover: cover.get(e.key.as_str()).copied().unwrap_or(e.ttl),
+                ..Values::extension(e)
+            })
+            .collect();
+        let text = repeat_rows(&b.update, b.first, b.rest, batch.len());
+        let mut tries = 0;
+        let matched = loop {
+            let outcome = bound_rows::<Self>(&text, b.params, &rows)
+                .execute(pool)
+                .await;
+            if !(b.per_name && Self::retry_after(&outcome, &mut tries)) {
+                break outcome?.rows_affected();
+            }
+        };
+        let all = batch.len() + if b.per_name { cover.len() } else { 0 };
+        if usize::try_from(matched).is_ok_and(|m| m == all) {
             return Ok(vec![true; batch.len()]);
         }
-        self.held(batch).await
+        held(&b.held, pool, &rows, batch).await
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        release(&self.sql, &self.pool, key, owner).await
-    }
-
-    /// One statement when every lease was extended; two when the count
-    /// falls short (see `holders::extend_batch`).
-    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
-        holders::extend_batch(&self.holders, &self.pool, batch).await
-    }
-
-    async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        holders::release(&self.holders, &mut conn, key, owner).await
-    }
-
-    async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error> {
-        holders::forget_intent_retrying(&self.holders, &self.pool, key, owner).await
-    }
-
-    fn mysql_pool(&self) -> Option<&MySqlPool> {
-        Some(&self.pool)
+    fn mysql_pool(pool: &MySqlPool) -> Option<&MySqlPool> {
+        Some(pool)
     }
 }
 
-/// One connection of the pool, for an acquire attempt.
-struct MySqlAttempt {
-    conn: PoolConnection<MySql>,
-    sql: Arc<Statements>,
-    holders: Arc<HolderSql>,
+/// Which of `batch` (whose values are `rows`) their owners hold now, by
+/// the statement `held` (one round trip).
+async fn held(
+    held: &str,
+    pool: &MySqlPool,
+    rows: &[Values<'_>],
+    batch: &[Extension],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let pairs = repeat_rows("{rows}", "(?, ?)", ", (?, ?)", batch.len());
+    let statement = held.replace("{pairs}", &pairs);
+    let held = bound_rows::<MySqlFlavor>(&statement, &[Key, Owner], rows)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| Ok((text(row.try_get("name")?), text(row.try_get("owner")?))))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(extended_of(batch, &held))
 }
 
-#[async_trait]
-impl AttemptConnection for MySqlAttempt {
-    /// One statement; a second ([`holder`](AttemptConnection::holder)) is
-    /// needed for the holder's remaining ttl when the lock is held.
-    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
-        let ttl = ttl_micros(ttl);
-        let done = sqlx::query(&self.sql.acquire)
-            .bind(key.as_bytes())
-            .bind(owner.as_bytes())
-            .bind(ttl)
-            .bind(owner.as_bytes())
-            .bind(ttl)
-            .execute(&mut *self.conn)
-            .await?;
-        match done.last_insert_id() {
-            0 => Ok(Take::HeldAskRemaining),
-            fence => Ok(Take::Acquired(fence)),
-        }
-    }
-
-    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        holder(&self.sql, &mut *self.conn, key).await
-    }
-
-    async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        release(&self.sql, &mut *self.conn, key, owner).await
-    }
-
-    async fn transact(
-        &mut self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        decide: &mut Decide<'_>,
-    ) -> Result<Option<u64>, sqlx::Error> {
-        holders::transact(&self.holders, &mut self.conn, key, owner, ttl, decide).await
-    }
-
-    async fn record_intent(
-        &mut self,
-        key: &str,
-        owner: &str,
-        life: Duration,
-    ) -> Result<(), sqlx::Error> {
-        holders::record_intent_retrying(&self.holders, &mut self.conn, key, owner, life).await
-    }
-
-    async fn release_holder(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        holders::release(&self.holders, &mut self.conn, key, owner).await
-    }
-
-    async fn abandon_transaction(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.close_on_drop();
-        rolled_back(sqlx::query("ROLLBACK").execute(&mut *self.conn).await)
-    }
-
-    async fn downgrade(
-        &mut self,
-        key: &str,
-        owner: &str,
-        fence: Option<u64>,
-    ) -> Result<bool, sqlx::Error> {
-        holders::downgrade(&self.holders, &mut self.conn, key, owner, fence).await
-    }
-}
-
-/// Reads the row for `key`.
-async fn holder<'c, E>(sql: &Statements, ex: E, key: &str) -> Result<Option<Holder>, sqlx::Error>
-where
-    E: Executor<'c, Database = MySql>,
-{
-    let row = sqlx::query(&sql.holder)
-        .bind(key.as_bytes())
-        .bind(key.as_bytes())
-        .fetch_optional(ex)
-        .await?;
-    row.map(|row| {
-        let owner: Option<Vec<u8>> = row.try_get("owner")?;
-        Ok(Holder {
-            owner: owner.map(text),
-            fence: row.try_get("fence")?,
-            remaining: remaining_from_micros(row.try_get("remaining_us")?),
-            shared: remaining_from_micros(row.try_get("shared_us")?),
-        })
-    })
-    .transpose()
-}
-
-/// Releases `key` when `owner` holds it unexpired.
-async fn release<'c, E>(
-    sql: &Statements,
-    ex: E,
-    key: &str,
-    owner: &str,
-) -> Result<bool, sqlx::Error>
-where
-    E: Executor<'c, Database = MySql>,
-{
-    let done = sqlx::query(&sql.release)
-        .bind(key.as_bytes())
-        .bind(owner.as_bytes())
-        .execute(ex)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Whether `e` is MySQL's "duplicate column name".
-fn duplicate_column(e: &sqlx::Error) -> bool {
+/// Whether `e` is a database error with SQLSTATE `code`.
+fn sqlstate_is(e: &sqlx::Error, code: &str) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
-        .is_some_and(|code| code == DUPLICATE_COLUMN)
+        .is_some_and(|c| c == code)
 }
 
 /// A `VARBINARY` column as text (keys and owner tokens are UTF-8).
-pub(crate) fn text(bytes: Vec<u8>) -> String {
+fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }

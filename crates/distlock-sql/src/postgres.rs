@@ -1,64 +1,55 @@
 //! PostgreSQL: the locks table plus LISTEN/NOTIFY for waiters.
 //!
-//! The release statement calls `pg_notify(<table name>, <key>)`; PostgreSQL
-//! delivers it when the release commits. Each backend keeps one extra
-//! connection (opened on the first acquire that waits) that `LISTEN`s on the
-//! table's channel and fans notifications out to its waiters. Releases of
-//! readers and permits, and a waiting writer giving up, notify the same way
-//! ([`holders`]).
-
-mod holders;
+//! The release statements call `pg_notify(<table name>, <key>)`;
+//! PostgreSQL delivers it when the release commits. Each backend keeps one
+//! extra connection (opened on the first acquire that waits) that `LISTEN`s
+//! on the table's channel and fans notifications out to its waiters.
+//! Releases of readers and permits, and a waiting writer giving up, notify
+//! the same way.
+//!
+//! A grant transaction (READ COMMITTED) locks the name's row with its first
+//! statement; each later statement takes a fresh snapshot, so it sees every
+//! change committed before the lock was granted, and none can come in until
+//! the transaction ends. Single statements (release, renew) lock the row in
+//! their first CTE and judge it on its latest version. The row's
+//! `shared_count` and `shared_until` are what the exclusive acquire checks,
+//! so that it stays one statement on one row.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor, Postgres, Row};
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgQueryResult, PgRow,
+};
+use sqlx::{Connection, Postgres, Row};
 use tokio::sync::{broadcast, OnceCell};
 
 use crate::config::SqlConfig;
-use crate::dialect::{
-    extended_of, fence, remaining_from_micros, rolled_back, statements, ttl_micros,
-    AttemptConnection, ConnectError, Dialect, Extension, Holder, Statements, Take,
-};
-use crate::holds::Decide;
+use crate::dialect::{extended_of, fence, remaining_from_micros, statements, ttl_micros};
+use crate::dialect::{ConnectError, Extension, Holder, Take};
+use crate::flavor::{Batches, Flavor};
+use crate::holds::Held;
 use crate::notify::{Subscription, Wake, BACKLOG};
-use holders::HolderSql;
+use crate::statement::Answer::{One, Row as Fetched};
+use crate::statement::Param::{self, Channel, Count, Fence, Key, Kind, Owner, Permits, Ttl};
+use crate::statement::{HolderSql, Outcome, Sql, Statement};
+use crate::tables::Tables;
 
-/// The locks table in a PostgreSQL database, and its release listener.
-pub(crate) struct PostgresDialect {
-    pool: PgPool,
+/// What is particular to PostgreSQL: the table's creation and batches, and
+/// the release listener.
+pub(crate) struct PgFlavor {
     options: PgConnectOptions,
     timeout: Duration,
-    table: Arc<Table>,
-    notifier: OnceCell<Notifier>,
-}
-
-/// The statements, and the channel the release statements notify.
-struct Table {
-    sql: Statements,
-    holders: HolderSql,
-    /// Brings a table of an earlier version up to date.
-    upgrade: String,
     /// The LISTEN channel: the table name.
     channel: String,
+    /// Both tables' `CREATE TABLE IF NOT EXISTS`.
+    create: String,
+    /// Brings a table of an earlier version up to date.
+    upgrade: String,
+    notifier: OnceCell<Notifier>,
 }
-
-/// The statement files, in [`Statements::load`] order.
-const TEXTS: [&str; 6] = [
-    include_str!("sql/postgres/create.sql"),
-    include_str!("sql/postgres/acquire.sql"),
-    include_str!("sql/postgres/holder.sql"),
-    include_str!("sql/postgres/extend.sql"),
-    include_str!("sql/postgres/extend_batch.sql"),
-    include_str!("sql/postgres/release.sql"),
-];
-
-/// Adds the reader columns to a table of an earlier version.
-const UPGRADE: &str = include_str!("sql/postgres/upgrade.sql");
 
 /// Whether the table is ready (current, with its holders table), looked up
 /// in the search path. Returns one boolean.
@@ -70,154 +61,99 @@ const CREATE_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('distlock-creat
 
 /// The DDL for `table`.
 pub(crate) fn ddl(table: &str) -> String {
-    Statements::load(TEXTS, table).create
+    include_str!("sql/postgres/create.sql").replace("{table}", table)
 }
 
-impl PostgresDialect {
-    /// Opens one direct connection first: its error (refused, bad password)
-    /// is the one to report, where a pool would retry until its timeout and
-    /// then say only that it timed out. The pool connects lazily.
-    pub async fn connect(config: &SqlConfig) -> Result<Self, ConnectError> {
-        let options =
-            PgConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
-        let probe = PgConnection::connect_with(&options).await?;
-        let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size())
-            .acquire_timeout(config.timeout())
-            .connect_lazy_with(options.clone());
-        Ok(PostgresDialect {
-            pool,
-            options,
-            timeout: config.timeout(),
-            table: Arc::new(Table {
-                sql: Statements::load(TEXTS, config.table()),
-                holders: HolderSql::load(config.table()),
-                upgrade: UPGRADE.replace("{table}", config.table()),
-                channel: config.table().to_string(),
-            }),
-            notifier: OnceCell::new(),
-        })
-    }
+/// Opens one direct connection first: its error (refused, bad password) is
+/// the one to report, where a pool would retry until its timeout and then
+/// say only that it timed out. The pool connects lazily.
+pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<PgFlavor>, ConnectError> {
+    let options = PgConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
+    let probe = PgConnection::connect_with(&options).await?;
+    let _ = probe.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.pool_size())
+        .acquire_timeout(config.timeout())
+        .connect_lazy_with(options.clone());
+    let table = config.table();
+    let load = |text: &str| text.replace("{table}", table);
+    let batches = Batches {
+        exclusive: load(include_str!("sql/postgres/extend_batch.sql")),
+        holders: load(include_str!("sql/postgres/holders/extend_batch.sql")),
+    };
+    let flavor = PgFlavor {
+        options,
+        timeout: config.timeout(),
+        channel: table.to_string(),
+        create: ddl(table),
+        upgrade: load(include_str!("sql/postgres/upgrade.sql")),
+        notifier: OnceCell::new(),
+    };
+    Ok(Tables::new(pool, sql(table), batches, flavor))
 }
 
-#[async_trait]
-impl Dialect for PostgresDialect {
-    fn cross_process(&self) -> bool {
-        true
+/// The statements for `table`. The releases, the removal of an intent and
+/// the undoing of an upgrade notify the waiters: each returns a row when it
+/// did its work.
+fn sql(table: &str) -> Sql {
+    let exec = |text: &str, params| Statement::new(text, table, params, One);
+    let fetch = |text: &str, params| Statement::new(text, table, params, Fetched);
+    let notifying: &[Param] = &[Key, Owner, Channel];
+    Sql {
+        table: table.to_string(),
+        acquire: fetch(include_str!("sql/postgres/acquire.sql"), &[Key, Owner, Ttl]),
+        holder: fetch(include_str!("sql/postgres/holder.sql"), &[Key]),
+        extend: exec(include_str!("sql/postgres/extend.sql"), &[Key, Owner, Ttl]),
+        release: fetch(include_str!("sql/postgres/release.sql"), notifying),
+        holders: HolderSql {
+            // The driver's `BEGIN`; READ COMMITTED.
+            begin: None,
+            lock: exec(include_str!("sql/postgres/holders/lock.sql"), &[Key]),
+            // The read deletes the expired holders.
+            expire: None,
+            read: fetch(include_str!("sql/postgres/holders/read.sql"), &[Key]),
+            grant: vec![fetch(
+                include_str!("sql/postgres/holders/grant.sql"),
+                &[Key, Owner, Kind, Permits, Ttl, Count],
+            )],
+            upgrade: vec![fetch(
+                include_str!("sql/postgres/holders/take_over.sql"),
+                &[Key, Owner, Ttl],
+            )],
+            intent: exec(
+                include_str!("sql/postgres/holders/intent.sql"),
+                &[Key, Owner, Ttl],
+            ),
+            forget_intent: fetch(
+                include_str!("sql/postgres/holders/forget_intent.sql"),
+                notifying,
+            ),
+            release: fetch(include_str!("sql/postgres/holders/release.sql"), notifying),
+            forget: None,
+            // One statement.
+            undo_begin: None,
+            undo: vec![fetch(
+                include_str!("sql/postgres/holders/downgrade.sql"),
+                &[Key, Owner, Channel, Fence],
+            )],
+        },
     }
-
-    /// Round trips: one (the check) when both tables exist and are
-    /// current, four more (lock, create both, add the reader columns to an
-    /// older table, commit) when not.
-    async fn create_table(&self) -> Result<(), sqlx::Error> {
-        let ready: bool = sqlx::query_scalar(TABLE_EXISTS)
-            .bind(&self.table.channel)
-            .fetch_one(&self.pool)
-            .await?;
-        if ready {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(CREATE_LOCK).execute(&mut *tx).await?;
-        for statement in statements(&self.table.sql.create) {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
-        sqlx::query(&self.table.upgrade).execute(&mut *tx).await?;
-        tx.commit().await
-    }
-
-    async fn connection(&self) -> Result<Box<dyn AttemptConnection>, sqlx::Error> {
-        Ok(Box::new(PgAttempt {
-            conn: self.pool.acquire().await?,
-            table: self.table.clone(),
-        }))
-    }
-
-    async fn holder(&self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        holder(&self.table, &self.pool, key).await
-    }
-
-    async fn extend(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(&self.table.sql.extend)
-            .bind(key)
-            .bind(owner)
-            .bind(ttl_micros(ttl))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// One statement, whatever the batch's size: the leases go as three
-    /// arrays, and the statement returns the rows it extended.
-    async fn extend_batch(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
-        let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
-        let owners: Vec<&str> = batch.iter().map(|e| e.owner.as_str()).collect();
-        let ttls: Vec<i64> = batch.iter().map(|e| ttl_micros(e.ttl)).collect();
-        let extended: Vec<(String, String)> = sqlx::query_as(&self.table.sql.extend_batch)
-            .bind(keys)
-            .bind(owners)
-            .bind(ttls)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(extended_of(batch, &extended))
-    }
-
-    /// One statement (the notification rides on its commit).
-    async fn release(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        release(&self.table, &self.pool, key, owner).await
-    }
-
-    async fn extend_holders(&self, batch: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
-        holders::extend_batch(&self.table.holders, &self.pool, batch).await
-    }
-
-    /// One statement (the notification rides on its commit).
-    async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        let t = &self.table;
-        holders::release(&t.holders, &self.pool, key, owner, &t.channel).await
-    }
-
-    async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error> {
-        let t = &self.table;
-        holders::forget_intent(&t.holders, &self.pool, key, owner, &t.channel).await
-    }
-
-    /// Round trips: none once the listener runs; the first call opens its
-    /// connection and issues `LISTEN`.
-    async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
-        let notifier = self
-            .notifier
-            .get_or_try_init(|| {
-                Notifier::start(self.options.clone(), self.timeout, &self.table.channel)
-            })
-            .await?;
-        Ok(Some(Subscription::new(&notifier.tx)))
-    }
-
-    fn postgres_pool(&self) -> Option<&PgPool> {
-        Some(&self.pool)
-    }
-}
-
-/// One connection of the pool, for an acquire attempt.
-struct PgAttempt {
-    conn: PoolConnection<Postgres>,
-    table: Arc<Table>,
 }
 
 #[async_trait]
-impl AttemptConnection for PgAttempt {
-    /// One statement, whether acquired or held (it reports the holder's
-    /// remaining ttl too).
-    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
-        let row = sqlx::query(&self.table.sql.acquire)
-            .bind(key)
-            .bind(owner)
-            .bind(ttl_micros(ttl))
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        let Some(row) = row else {
+impl Flavor for PgFlavor {
+    type Db = Postgres;
+    /// The statement (three array parameters).
+    type Batch = String;
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// One row, whether acquired or held: it reports the holders'
+    /// remaining time too.
+    fn take(outcome: Outcome<Postgres>) -> Result<Take, sqlx::Error> {
+        let Some(row) = outcome.row() else {
             return Ok(Take::Held {
                 remaining: None,
                 shared: false,
@@ -238,86 +174,87 @@ impl AttemptConnection for PgAttempt {
         })
     }
 
-    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        holder(&self.table, &mut *self.conn, key).await
+    fn fence(outcome: Outcome<Postgres>) -> Result<u64, sqlx::Error> {
+        Ok(fence(outcome.one_row()?.try_get("fence")?))
     }
 
-    async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        release(&self.table, &mut *self.conn, key, owner).await
-    }
-
-    async fn transact(
-        &mut self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        decide: &mut Decide<'_>,
-    ) -> Result<Option<u64>, sqlx::Error> {
-        holders::transact(&self.table.holders, &mut self.conn, key, owner, ttl, decide).await
-    }
-
-    async fn record_intent(
-        &mut self,
-        key: &str,
-        owner: &str,
-        life: Duration,
-    ) -> Result<(), sqlx::Error> {
-        holders::record_intent(&self.table.holders, &mut *self.conn, key, owner, life).await
-    }
-
-    async fn release_holder(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {
-        let t = &self.table;
-        holders::release(&t.holders, &mut *self.conn, key, owner, &t.channel).await
-    }
-
-    async fn abandon_transaction(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.close_on_drop();
-        rolled_back(sqlx::query("ROLLBACK").execute(&mut *self.conn).await)
-    }
-
-    async fn downgrade(
-        &mut self,
-        key: &str,
-        owner: &str,
-        fence: Option<u64>,
-    ) -> Result<bool, sqlx::Error> {
-        let t = &self.table;
-        holders::downgrade(&t.holders, &mut self.conn, key, owner, fence, &t.channel).await
-    }
-}
-
-/// Reads the row for `key`.
-async fn holder<'c, E>(table: &Table, ex: E, key: &str) -> Result<Option<Holder>, sqlx::Error>
-where
-    E: Executor<'c, Database = Postgres>,
-{
-    let row = sqlx::query(&table.sql.holder)
-        .bind(key)
-        .fetch_optional(ex)
-        .await?;
-    row.map(|row| {
+    fn holder(row: &PgRow) -> Result<Holder, sqlx::Error> {
         Ok(Holder {
             owner: row.try_get("owner")?,
             fence: fence(row.try_get("fence")?),
             remaining: remaining_from_micros(row.try_get("remaining_us")?),
             shared: remaining_from_micros(row.try_get("shared_us")?),
         })
-    })
-    .transpose()
-}
+    }
 
-/// Releases `key` when `owner` holds it unexpired, notifying the waiters.
-async fn release<'c, E>(table: &Table, ex: E, key: &str, owner: &str) -> Result<bool, sqlx::Error>
-where
-    E: Executor<'c, Database = Postgres>,
-{
-    let row = sqlx::query(&table.sql.release)
-        .bind(key)
-        .bind(owner)
-        .bind(&table.channel)
-        .fetch_optional(ex)
-        .await?;
-    Ok(row.is_some())
+    fn held(row: &PgRow) -> Result<(Held, u64), sqlx::Error> {
+        let kind: String = row.try_get("kind")?;
+        let last_fence = fence(row.try_get("fence")?);
+        let held = Held::from_row(
+            kind.as_bytes(),
+            row.try_get("permits")?,
+            row.try_get("owner")?,
+            remaining_from_micros(row.try_get("remaining_us")?).unwrap_or_default(),
+        )?;
+        Ok((held, last_fence))
+    }
+
+    fn cross_process(&self) -> bool {
+        true
+    }
+
+    /// Round trips: one (the check) when both tables exist and are
+    /// current, four more (lock, create both, add the reader columns to an
+    /// older table, commit) when not.
+    async fn create_table(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let ready: bool = sqlx::query_scalar(TABLE_EXISTS)
+            .bind(&self.channel)
+            .fetch_one(pool)
+            .await?;
+        if ready {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::query(CREATE_LOCK).execute(&mut *tx).await?;
+        for statement in statements(&self.create) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query(&self.upgrade).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    /// One statement, whatever the batch's size: the leases go as three
+    /// arrays, and the statement returns the rows it extended.
+    async fn extend_batch(
+        pool: &PgPool,
+        statement: &String,
+        batch: &[Extension],
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
+        let owners: Vec<&str> = batch.iter().map(|e| e.owner.as_str()).collect();
+        let ttls: Vec<i64> = batch.iter().map(|e| ttl_micros(e.ttl)).collect();
+        let extended: Vec<(String, String)> = sqlx::query_as(statement)
+            .bind(keys)
+            .bind(owners)
+            .bind(ttls)
+            .fetch_all(pool)
+            .await?;
+        Ok(extended_of(batch, &extended))
+    }
+
+    /// Round trips: none once the listener runs; the first call opens its
+    /// connection and issues `LISTEN`.
+    async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
+        let notifier = self
+            .notifier
+            .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
+            .await?;
+        Ok(Some(Subscription::new(&notifier.tx)))
+    }
+
+    fn postgres_pool(pool: &PgPool) -> Option<&PgPool> {
+        Some(pool)
+    }
 }
 
 /// The listening connection's task and its fan-out channel; the task stops

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use distlock_core::{Lease, LockError, Mode, Renewal, Result};
 
-use crate::dialect::Extension;
+use crate::dialect::{Extension, Group};
 use crate::key::key;
 use crate::store::{BatchFailure, Store};
 
@@ -29,7 +29,10 @@ pub(crate) async fn renew(store: &Store, lease: &Lease, ttl: Duration) -> Result
             owner,
             ttl,
         };
-        match store.extend_holders(std::slice::from_ref(&entry)).await {
+        match store
+            .extend_batch(Group::Holders, std::slice::from_ref(&entry))
+            .await
+        {
             Ok(extended) => extended.first().copied().unwrap_or(false),
             Err(failure) => return Err(store.batch_error(&failure, name)),
         }
@@ -53,20 +56,19 @@ pub(crate) async fn renew_batch(
     if batch.is_empty() {
         return Vec::new();
     }
-    let exclusive = distinct_extensions(batch, true);
-    let held = distinct_extensions(batch, false);
+    let exclusive = distinct_extensions(batch, Group::Exclusive);
+    let held = distinct_extensions(batch, Group::Holders);
     let sent = Instant::now();
     let (exclusive_done, held_done) = tokio::join!(
-        extend_group(store, &exclusive, true),
-        extend_group(store, &held, false),
+        extend_group(store, &exclusive, Group::Exclusive),
+        extend_group(store, &held, Group::Holders),
     );
     batch
         .iter()
         .map(|(lease, _)| {
-            let (entries, done) = if lease.mode() == Mode::Exclusive {
-                (&exclusive, &exclusive_done)
-            } else {
-                (&held, &held_done)
+            let (entries, done) = match Group::of(lease.mode()) {
+                Group::Exclusive => (&exclusive, &exclusive_done),
+                Group::Holders => (&held, &held_done),
             };
             match done {
                 Ok(extended) if was_extended(entries, extended, lease) => {
@@ -83,26 +85,23 @@ pub(crate) async fn renew_batch(
 async fn extend_group(
     store: &Store,
     entries: &[Extension],
-    exclusive: bool,
+    group: Group,
 ) -> std::result::Result<Vec<bool>, BatchFailure> {
     if entries.is_empty() {
         Ok(Vec::new())
-    } else if exclusive {
-        store.extend_batch(entries).await
     } else {
-        store.extend_holders(entries).await
+        store.extend_batch(group, entries).await
     }
 }
 
-/// The exclusive (or the other) leases of the batch as a statement takes
-/// them: one entry per distinct `(key, owner)`, sorted by key (so
+/// The leases of the batch in `group` as a statement takes them: one entry per distinct `(key, owner)`, sorted by key (so
 /// concurrent batches lock rows in one order), each with the longest ttl
 /// asked for it — the database then keeps the row at least as long as
 /// every answer's lease says.
-fn distinct_extensions(batch: &[(Lease, Duration)], exclusive: bool) -> Vec<Extension> {
+fn distinct_extensions(batch: &[(Lease, Duration)], group: Group) -> Vec<Extension> {
     let mut entries: BTreeMap<(String, String), Duration> = BTreeMap::new();
     for (lease, ttl) in batch {
-        if (lease.mode() == Mode::Exclusive) != exclusive {
+        if Group::of(lease.mode()) != group {
             continue;
         }
         let ttl_slot = entries

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use distlock_core::{BoxError, LockError, LockName, Result};
 
-use crate::dialect::{AttemptConnection, Dialect, Extension, Holder, Take};
+use crate::dialect::{AttemptConnection, Dialect, Extension, Group, Holder, Take};
 use crate::holds::Decide;
 use crate::notify::Subscription;
 
@@ -69,9 +69,7 @@ impl Store {
     /// by `limit`.
     pub async fn connection(&self, name: &LockName, limit: Duration) -> Result<StoreConnection> {
         let op = self.dialect.connection();
-        let conn = self
-            .within(limit, op, || self.about("acquiring", name))
-            .await?;
+        let conn = self.on("acquiring", name, limit, op).await?;
         Ok(StoreConnection {
             conn,
             store: self.clone(),
@@ -86,7 +84,7 @@ impl Store {
         limit: Duration,
     ) -> Result<Option<Holder>> {
         let op = self.dialect.holder(key);
-        self.within(limit, op, || self.about("reading", name)).await
+        self.on("reading", name, limit, op).await
     }
 
     /// Extends `name` when `owner` holds it.
@@ -98,17 +96,19 @@ impl Store {
         ttl: Duration,
     ) -> Result<bool> {
         let op = self.dialect.extend(key, owner, ttl);
-        self.within(self.timeout, op, || self.about("extending", name))
-            .await
+        self.on("extending", name, self.timeout, op).await
     }
 
-    /// Extends a batch in one statement; on failure, the error is shared
-    /// by every lease of the batch (see [`BatchFailure::for_lock`]).
+    /// Extends a batch of `group` in one statement; on failure, the error
+    /// is shared by every lease of the batch (see
+    /// [`batch_error`](Store::batch_error)).
     pub async fn extend_batch(
         &self,
+        group: Group,
         batch: &[Extension],
     ) -> std::result::Result<Vec<bool>, BatchFailure> {
-        match tokio::time::timeout(self.timeout, self.dialect.extend_batch(batch)).await {
+        let op = self.dialect.extend_batch(group, batch);
+        match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(extended)) => Ok(extended),
             Ok(Err(e)) => Err(BatchFailure::Db(Arc::new(e))),
             Err(_) => Err(BatchFailure::NoAnswer),
@@ -118,37 +118,20 @@ impl Store {
     /// Releases `name` when `owner` holds it.
     pub async fn release(&self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
         let op = self.dialect.release(key, owner);
-        self.within(self.timeout, op, || self.about("releasing", name))
-            .await
-    }
-
-    /// Extends a batch of readers and permit holders; on failure, the
-    /// error is shared by every lease of the batch.
-    pub async fn extend_holders(
-        &self,
-        batch: &[Extension],
-    ) -> std::result::Result<Vec<bool>, BatchFailure> {
-        match tokio::time::timeout(self.timeout, self.dialect.extend_holders(batch)).await {
-            Ok(Ok(extended)) => Ok(extended),
-            Ok(Err(e)) => Err(BatchFailure::Db(Arc::new(e))),
-            Err(_) => Err(BatchFailure::NoAnswer),
-        }
+        self.on("releasing", name, self.timeout, op).await
     }
 
     /// Releases the reader or permit holder `owner` of `name`.
     pub async fn release_holder(&self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
         let op = self.dialect.release_holder(key, owner);
-        self.within(self.timeout, op, || self.about("releasing", name))
-            .await
+        self.on("releasing", name, self.timeout, op).await
     }
 
     /// Removes `owner`'s waiting-writer intent on `name`.
     pub async fn forget_intent(&self, name: &LockName, key: &str, owner: &str) -> Result<()> {
         let op = self.dialect.forget_intent(key, owner);
-        self.within(self.timeout, op, || {
-            self.about("removing the waiting writer's intent on", name)
-        })
-        .await
+        let doing = "removing the waiting writer's intent on";
+        self.on(doing, name, self.timeout, op).await
     }
 
     /// A subscription to release notifications, `None` where there are none.
@@ -171,6 +154,18 @@ impl Store {
 
     fn about(&self, doing: &str, name: &LockName) -> String {
         format!("{doing} `{name}` in table {}", self.table)
+    }
+
+    /// Runs `op` on `name` within `limit`; a failure says it happened
+    /// `doing` that.
+    async fn on<T>(
+        &self,
+        doing: &str,
+        name: &LockName,
+        limit: Duration,
+        op: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        self.within(limit, op, || self.about(doing, name)).await
     }
 
     /// Runs `op` within `limit`, mapping its failure with the context
@@ -220,10 +215,7 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<Take> {
         let op = self.conn.take(key, owner, ttl);
-        let store = &self.store;
-        store
-            .within(limit, op, || store.about("acquiring", name))
-            .await
+        self.store.on("acquiring", name, limit, op).await
     }
 
     /// Reads the row of `name`, bounded by `limit`.
@@ -234,19 +226,15 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<Option<Holder>> {
         let op = self.conn.holder(key);
-        let store = &self.store;
-        store
-            .within(limit, op, || store.about("acquiring", name))
-            .await
+        self.store.on("acquiring", name, limit, op).await
     }
 
     /// Releases `name` when `owner` holds it, after whatever this
     /// connection ran before.
     pub async fn release(&mut self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
         let op = self.conn.release(key, owner);
-        let store = &self.store;
-        store
-            .within(store.timeout, op, || store.about("releasing", name))
+        self.store
+            .on("releasing", name, self.store.timeout, op)
             .await
     }
 
@@ -262,10 +250,7 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<Option<u64>> {
         let op = self.conn.transact(key, owner, ttl, decide);
-        let store = &self.store;
-        store
-            .within(limit, op, || store.about("acquiring", name))
-            .await
+        self.store.on("acquiring", name, limit, op).await
     }
 
     /// Records or refreshes `owner`'s waiting-writer intent on `name`,
@@ -279,10 +264,7 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<()> {
         let op = self.conn.record_intent(key, owner, life);
-        let store = &self.store;
-        store
-            .within(limit, op, || store.about("acquiring", name))
-            .await
+        self.store.on("acquiring", name, limit, op).await
     }
 
     /// Releases the reader or permit holder `owner` of `name`, after
@@ -294,9 +276,8 @@ impl StoreConnection {
         owner: &str,
     ) -> Result<bool> {
         let op = self.conn.release_holder(key, owner);
-        let store = &self.store;
-        store
-            .within(store.timeout, op, || store.about("releasing", name))
+        self.store
+            .on("releasing", name, self.store.timeout, op)
             .await
     }
 
@@ -305,12 +286,8 @@ impl StoreConnection {
     /// [`AttemptConnection::abandon_transaction`]).
     pub async fn abandon_transaction(&mut self, name: &LockName) -> Result<()> {
         let op = self.conn.abandon_transaction();
-        let store = &self.store;
-        store
-            .within(store.timeout, op, || {
-                store.about("rolling back an attempt on", name)
-            })
-            .await
+        let doing = "rolling back an attempt on";
+        self.store.on(doing, name, self.store.timeout, op).await
     }
 
     /// Undoes an upgrade of `owner` on `name` that took `fence` (and
@@ -323,12 +300,8 @@ impl StoreConnection {
         fence: Option<u64>,
     ) -> Result<bool> {
         let op = self.conn.downgrade(key, owner, fence);
-        let store = &self.store;
-        store
-            .within(store.timeout, op, || {
-                store.about("undoing the upgrade of", name)
-            })
-            .await
+        let doing = "undoing the upgrade of";
+        self.store.on(doing, name, self.store.timeout, op).await
     }
 }
 

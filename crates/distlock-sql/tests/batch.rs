@@ -11,15 +11,10 @@ use std::time::{Duration, Instant};
 use distlock_core::{AcquireOptions, DistributedLock, Lease, LockName, Mode};
 use distlock_sql::{SqlBackend, MAX_BATCH};
 
+use common::connect;
+
 const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(300);
-
-async fn connect(what: &str, url: &str) -> SqlBackend {
-    match SqlBackend::connect(url).await {
-        Ok(b) => b,
-        Err(e) => common::server_missing(what, url, &e),
-    }
-}
 
 fn name(test: &str, what: &str) -> LockName {
     let nanos = std::time::SystemTime::now()
@@ -206,33 +201,24 @@ async fn batches_beyond_the_limit_are_split(what: &str, url: &str) {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use super::*;
-
-    struct File(String);
-
-    impl Drop for File {
-        fn drop(&mut self) {
-            let path = self.0.strip_prefix("sqlite://").unwrap_or(&self.0);
-            common::remove_sqlite_files(std::path::Path::new(path));
-        }
-    }
+    use super::common::SqliteFile;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn batch_answers_each_lease() {
-        let file = File(common::fresh_sqlite_url("batch"));
-        super::batch_answers_each_lease("sqlite", &file.0).await;
+        let file = SqliteFile::new("batch");
+        super::batch_answers_each_lease("sqlite", &file.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn batch_of_every_mode_answers_each_lease() {
-        let file = File(common::fresh_sqlite_url("batch-modes"));
-        super::batch_of_every_mode_answers_each_lease("sqlite", &file.0).await;
+        let file = SqliteFile::new("batch-modes");
+        super::batch_of_every_mode_answers_each_lease("sqlite", &file.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn batches_beyond_the_limit_are_split() {
-        let file = File(common::fresh_sqlite_url("batch-many"));
-        super::batches_beyond_the_limit_are_split("sqlite", &file.0).await;
+        let file = SqliteFile::new("batch-many");
+        super::batches_beyond_the_limit_are_split("sqlite", &file.url).await;
     }
 }
 

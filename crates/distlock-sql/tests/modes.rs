@@ -15,16 +15,11 @@ use std::time::{Duration, Instant};
 use distlock_core::{AcquireOptions, Backoff, DistributedLock, Lease, LockName, Mode, Wait};
 use distlock_sql::{sqlx, Database, SqlBackend};
 
+use common::connect;
+
 const TTL: Duration = Duration::from_secs(30);
 const READ: Mode = Mode::Shared;
 const WRITE: Mode = Mode::Exclusive;
-
-async fn connect(what: &str, url: &str) -> SqlBackend {
-    match SqlBackend::connect(url).await {
-        Ok(b) => b,
-        Err(e) => common::server_missing(what, url, &e),
-    }
-}
 
 fn name(test: &str) -> LockName {
     let nanos = std::time::SystemTime::now()
@@ -65,43 +60,16 @@ async fn refused(b: &SqlBackend, name: &LockName, mode: Mode) -> bool {
 /// Rows of the holders table for `name` (of `kind` when given), read
 /// straight from the database.
 async fn rows(b: &SqlBackend, name: &LockName, kind: Option<&str>) -> i64 {
-    let table = format!("{}_holders", b.config().table());
-    let key = name.as_str();
     let kinds = kind.map_or("'s', 'p', 'w'".to_string(), |k| format!("'{k}'"));
-    match b.database() {
-        #[cfg(feature = "sqlite")]
-        Database::Sqlite => {
-            let sql =
-                format!("SELECT COUNT(*) FROM \"{table}\" WHERE name = ?1 AND kind IN ({kinds})");
-            sqlx::query_scalar(&sql)
-                .bind(key)
-                .fetch_one(b.sqlite_pool().unwrap())
-                .await
-                .unwrap()
-        }
-        #[cfg(feature = "postgres")]
-        Database::Postgres => {
-            let sql =
-                format!("SELECT COUNT(*) FROM \"{table}\" WHERE name = $1 AND kind IN ({kinds})");
-            sqlx::query_scalar(&sql)
-                .bind(key)
-                .fetch_one(b.postgres_pool().unwrap())
-                .await
-                .unwrap()
-        }
-        #[cfg(feature = "mysql")]
-        Database::MySql => {
-            let sql =
-                format!("SELECT COUNT(*) FROM `{table}` WHERE name = ? AND kind IN ({kinds})");
-            sqlx::query_scalar(&sql)
-                .bind(key.as_bytes())
-                .fetch_one(b.mysql_pool().unwrap())
-                .await
-                .unwrap()
-        }
-        #[allow(unreachable_patterns)]
-        other => panic!("{other:?} is not compiled in"),
-    }
+    let (quote, key) = match b.database() {
+        Database::Sqlite => ('"', "?1"),
+        Database::Postgres => ('"', "$1"),
+        Database::MySql => ('`', "?"),
+    };
+    let sql = format!(
+        "SELECT COUNT(*) FROM {quote}{{table}}{quote} WHERE name = {key} AND kind IN ({kinds})"
+    );
+    query(b, &sql, name).await.expect("a count")
 }
 
 /// Waits (polling the table, at most 10 s) until `name` has `n` intents.
@@ -245,7 +213,7 @@ async fn crashed_writer_intent_expires(what: &str, url: &str, plant: &str) {
     let a = connect(what, url).await;
     let name = name("crashed-writer");
     let reader = take(&a, &name, READ).await;
-    execute(&a, plant, &name).await;
+    query(&a, plant, &name).await;
     assert!(
         refused(&a, &name, READ).await,
         "{what}: the planted intent was ignored"
@@ -266,38 +234,31 @@ async fn crashed_writer_intent_expires(what: &str, url: &str, plant: &str) {
 }
 
 /// Runs `sql` (with `{table}` for the holders table and one key
-/// parameter) on `b`'s pool.
-async fn execute(b: &SqlBackend, sql: &str, name: &LockName) {
+/// parameter) on `b`'s pool: the first column of the row it returns, if
+/// any.
+async fn query(b: &SqlBackend, sql: &str, name: &LockName) -> Option<i64> {
     let sql = sql.replace("{table}", &format!("{}_holders", b.config().table()));
     let key = name.as_str();
-    match b.database() {
+    let got = match b.database() {
         #[cfg(feature = "sqlite")]
         Database::Sqlite => {
-            sqlx::query(&sql)
-                .bind(key)
-                .execute(b.sqlite_pool().unwrap())
-                .await
-                .unwrap();
+            let query = sqlx::query_scalar(&sql).bind(key);
+            query.fetch_optional(b.sqlite_pool().unwrap()).await
         }
         #[cfg(feature = "postgres")]
         Database::Postgres => {
-            sqlx::query(&sql)
-                .bind(key)
-                .execute(b.postgres_pool().unwrap())
-                .await
-                .unwrap();
+            let query = sqlx::query_scalar(&sql).bind(key);
+            query.fetch_optional(b.postgres_pool().unwrap()).await
         }
         #[cfg(feature = "mysql")]
         Database::MySql => {
-            sqlx::query(&sql)
-                .bind(key.as_bytes())
-                .execute(b.mysql_pool().unwrap())
-                .await
-                .unwrap();
+            let query = sqlx::query_scalar(&sql).bind(key.as_bytes());
+            query.fetch_optional(b.mysql_pool().unwrap()).await
         }
         #[allow(unreachable_patterns)]
         other => panic!("{other:?} is not compiled in"),
-    }
+    };
+    got.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Runs `fut` for at most `polls` polls (each after a wake-up): its output,
@@ -396,62 +357,51 @@ async fn released_holds_leave_no_rows(what: &str, url: &str) {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    struct File(String);
-
-    impl Drop for File {
-        fn drop(&mut self) {
-            let path = self.0.strip_prefix("sqlite://").unwrap_or(&self.0);
-            super::common::remove_sqlite_files(std::path::Path::new(path));
-        }
-    }
-
-    fn file(tag: &str) -> File {
-        File(super::common::fresh_sqlite_url(tag))
-    }
+    use super::common::SqliteFile as File;
 
     const PLANT: &str = "INSERT INTO \"{table}\" (name, owner, kind, permits, expires_at) \
         VALUES (?1, 'crashed', 'w', 0, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) + 1000)";
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn waiting_writer_holds_new_readers_back() {
-        let f = file("intent");
-        super::waiting_writer_holds_new_readers_back("sqlite", &f.0).await;
+        let f = File::new("intent");
+        super::waiting_writer_holds_new_readers_back("sqlite", &f.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn stream_of_readers_does_not_starve_a_writer() {
-        let f = file("stream");
-        super::stream_of_readers_does_not_starve_a_writer("sqlite", &f.0).await;
+        let f = File::new("stream");
+        super::stream_of_readers_does_not_starve_a_writer("sqlite", &f.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn cancelled_writer_leaves_no_intent() {
-        let f = file("cancelled-writer");
-        super::cancelled_writer_leaves_no_intent("sqlite", &f.0).await;
+        let f = File::new("cancelled-writer");
+        super::cancelled_writer_leaves_no_intent("sqlite", &f.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn writer_giving_up_removes_its_intent() {
-        let f = file("gave-up");
-        super::writer_giving_up_removes_its_intent("sqlite", &f.0).await;
+        let f = File::new("gave-up");
+        super::writer_giving_up_removes_its_intent("sqlite", &f.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn crashed_writer_intent_expires() {
-        let f = file("crashed-writer");
-        super::crashed_writer_intent_expires("sqlite", &f.0, PLANT).await;
+        let f = File::new("crashed-writer");
+        super::crashed_writer_intent_expires("sqlite", &f.url, PLANT).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn cancelled_upgrades_leave_the_reader_held() {
-        let f = file("cancelled-upgrade");
-        super::cancelled_upgrades_leave_the_reader_held("sqlite", &f.0).await;
+        let f = File::new("cancelled-upgrade");
+        super::cancelled_upgrades_leave_the_reader_held("sqlite", &f.url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn released_holds_leave_no_rows() {
-        let f = file("no-rows");
-        super::released_holds_leave_no_rows("sqlite", &f.0).await;
+        let f = File::new("no-rows");
+        super::released_holds_leave_no_rows("sqlite", &f.url).await;
     }
 }
 

@@ -23,10 +23,7 @@ fn table(tag: &str) -> String {
 /// backend connects, a reader and a writer work, and the next token is
 /// above 41.
 async fn earlier_table_is_brought_up_to_date(what: &str, url: &str) {
-    let backend = match SqlBackend::connect(url).await {
-        Ok(b) => b,
-        Err(e) => common::server_missing(what, url, &e),
-    };
+    let backend = common::connect(what, url).await;
     let name = LockName::new("old/name").unwrap();
     let o = AcquireOptions::try_once(TTL);
     let reader = backend
@@ -75,63 +72,64 @@ async fn sqlite_file_of_an_earlier_version_gains_the_holders_table() {
     common::remove_sqlite_files(std::path::Path::new(&path));
 }
 
+/// The case on a server: a table of its own made in the earlier layout
+/// by `create` (`{t}` the table, `{q}` the identifier quote), run through
+/// `run`, dropped afterwards with its holders table.
+async fn server_table_of_an_earlier_version(
+    what: &str,
+    url: &str,
+    q: char,
+    create: &str,
+    run: impl AsyncFn(&str),
+) {
+    let t = table(what);
+    let setup = [
+        format!("DROP TABLE IF EXISTS {q}{t}{q}"),
+        format!("DROP TABLE IF EXISTS {q}{t}_holders{q}"),
+        create.replace("{t}", &t).replace("{q}", &q.to_string()),
+        format!("INSERT INTO {q}{t}{q} (name, fence) VALUES ('old/name', 41)"),
+    ];
+    for sql in &setup {
+        run(sql).await;
+    }
+    earlier_table_is_brought_up_to_date(what, &format!("{url}?table={t}")).await;
+    for sql in [
+        format!("DROP TABLE {q}{t}{q}"),
+        format!("DROP TABLE {q}{t}_holders{q}"),
+    ] {
+        run(&sql).await;
+    }
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_table_of_an_earlier_version_gains_the_reader_columns() {
     let real = common::postgres_url();
-    let t = table("pg");
     let pool = match sqlx::PgPool::connect(&real).await {
         Ok(p) => p,
         Err(e) => common::server_missing("PostgreSQL", &real, &e),
     };
-    let setup = [
-        format!("DROP TABLE IF EXISTS \"{t}\""),
-        format!("DROP TABLE IF EXISTS \"{t}_holders\""),
-        format!(
-            "CREATE TABLE \"{t}\" (name text COLLATE \"C\" PRIMARY KEY, owner text, \
-             fence bigint NOT NULL DEFAULT 0, expires_at timestamptz)"
-        ),
-        format!("INSERT INTO \"{t}\" (name, fence) VALUES ('old/name', 41)"),
-    ];
-    for sql in &setup {
+    let create = "CREATE TABLE {q}{t}{q} (name text COLLATE \"C\" PRIMARY KEY, owner text, \
+         fence bigint NOT NULL DEFAULT 0, expires_at timestamptz)";
+    let run = async |sql: &str| {
         sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    earlier_table_is_brought_up_to_date("postgres", &format!("{real}?table={t}")).await;
-    for sql in [
-        format!("DROP TABLE \"{t}\""),
-        format!("DROP TABLE \"{t}_holders\""),
-    ] {
-        sqlx::query(&sql).execute(&pool).await.unwrap();
-    }
+    };
+    server_table_of_an_earlier_version("postgres", &real, '"', create, run).await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test]
 async fn mariadb_table_of_an_earlier_version_gains_the_reader_columns() {
     let real = common::mysql_url();
-    let t = table("my");
     let pool = match sqlx::MySqlPool::connect(&real).await {
         Ok(p) => p,
         Err(e) => common::server_missing("MariaDB", &real, &e),
     };
-    let setup = [
-        format!("DROP TABLE IF EXISTS `{t}`"),
-        format!("DROP TABLE IF EXISTS `{t}_holders`"),
-        format!(
-            "CREATE TABLE `{t}` (name VARBINARY(255) NOT NULL PRIMARY KEY, \
-             owner VARBINARY(32) NULL, fence BIGINT UNSIGNED NOT NULL DEFAULT 0, \
-             expires_at DATETIME(6) NULL) ENGINE = InnoDB"
-        ),
-        format!("INSERT INTO `{t}` (name, fence) VALUES ('old/name', 41)"),
-    ];
-    for sql in &setup {
+    let create = "CREATE TABLE {q}{t}{q} (name VARBINARY(255) NOT NULL PRIMARY KEY, \
+         owner VARBINARY(32) NULL, fence BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+         expires_at DATETIME(6) NULL) ENGINE = InnoDB";
+    let run = async |sql: &str| {
         sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    earlier_table_is_brought_up_to_date("mariadb", &format!("{real}?table={t}")).await;
-    for sql in [
-        format!("DROP TABLE `{t}`"),
-        format!("DROP TABLE `{t}_holders`"),
-    ] {
-        sqlx::query(&sql).execute(&pool).await.unwrap();
-    }
+    };
+    server_table_of_an_earlier_version("mariadb", &real, '`', create, run).await;
 }

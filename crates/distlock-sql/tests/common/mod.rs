@@ -92,6 +92,37 @@ fn test_dir() -> PathBuf {
     dir
 }
 
+/// A fresh SQLite file for one test, removed (with its WAL companions)
+/// when dropped.
+pub struct SqliteFile {
+    /// Its `sqlite://` URL.
+    pub url: String,
+}
+
+impl SqliteFile {
+    /// A fresh file whose name carries `tag`.
+    pub fn new(tag: &str) -> Self {
+        SqliteFile {
+            url: fresh_sqlite_url(tag),
+        }
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
+        remove_sqlite_files(std::path::Path::new(path));
+    }
+}
+
+/// A backend on `url`, or a panic saying how to start the server `what`.
+pub async fn connect(what: &str, url: &str) -> distlock_sql::SqlBackend {
+    match distlock_sql::SqlBackend::connect(url).await {
+        Ok(b) => b,
+        Err(e) => server_missing(what, url, &e),
+    }
+}
+
 /// A fresh SQLite file for one test.
 pub fn fresh_sqlite_url(tag: &str) -> String {
     let n: u64 = rand_u64();
