@@ -171,9 +171,9 @@ fn start_holder(url: &str, name: &str, ttl: &str) -> (std::process::Child, Strin
 
 /// [`start_holder`] whose command ends after `secs` seconds.
 fn start_holder_for(url: &str, name: &str, ttl: &str, secs: u32) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut holder = Command::new(env!("CARGO_BIN_EXE_distlock"))
-        .args([
+    let command = format!("echo \"$DISTLOCK_LEASE\"; exec sleep {secs}");
+    start_printing(
+        &[
             "run",
             "--backend",
             url,
@@ -183,22 +183,24 @@ fn start_holder_for(url: &str, name: &str, ttl: &str, secs: u32) -> (std::proces
             ttl,
             "--grace",
             "2s",
-        ])
-        .args([
-            "--",
-            "sh",
-            "-c",
-            &format!("echo \"$DISTLOCK_LEASE\"; exec sleep {secs}"),
-        ])
+        ],
+        &command,
+    )
+}
+
+/// Starts `distlock <args> -- sh -c <command>` and returns it with the
+/// first line the command printed (once it holds its lock).
+fn start_printing(args: &[&str], command: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distlock"))
+        .args(args)
+        .args(["--", "sh", "-c", command])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(holder.stdout.take().unwrap()).lines();
-    let lease = lines
-        .next()
-        .expect("the command printed its lease")
-        .unwrap();
-    (holder, lease)
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("the command printed a line").unwrap();
+    (child, first)
 }
 
 #[test]
@@ -268,19 +270,8 @@ fn a_lost_lock_stops_the_command_and_exits_77() {
 #[test]
 fn runners_share_a_semaphore_by_permits() {
     let url = sqlite_url("permits");
-    let holder = |secs: u32| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_distlock"))
-            .args(["run", "--backend", &url, "--name", "pool", "--permits", "2"])
-            .args(["--", "sh", "-c"])
-            .arg(format!("echo \"$DISTLOCK_LOCK_MODE\"; exec sleep {secs}"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let mode = lines.next().expect("the command printed its mode").unwrap();
-        (child, mode)
-    };
+    let args = ["run", "--backend", &url, "--name", "pool", "--permits", "2"];
+    let holder = |_| start_printing(&args, "echo \"$DISTLOCK_LOCK_MODE\"; exec sleep 60");
     let (mut first, mode) = holder(60);
     assert_eq!(mode, "permit/2");
     let (mut second, _) = holder(60);
@@ -330,18 +321,8 @@ fn runners_share_a_semaphore_by_permits() {
 #[test]
 fn shared_runners_read_together() {
     let url = sqlite_url("shared");
-    let (mut reader, _) = {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_distlock"))
-            .args(["run", "--backend", &url, "--name", "doc", "--shared"])
-            .args(["--", "sh", "-c", "echo held; exec sleep 60"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("the reader started").unwrap();
-        (child, line)
-    };
+    let args = ["run", "--backend", &url, "--name", "doc", "--shared"];
+    let (mut reader, _) = start_printing(&args, "echo held; exec sleep 60");
     let second = distlock(&[
         "run",
         "--backend",
