@@ -194,3 +194,62 @@ async fn acquires_waits_extensions_and_losses_are_counted() {
         "every with_lock released, and the lease taken away"
     );
 }
+
+/// Readers, permits and upgrades are labelled by their primitive, and an
+/// upgrade is counted by its outcome.
+#[tokio::test]
+async fn readers_permits_and_upgrades_are_labelled() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let store = MemoryBackend::new();
+    let (a, b) = (
+        LockClient::new(Arc::new(store.clone())),
+        LockClient::new(Arc::new(store.clone())),
+    );
+    let pool = a.semaphore("pool", 2).unwrap();
+    let permits = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    assert!(pool.try_acquire().await.unwrap().is_none());
+    for permit in permits {
+        permit.release().await.unwrap();
+    }
+    let reader = a.read_lock("doc").await.unwrap();
+    let other = b.read_lock("doc").await.unwrap();
+    let refused = AcquireOptions::try_once(Duration::from_secs(30));
+    assert!(reader.upgrade_with(&refused).await.is_err());
+    other.release().await.unwrap();
+    reader.upgrade().await.unwrap();
+    reader.release().await.unwrap();
+
+    let all = metrics(&snapshotter);
+    let acquired =
+        |primitive| counter(&all, "distlock_acquired_total", &[("primitive", primitive)]);
+    assert_eq!(acquired("semaphore"), 2);
+    assert_eq!(acquired("shared"), 2);
+    assert_eq!(
+        counter(
+            &all,
+            "distlock_not_acquired_total",
+            &[("primitive", "semaphore")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(&all, "distlock_upgrades_total", &[("outcome", "timeout")]),
+        1
+    );
+    assert_eq!(
+        counter(&all, "distlock_upgrades_total", &[("outcome", "upgraded")]),
+        1
+    );
+    assert_eq!(
+        counter(
+            &all,
+            "distlock_releases_total",
+            &[("primitive", "mutex"), ("outcome", "ok")]
+        ),
+        1,
+        "the upgraded lease is released as the writer"
+    );
+}
