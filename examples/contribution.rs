@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example contribution
 //! cargo run --release --example contribution -- --backend postgres://user:pw@host/db
+//! cargo run --release --features redis --example contribution -- --store redis://127.0.0.1:6379
 //! cargo run --release --example contribution -- --workers 4 --handlers 8 --messages 250
 //! ```
 //!
@@ -14,14 +15,17 @@
 //! one of the two contributions vanishes: a lost update. An in-process mutex
 //! cannot help across processes; a distributed lock can.
 //!
-//! The example runs the scenario twice against a total kept in a SQLite file
-//! (`target/contribution.db` by default, next to the SQLite lock table):
-//! once without a lock, once with every read-modify-write inside
-//! `LockClient::with_lock`. The locked writes also carry the lock's fencing
-//! token, and the store refuses a write whose token is lower than the last
-//! one it accepted, so even a handler that stalled past its lease could not
-//! overwrite a newer total. It prints what each run lost and exits non-zero
-//! if the locked run lost anything.
+//! The example runs the scenario twice: once without a lock, once with
+//! every read-modify-write inside `LockClient::with_lock`. The total lives
+//! in a fenced store (`distlock::fenced`): by default a table in a SQLite
+//! file (`target/contribution.db`, next to the SQLite lock table), or, with
+//! `--store redis://…`, a key in Redis — the seed scenario's "contribution
+//! amount in the Redis cache", locked by that same Redis unless `--backend`
+//! names another lock. The locked writes carry the lock's fencing token and
+//! the store refuses a write whose token is lower than the highest it has
+//! recorded, so even a handler that stalled past its lease could not
+//! overwrite a newer total; the example counts such refusals. It prints
+//! what each run lost and exits non-zero if the locked run lost anything.
 //!
 //! The worker processes are this same executable, started with the hidden
 //! `--worker` argument.
@@ -30,28 +34,37 @@
 mod support;
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock::sql::sqlx::sqlite::SqlitePool;
-use distlock::sql::sqlx::{self, Row};
-use distlock::{AcquireOptions, LockClient, Wait};
+use distlock::fenced::sqlx::Sqlite;
+#[cfg(feature = "redis")]
+use distlock::fenced::RedisStore;
+use distlock::fenced::{FencedStore, SqlStore};
+use distlock::{AcquireOptions, FencingToken, LockClient, Wait};
 
 use support::Result;
 
-/// The lock every handler takes around its read-modify-write.
+/// The lock every handler takes around its read-modify-write, and the name
+/// of the total in the store: one lock name per fenced resource.
 const LOCK_NAME: &str = "contribution-total";
+
+/// What the unlocked handlers write with: no lock, no token. The store
+/// accepts it while nothing higher is recorded — a fence protects nothing
+/// unless a lock hands out the tokens.
+const NO_TOKEN: FencingToken = FencingToken(0);
 
 /// What the parent tells each worker process.
 #[derive(Clone, Debug)]
 struct Settings {
     /// The lock backend URL.
     backend: String,
-    /// The SQLite file that holds the shared total.
-    store: PathBuf,
+    /// Where the shared total lives: a SQLite file (`PATH` or
+    /// `sqlite://PATH`) or a Redis server (`redis://…`).
+    store: String,
     /// Worker processes.
     workers: usize,
     /// Concurrent handlers per worker.
@@ -96,13 +109,14 @@ fn parse_args(args: &[String]) -> Result<(Settings, Option<(usize, bool)>)> {
     let default_store = root.join("target").join("contribution.db");
     let mut settings = Settings {
         backend: format!("sqlite://{}", default_store.display()),
-        store: default_store,
+        store: default_store.display().to_string(),
         workers: 4,
         handlers: 8,
         messages: 250,
     };
     let mut worker_id = None;
     let mut locked = false;
+    let mut backend_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -111,8 +125,11 @@ fn parse_args(args: &[String]) -> Result<(Settings, Option<(usize, bool)>)> {
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
         match flag.as_str() {
-            "--backend" => settings.backend = value()?,
-            "--store" => settings.store = PathBuf::from(value()?),
+            "--backend" => {
+                settings.backend = value()?;
+                backend_given = true;
+            }
+            "--store" => settings.store = value()?,
             "--workers" => settings.workers = value()?.parse()?,
             "--handlers" => settings.handlers = value()?.parse()?,
             "--messages" => settings.messages = value()?.parse()?,
@@ -120,9 +137,10 @@ fn parse_args(args: &[String]) -> Result<(Settings, Option<(usize, bool)>)> {
             "--locked" => locked = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: contribution [--backend URL] [--workers W] [--handlers C] [--messages M]\n\
-                     defaults: --backend {} --workers 4 --handlers 8 --messages 250",
-                    settings.backend
+                    "usage: contribution [--backend URL] [--store PATH|redis://…] [--workers W] [--handlers C] [--messages M]\n\
+                     defaults: --backend {} --store {} --workers 4 --handlers 8 --messages 250\n\
+                     (with --store redis://… and no --backend, the lock is in that Redis too)",
+                    settings.backend, settings.store
                 );
                 std::process::exit(0);
             }
@@ -131,6 +149,10 @@ fn parse_args(args: &[String]) -> Result<(Settings, Option<(usize, bool)>)> {
     }
     if settings.workers == 0 || settings.handlers == 0 {
         return Err("--workers and --handlers must be at least 1".into());
+    }
+    // The seed scenario: the total in Redis, locked by the same Redis.
+    if is_redis(&settings.store) && !backend_given {
+        settings.backend = settings.store.clone();
     }
     Ok((settings, worker_id.map(|id| (id, locked))))
 }
@@ -154,11 +176,12 @@ fn expected_total(s: &Settings) -> i64 {
 async fn run_scenario(s: &Settings) -> Result<bool> {
     let expected = expected_total(s);
     println!(
-        "contribution: {} worker processes × {} concurrent handlers, {} messages per worker; lock backend {}",
+        "contribution: {} worker processes × {} concurrent handlers, {} messages per worker; lock backend {}; total in {}",
         s.workers,
         s.handlers,
         s.messages,
-        distlock::redact_url(&s.backend)
+        distlock::redact_url(&s.backend),
+        distlock::redact_url(&s.store)
     );
     // Fail early, with a clear message, if the backend URL is wrong.
     let backend = distlock::connect(&s.backend).await?;
@@ -169,14 +192,14 @@ async fn run_scenario(s: &Settings) -> Result<bool> {
         );
     }
     drop(backend);
-    let store = open_store(&s.store).await?;
+    let store = Store::open(&s.store).await?;
 
     let mut got = [0i64; 2];
     for (i, locked) in [false, true].into_iter().enumerate() {
-        reset_total(&store).await?;
+        store.reset().await?;
         let start = Instant::now();
         let rejected = run_workers(s, locked).await?;
-        let total = read_total(&store).await?.0;
+        let total = read_total(store.fenced()).await?;
         got[i] = total;
         let lost = expected - total;
         println!(
@@ -213,7 +236,7 @@ async fn run_workers(s: &Settings, locked: bool) -> Result<u64> {
                 "--backend".into(),
                 s.backend.clone(),
                 "--store".into(),
-                s.store.display().to_string(),
+                s.store.clone(),
                 "--handlers".into(),
                 s.handlers.to_string(),
                 "--messages".into(),
@@ -236,7 +259,7 @@ async fn run_workers(s: &Settings, locked: bool) -> Result<u64> {
 // ---------------------------------------------------------------------------
 
 async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
-    let store = open_store(&s.store).await?;
+    let store = Store::open(&s.store).await?;
     // Locked runs: one lock client per process, as an application would
     // have. A 10 s ttl is plenty for one read-modify-write (the client
     // extends it in the background anyway); wait up to a minute for a turn.
@@ -268,7 +291,7 @@ async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
                 }
                 let amount = amount(worker, n);
                 match &client {
-                    None => add_unlocked(&store, amount).await?,
+                    None => add_unlocked(store.fenced(), amount).await?,
                     Some(client) => {
                         // The whole read-modify-write happens while holding
                         // the lock; the fencing token goes with the write.
@@ -276,7 +299,7 @@ async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
                             .with_lock(LOCK_NAME, |held| {
                                 let store = store.clone();
                                 async move {
-                                    add_fenced(&store, amount, held.fencing_token().get()).await
+                                    add_fenced(store.fenced(), amount, held.fencing_token()).await
                                 }
                             })
                             .await??;
@@ -296,63 +319,95 @@ async fn run_worker(s: &Settings, worker: usize, locked: bool) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// The store: one row holding the total and the highest fencing token seen.
+// The store: the total, kept by a fenced store (`distlock::fenced`) that
+// records the highest fencing token it accepted.
 // ---------------------------------------------------------------------------
 
-async fn open_store(path: &std::path::Path) -> Result<SqlitePool> {
-    let pool = support::open_sqlite(path).await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS contribution (
-             id    INTEGER PRIMARY KEY CHECK (id = 1),
-             total INTEGER NOT NULL,
-             fence INTEGER NOT NULL
-         )",
-    )
-    .execute(&pool)
-    .await?;
-    Ok(pool)
+fn is_redis(store: &str) -> bool {
+    store.starts_with("redis://") || store.starts_with("rediss://")
 }
 
-async fn reset_total(store: &SqlitePool) -> Result<()> {
-    sqlx::query("INSERT OR REPLACE INTO contribution (id, total, fence) VALUES (1, 0, 0)")
-        .execute(store)
-        .await?;
-    Ok(())
+/// Where the total lives.
+#[derive(Clone)]
+enum Store {
+    /// A table in a SQLite file.
+    Sqlite(SqlStore<Sqlite>),
+    /// A key in Redis.
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
 }
 
-/// Returns (total, highest fencing token accepted).
-async fn read_total(store: &SqlitePool) -> Result<(i64, i64)> {
-    let row = sqlx::query("SELECT total, fence FROM contribution WHERE id = 1")
-        .fetch_one(store)
-        .await?;
-    Ok((row.try_get("total")?, row.try_get("fence")?))
+impl Store {
+    /// Opens the store `spec` names: `redis://…` or a SQLite file.
+    async fn open(spec: &str) -> Result<Store> {
+        if is_redis(spec) {
+            #[cfg(feature = "redis")]
+            return Ok(Store::Redis(RedisStore::connect(spec).await?));
+            #[cfg(not(feature = "redis"))]
+            return Err(format!(
+                "--store {} needs the `redis` feature (cargo run --features redis --example contribution …)",
+                distlock::redact_url(spec)
+            )
+            .into());
+        }
+        let path = spec.strip_prefix("sqlite://").unwrap_or(spec);
+        let store = SqlStore::new(support::open_sqlite(Path::new(path)).await?);
+        store.create_table().await?;
+        Ok(Store::Sqlite(store))
+    }
+
+    fn fenced(&self) -> &dyn FencedStore {
+        match self {
+            Store::Sqlite(store) => store,
+            #[cfg(feature = "redis")]
+            Store::Redis(store) => store,
+        }
+    }
+
+    /// Forgets the total and its recorded token before a run (no worker
+    /// is writing then).
+    async fn reset(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(store) => store.clear(LOCK_NAME).await?,
+            #[cfg(feature = "redis")]
+            Store::Redis(store) => store.clear(LOCK_NAME).await?,
+        }
+        Ok(())
+    }
+}
+
+/// The total (0 before the first write).
+async fn read_total(store: &dyn FencedStore) -> Result<i64> {
+    match store.read(LOCK_NAME).await? {
+        None => Ok(0),
+        Some(record) => record
+            .counter()
+            .ok_or_else(|| format!("the total holds {:?}, not a number", record.value).into()),
+    }
 }
 
 /// The naive handler: read, await something, write back. Racy.
-async fn add_unlocked(store: &SqlitePool, amount: i64) -> Result<()> {
-    let (total, _) = read_total(store).await?;
+async fn add_unlocked(store: &dyn FencedStore, amount: i64) -> Result<()> {
+    let total = read_total(store).await?;
     // The handler's "other work" (a call to another service, say): any await
     // lets another handler read the same total.
     tokio::task::yield_now().await;
-    sqlx::query("UPDATE contribution SET total = ?1 WHERE id = 1")
-        .bind(total + amount)
-        .execute(store)
-        .await?;
+    let total = (total + amount).to_string();
+    store.set(LOCK_NAME, NO_TOKEN, total.as_bytes()).await?;
     Ok(())
 }
 
 /// The same handler under the lock, with the fencing token: the write only
 /// lands if no holder with a newer token has written since. Returns whether
 /// the write was accepted.
-async fn add_fenced(store: &SqlitePool, amount: i64, token: u64) -> Result<bool> {
-    let (total, _) = read_total(store).await?;
+async fn add_fenced(store: &dyn FencedStore, amount: i64, token: FencingToken) -> Result<bool> {
+    let total = read_total(store).await?;
     tokio::task::yield_now().await;
-    let token = i64::try_from(token)?;
-    let done =
-        sqlx::query("UPDATE contribution SET total = ?1, fence = ?2 WHERE id = 1 AND fence <= ?2")
-            .bind(total + amount)
-            .bind(token)
-            .execute(store)
-            .await?;
-    Ok(done.rows_affected() == 1)
+    let total = (total + amount).to_string();
+    match store.set(LOCK_NAME, token, total.as_bytes()).await {
+        Ok(()) => Ok(true),
+        // A newer holder wrote first: this handler's lease ran out.
+        Err(refused) if refused.is_stale() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -102,6 +102,9 @@ run_examples() {
   echo "-- example contribution on PostgreSQL"
   cargo run --quiet --all-features --example contribution -- \
     --backend "$DISTLOCK_POSTGRES_URL" --messages 100 || return
+  echo "-- example contribution with the total in Redis (fenced writes, locked by Redis)"
+  cargo run --quiet --all-features --example contribution -- \
+    --store "${DISTLOCK_REDIS_URLS%%,*}" --messages 100 || return
   # The semaphore and reader-writer scenarios on Redis too (the first instance).
   for example in handler_pool cache_refresh; do
     echo "-- example $example on Redis"

@@ -42,6 +42,11 @@
 //!
 //! (This table is [`registry::docs_table()`]; a test keeps them equal.)
 //!
+//! The `fenced` feature (on by default) adds `distlock::fenced`: stores that
+//! refuse a write carrying a fencing token lower than the highest they have
+//! recorded — the in-memory model, and Redis and SQL stores when their
+//! backend features are on (`docs/safety.md`, "Using the fencing token").
+//!
 //! Every backend reads the same URL parameters where they apply: userinfo
 //! for credentials, `timeout`, `connect_timeout` and `session_timeout` as
 //! durations (`2s`, `500ms`), `prefix`, `tls`, `ca`. Unknown parameters are
@@ -105,6 +110,12 @@ pub use distlock_etcd as etcd;
 /// The ZooKeeper backend (`zk://`).
 #[cfg(feature = "zookeeper")]
 pub use distlock_zookeeper as zookeeper;
+
+/// Fenced writes: stores that refuse a write whose fencing token is lower
+/// than the highest they recorded (in-memory; Redis and SQL with their
+/// backend features).
+#[cfg(feature = "fenced")]
+pub use distlock_fenced as fenced;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "memory"))]

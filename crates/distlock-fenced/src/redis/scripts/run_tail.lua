@@ -1,0 +1,2 @@
+
+end)(caller_keys, caller_argv, ARGV[1])}

@@ -1,0 +1,2 @@
+-- Forgets a resource: value and recorded token. Binds: resource.
+DELETE FROM {table} WHERE resource = ?

@@ -1,0 +1,12 @@
+-- The resources table (SQLite). Returns nothing.
+-- {table} is replaced by the checked, quoted table name.
+--   resource: the resource's name.
+--   value: the value when it is not a counter, else NULL.
+--   counter: the value when it is a decimal 64-bit integer, else NULL.
+--   fence: the highest fencing token recorded (never decreases).
+CREATE TABLE IF NOT EXISTS {table} (
+    resource TEXT NOT NULL PRIMARY KEY,
+    value    BLOB,
+    counter  INTEGER,
+    fence    INTEGER NOT NULL
+)
