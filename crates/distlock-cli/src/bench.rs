@@ -38,6 +38,12 @@ pub struct Numbers {
     pub p50: Duration,
     /// 99th percentile cycle time.
     pub p99: Duration,
+    /// The longest cycle (for contention: the longest wait plus its
+    /// release).
+    pub max: Duration,
+    /// The fewest cycles any one client completed: zero means a client
+    /// was never served.
+    pub fewest: u64,
 }
 
 /// One measured row: distlock on one backend for one workload, and the
@@ -269,13 +275,19 @@ async fn measure(
         }));
     }
     let mut all = Vec::new();
+    let mut fewest = u64::MAX;
     for t in tasks {
-        all.extend(t.await.map_err(|e| e.to_string())??);
+        let samples = t.await.map_err(|e| e.to_string())??;
+        fewest = fewest.min(samples.len() as u64);
+        all.extend(samples);
     }
-    Ok(summarize(all, start.elapsed()))
+    let mut numbers = summarize(all, start.elapsed());
+    numbers.fewest = if fewest == u64::MAX { 0 } else { fewest };
+    Ok(numbers)
 }
 
-/// Cycle count, rate and percentiles of `samples` taken over `elapsed`.
+/// Cycle count, rate, percentiles and longest of `samples` taken over
+/// `elapsed` (`fewest` is the cycle count: one client).
 fn summarize(mut samples: Vec<Duration>, elapsed: Duration) -> Numbers {
     samples.sort();
     let pick = |q: f64| -> Duration {
@@ -291,6 +303,8 @@ fn summarize(mut samples: Vec<Duration>, elapsed: Duration) -> Numbers {
         per_sec: ops as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
         p50: pick(0.5),
         p99: pick(0.99),
+        max: pick(1.0),
+        fewest: ops,
     }
 }
 
@@ -304,6 +318,8 @@ mod tests {
             per_sec,
             p50: Duration::from_micros(p50_us),
             p99: Duration::from_micros(p50_us * 2),
+            max: Duration::from_micros(p50_us * 3),
+            fewest: 10,
         }
     }
 
@@ -374,6 +390,7 @@ mod tests {
         assert_eq!(n.ops, 100);
         assert_eq!(n.p50, Duration::from_millis(51));
         assert_eq!(n.p99, Duration::from_millis(99));
+        assert_eq!(n.max, Duration::from_millis(100));
         assert_eq!(summarize(Vec::new(), Duration::ZERO).p50, Duration::ZERO);
     }
 }

@@ -58,13 +58,16 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
     );
     let _ = writeln!(
         s,
-        "| backend | workload | ops | ops/s | p50 | p99 | floor ops/s | floor p50 | {LATENCY_RATIO} | {THROUGHPUT_RATIO} |"
+        "| backend | workload | ops | ops/s | p50 | p99 | max | fewest per client | floor ops/s | floor p50 | floor max | {LATENCY_RATIO} | {THROUGHPUT_RATIO} |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
-        let (fops, fp50) = match r.floor {
-            Some(f) => (format!("{:.0}", f.per_sec), fmt_d(f.p50)),
-            None => ("–".into(), "–".into()),
+        let floor = match r.floor {
+            Some(f) => [format!("{:.0}", f.per_sec), fmt_d(f.p50), fmt_d(f.max)],
+            None => ["–".into(), "–".into(), "–".into()],
         };
         let ours = match r.ours {
             Some(n) => [
@@ -72,20 +75,32 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
                 format!("{:.0}", n.per_sec),
                 fmt_d(n.p50),
                 fmt_d(n.p99),
+                fmt_d(n.max),
+                n.fewest.to_string(),
             ],
-            None => [NOT_SERVED.into(), "–".into(), "–".into(), "–".into()],
+            None => [
+                NOT_SERVED.into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ],
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.backend,
             r.workload.name(),
             ours[0],
             ours[1],
             ours[2],
             ours[3],
-            fops,
-            fp50,
+            ours[4],
+            ours[5],
+            floor[0],
+            floor[1],
+            floor[2],
             fmt_ratio(r.latency_ratio()),
             fmt_ratio(r.throughput_ratio()),
         );
@@ -366,6 +381,8 @@ mod tests {
             per_sec,
             p50: Duration::from_micros(p50_us),
             p99: Duration::from_micros(p50_us),
+            max: Duration::from_micros(p50_us),
+            fewest: 1,
         };
         Row {
             backend: "redis://127.0.0.1:6379".into(),

@@ -9,44 +9,64 @@
 //!   that deletes expired holders, decides by the core's [`Mode::fits`] on
 //!   the rest, and adds the holder with the next fencing token.
 //!
-//! Waiting between attempts is by `NOTIFY` on PostgreSQL and by polling
-//! elsewhere (the core's loops), never sleeping past the time the holders
-//! in the way have left.
+//! Waiting between attempts is by `NOTIFY` on PostgreSQL (one waiter woken
+//! per release) and by polling elsewhere, never sleeping past the time the
+//! holders in the way have left. Where waiters poll (MySQL/MariaDB,
+//! SQLite), exclusive waiters keep places in a queue on the database (rows
+//! of the holders table, kind `q`, living [`PLACE_LIFE`] and kept by each
+//! attempt), and the lock goes only to the first live place, or to anyone
+//! when none lives: a client that just released cannot take the lock again
+//! ahead of those who waited (`attempts` paces how often they look).
 
 use std::time::{Duration, Instant};
 
 use distlock_core::waiting::Attempt;
-use distlock_core::FencingToken;
-use distlock_core::{AcquireRequest, Grant, LockError, Mode, Result};
+use distlock_core::{AcquireRequest, FencingToken, Grant, LockError, Mode, Result, Wait};
 
-use crate::attempts::{log_cleanup, retry, Attempts, Dropped};
-use crate::dialect::Take;
+use crate::attempts::{log_cleanup, Attempts, Dropped, Opened};
+use crate::dialect::{Queue, Take};
 use crate::holds::Hold;
 use crate::key::key;
 use crate::notify::Subscription;
 use crate::store::Store;
 use crate::verdict::{self, Verdict, INTENT_LIFE, INTENT_REFRESH};
 
+/// How long an exclusive waiter's queue place lives on the database clock
+/// unless its waiter keeps it: a waiter that vanished holds the queue up
+/// for at most this long.
+pub(crate) const PLACE_LIFE: Duration = Duration::from_secs(1);
+
+/// How often at least a waiter with a place attempts (and so keeps its
+/// place): its place is renewed by the attempt that finds less than
+/// `PLACE_LIFE - PLACE_REFRESH` left of it.
+pub(crate) const PLACE_REFRESH: Duration = Duration::from_millis(250);
+
 /// Tries `request`, then waits and retries until granted or the wait
 /// ends: woken by `subscription` when there is one, polling otherwise. An
-/// intent recorded on the way is removed before this returns (one
-/// statement).
+/// intent or queue place recorded on the way is removed before this
+/// returns (one statement).
 ///
 /// # Cancel safety
 ///
 /// Cancel safe: a dropped attempt is undone in the background (see
-/// [`exclusive`] and [`holder`]), and so is a recorded intent. A future
-/// dropped while removing the intent leaves it to expire, within
-/// [`INTENT_LIFE`].
+/// [`exclusive`] and [`holder`]), and so are a recorded intent and place.
+/// A future dropped while removing them leaves them to expire, within
+/// [`INTENT_LIFE`] and [`PLACE_LIFE`].
 pub(crate) async fn acquire(
     store: &Store,
     request: &AcquireRequest,
     subscription: Option<Subscription>,
 ) -> Result<Option<Grant>> {
     let (key, owner) = (key(&request.name), request.owner.to_hex());
-    let a = Attempts::new(store, request, key, owner, "waiting writer's intent");
-    let result = retry(&request.options, subscription, &a.key, || attempt(&a)).await;
-    // The exclusive grant leaves the intent: it is removed after.
+    let a = Attempts::new(
+        store,
+        request,
+        key,
+        owner,
+        "waiting writer's intent or place",
+    );
+    let result = a.retry(subscription, || attempt(&a)).await;
+    // The exclusive grant leaves the intent and the place: removed after.
     a.end_intent(false).await;
     result
 }
@@ -60,54 +80,157 @@ async fn attempt(a: &Attempts<'_>) -> Result<Attempt> {
 }
 
 /// One exclusive attempt, on one connection of the pool: the acquire
-/// statement; on MySQL and SQLite a read of the holders' remaining time
-/// when the lock is held; and the writer's intent when readers or
-/// permit holders are in the way (or it has one already).
+/// statement; when the lock is held and the request waits, what is in the
+/// way ([`in_the_way`]), then [`wait_on`] it. A waiter that has a queue
+/// place looks first (one read, which locks nothing) and runs the acquire
+/// statement only when the lock is free and its place is first.
 ///
 /// # Cancel safety
 ///
 /// From the moment the statement may run until its outcome is known, a
 /// clean-up is armed that releases this owner's hold in the background
 /// if the attempt is dropped or fails — on the same connection, after
-/// the acquire statement, which the database may still be running.
+/// the acquire statement, which the database may still be running. The
+/// intent and the place are removed in the background too.
 async fn exclusive(a: &Attempts<'_>) -> Result<Attempt> {
     let (name, ttl) = (&a.request.name, a.request.options.ttl);
     let mut opened = a
         .open("lock taken by a dropped acquire", release_quietly)
         .await?;
+    let looked = if a.has_place() {
+        let way = read_the_way(a, &mut opened).await?;
+        if !way.open_to_me() {
+            opened.cleanup.disarm();
+            return wait_on(a, &mut opened, way).await;
+        }
+        Some(way)
+    } else {
+        None
+    };
     let sent = Instant::now();
     let limit = opened.left();
     let taken = opened.conn.take(name, &a.key, &a.owner, ttl, limit).await?;
     opened.cleanup.disarm();
-    let (remaining, shared) = match taken {
-        Take::Acquired(fence) => {
-            return Ok(Attempt::Acquired(Grant::new(FencingToken(fence), sent)))
-        }
-        Take::Held { remaining, shared } => (remaining, shared),
-        Take::HeldAskRemaining => {
-            // A row released or expired since the acquire statement:
-            // retry at once.
-            let limit = opened.left();
-            match opened.conn.holder(name, &a.key, limit).await? {
-                Some(h) => (Some(h.until_free()), h.is_shared()),
-                None => (Some(Duration::ZERO), false),
-            }
-        }
-    };
-    if !shared && !a.has_intent() {
-        return Ok(Attempt::Held { remaining });
+    if let Take::Acquired(fence) = taken {
+        return Ok(Attempt::Acquired(Grant::new(FencingToken(fence), sent)));
     }
-    // Records (refreshes) this writer's intent, its removal armed first.
+    if a.request.options.wait == Wait::NoWait {
+        // Tries once: what is in the way does not matter.
+        return Ok(Attempt::Held { remaining: None });
+    }
+    let way = match looked {
+        // Just read: taken again since, or nearly so.
+        Some(way) => way,
+        None => in_the_way(a, &mut opened, taken).await?,
+    };
+    wait_on(a, &mut opened, way).await
+}
+
+/// Waits on what is in the way: records (refreshes) the writer's intent
+/// when readers or permit holders are in the way (or it has one already),
+/// and takes (keeps) the waiter's queue place where waiters queue; the
+/// time to wait at most before the next attempt.
+async fn wait_on(a: &Attempts<'_>, opened: &mut Opened, way: Way) -> Result<Attempt> {
+    let mut next = way.remaining;
+    if way.shared || a.has_intent() {
+        keep_intent(a, opened).await?;
+        next = Some(next.map_or(INTENT_REFRESH, |r| r.min(INTENT_REFRESH)));
+    }
+    if let Some(queue) = way.queue {
+        keep_place(a, opened, queue).await?;
+        next = Some(next.map_or(PLACE_REFRESH, |r| r.min(PLACE_REFRESH)));
+    }
+    Ok(Attempt::Held { remaining: next })
+}
+
+/// What stands between an exclusive attempt that did not take the lock
+/// and the lock.
+struct Way {
+    /// The time until the holders' time runs out, if known.
+    remaining: Option<Duration>,
+    /// Readers or permit holders hold the name.
+    shared: bool,
+    /// Where the waiter stands in the queue, where waiters queue.
+    queue: Option<Queue>,
+}
+
+impl Way {
+    /// Whether the lock is free, and no waiter goes before this one.
+    fn open_to_me(&self) -> bool {
+        self.remaining.is_some_and(|r| r.is_zero())
+            && !self.shared
+            && self.queue.is_none_or(|q| q.ahead == 0)
+    }
+}
+
+/// What is in the way: as the acquire statement `taken` said, or read
+/// ([`read_the_way`]) where it could not say.
+async fn in_the_way(a: &Attempts<'_>, opened: &mut Opened, taken: Take) -> Result<Way> {
+    match taken {
+        Take::Held { remaining, shared } => Ok(Way {
+            remaining,
+            shared,
+            queue: None,
+        }),
+        _ => read_the_way(a, opened).await,
+    }
+}
+
+/// Reads what is in the way (one statement, which locks nothing), telling
+/// the pace of polling what it saw.
+async fn read_the_way(a: &Attempts<'_>, opened: &mut Opened) -> Result<Way> {
+    let limit = opened.left();
+    let read = opened
+        .conn
+        .waiting(&a.request.name, &a.key, &a.owner, limit)
+        .await?;
+    // No row: released or expired since the acquire statement: retry at once.
+    let Some(read) = read else {
+        return Ok(Way {
+            remaining: Some(Duration::ZERO),
+            shared: false,
+            queue: None,
+        });
+    };
+    if let Some(queue) = read.queue {
+        a.saw(read.holder.fence, queue.ahead);
+    }
+    Ok(Way {
+        remaining: Some(read.holder.until_free()),
+        shared: read.holder.is_shared(),
+        queue: read.queue,
+    })
+}
+
+/// Records (refreshes) this writer's intent, its removal armed first.
+async fn keep_intent(a: &Attempts<'_>, opened: &mut Opened) -> Result<()> {
     a.arm_intent_removal();
     let limit = opened.left();
+    let name = &a.request.name;
     opened
         .conn
         .record_intent(name, &a.key, &a.owner, INTENT_LIFE, limit)
-        .await?;
-    let capped = remaining.map_or(INTENT_REFRESH, |r| r.min(INTENT_REFRESH));
-    Ok(Attempt::Held {
-        remaining: Some(capped),
-    })
+        .await
+}
+
+/// Takes this waiter's place in the queue, or renews it when less than
+/// `PLACE_LIFE - PLACE_REFRESH` is left of it (one statement then), its
+/// removal armed first.
+async fn keep_place(a: &Attempts<'_>, opened: &mut Opened, queue: Queue) -> Result<()> {
+    let fresh = queue
+        .mine
+        .is_some_and(|left| left >= PLACE_LIFE.saturating_sub(PLACE_REFRESH));
+    if fresh {
+        return Ok(());
+    }
+    a.arm_place_removal();
+    let limit = opened.left();
+    let name = &a.request.name;
+    let place = (PLACE_LIFE, a.arrived);
+    opened
+        .conn
+        .enqueue(name, &a.key, &a.owner, place, limit)
+        .await
 }
 
 /// One reader or permit attempt: one grant transaction on one

@@ -1,23 +1,30 @@
 //! What every attempt of one acquire or upgrade shares: the request, the
 //! bound on each attempt, the waiting between attempts, the waiting
-//! writer's intent and its removal, and one attempt's connection with the
-//! clean-up that undoes the attempt if it is dropped before its outcome is
-//! known.
+//! writer's intent and the waiter's queue place and their removal, and one
+//! attempt's connection with the clean-up that undoes the attempt if it is
+//! dropped before its outcome is known.
+
+mod pace;
+mod waits;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distlock_core::cleanup::CleanupOnDrop;
 use distlock_core::sync::lock;
-use distlock_core::waiting::{notified_acquire, poll_acquire, request_bound, Attempt};
-use distlock_core::{AcquireOptions, AcquireRequest, FencingToken, Grant, LockName, Result};
+use distlock_core::waiting::{request_bound, Attempt};
+use distlock_core::{AcquireOptions, AcquireRequest, FencingToken, Grant, LockName, Mode, Result};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::holds::NameState;
 use crate::notify::Subscription;
 use crate::store::{Store, StoreConnection};
 use crate::verdict::Verdict;
+
+use pace::Pace;
+use waits::Waits;
 
 /// A pool connection shared by an attempt and the clean-up that undoes it,
 /// so that the clean-up runs after the attempt's statements.
@@ -46,15 +53,25 @@ pub(crate) struct Attempts<'a> {
     /// The owner token, as stored.
     pub owner: String,
     deadline: Option<Instant>,
-    /// What the intent is, in clean-up logs.
+    /// When the request began, in microseconds since the Unix epoch: its
+    /// ticket in a queue whose database clock is this machine's.
+    pub arrived: i64,
+    /// What the removal is of, in clean-up logs.
     intent_is: &'static str,
-    /// Removes the owner's intent; armed once an attempt recorded one.
+    /// Removes the owner's intent and queue place; armed once an attempt
+    /// recorded either.
     intent: std::sync::Mutex<CleanupOnDrop>,
+    /// Whether an attempt recorded a waiting writer's intent.
+    recorded_intent: AtomicBool,
+    /// Whether an attempt took a queue place.
+    placed: AtomicBool,
+    /// When to look again, while polling.
+    pace: std::sync::Mutex<Pace>,
 }
 
 impl<'a> Attempts<'a> {
     /// The attempts of `request` on `store` as `owner`, whose waiting
-    /// writer's intent is called `intent_is` in logs.
+    /// writer's intent (and queue place) is called `intent_is` in logs.
     pub fn new(
         store: &'a Store,
         request: &'a AcquireRequest,
@@ -68,24 +85,31 @@ impl<'a> Attempts<'a> {
             key,
             owner,
             deadline: request.options.wait.deadline(Instant::now()),
+            arrived: micros_since_epoch(),
             intent_is,
             intent: std::sync::Mutex::new(CleanupOnDrop::new(store.backend(), intent_is)),
+            recorded_intent: AtomicBool::new(false),
+            placed: AtomicBool::new(false),
+            pace: std::sync::Mutex::new(Pace::new(request.options.backoff)),
         }
     }
 
-    /// Removes the intent an attempt recorded (one statement) — unless
-    /// `removed`: the grant removed it already.
+    /// Removes the intent and the queue place an attempt recorded (one
+    /// statement) — unless `removed`: the grant removed them already.
     ///
     /// # Cancel safety
     ///
-    /// A recorded intent is removed in the background; a future dropped
-    /// while removing it leaves it to expire, within
-    /// [`INTENT_LIFE`](crate::verdict::INTENT_LIFE).
+    /// A recorded intent or place is removed in the background; a future
+    /// dropped while removing it leaves it to expire, within
+    /// [`INTENT_LIFE`](crate::verdict::INTENT_LIFE) (an intent) or
+    /// [`PLACE_LIFE`](crate::acquire::PLACE_LIFE) (a place).
     pub async fn end_intent(&self, removed: bool) {
         let mut intent = std::mem::replace(
             &mut *lock(&self.intent),
             CleanupOnDrop::new(self.store.backend(), self.intent_is),
         );
+        self.recorded_intent.store(false, Ordering::Relaxed);
+        self.placed.store(false, Ordering::Relaxed);
         if removed {
             intent.disarm();
         } else {
@@ -93,13 +117,30 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    /// Whether an attempt recorded an intent (its removal is armed).
+    /// Whether an attempt recorded a waiting writer's intent.
     pub fn has_intent(&self) -> bool {
-        lock(&self.intent).is_armed()
+        self.recorded_intent.load(Ordering::Relaxed)
     }
 
     /// Arms the removal of the intent an attempt records (or recorded).
     pub fn arm_intent_removal(&self) {
+        self.recorded_intent.store(true, Ordering::Relaxed);
+        self.arm_removal();
+    }
+
+    /// Whether an attempt took a queue place.
+    pub fn has_place(&self) -> bool {
+        self.placed.load(Ordering::Relaxed)
+    }
+
+    /// Arms the removal of the queue place an attempt takes (or took); the
+    /// same statement removes an intent.
+    pub fn arm_place_removal(&self) {
+        self.placed.store(true, Ordering::Relaxed);
+        self.arm_removal();
+    }
+
+    fn arm_removal(&self) {
         let mut intent = lock(&self.intent);
         if !intent.is_armed() {
             intent.arm(forget_intent_quietly(
@@ -111,20 +152,51 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    /// A connection of the pool for one attempt, bounded by the statement
-    /// timeout cut to the caller's deadline ([`request_bound`]), held by
-    /// the attempt; `undo` (called `undone` in logs) is armed to run on it
-    /// in the background, after the attempt's statements, unless the
-    /// attempt [disarms](CleanupOnDrop::disarm) it once its outcome is
-    /// known.
+    /// Tells the pace of polling what an attempt saw: the name's last
+    /// fencing token and how many wait ahead in its queue.
+    pub fn saw(&self, fence: u64, ahead: u64) {
+        lock(&self.pace).saw(fence, ahead);
+    }
+
+    /// Runs `attempt` until it is granted or the wait ends, as [`retry`]
+    /// does, polling at the pace the attempts' sightings set.
+    pub async fn retry<A, F>(
+        &self,
+        subscription: Option<Subscription>,
+        attempt: A,
+    ) -> Result<Option<Grant>>
+    where
+        A: FnMut() -> F,
+        F: Future<Output = Result<Attempt>>,
+    {
+        let shares = self.request.mode != Mode::Exclusive;
+        let waits = Waits {
+            options: &self.request.options,
+            key: &self.key,
+            shares,
+            pace: &self.pace,
+        };
+        waits.run(subscription, attempt).await
+    }
+
+    /// A connection of the pool for one attempt, held by the attempt:
+    /// waiting for a free one counts against the caller's wait (never less
+    /// than the statement timeout; see [`Store::connection`]), and the
+    /// attempt's statements are then bounded by the statement timeout cut
+    /// to the caller's deadline ([`request_bound`]). `undo` (called
+    /// `undone` in logs) is armed to run on it in the background, after
+    /// the attempt's statements, unless the attempt
+    /// [disarms](CleanupOnDrop::disarm) it once its outcome is known.
     pub async fn open<U, Fut>(&self, undone: &'static str, undo: U) -> Result<Opened>
     where
         U: FnOnce(Dropped) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let conn = self
+            .store
+            .connection(&self.request.name, self.deadline)
+            .await?;
         let until = Instant::now() + request_bound(self.store.timeout(), self.deadline);
-        let left = until.saturating_duration_since(Instant::now());
-        let conn = self.store.connection(&self.request.name, left).await?;
         let conn = Arc::new(tokio::sync::Mutex::new(conn));
         let held = Arc::clone(&conn).lock_owned().await;
         let mut cleanup = CleanupOnDrop::new(self.store.backend(), undone);
@@ -186,11 +258,10 @@ impl Opened {
 }
 
 /// Runs `attempt` until it is granted or the wait of `options` ends: woken
-/// by `subscription` (when this key's release is heard, or notifications
-/// may have been missed) where there is one, polling with the options'
-/// backoff otherwise; never sleeping past the time the holders in the way
-/// have left. `subscription` was taken before the first attempt, so a
-/// release between an attempt and its wait is not missed.
+/// by `subscription` (see [`Waits`]) where there is one, polling with the
+/// options' backoff otherwise; never sleeping past the time the holders
+/// in the way have left. `subscription` was taken before the first
+/// attempt, so a release between an attempt and its wait is not missed.
 pub(crate) async fn retry<A, F>(
     options: &AcquireOptions,
     subscription: Option<Subscription>,
@@ -201,20 +272,20 @@ where
     A: FnMut() -> F,
     F: Future<Output = Result<Attempt>>,
 {
-    let Some(subscription) = subscription else {
-        return poll_acquire(options, attempt).await;
+    let pace = std::sync::Mutex::new(Pace::new(options.backoff));
+    let waits = Waits {
+        options,
+        key,
+        shares: false,
+        pace: &pace,
     };
-    let subscription = tokio::sync::Mutex::new(subscription);
-    let subscription = &subscription;
-    notified_acquire(options, attempt, move |bound| async move {
-        subscription.lock().await.wait(key, bound).await
-    })
-    .await
+    waits.run(subscription, attempt).await
 }
 
-/// Removes a waiting writer's intent, for an acquire that ended or was
-/// dropped; failing that, it expires within
-/// [`INTENT_LIFE`](crate::verdict::INTENT_LIFE).
+/// Removes a waiting writer's intent and a waiter's queue place, for an
+/// acquire that ended or was dropped; failing that, they expire within
+/// [`INTENT_LIFE`](crate::verdict::INTENT_LIFE) and
+/// [`PLACE_LIFE`](crate::acquire::PLACE_LIFE).
 async fn forget_intent_quietly(store: Store, name: LockName, key: String, owner: String) {
     if let Err(e) = store.forget_intent(&name, &key, &owner).await {
         tracing::debug!(
@@ -222,6 +293,13 @@ async fn forget_intent_quietly(store: Store, name: LockName, key: String, owner:
             "distlock.sql.cleanup_failed"
         );
     }
+}
+
+/// The wall clock now, in microseconds since the Unix epoch (0 before it).
+fn micros_since_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Logs what a clean-up did.

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use distlock_core::{LockError, Result};
 
-use crate::config::{Database, SqlConfig};
+use crate::config::{Database, SqlConfig, Strategy};
 use crate::dialect::{ConnectError, Dialect};
+use crate::session::SessionEngine;
 use crate::store::{driver_error, Store};
 
-/// The SQL backend: a pool of connections to one locks table.
+/// The SQL backend: a pool of connections to one locks table and, under
+/// the session strategy, the session connections that hold locks.
 ///
-/// Cloning is cheap and shares the pool. It implements
+/// Cloning is cheap and shares the pool and the sessions. It implements
 /// [`LockBackend`](distlock_core::LockBackend), so `Arc::new(backend)` is an
 /// `Arc<dyn DistributedLock>`.
 #[derive(Clone)]
@@ -24,6 +26,8 @@ pub struct SqlBackend {
 struct Inner {
     config: SqlConfig,
     store: Store,
+    /// The session strategy's engine, under `strategy=session`.
+    sessions: Option<SessionEngine>,
 }
 
 impl fmt::Debug for SqlBackend {
@@ -32,16 +36,21 @@ impl fmt::Debug for SqlBackend {
             .field("database", &self.inner.config.database())
             .field("url", &self.inner.config.redacted_url())
             .field("table", &self.inner.config.table())
+            .field("strategy", &self.inner.config.strategy())
             .finish()
     }
 }
 
 impl SqlBackend {
     /// Connects with a URL (see the crate docs for the syntax), creating the
-    /// locks table if it is missing.
+    /// locks table if it is missing (and, under the session strategy, its
+    /// fencing sequence on PostgreSQL).
     ///
     /// Round trips: the connection, then one to check that the table exists
-    /// (three more to create it).
+    /// (three more to create it); under the session strategy on
+    /// PostgreSQL, one to check the sequence (four more to create it).
+    /// Session connections are opened on the first acquire that needs
+    /// one.
     ///
     /// # Errors
     ///
@@ -68,11 +77,100 @@ impl SqlBackend {
     /// As for [`connect`](SqlBackend::connect).
     pub async fn from_config(config: SqlConfig) -> Result<Self> {
         let store = open(&config).await?;
+        Self::on_store(config, store).await
+    }
+
+    /// A backend on the application's PostgreSQL pool, so that locks and
+    /// application data share it: the table, strategy, timeouts and
+    /// sessions of `config` ([`SqlConfig::new`]`(Database::Postgres)`, or one
+    /// read from a URL: its address and `pool_size` are not used), creating
+    /// what is missing as [`connect`](SqlBackend::connect) does.
+    ///
+    /// The table strategy runs its statements on the pool (and opens one
+    /// more connection with the pool's options to listen for releases,
+    /// once a waiter needs it). The session strategy opens its session
+    /// connections with the pool's connect options, beside the pool — at
+    /// most [`sessions`](SqlConfig::sessions) of them, each kept while it
+    /// holds locks — and runs its other statements (the readers' and
+    /// permits' rows, `status`) on the pool.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidConfig` when `config` is for another database; otherwise as
+    /// for [`connect`](SqlBackend::connect).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`connect`](SqlBackend::connect).
+    #[cfg(feature = "postgres")]
+    pub async fn from_pg_pool(pool: sqlx::PgPool, config: SqlConfig) -> Result<Self> {
+        expect_database(&config, Database::Postgres)?;
+        let tables = crate::postgres::on_pool(pool, &config);
+        let store = store_of(&config, Arc::new(tables));
+        Self::on_store(config, store).await
+    }
+
+    /// A backend on the application's MySQL/MariaDB pool; as
+    /// [`from_pg_pool`](SqlBackend::from_pg_pool) (with
+    /// [`SqlConfig::new`]`(Database::MySql)`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidConfig` when `config` is for another database; otherwise as
+    /// for [`connect`](SqlBackend::connect).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`connect`](SqlBackend::connect).
+    #[cfg(feature = "mysql")]
+    pub async fn from_mysql_pool(pool: sqlx::MySqlPool, config: SqlConfig) -> Result<Self> {
+        expect_database(&config, Database::MySql)?;
+        let tables = crate::mysql::on_pool(pool, &config);
+        let store = store_of(&config, Arc::new(tables));
+        Self::on_store(config, store).await
+    }
+
+    /// A backend on the application's SQLite pool (the table strategy; the
+    /// pool's file is shared across processes, unless it is `:memory:` or
+    /// `config` says [`in_memory`](SqlConfig::in_memory)); as
+    /// [`from_pg_pool`](SqlBackend::from_pg_pool) (with
+    /// [`SqlConfig::new`]`(Database::Sqlite)`). Open the pool with a busy
+    /// timeout and WAL mode, as [`connect`](SqlBackend::connect) does, so
+    /// that processes queue for the file rather than fail.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidConfig` when `config` is for another database; otherwise as
+    /// for [`connect`](SqlBackend::connect).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`connect`](SqlBackend::connect).
+    #[cfg(feature = "sqlite")]
+    pub async fn from_sqlite_pool(pool: sqlx::SqlitePool, config: SqlConfig) -> Result<Self> {
+        expect_database(&config, Database::Sqlite)?;
+        let in_memory = config.in_memory() || sqlite_in_memory(&pool);
+        let tables = crate::sqlite::on_pool(pool, &config, in_memory);
+        let store = store_of(&config, Arc::new(tables));
+        Self::on_store(config, store).await
+    }
+
+    /// The backend on an opened store: creates what is missing, starts the
+    /// session strategy's engine if configured.
+    async fn on_store(config: SqlConfig, store: Store) -> Result<Self> {
         if config.creates_table() {
             store.create_table().await?;
         }
+        let sessions = match config.strategy() {
+            Strategy::Session => Some(SessionEngine::start(&config, &store).await?),
+            _ => None,
+        };
         let backend = SqlBackend {
-            inner: Arc::new(Inner { config, store }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                sessions,
+            }),
         };
         tracing::debug!(backend = ?backend, "distlock.sql.connected");
         Ok(backend)
@@ -107,10 +205,62 @@ impl SqlBackend {
         self.inner.store.dialect().mysql_pool()
     }
 
+    /// How locks are held.
+    pub fn strategy(&self) -> Strategy {
+        self.inner.config.strategy()
+    }
+
+    /// Under the session strategy: how many session connections are open
+    /// now, and how many locks they hold between them (`(0, 0)` under the
+    /// table strategy). Each session connection is a connection to the
+    /// database beside the pool's.
+    pub fn session_census(&self) -> (usize, usize) {
+        self.inner
+            .sessions
+            .as_ref()
+            .map_or((0, 0), SessionEngine::census)
+    }
+
     /// The locks table, for the algorithm.
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
+
+    /// The session strategy's engine, under `strategy=session`.
+    pub(crate) fn sessions(&self) -> Option<&SessionEngine> {
+        self.inner.sessions.as_ref()
+    }
+}
+
+/// Whether `pool` is on an in-memory SQLite database: `:memory:` (which
+/// sqlx names `file:sqlx-in-memory-<n>`), or no file at all.
+#[cfg(feature = "sqlite")]
+fn sqlite_in_memory(pool: &sqlx::SqlitePool) -> bool {
+    let options = pool.connect_options();
+    let file = options.get_filename().to_string_lossy();
+    file.is_empty() || file == ":memory:" || file.starts_with("file:sqlx-in-memory-")
+}
+
+/// Refuses `config` unless it is for `database`.
+fn expect_database(config: &SqlConfig, database: Database) -> Result<()> {
+    if config.database() == database {
+        return Ok(());
+    }
+    Err(LockError::invalid_config(format!(
+        "a {} pool was given with a configuration for {}",
+        database.backend_name(),
+        config.database().backend_name()
+    )))
+}
+
+/// The store of `config` on `dialect`.
+fn store_of(config: &SqlConfig, dialect: Arc<dyn Dialect>) -> Store {
+    Store::new(
+        dialect,
+        config.database().backend_name(),
+        config.table(),
+        config.timeout(),
+    )
 }
 
 /// Opens the database's dialect within the connect timeout.
@@ -135,12 +285,7 @@ async fn open(config: &SqlConfig) -> Result<Store> {
         Ok(Err(ConnectError::NotCompiledIn(database))) => return Err(not_compiled_in(database)),
         Ok(Ok(dialect)) => dialect,
     };
-    Ok(Store::new(
-        dialect,
-        backend,
-        config.table(),
-        config.timeout(),
-    ))
+    Ok(store_of(config, dialect))
 }
 
 /// The dialect of the configured database (its pool open).

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use distlock_core::{percent_decode, percent_encode, redact_url, BackendUrl, LockError, Result};
 
+mod session;
+
+pub(crate) use session::SessionSettings;
+pub use session::Strategy;
+
 /// Which database a [`SqlConfig`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Database {
@@ -105,6 +110,10 @@ const MAX_POOL_SIZE: u32 = 1000;
 /// | `pool_size` | `4` | most connections the backend opens (1..=1000) |
 /// | `timeout` (legacy `timeout_ms=<ms>`) | `5s` | bound on each statement |
 /// | `connect_timeout` (legacy `connect_timeout_ms`) | the `timeout` | bound on connecting (PostgreSQL, MySQL) |
+/// | `strategy` | `session` (PostgreSQL, MySQL), `table` (SQLite) | how locks are held: the database's session locks, or rows of the locks table (see the crate docs) |
+/// | `sessions` | `8` | `strategy=session`: most session connections the backend opens (1..=1000), beside the pool |
+/// | `session_timeout` | `5s` | `strategy=session`: how long the database keeps a session, and its locks, after it last heard from the client (1s..=1h) |
+/// | `session_ping` | `250ms` | `strategy=session`: how often a session holding locks is checked (at most a quarter of `session_timeout`) |
 ///
 /// The driver's own parameters pass through: `mode`, `cache`, `immutable`,
 /// `vfs` for SQLite; `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
@@ -115,14 +124,16 @@ const MAX_POOL_SIZE: u32 = 1000;
 ///
 /// ```
 /// use std::time::Duration;
-/// use distlock_sql::{Database, SqlConfig};
+/// use distlock_sql::{Database, SqlConfig, Strategy};
 /// let config = SqlConfig::from_url("postgres://app:pw@db/locks?table=app_locks&timeout=2s&sslmode=disable")?;
 /// assert_eq!(config.database(), Database::Postgres);
 /// assert_eq!(config.table(), "app_locks");
 /// assert_eq!(config.timeout(), Duration::from_secs(2));
 /// assert!(!format!("{config:?}").contains("pw@"));
-/// let config = config.with_pool_size(8).with_create_table(false);
+/// assert_eq!(config.strategy(), Strategy::Session);
+/// let config = config.with_pool_size(8).with_create_table(false).with_strategy(Strategy::Table)?;
 /// assert_eq!(config.pool_size(), 8);
+/// assert_eq!(config.strategy(), Strategy::Table);
 /// # Ok::<(), distlock_core::LockError>(())
 /// ```
 #[derive(Clone)]
@@ -139,6 +150,8 @@ pub struct SqlConfig {
     pool_size: u32,
     timeout: Duration,
     connect_timeout: Option<Duration>,
+    strategy: Strategy,
+    sessions: SessionSettings,
 }
 
 impl fmt::Debug for SqlConfig {
@@ -151,6 +164,8 @@ impl fmt::Debug for SqlConfig {
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout())
+            .field("strategy", &self.strategy)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
@@ -197,6 +212,20 @@ impl SqlConfig {
         Ok(config)
     }
 
+    /// Every default for `database`, with no URL: for a backend on an
+    /// application's own pool ([`SqlBackend::from_pg_pool`](crate::SqlBackend::from_pg_pool)
+    /// and its siblings); adjust it with the `with_*` setters.
+    ///
+    /// ```
+    /// use distlock_sql::{Database, SqlConfig, Strategy};
+    /// let config = SqlConfig::new(Database::Postgres).with_table("app_locks")?;
+    /// assert_eq!(config.strategy(), Strategy::Session);
+    /// # Ok::<(), distlock_core::LockError>(())
+    /// ```
+    pub fn new(database: Database) -> Self {
+        Self::defaults(database)
+    }
+
     fn defaults(database: Database) -> Self {
         SqlConfig {
             database,
@@ -208,6 +237,8 @@ impl SqlConfig {
             pool_size: DEFAULT_POOL_SIZE,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: None,
+            strategy: Strategy::default_for(database),
+            sessions: SessionSettings::default(),
         }
     }
 
@@ -233,9 +264,13 @@ impl SqlConfig {
         if let Some(timeout) = positive(url, "timeout")? {
             self.timeout = timeout;
         }
-        // Only a server has a connection to establish.
+        // Only a server has a connection to establish, and sessions.
         if self.database != Database::Sqlite {
             self.connect_timeout = positive(url, "connect_timeout")?;
+            self.sessions.read(url)?;
+        }
+        if let Some(strategy) = SessionSettings::read_strategy(url, self.database)? {
+            self.strategy = strategy;
         }
         Ok(())
     }
@@ -344,6 +379,54 @@ impl SqlConfig {
         self
     }
 
+    /// Holds locks with `strategy` (default: [`Strategy::Session`] on
+    /// PostgreSQL and MySQL/MariaDB, [`Strategy::Table`] on SQLite).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidConfig` for [`Strategy::Session`] on SQLite, which has no
+    /// session locks.
+    pub fn with_strategy(mut self, strategy: Strategy) -> Result<Self> {
+        if let Some(why) = session::strategy_problem(self.database, strategy) {
+            return Err(LockError::invalid_config(why));
+        }
+        self.strategy = strategy;
+        Ok(self)
+    }
+
+    /// The most session connections the backend opens under
+    /// [`Strategy::Session`] (default 8; 1..=1000).
+    pub fn with_sessions(mut self, n: u32) -> Self {
+        self.sessions.max = n.clamp(1, session::MAX_SESSIONS);
+        self
+    }
+
+    /// How long the database keeps a session, and the locks it holds, after
+    /// it last heard from the client (default 5 s; 1 s..=1 h): the longest a
+    /// client cut off from the database keeps its locks from others.
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.sessions.timeout =
+            timeout.clamp(session::MIN_SESSION_TIMEOUT, session::MAX_SESSION_TIMEOUT);
+        self
+    }
+
+    /// How often a session that holds locks is checked (default 250 ms; at
+    /// most a quarter of the session timeout, at least 10 ms).
+    pub fn with_session_ping(mut self, every: Duration) -> Self {
+        self.sessions.ping = Some(every);
+        self
+    }
+
+    /// Breaks the session strategy on purpose, for the tests that prove
+    /// they would catch it: requests for a key may go to a session that
+    /// already holds it, and the database's re-entrant session locks grant
+    /// them again (two local holders of one exclusive lock). Never use it.
+    #[doc(hidden)]
+    pub fn with_reentrant_sessions_broken_on_purpose(mut self) -> Self {
+        self.sessions.reentrant = true;
+        self
+    }
+
     /// The database.
     pub fn database(&self) -> Database {
         self.database
@@ -372,6 +455,32 @@ impl SqlConfig {
     /// The bound on connecting.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout.unwrap_or(self.timeout)
+    }
+
+    /// How locks are held.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The most session connections (under [`Strategy::Session`]).
+    pub fn sessions(&self) -> u32 {
+        self.sessions.max
+    }
+
+    /// The session timeout (under [`Strategy::Session`]).
+    pub fn session_timeout(&self) -> Duration {
+        self.sessions.timeout
+    }
+
+    /// The interval between checks of a session holding locks (under
+    /// [`Strategy::Session`]).
+    pub fn session_ping(&self) -> Duration {
+        self.sessions.ping()
+    }
+
+    /// The session strategy's settings.
+    pub(crate) fn session_settings(&self) -> SessionSettings {
+        self.sessions
     }
 
     /// True for an in-memory SQLite database (`sqlite::memory:` or

@@ -32,6 +32,12 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Whether several processes can share this table.
     fn cross_process(&self) -> bool;
 
+    /// How many calls may use the pool at once: its size, or fewer where
+    /// the database runs one writer at a time (SQLite: 1, so that this
+    /// backend's own statements queue in order rather than in the
+    /// database's busy handler).
+    fn slots(&self) -> usize;
+
     /// Creates the table unless it exists.
     async fn create_table(&self) -> Result<(), sqlx::Error>;
 
@@ -62,7 +68,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// it unexpired; false otherwise.
     async fn release_holder(&self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
 
-    /// Removes `owner`'s waiting-writer intent on `key`, if any.
+    /// Removes `owner`'s waiting-writer intent on `key`, and its queue
+    /// place where waiters queue, if any.
     async fn forget_intent(&self, key: &str, owner: &str) -> Result<(), sqlx::Error>;
 
     /// A subscription to release notifications, in effect when this
@@ -97,8 +104,23 @@ pub(crate) trait AttemptConnection: Send + 'static {
     /// One acquire statement for `key` under `owner` for `ttl`.
     async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error>;
 
-    /// Reads the row for `key`.
-    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error>;
+    /// Reads the row for `key` and, where waiters queue, where `owner`
+    /// stands in the queue.
+    async fn waiting(&mut self, key: &str, owner: &str) -> Result<Option<Waiting>, sqlx::Error>;
+
+    /// Takes (or keeps) `owner`'s place in the queue of exclusive waiters
+    /// of `key`, living `life` on the database clock. A new place's ticket
+    /// is `arrived` (when the acquire began, in microseconds since the
+    /// epoch) where the database's clock is this machine's (SQLite), the
+    /// database's clock elsewhere; a kept place keeps its ticket. A no-op
+    /// where waiters do not queue.
+    async fn enqueue(
+        &mut self,
+        key: &str,
+        owner: &str,
+        life: Duration,
+        arrived: i64,
+    ) -> Result<(), sqlx::Error>;
 
     /// Releases `key` when `owner` holds it unexpired; false otherwise.
     async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error>;
@@ -168,7 +190,8 @@ pub(crate) enum Take {
         /// Readers or permit holders hold it.
         shared: bool,
     },
-    /// Someone holds it; ask [`Dialect::holder`] for their remaining ttl.
+    /// Someone holds it (or waiters are queued for it); ask
+    /// [`AttemptConnection::waiting`] for the holders' remaining time.
     #[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
     HeldAskRemaining,
 }
@@ -210,6 +233,25 @@ impl Holder {
     }
 }
 
+/// What an exclusive attempt that found the lock taken reads before it
+/// waits.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    /// The name's row.
+    pub holder: Holder,
+    /// Where the owner stands in the name's queue, where waiters queue.
+    pub queue: Option<Queue>,
+}
+
+/// Where one waiter stands in a name's queue of exclusive waiters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Queue {
+    /// Live places ahead of it (every live place when it has none).
+    pub ahead: u64,
+    /// Its own place's time left, `None` when it has no live place.
+    pub mine: Option<Duration>,
+}
+
 /// Which holds a batched extension is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Group {
@@ -243,10 +285,15 @@ pub(crate) struct Extension {
 
 /// Which of `batch` are among the `(key, owner)` pairs a statement
 /// reported as extended.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn extended_of(batch: &[Extension], reported: &[(String, String)]) -> Vec<bool> {
+    let reported: std::collections::HashSet<(&str, &str)> = reported
+        .iter()
+        .map(|(k, o)| (k.as_str(), o.as_str()))
+        .collect();
     batch
         .iter()
-        .map(|e| reported.iter().any(|(k, o)| *k == e.key && *o == e.owner))
+        .map(|e| reported.contains(&(e.key.as_str(), e.owner.as_str())))
         .collect()
 }
 
@@ -285,18 +332,6 @@ pub(crate) fn statements(text: &str) -> impl Iterator<Item = &str> {
     text.split(";\n").filter(|s| !s.trim().is_empty())
 }
 
-/// `template` with `{rows}` replaced by `first`, then `rest` once for each
-/// of the other `n - 1` rows (`n >= 1`): how a statement over a list of
-/// bound rows is written where the database has no array parameters.
-#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
-pub(crate) fn repeat_rows(template: &str, first: &str, rest: &str, n: usize) -> String {
-    let mut rows = String::from(first);
-    for _ in 1..n {
-        rows.push_str(rest);
-    }
-    template.replace("{rows}", &rows)
-}
-
 /// Why a dialect could not be opened.
 pub(crate) enum ConnectError {
     /// The URL did not parse as the driver's options.
@@ -323,13 +358,6 @@ mod tests {
         let text = "-- a; comment\nCREATE x (a);\nCREATE y;\n";
         let got: Vec<&str> = statements(text).collect();
         assert_eq!(got, ["-- a; comment\nCREATE x (a)", "CREATE y"]);
-    }
-
-    #[test]
-    fn rows_are_repeated_into_the_template() {
-        let sql = repeat_rows("X ({rows}) Y", "(?)", ", (?)", 3);
-        assert_eq!(sql, "X ((?), (?), (?)) Y");
-        assert_eq!(repeat_rows("{rows}", "a", "b", 1), "a");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! code ([`tables`](crate::tables)) implements the
 //! [`Dialect`](crate::dialect::Dialect) once on top of them.
 
+mod json;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,10 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
-use crate::dialect::{ttl_micros, Extension, Holder, Take};
+use crate::dialect::{ttl_micros, Extension, Holder, Queue, Take};
 use crate::holds::Held;
 use crate::notify::Subscription;
 use crate::statement::Outcome;
+
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(unused_imports))]
+pub(crate) use json::{json_rows, Cell};
 
 /// A statement with its arguments, on database `DB`.
 pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -132,8 +137,17 @@ pub(crate) trait Flavor: Send + Sync + 'static {
     /// The fencing token a grant's or an upgrade's last statement issued.
     fn fence(outcome: Outcome<Self::Db>) -> Result<u64, sqlx::Error>;
 
-    /// A row of the holder statement.
+    /// A row of the holder statement (or of the waiting read, which has
+    /// the same columns and more).
     fn holder(row: &<Self::Db as Database>::Row) -> Result<Holder, sqlx::Error>;
+
+    /// Where the waiter stands in the queue, from a row of the waiting
+    /// read ([`QueueSql::waiting`](crate::statement::QueueSql::waiting)),
+    /// where waiters queue; a database without a queue never runs it.
+    fn queue(row: &<Self::Db as Database>::Row) -> Result<Queue, sqlx::Error> {
+        let _ = row;
+        Ok(Queue::default())
+    }
 
     /// A row of a grant transaction's read, and the name's fence on it.
     fn held(row: &<Self::Db as Database>::Row) -> Result<(Held, u64), sqlx::Error>;
@@ -148,12 +162,19 @@ pub(crate) trait Flavor: Send + Sync + 'static {
     /// Whether several processes can share the table.
     fn cross_process(&self) -> bool;
 
+    /// How many calls may use a pool of `size` connections at once; by
+    /// default all of them.
+    fn slots(size: usize) -> usize {
+        size
+    }
+
     /// Creates what is missing of the tables.
     async fn create_table(&self, pool: &Pool<Self::Db>) -> Result<(), sqlx::Error>;
 
     /// Extends every entry of `batch` (distinct `(key, owner)` pairs,
-    /// sorted by key) by `statement`; answers, in order, which were
-    /// extended.
+    /// sorted by key) by `statement`, whatever the batch's size (in one
+    /// statement, unless its doc says otherwise); answers, in order, which
+    /// were extended.
     async fn extend_batch(
         pool: &Pool<Self::Db>,
         statement: &Self::Batch,

@@ -1,7 +1,10 @@
 //! The algorithm's entry points: [`LockBackend`] for the SQL backend, each
-//! operation dispatched by the lease's or the request's mode — the
-//! exclusive hold (mutex, writer) in the name's row of the locks table,
-//! readers and permits in rows of the holders table.
+//! operation dispatched by strategy, then by the lease's or the request's
+//! mode. Under the table strategy: the exclusive hold (mutex, writer) in
+//! the name's row of the locks table, readers and permits in rows of the
+//! holders table. Under the session strategy: the session engine
+//! ([`crate::session`]), which keeps the holders rows for readers and
+//! permits behind a gate on the name's session lock.
 //!
 //! The core's checked layer around it has already validated the options,
 //! the ttl, the mode and the lease's backend, drawn the owner token, and
@@ -11,9 +14,10 @@
 use std::time::Duration;
 
 use distlock_core::{
-    async_trait, AcquireRequest, Capabilities, FencingToken, Grant, Lease, LockBackend, LockError,
-    LockName, LockStatus, Mode, Renewal, Result, Wait,
+    async_trait, AcquireRequest, Capabilities, FencingToken, Grant, Lease, Liveness, LockBackend,
+    LockError, LockName, LockStatus, Mode, Renewal, Result, Wait,
 };
+use tokio::sync::watch;
 
 use crate::acquire::acquire;
 use crate::backend::SqlBackend;
@@ -23,9 +27,7 @@ use crate::notify::Subscription;
 use crate::renew::{renew, renew_batch};
 use crate::upgrade::upgrade;
 
-/// The most leases one batched extension statement carries: four bound
-/// parameters each at most, far below SQLite's 32 766 and MySQL's 65 535.
-pub const MAX_BATCH: usize = 128;
+pub use crate::renew::MAX_BATCH;
 
 #[async_trait]
 impl LockBackend for SqlBackend {
@@ -33,7 +35,13 @@ impl LockBackend for SqlBackend {
         self.database().backend_name()
     }
 
+    /// The table strategy's claims, or the session strategy's (session
+    /// liveness instead of a ttl, waiting in the server's queue, no upgrade,
+    /// no hand-off of a lease to another process).
     fn claims(&self) -> Capabilities {
+        if let Some(sessions) = self.sessions() {
+            return sessions.claims();
+        }
         Capabilities::builder()
             .fencing(true)
             .fifo(false)
@@ -55,6 +63,15 @@ impl LockBackend for SqlBackend {
     /// the options' backoff elsewhere, never sleeping past the remaining
     /// time of the holders in the way.
     ///
+    /// Under the session strategy, exclusive: one statement, which waits
+    /// in the server's queue when a session connection may be occupied by
+    /// the wait (else tries, polling with the options' backoff); the fencing
+    /// token comes in the same statement. MySQL's writer asks again, one
+    /// statement each time, while readers or permit holders are still in.
+    /// Readers and permits: the gate (one statement) then the grant
+    /// transaction below. Opening a session connection costs its
+    /// connection and setup (once).
+    ///
     /// Round trips per attempt, exclusive: one statement when the lock is
     /// taken (every database) or held on PostgreSQL; two when held on MySQL
     /// and SQLite (the second reads the holders' remaining time); one more
@@ -71,8 +88,14 @@ impl LockBackend for SqlBackend {
     /// is in flight is followed, in the background, by a release
     /// conditioned on this acquire's owner token (a no-op unless it took
     /// the lock), on the same connection; a writer's intent is removed in
-    /// the background too.
+    /// the background too. Under the session strategy a dropped wait in
+    /// the server closes its session connection (which holds nothing
+    /// else), and a dropped try is followed by a give-back on the same
+    /// session.
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        if let Some(sessions) = self.sessions() {
+            return sessions.grant(self.store(), request).await;
+        }
         let subscription = self.subscription(request.options.wait).await?;
         acquire(self.store(), request, subscription).await
     }
@@ -80,12 +103,19 @@ impl LockBackend for SqlBackend {
     /// Extends the lease to `ttl` from the database's now, if its owner
     /// still holds it unexpired; `NotHeld` otherwise.
     ///
-    /// Round trips: one statement, in every mode.
+    /// Round trips: one statement, in every mode. Under the session
+    /// strategy, a mutex's or writer's lease costs none while its session
+    /// is known alive (the renewal reports when the server last heard from
+    /// it), one ping otherwise; a reader's or permit's renews its row (one
+    /// statement).
     ///
     /// # Cancel safety
     ///
     /// A dropped future may or may not have extended the lease.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        if let Some(sessions) = self.sessions() {
+            return sessions.renew(self.store(), lease, ttl).await;
+        }
         renew(self.store(), lease, ttl).await
     }
 
@@ -99,10 +129,17 @@ impl LockBackend for SqlBackend {
     /// are still held when the first one's count says some were not
     /// extended.
     ///
+    /// Under the session strategy: one statement for the batch's readers
+    /// and permits, and none for its session locks but one ping per
+    /// session not known alive.
+    ///
     /// # Cancel safety
     ///
     /// A dropped future may or may not have extended the leases.
     async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
+        if let Some(sessions) = self.sessions() {
+            return sessions.renew_batch(self.store(), batch).await;
+        }
         renew_batch(self.store(), batch).await
     }
 
@@ -115,13 +152,20 @@ impl LockBackend for SqlBackend {
     /// rising.
     ///
     /// Round trips: one statement, in every mode (on PostgreSQL the
-    /// waiters' notification rides on its commit).
+    /// waiters' notification rides on its commit). Under the session
+    /// strategy: one to give the session lock back (none when other local
+    /// readers still share it), and one for a reader's or permit's row, at
+    /// once.
     ///
     /// # Cancel safety
     ///
     /// A dropped future may or may not have released the lock; if not, it
-    /// frees when its ttl ends.
+    /// frees when its ttl ends. Under the session strategy a give-back
+    /// dropped half-way is finished in the background.
     async fn revoke(&self, lease: &Lease) -> Result<()> {
+        if let Some(sessions) = self.sessions() {
+            return sessions.revoke(self.store(), lease).await;
+        }
         let (store, name) = (self.store(), lease.name());
         let owner = lease.owner().to_hex();
         let released = if lease.mode() == Mode::Exclusive {
@@ -141,6 +185,9 @@ impl LockBackend for SqlBackend {
     /// intent keeps new readers out meanwhile); the fencing token is the
     /// name's next one.
     ///
+    /// Not served under the session strategy (its claims say so, and the
+    /// core refuses before calling).
+    ///
     /// Round trips per attempt: one transaction — PostgreSQL `BEGIN`, lock,
     /// read, upgrade or intent, `COMMIT`; MySQL `BEGIN`, lock, expire, read,
     /// two statements to upgrade or one for the intent, `COMMIT`; SQLite
@@ -154,13 +201,36 @@ impl LockBackend for SqlBackend {
     /// (an upgrade that committed becomes the reader again, with the same
     /// expiry), and the intent is removed in the background.
     async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
+        if self.sessions().is_some() {
+            return Err(LockError::Unsupported {
+                backend: self.kind(),
+                operation: "upgrading a shared hold (it needs strategy=table)",
+            });
+        }
         let subscription = self.subscription(request.options.wait).await?;
         upgrade(self.store(), lease, request, subscription).await
     }
 
+    /// Under the session strategy: the liveness of the database session
+    /// that holds `lease`'s session lock (`Lost` at once when it is found
+    /// dead: killed, its server restarted, or silent for the session
+    /// timeout); `None` for a lease without one (the table strategy's, a
+    /// MySQL reader's or permit's, another client's).
+    ///
+    /// Round trips: none (the sessions' keepers do the checking).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not async: nothing to cancel.
+    fn session(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {
+        self.sessions()?.liveness(lease)
+    }
+
     /// Whether the name is held (exclusively, or by readers or permit
     /// holders), its last fencing token and the holders' remaining time on
-    /// the database clock.
+    /// the database clock. Under the session strategy: whether a session
+    /// holds it (or a reader's or permit's row lives) and, on PostgreSQL,
+    /// how many sessions wait for it in the server.
     ///
     /// Round trips: one statement.
     ///
@@ -168,6 +238,9 @@ impl LockBackend for SqlBackend {
     ///
     /// Cancel safe: it only reads.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
+        if let Some(sessions) = self.sessions() {
+            return sessions.inspect(name).await;
+        }
         let store = self.store();
         let holder = store.holder(name, &key(name), store.timeout()).await?;
         Ok(match holder {

@@ -29,14 +29,13 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryRe
 use sqlx::{ConnectOptions, Connection, MySql, Row};
 
 use crate::config::SqlConfig;
-use crate::dialect::{extended_of, remaining_from_micros, repeat_rows, statements};
-use crate::dialect::{ConnectError, Extension, Holder, Take};
-use crate::flavor::{Batches, Flavor, Query};
+use crate::dialect::{remaining_from_micros, statements, ttl_micros};
+use crate::dialect::{ConnectError, Extension, Holder, Queue, Take};
+use crate::flavor::{json_rows, Batches, Cell, Flavor, Query};
 use crate::holds::Held;
-use crate::run::bound_rows;
 use crate::statement::Answer::{Any, One, Row as Fetched};
-use crate::statement::Param::{self, Count, Cover, Fence, Key, Kind, Owner, Permits, Ttl};
-use crate::statement::{HolderSql, Outcome, Sql, Statement, Values};
+use crate::statement::Param::{self, Count, Fence, Key, Kind, Owner, Permits, Ttl};
+use crate::statement::{HolderSql, Outcome, QueueSql, Sql, Statement};
 use crate::tables::Tables;
 
 /// How many times a statement or transaction InnoDB rolled back as a
@@ -62,23 +61,19 @@ pub(crate) struct MySqlFlavor {
     upgrade: String,
 }
 
-/// A batched extension on MySQL: one `UPDATE` joined to the batch's rows, whose
-/// matched-rows count says whether every lease was extended, and, when it
-/// falls short, one statement that reads which leases are still held
-/// (MySQL cannot return rows from an `UPDATE`).
+/// A batched extension on MySQL: one `UPDATE` joined to the batch (one
+/// JSON parameter read by `JSON_TABLE`), whose matched-rows count says
+/// whether every lease was extended, and, when it falls short, one
+/// statement that reads which leases are still held (MySQL cannot return
+/// rows from an `UPDATE`).
 pub(crate) struct Batch {
-    /// The update, with a `{rows}` placeholder: `first`, then `rest` for
-    /// each further lease.
+    /// The update.
     update: String,
-    first: &'static str,
-    rest: &'static str,
-    /// What each row binds.
-    params: &'static [Param],
-    /// Which leases are held, with a `{pairs}` placeholder.
+    /// Which leases are held: their positions in the JSON array, from 1.
     held: String,
     /// Whether the update also matches one row per name (the readers'
-    /// batch raises each name's `shared_until`), and is tried again after
-    /// a deadlock (it locks rows of both tables).
+    /// batch raises each name's `shared_until`, with each row's cover),
+    /// and is tried again after a deadlock (it locks rows of both tables).
     per_name: bool,
 }
 
@@ -99,22 +94,22 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<MySqlFlavor>, C
         .max_connections(config.pool_size())
         .acquire_timeout(config.timeout())
         .connect_lazy_with(options);
+    Ok(on_pool(pool, config))
+}
+
+/// The tables of `config` on `pool` (the one [`connect`] opened, or an
+/// application's own).
+pub(crate) fn on_pool(pool: MySqlPool, config: &SqlConfig) -> Tables<MySqlFlavor> {
     let table = config.table();
     let load = |text: &str| text.replace("{table}", table);
     let batches = Batches {
         exclusive: Batch {
             update: load(include_str!("sql/mysql/extend_batch.sql")),
-            first: "SELECT ? AS name, ? AS owner, ? AS ttl_us",
-            rest: " UNION ALL SELECT ?, ?, ?",
-            params: &[Key, Owner, Ttl],
             held: load(include_str!("sql/mysql/held_batch.sql")),
             per_name: false,
         },
         holders: Batch {
             update: load(include_str!("sql/mysql/holders/extend_batch.sql")),
-            first: "SELECT ? AS name, ? AS owner, ? AS ttl_us, ? AS cover_us",
-            rest: " UNION ALL SELECT ?, ?, ?, ?",
-            params: &[Key, Owner, Ttl, Cover],
             held: load(include_str!("sql/mysql/holders/held_batch.sql")),
             per_name: true,
         },
@@ -124,23 +119,25 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<MySqlFlavor>, C
         create: ddl(table),
         upgrade: load(include_str!("sql/mysql/upgrade.sql")),
     };
-    Ok(Tables::new(pool, sql(table), batches, flavor))
+    Tables::new(pool, sql(table), batches, flavor)
 }
 
 /// The statements for `table`. The acquire, grant and upgrade statements
 /// answer through the last-insert-id; the release of a reader or permit
 /// matches two rows (the name's and the holder's) and only marks the
-/// holder's row released, `forget` deletes it.
+/// holder's row released, `forget` deletes it. Exclusive waiters queue.
 fn sql(table: &str) -> Sql {
     let exec = |text: &str, params| Statement::new(text, table, params, One);
     let key_owner_fence: &[Param] = &[Key, Owner, Fence];
     let lock = || exec(include_str!("sql/mysql/holders/lock.sql"), &[Key]);
+    let acquire: &[Param] = &[
+        Key, Owner, Ttl, // the insert branch
+        Owner, Owner, // the queue check
+        Owner, Owner, Owner, Owner, Owner, Ttl, // the update branch
+    ];
     Sql {
         table: table.to_string(),
-        acquire: exec(
-            include_str!("sql/mysql/acquire.sql"),
-            &[Key, Owner, Ttl, Owner, Ttl],
-        ),
+        acquire: exec(include_str!("sql/mysql/acquire.sql"), acquire),
         holder: Statement::new(
             include_str!("sql/mysql/holder.sql"),
             table,
@@ -211,6 +208,18 @@ fn sql(table: &str) -> Sql {
                 ),
             ],
         },
+        queue: Some(QueueSql {
+            waiting: Statement::new(
+                include_str!("sql/mysql/waiting.sql"),
+                table,
+                &[Owner, Owner, Owner, Key],
+                Fetched,
+            ),
+            enqueue: exec(
+                include_str!("sql/mysql/holders/enqueue.sql"),
+                &[Key, Owner, Ttl, Ttl],
+            ),
+        }),
     }
 }
 
@@ -253,6 +262,14 @@ impl Flavor for MySqlFlavor {
             fence: row.try_get("fence")?,
             remaining: remaining_from_micros(row.try_get("remaining_us")?),
             shared: remaining_from_micros(row.try_get("shared_us")?),
+        })
+    }
+
+    fn queue(row: &MySqlRow) -> Result<Queue, sqlx::Error> {
+        let ahead: i64 = row.try_get("ahead")?;
+        Ok(Queue {
+            ahead: u64::try_from(ahead).unwrap_or(0),
+            mine: remaining_from_micros(row.try_get("queued_us")?),
         })
     }
 
@@ -316,7 +333,8 @@ impl Flavor for MySqlFlavor {
 
     /// One statement when every lease was extended (its matched-rows count
     /// says so: one row per lease, plus one per name for readers and
-    /// permits); when the count falls short, a second one reads which
+    /// permits), whatever the batch's size: the batch is one JSON
+    /// parameter. When the count falls short, a second one reads which
     /// leases are still held. The readers' statement is tried again after
     /// a deadlock.
     async fn extend_batch(
@@ -324,33 +342,22 @@ impl Flavor for MySqlFlavor {
         b: &Batch,
         batch: &[Extension],
     ) -> Result<Vec<bool>, sqlx::Error> {
-        let mut cover: BTreeMap<&str, Duration> = BTreeMap::new();
-        for e in batch {
-            let longest = cover.entry(e.key.as_str()).or_insert(e.ttl);
-            *longest = (*longest).max(e.ttl);
-        }
-        let rows: Vec<Values> = batch
-            .iter()
-            .map(|e| Values {
-                cover: cover.get(e.key.as_str()).copied().unwrap_or(e.ttl),
-                ..Values::extension(e)
-            })
-            .collect();
-        let text = repeat_rows(&b.update, b.first, b.rest, batch.len());
+        let (rows, names) = batch_json(batch, b.per_name);
         let mut tries = 0;
         let matched = loop {
-            let outcome = bound_rows::<Self>(&text, b.params, &rows)
+            let outcome = sqlx::query(&b.update)
+                .bind(rows.as_str())
                 .execute(pool)
                 .await;
             if !(b.per_name && Self::retry_after(&outcome, &mut tries)) {
                 break outcome?.rows_affected();
             }
         };
-        let all = batch.len() + if b.per_name { cover.len() } else { 0 };
+        let all = batch.len() + if b.per_name { names } else { 0 };
         if usize::try_from(matched).is_ok_and(|m| m == all) {
             return Ok(vec![true; batch.len()]);
         }
-        held(&b.held, pool, &rows, batch).await
+        held(&b.held, pool, &rows, batch.len()).await
     }
 
     fn mysql_pool(pool: &MySqlPool) -> Option<&MySqlPool> {
@@ -358,23 +365,55 @@ impl Flavor for MySqlFlavor {
     }
 }
 
-/// Which of `batch` (whose values are `rows`) their owners hold now, by
-/// the statement `held` (one round trip).
+/// The batch as the JSON array its statements read: `[key in hex, owner
+/// token, ttl in microseconds]` per lease, and with `covers` the longest
+/// ttl asked for the lease's key in the batch as a fourth value; and how
+/// many distinct keys it has.
+fn batch_json(batch: &[Extension], covers: bool) -> (String, usize) {
+    let mut cover: BTreeMap<&str, Duration> = BTreeMap::new();
+    for e in batch {
+        let longest = cover.entry(e.key.as_str()).or_insert(e.ttl);
+        *longest = (*longest).max(e.ttl);
+    }
+    let rows = batch.iter().map(|e| {
+        let longest = cover.get(e.key.as_str()).copied().unwrap_or(e.ttl);
+        let mut row = vec![
+            Cell::Hex(e.key.as_bytes()),
+            Cell::Text(&e.owner),
+            Cell::Int(ttl_micros(e.ttl)),
+        ];
+        if covers {
+            row.push(Cell::Int(ttl_micros(longest)));
+        }
+        row
+    });
+    (json_rows(rows), cover.len())
+}
+
+/// Which of the `n` leases of the JSON array `rows` their owners hold now,
+/// by the statement `held` (one round trip).
 async fn held(
     held: &str,
     pool: &MySqlPool,
-    rows: &[Values<'_>],
-    batch: &[Extension],
+    rows: &str,
+    n: usize,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let pairs = repeat_rows("{rows}", "(?, ?)", ", (?, ?)", batch.len());
-    let statement = held.replace("{pairs}", &pairs);
-    let held = bound_rows::<MySqlFlavor>(&statement, &[Key, Owner], rows)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|row| Ok((text(row.try_get("name")?), text(row.try_get("owner")?))))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(extended_of(batch, &held))
+    let mut answer = vec![false; n];
+    for row in sqlx::query(held).bind(rows).fetch_all(pool).await? {
+        let position: u64 = row.try_get("i")?;
+        let index = usize::try_from(position)
+            .ok()
+            .and_then(|p| p.checked_sub(1));
+        match index.and_then(|i| answer.get_mut(i)) {
+            Some(slot) => *slot = true,
+            None => {
+                return Err(sqlx::Error::Decode(
+                    format!("no lease at position {position} of the batch").into(),
+                ))
+            }
+        }
+    }
+    Ok(answer)
 }
 
 /// Whether `e` is a database error with SQLSTATE `code`.

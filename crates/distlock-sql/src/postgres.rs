@@ -3,9 +3,10 @@
 //! The release statements call `pg_notify(<table name>, <key>)`;
 //! PostgreSQL delivers it when the release commits. Each backend keeps one
 //! extra connection (opened on the first acquire that waits) that `LISTEN`s
-//! on the table's channel and fans notifications out to its waiters.
-//! Releases of readers and permits, and a waiting writer giving up, notify
-//! the same way.
+//! on the table's channel and hands each release to its waiters of that
+//! key, one waiter per release (see [`notify`](crate::notify)). Releases
+//! of readers and permits, and a waiting writer giving up, notify the same
+//! way.
 //!
 //! A grant transaction (READ COMMITTED) locks the name's row with its first
 //! statement; each later statement takes a fresh snapshot, so it sees every
@@ -24,14 +25,14 @@ use sqlx::postgres::{
     PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgQueryResult, PgRow,
 };
 use sqlx::{Connection, Postgres, Row};
-use tokio::sync::{broadcast, OnceCell};
+use tokio::sync::OnceCell;
 
 use crate::config::SqlConfig;
 use crate::dialect::{extended_of, fence, remaining_from_micros, statements, ttl_micros};
 use crate::dialect::{ConnectError, Extension, Holder, Take};
 use crate::flavor::{Batches, Flavor};
 use crate::holds::Held;
-use crate::notify::{Subscription, Wake, BACKLOG};
+use crate::notify::{Subscription, Waiters};
 use crate::statement::Answer::{One, Row as Fetched};
 use crate::statement::Param::{self, Channel, Count, Fence, Key, Kind, Owner, Permits, Ttl};
 use crate::statement::{HolderSql, Outcome, Sql, Statement};
@@ -74,7 +75,15 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<PgFlavor>, Conn
     let pool = PgPoolOptions::new()
         .max_connections(config.pool_size())
         .acquire_timeout(config.timeout())
-        .connect_lazy_with(options.clone());
+        .connect_lazy_with(options);
+    Ok(on_pool(pool, config))
+}
+
+/// The tables of `config` on `pool` (the one [`connect`] opened, or an
+/// application's own); the release listener connects with the pool's
+/// options.
+pub(crate) fn on_pool(pool: PgPool, config: &SqlConfig) -> Tables<PgFlavor> {
+    let options = (*pool.connect_options()).clone();
     let table = config.table();
     let load = |text: &str| text.replace("{table}", table);
     let batches = Batches {
@@ -89,7 +98,7 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<PgFlavor>, Conn
         upgrade: load(include_str!("sql/postgres/upgrade.sql")),
         notifier: OnceCell::new(),
     };
-    Ok(Tables::new(pool, sql(table), batches, flavor))
+    Tables::new(pool, sql(table), batches, flavor)
 }
 
 /// The statements for `table`. The releases, the removal of an intent and
@@ -137,6 +146,8 @@ fn sql(table: &str) -> Sql {
                 &[Key, Owner, Channel, Fence],
             )],
         },
+        // Waiters are woken by notifications.
+        queue: None,
     }
 }
 
@@ -249,7 +260,7 @@ impl Flavor for PgFlavor {
             .notifier
             .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
             .await?;
-        Ok(Some(Subscription::new(&notifier.tx)))
+        Ok(Some(notifier.waiters.subscribe()))
     }
 
     fn postgres_pool(pool: &PgPool) -> Option<&PgPool> {
@@ -257,10 +268,10 @@ impl Flavor for PgFlavor {
     }
 }
 
-/// The listening connection's task and its fan-out channel; the task stops
-/// when the dialect is dropped.
+/// The listening connection's task and the waiters it wakes; the task
+/// stops when the dialect is dropped.
 struct Notifier {
-    tx: broadcast::Sender<Wake>,
+    waiters: Arc<Waiters>,
     task: tokio::task::AbortHandle,
 }
 
@@ -285,10 +296,15 @@ impl Notifier {
             .idle_timeout(None)
             .connect_lazy_with(options);
         let listener = new_listener(&pool, channel).await?;
-        let (tx, _) = broadcast::channel(BACKLOG);
-        let task = tokio::spawn(listen(listener, pool, channel.to_string(), tx.clone()));
+        let waiters = Arc::new(Waiters::default());
+        let task = tokio::spawn(listen(
+            listener,
+            pool,
+            channel.to_string(),
+            Arc::clone(&waiters),
+        ));
         Ok(Notifier {
-            tx,
+            waiters,
             task: task.abort_handle(),
         })
     }
@@ -302,32 +318,26 @@ async fn new_listener(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::
     Ok(listener)
 }
 
-/// Forwards notifications to the waiters. Whenever notifications may have
-/// been missed (the connection dropped), every waiter is told to retry —
-/// once when the drop is seen and again once `LISTEN` is back in effect, so
-/// a release during the outage never leaves a waiter asleep until its bound.
-async fn listen(
-    mut listener: PgListener,
-    pool: PgPool,
-    channel: String,
-    tx: broadcast::Sender<Wake>,
-) {
+/// Hands each release heard to the waiters of its key (one waiter per
+/// release). Whenever notifications may have been missed (the connection
+/// dropped), every waiter is woken — once when the drop is seen and again
+/// once `LISTEN` is back in effect, so a release during the outage never
+/// leaves a waiter asleep until its bound.
+async fn listen(mut listener: PgListener, pool: PgPool, channel: String, waiters: Arc<Waiters>) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(n)) => {
-                let _ = tx.send(Wake::Released(Arc::from(n.payload())));
-            }
+            Ok(Some(n)) => waiters.released(n.payload()),
             // The connection dropped and was re-established, listening again.
             Ok(None) => {
                 tracing::debug!("distlock.postgres.listener_reconnected");
-                let _ = tx.send(Wake::Missed);
+                waiters.missed();
             }
             Err(e) => {
                 tracing::debug!(error = %e, "distlock.postgres.listener_lost");
-                let _ = tx.send(Wake::Missed);
+                waiters.missed();
                 listener = relisten(&pool, &channel).await;
                 tracing::debug!("distlock.postgres.listener_reconnected");
-                let _ = tx.send(Wake::Missed);
+                waiters.missed();
             }
         }
     }

@@ -1,10 +1,14 @@
 //! Extending leases of every mode: one at a time, or a batch with one
-//! statement per kind of lease in it.
+//! statement per kind of lease in it, whatever its size (up to
+//! [`MAX_BATCH`]).
 //!
 //! An exclusive lease lives in the name's row of the locks table; a reader
 //! or permit in its row of the holders table. A batch is split by that:
 //! its exclusive leases go in one statement, its readers and permits in
-//! another, the two running at once on two connections.
+//! another, the two running at once on two connections. Each statement
+//! carries its leases as one parameter (arrays on PostgreSQL, one JSON
+//! text on MySQL/MariaDB and SQLite), so its size is bounded by how large
+//! a statement may be, not by how many parameters it may bind.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,6 +18,14 @@ use distlock_core::{Lease, LockError, Mode, Renewal, Result};
 use crate::dialect::{Extension, Group};
 use crate::key::key;
 use crate::store::{BatchFailure, Store};
+
+/// The most leases one batched extension statement carries (the core
+/// splits larger batches). On MySQL/MariaDB the batch travels as one JSON
+/// text of at most about 600 bytes per lease (a 255-byte key in hex, the
+/// owner token, the ttls), some 10 MB at this count: within MariaDB's
+/// default `max_allowed_packet` of 16 MB (MySQL 8's is 64 MB). PostgreSQL's
+/// arrays and SQLite's JSON text are bounded far above it.
+pub const MAX_BATCH: usize = 16_384;
 
 /// Extends one lease to `ttl` from the database's now, if its owner still
 /// holds it unexpired (one statement); `NotHeld` otherwise.

@@ -27,19 +27,6 @@ fn bound<'q, F: Flavor>(statement: &'q Statement, values: &Values<'q>) -> Query<
     bind::<F>(sqlx::query(&statement.text), statement.params, values)
 }
 
-/// A statement over a list of rows (`text`, its rows already spliced in):
-/// `params` bound for each of `rows`, in order.
-#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
-pub(crate) fn bound_rows<'q, F: Flavor>(
-    text: &'q str,
-    params: &[Param],
-    rows: &[Values<'q>],
-) -> Query<'q, F::Db> {
-    rows.iter().fold(sqlx::query(text), |query, row| {
-        bind::<F>(query, params, row)
-    })
-}
-
 /// Runs `statement` on `conn`: executed, or fetched (at most one row), as
 /// its answer says. One round trip.
 pub(crate) async fn run<F: Flavor>(

@@ -23,14 +23,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 
 use crate::config::SqlConfig;
-use crate::dialect::{extended_of, fence, repeat_rows, statements, ConnectError, Extension};
-use crate::dialect::{Holder, Take};
-use crate::flavor::{Batches, Flavor};
+use crate::dialect::{extended_of, fence, statements, ConnectError, Extension};
+use crate::dialect::{Holder, Queue, Take};
+use crate::flavor::{json_rows, Batches, Cell, Flavor};
 use crate::holds::Held;
-use crate::run::bound_rows;
 use crate::statement::Answer::{One, Row as Fetched};
-use crate::statement::Param::{self, Fence, Key, Kind, Owner, Permits, Ttl};
-use crate::statement::{HolderSql, Outcome, Sql, Statement, Values};
+use crate::statement::Param::{self, Fence, Key, Kind, Owner, Permits, Ticket, Ttl};
+use crate::statement::{HolderSql, Outcome, QueueSql, Sql, Statement};
 use crate::tables::Tables;
 
 /// What is particular to SQLite.
@@ -64,6 +63,16 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<SqliteFlavor>, 
         .acquire_timeout(config.timeout())
         .connect_with(options)
         .await?;
+    Ok(on_pool(pool, config, in_memory))
+}
+
+/// The tables of `config` on `pool` (the one [`connect`] opened, or an
+/// application's own), an in-memory database if `in_memory`.
+pub(crate) fn on_pool(
+    pool: SqlitePool,
+    config: &SqlConfig,
+    in_memory: bool,
+) -> Tables<SqliteFlavor> {
     let table = config.table();
     let batches = Batches {
         exclusive: include_str!("sql/sqlite/extend_batch.sql").replace("{table}", table),
@@ -73,10 +82,10 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<SqliteFlavor>, 
         in_memory,
         create: ddl(table),
     };
-    Ok(Tables::new(pool, sql(table), batches, flavor))
+    Tables::new(pool, sql(table), batches, flavor)
 }
 
-/// The statements for `table`.
+/// The statements for `table`. Exclusive waiters queue.
 fn sql(table: &str) -> Sql {
     let exec = |text: &str, params| Statement::new(text, table, params, One);
     let fetch = |text: &str, params| Statement::new(text, table, params, Fetched);
@@ -131,13 +140,20 @@ fn sql(table: &str) -> Sql {
                 exec(include_str!("sql/sqlite/holders/free.sql"), key_owner_fence),
             ],
         },
+        queue: Some(QueueSql {
+            waiting: fetch(include_str!("sql/sqlite/waiting.sql"), &[Key, Owner]),
+            enqueue: exec(
+                include_str!("sql/sqlite/holders/enqueue.sql"),
+                &[Key, Owner, Ttl, Ticket],
+            ),
+        }),
     }
 }
 
 #[async_trait]
 impl Flavor for SqliteFlavor {
     type Db = Sqlite;
-    /// The statement, with a `{rows}` placeholder (see [`repeat_rows`]).
+    /// The statement (one JSON parameter).
     type Batch = String;
 
     /// Whole milliseconds, the resolution of the SQLite clock expression.
@@ -171,6 +187,14 @@ impl Flavor for SqliteFlavor {
         })
     }
 
+    fn queue(row: &SqliteRow) -> Result<Queue, sqlx::Error> {
+        let ahead: i64 = row.try_get("ahead")?;
+        Ok(Queue {
+            ahead: u64::try_from(ahead).unwrap_or(0),
+            mine: millis(row.try_get("queued_ms")?),
+        })
+    }
+
     fn held(row: &SqliteRow) -> Result<(Held, u64), sqlx::Error> {
         let kind: String = row.try_get("kind")?;
         let remaining = millis(Some(row.try_get("remaining_ms")?)).unwrap_or_default();
@@ -188,6 +212,16 @@ impl Flavor for SqliteFlavor {
         !self.in_memory
     }
 
+    /// One: SQLite runs one writer at a time, and nearly every statement
+    /// here writes. This backend's statements then queue in order for their
+    /// turn, where on several connections they would sleep and retry in
+    /// SQLite's busy handler, which serves no one in particular (a
+    /// statement could wait there for seconds while others get through).
+    /// Other processes still meet them in the busy handler.
+    fn slots(_size: usize) -> usize {
+        1
+    }
+
     /// Both tables' `CREATE TABLE IF NOT EXISTS`, in one call (a file made
     /// by an earlier version gains the holders table).
     async fn create_table(&self, pool: &SqlitePool) -> Result<(), sqlx::Error> {
@@ -197,16 +231,23 @@ impl Flavor for SqliteFlavor {
         Ok(())
     }
 
-    /// One statement over a bound `VALUES` list of the batch's rows, which
-    /// returns the rows it extended.
+    /// One statement whatever the batch's size: the batch goes as one
+    /// JSON array of `[key, owner token, ttl in milliseconds]`, read with
+    /// `json_each`, and the statement returns the rows it extended.
     async fn extend_batch(
         pool: &SqlitePool,
         statement: &String,
         batch: &[Extension],
     ) -> Result<Vec<bool>, sqlx::Error> {
-        let text = repeat_rows(statement, "(?, ?, ?)", ", (?, ?, ?)", batch.len());
-        let rows: Vec<Values> = batch.iter().map(Values::extension).collect();
-        let extended = bound_rows::<Self>(&text, &[Key, Owner, Ttl], &rows)
+        let rows = json_rows(batch.iter().map(|e| {
+            [
+                Cell::Text(&e.key),
+                Cell::Text(&e.owner),
+                Cell::Int(ttl_millis(e.ttl)),
+            ]
+        }));
+        let extended = sqlx::query(statement)
+            .bind(rows)
             .fetch_all(pool)
             .await?
             .iter()

@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use crate::dialect::Extension;
-
 /// What a statement's parameter stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Param {
@@ -21,12 +19,9 @@ pub(crate) enum Param {
     /// The notification channel (the table name).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Channel,
-    /// The hold's ttl, or the life of a waiting writer's intent.
+    /// The hold's ttl, or the life of a waiting writer's intent or of a
+    /// waiter's queue place.
     Ttl,
-    /// In a batch of readers and permits: the longest ttl asked for the
-    /// row's key.
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
-    Cover,
     /// The holders row's kind (`s` or `p`).
     Kind,
     /// The permit count (0 for a reader).
@@ -36,6 +31,11 @@ pub(crate) enum Param {
     Count,
     /// The fencing token an upgrade took.
     Fence,
+    /// A waiter's ticket in the queue: when its acquire began, in
+    /// microseconds since the Unix epoch (on SQLite, whose clock is this
+    /// machine's).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Ticket,
 }
 
 /// How a statement tells whether it did its work, and so how it is run.
@@ -91,6 +91,25 @@ pub(crate) struct Sql {
     pub release: Statement,
     /// The readers', permits' and intents' statements.
     pub holders: HolderSql,
+    /// The queue of exclusive waiters, where the database cannot notify
+    /// them (MySQL/MariaDB, SQLite); `None` where it can (PostgreSQL).
+    pub queue: Option<QueueSql>,
+}
+
+/// The statements of the queue of a name's exclusive waiters: places in
+/// the holders table (kind `q`), each with a ticket, first come first
+/// served. The acquire statement grants only to the first live place (or
+/// when there is none); waiters' places are removed with their intents
+/// ([`HolderSql::forget_intent`]).
+#[derive(Debug)]
+pub(crate) struct QueueSql {
+    /// Reads the name's row as [`Sql::holder`] does, and where the owner
+    /// stands in the queue (rows read by
+    /// [`Flavor::holder`](crate::flavor::Flavor::holder) and
+    /// [`Flavor::queue`](crate::flavor::Flavor::queue)).
+    pub waiting: Statement,
+    /// Takes or keeps the owner's place for a while.
+    pub enqueue: Statement,
 }
 
 impl Sql {
@@ -124,7 +143,8 @@ pub(crate) struct HolderSql {
     pub upgrade: Vec<Statement>,
     /// Records or refreshes a waiting writer's intent.
     pub intent: Statement,
-    /// Removes a waiting writer's intent.
+    /// Removes a waiting writer's intent (and the waiter's queue place,
+    /// where waiters queue).
     pub forget_intent: Statement,
     /// Releases a reader or permit holder.
     pub release: Statement,
@@ -148,8 +168,6 @@ pub(crate) struct Values<'a> {
     pub channel: &'a str,
     /// [`Param::Ttl`].
     pub ttl: Duration,
-    /// [`Param::Cover`].
-    pub cover: Duration,
     /// [`Param::Kind`].
     pub kind: &'static str,
     /// [`Param::Permits`].
@@ -158,6 +176,8 @@ pub(crate) struct Values<'a> {
     pub count: i64,
     /// [`Param::Fence`].
     pub fence: i64,
+    /// [`Param::Ticket`].
+    pub ticket: i64,
 }
 
 impl<'a> Values<'a> {
@@ -169,22 +189,11 @@ impl<'a> Values<'a> {
             owner,
             channel: "",
             ttl: Duration::ZERO,
-            cover: Duration::ZERO,
             kind: "",
             permits: 0,
             count: 0,
             fence: 0,
-        }
-    }
-
-    /// The values of one lease of a batched extension (its cover is its
-    /// own ttl).
-    #[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
-    pub fn extension(e: &'a Extension) -> Self {
-        Values {
-            ttl: e.ttl,
-            cover: e.ttl,
-            ..Values::new(&e.key, &e.owner)
+            ticket: 0,
         }
     }
 
@@ -196,10 +205,10 @@ impl<'a> Values<'a> {
             Param::Channel => Value::Text(self.channel),
             Param::Kind => Value::Text(self.kind),
             Param::Ttl => Value::Time(self.ttl),
-            Param::Cover => Value::Time(self.cover),
             Param::Permits => Value::Int(self.permits),
             Param::Count => Value::Int(self.count),
             Param::Fence => Value::Int(self.fence),
+            Param::Ticket => Value::Int(self.ticket),
         }
     }
 }
@@ -246,29 +255,26 @@ mod tests {
 
     #[test]
     fn values_are_bound_by_what_they_stand_for() {
-        let e = Extension {
-            key: "k".into(),
-            owner: "o".into(),
-            ttl: Duration::from_secs(2),
-        };
         let v = Values {
             channel: "t",
+            ttl: Duration::from_secs(2),
             kind: "s",
             permits: 3,
             count: 4,
             fence: 5,
-            ..Values::extension(&e)
+            ticket: 6,
+            ..Values::new("k", "o")
         };
         let got: Vec<Value> = [
             Param::Key,
             Param::Owner,
             Param::Channel,
             Param::Ttl,
-            Param::Cover,
             Param::Kind,
             Param::Permits,
             Param::Count,
             Param::Fence,
+            Param::Ticket,
         ]
         .map(|p| v.value(p))
         .into();
@@ -280,11 +286,11 @@ mod tests {
                 Value::Text("o"),
                 Value::Text("t"),
                 two,
-                two,
                 Value::Text("s"),
                 Value::Int(3),
                 Value::Int(4),
                 Value::Int(5),
+                Value::Int(6),
             ]
         );
     }

@@ -2,16 +2,27 @@
 //! trait, every call bounded by a timeout and its failure turned into a
 //! [`LockError`] that names the operation, the lock and the table.
 //!
+//! Waiting for a connection of the pool is not waiting for the database:
+//! each call first takes one of the pool's *slots* (a semaphore with one
+//! permit per call that may use the pool at once, served in order: one per
+//! connection, one in all on SQLite), and only then does the statement
+//! timeout start. An acquire attempt waits for its
+//! slot as long as the caller's wait allows (never less than the statement
+//! timeout), so a busy pool makes it wait, not fail with `Unavailable`;
+//! every other call waits at most the statement timeout for its slot.
+//!
 //! This module knows no database; the dialects know nothing of it.
 
 use std::borrow::Borrow;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use distlock_core::waiting::request_bound;
 use distlock_core::{BoxError, LockError, LockName, Result};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::dialect::{AttemptConnection, Dialect, Extension, Group, Holder, Take};
+use crate::dialect::{AttemptConnection, Dialect, Extension, Group, Holder, Take, Waiting};
 use crate::holds::Decide;
 use crate::notify::Subscription;
 
@@ -22,6 +33,9 @@ pub(crate) struct Store {
     backend: &'static str,
     table: Arc<str>,
     timeout: Duration,
+    /// One permit per call that may use the pool at once
+    /// ([`Dialect::slots`]).
+    slots: Arc<Semaphore>,
 }
 
 impl Store {
@@ -33,11 +47,13 @@ impl Store {
         table: &str,
         timeout: Duration,
     ) -> Self {
+        let slots = Arc::new(Semaphore::new(dialect.slots().max(1)));
         Store {
             dialect,
             backend,
             table: Arc::from(table),
             timeout,
+            slots,
         }
     }
 
@@ -65,14 +81,32 @@ impl Store {
         .await
     }
 
-    /// A connection of the pool for one acquire attempt on `name`, bounded
-    /// by `limit`.
-    pub async fn connection(&self, name: &LockName, limit: Duration) -> Result<StoreConnection> {
-        let op = self.dialect.connection();
-        let conn = self.on("acquiring", name, limit, op).await?;
+    /// A connection of the pool for one acquire attempt on `name` of a
+    /// caller whose wait ends at `deadline` (`None`: never): waiting for a
+    /// slot counts against that wait, but is never cut shorter than the
+    /// statement timeout; taking the connection (opening it, if the pool
+    /// has no idle one) is then bounded by the statement timeout cut to the
+    /// deadline ([`request_bound`]).
+    pub async fn connection(
+        &self,
+        name: &LockName,
+        deadline: Option<Instant>,
+    ) -> Result<StoreConnection> {
+        let patience = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(self.timeout)
+        });
+        let slot = self.slot("acquiring", name, patience).await?;
+        let limit = request_bound(self.timeout, deadline);
+        let conn = self
+            .within(limit, self.dialect.connection(), || {
+                self.about("acquiring", name)
+            })
+            .await?;
         Ok(StoreConnection {
             conn,
             store: self.clone(),
+            _slot: slot,
         })
     }
 
@@ -107,6 +141,10 @@ impl Store {
         group: Group,
         batch: &[Extension],
     ) -> std::result::Result<Vec<bool>, BatchFailure> {
+        let waiting = Arc::clone(&self.slots).acquire_owned();
+        let Ok(Ok(_slot)) = tokio::time::timeout(self.timeout, waiting).await else {
+            return Err(BatchFailure::Busy);
+        };
         let op = self.dialect.extend_batch(group, batch);
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(extended)) => Ok(extended),
@@ -147,6 +185,7 @@ impl Store {
     pub fn batch_error(&self, failure: &BatchFailure, name: &LockName) -> LockError {
         let context = self.about("extending", name);
         match failure {
+            BatchFailure::Busy => self.pool_busy(context, self.timeout),
             BatchFailure::NoAnswer => self.no_answer(context, self.timeout),
             BatchFailure::Db(e) => driver_error(self.backend, context, self.timeout, Arc::clone(e)),
         }
@@ -156,8 +195,9 @@ impl Store {
         format!("{doing} `{name}` in table {}", self.table)
     }
 
-    /// Runs `op` on `name` within `limit`; a failure says it happened
-    /// `doing` that.
+    /// Runs `op` on `name` within `limit`, once it has a slot of the pool
+    /// (waiting at most the statement timeout for one); a failure says it
+    /// happened `doing` that.
     async fn on<T>(
         &self,
         doing: &str,
@@ -165,7 +205,41 @@ impl Store {
         limit: Duration,
         op: impl Future<Output = std::result::Result<T, sqlx::Error>>,
     ) -> Result<T> {
+        let _slot = self.slot(doing, name, Some(self.timeout)).await?;
         self.within(limit, op, || self.about(doing, name)).await
+    }
+
+    /// Runs `op` on `name` within `limit` on a connection the caller holds
+    /// (with its slot); a failure says it happened `doing` that.
+    async fn on_held<T>(
+        &self,
+        doing: &str,
+        name: &LockName,
+        limit: Duration,
+        op: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        self.within(limit, op, || self.about(doing, name)).await
+    }
+
+    /// One slot of the pool, for a call on `name` `doing` something,
+    /// waiting at most `patience` (`None`: as long as it takes; the slots
+    /// come free as calls end, each bounded by a timeout).
+    async fn slot(
+        &self,
+        doing: &str,
+        name: &LockName,
+        patience: Option<Duration>,
+    ) -> Result<OwnedSemaphorePermit> {
+        let waiting = Arc::clone(&self.slots).acquire_owned();
+        let taken = match patience {
+            None => waiting.await,
+            Some(limit) => match tokio::time::timeout(limit, waiting).await {
+                Ok(taken) => taken,
+                Err(_) => return Err(self.pool_busy(self.about(doing, name), limit)),
+            },
+        };
+        // The semaphore is never closed.
+        taken.map_err(|_| self.pool_busy(self.about(doing, name), Duration::ZERO))
     }
 
     /// Runs `op` within `limit`, mapping its failure with the context
@@ -183,6 +257,16 @@ impl Store {
         }
     }
 
+    fn pool_busy(&self, context: String, limit: Duration) -> LockError {
+        LockError::unavailable(
+            self.backend,
+            format!(
+                "{context}: no free connection of the pool within {limit:?} ({} in use at once at most)",
+                self.dialect.slots()
+            ),
+        )
+    }
+
     fn no_answer(&self, context: String, limit: Duration) -> LockError {
         LockError::unavailable(
             self.backend,
@@ -197,6 +281,9 @@ impl Store {
 pub(crate) struct StoreConnection {
     conn: Box<dyn AttemptConnection>,
     store: Store,
+    /// Its slot of the pool, given back after the connection (fields drop
+    /// in order).
+    _slot: OwnedSemaphorePermit,
 }
 
 impl StoreConnection {
@@ -215,18 +302,35 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<Take> {
         let op = self.conn.take(key, owner, ttl);
-        self.store.on("acquiring", name, limit, op).await
+        self.store.on_held("acquiring", name, limit, op).await
     }
 
-    /// Reads the row of `name`, bounded by `limit`.
-    pub async fn holder(
+    /// Reads the row of `name` and where `owner` stands in its queue,
+    /// bounded by `limit`.
+    pub async fn waiting(
         &mut self,
         name: &LockName,
         key: &str,
+        owner: &str,
         limit: Duration,
-    ) -> Result<Option<Holder>> {
-        let op = self.conn.holder(key);
-        self.store.on("acquiring", name, limit, op).await
+    ) -> Result<Option<Waiting>> {
+        let op = self.conn.waiting(key, owner);
+        self.store.on_held("acquiring", name, limit, op).await
+    }
+
+    /// Takes (or keeps) `owner`'s place in the queue of `name`, living
+    /// `life`, a new one with the ticket `arrived` where the database takes
+    /// it (see [`AttemptConnection::enqueue`]), bounded by `limit`.
+    pub async fn enqueue(
+        &mut self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        (life, arrived): (Duration, i64),
+        limit: Duration,
+    ) -> Result<()> {
+        let op = self.conn.enqueue(key, owner, life, arrived);
+        self.store.on_held("acquiring", name, limit, op).await
     }
 
     /// Releases `name` when `owner` holds it, after whatever this
@@ -234,7 +338,7 @@ impl StoreConnection {
     pub async fn release(&mut self, name: &LockName, key: &str, owner: &str) -> Result<bool> {
         let op = self.conn.release(key, owner);
         self.store
-            .on("releasing", name, self.store.timeout, op)
+            .on_held("releasing", name, self.store.timeout, op)
             .await
     }
 
@@ -250,7 +354,7 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<Option<u64>> {
         let op = self.conn.transact(key, owner, ttl, decide);
-        self.store.on("acquiring", name, limit, op).await
+        self.store.on_held("acquiring", name, limit, op).await
     }
 
     /// Records or refreshes `owner`'s waiting-writer intent on `name`,
@@ -264,7 +368,7 @@ impl StoreConnection {
         limit: Duration,
     ) -> Result<()> {
         let op = self.conn.record_intent(key, owner, life);
-        self.store.on("acquiring", name, limit, op).await
+        self.store.on_held("acquiring", name, limit, op).await
     }
 
     /// Releases the reader or permit holder `owner` of `name`, after
@@ -277,7 +381,7 @@ impl StoreConnection {
     ) -> Result<bool> {
         let op = self.conn.release_holder(key, owner);
         self.store
-            .on("releasing", name, self.store.timeout, op)
+            .on_held("releasing", name, self.store.timeout, op)
             .await
     }
 
@@ -287,7 +391,9 @@ impl StoreConnection {
     pub async fn abandon_transaction(&mut self, name: &LockName) -> Result<()> {
         let op = self.conn.abandon_transaction();
         let doing = "rolling back an attempt on";
-        self.store.on(doing, name, self.store.timeout, op).await
+        self.store
+            .on_held(doing, name, self.store.timeout, op)
+            .await
     }
 
     /// Undoes an upgrade of `owner` on `name` that took `fence` (and
@@ -301,12 +407,16 @@ impl StoreConnection {
     ) -> Result<bool> {
         let op = self.conn.downgrade(key, owner, fence);
         let doing = "undoing the upgrade of";
-        self.store.on(doing, name, self.store.timeout, op).await
+        self.store
+            .on_held(doing, name, self.store.timeout, op)
+            .await
     }
 }
 
 /// A batched extension that failed as a whole.
 pub(crate) enum BatchFailure {
+    /// No slot of the pool came free within the timeout.
+    Busy,
     /// The database did not answer within the timeout.
     NoAnswer,
     /// The driver's error, shared by the batch's leases.
@@ -344,3 +454,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
 
-use crate::dialect::{rolled_back, AttemptConnection, Dialect, Extension, Group, Holder, Take};
+use crate::dialect::{
+    rolled_back, AttemptConnection, Dialect, Extension, Group, Holder, Take, Waiting,
+};
 use crate::flavor::{Batches, Conn, Flavor};
 use crate::grants;
 use crate::holds::Decide;
@@ -53,6 +55,11 @@ impl<F: Flavor> Tables<F> {
 impl<F: Flavor> Dialect for Tables<F> {
     fn cross_process(&self) -> bool {
         self.flavor.cross_process()
+    }
+
+    fn slots(&self) -> usize {
+        let size = usize::try_from(self.pool.options().get_max_connections()).unwrap_or(usize::MAX);
+        F::slots(size)
     }
 
     async fn create_table(&self) -> Result<(), sqlx::Error> {
@@ -135,19 +142,56 @@ struct Attempt<F: Flavor> {
 
 #[async_trait]
 impl<F: Flavor> AttemptConnection for Attempt<F> {
-    /// One statement; where it cannot tell the holders' remaining time
-    /// (MySQL, SQLite), a second ([`holder`](AttemptConnection::holder))
+    /// One statement (tried again after a deadlock, see
+    /// [`run_retrying`]); where it cannot tell the holders' remaining time
+    /// (MySQL, SQLite), a second ([`waiting`](AttemptConnection::waiting))
     /// reads it when the lock is held.
     async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
         let values = Values {
             ttl,
             ..self.sql.values(key, owner)
         };
-        F::take(run::<F>(&self.sql.acquire, &values, &mut self.conn).await?)
+        F::take(run_retrying::<F>(&self.sql.acquire, &values, &mut self.conn).await?)
     }
 
-    async fn holder(&mut self, key: &str) -> Result<Option<Holder>, sqlx::Error> {
-        holder::<F>(&self.sql, &mut self.conn, key).await
+    /// The queue's read where waiters queue, the holder's otherwise.
+    async fn waiting(&mut self, key: &str, owner: &str) -> Result<Option<Waiting>, sqlx::Error> {
+        let Some(queue) = &self.sql.queue else {
+            let found = holder::<F>(&self.sql, &mut self.conn, key).await?;
+            return Ok(found.map(|holder| Waiting {
+                holder,
+                queue: None,
+            }));
+        };
+        let values = self.sql.values(key, owner);
+        let found = run::<F>(&queue.waiting, &values, &mut self.conn).await?;
+        let Some(row) = found.row() else {
+            return Ok(None);
+        };
+        Ok(Some(Waiting {
+            holder: F::holder(&row)?,
+            queue: Some(F::queue(&row)?),
+        }))
+    }
+
+    /// Tried again after a deadlock (see [`run_retrying`]).
+    async fn enqueue(
+        &mut self,
+        key: &str,
+        owner: &str,
+        life: Duration,
+        arrived: i64,
+    ) -> Result<(), sqlx::Error> {
+        let Some(queue) = &self.sql.queue else {
+            return Ok(());
+        };
+        let values = Values {
+            ttl: life,
+            ticket: arrived,
+            ..self.sql.values(key, owner)
+        };
+        run_retrying::<F>(&queue.enqueue, &values, &mut self.conn).await?;
+        Ok(())
     }
 
     async fn release(&mut self, key: &str, owner: &str) -> Result<bool, sqlx::Error> {

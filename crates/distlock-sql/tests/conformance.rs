@@ -1,24 +1,37 @@
-//! The conformance suite on SQLite, PostgreSQL and MariaDB.
+//! The conformance suite on SQLite, and on PostgreSQL and MariaDB under
+//! each strategy (`strategy=table`, `strategy=session`): the strategy is a
+//! dimension of the suite.
 //!
-//! Every `client()` opens a new pool (at most 4 connections) to the same
-//! database, so clients compete exactly as separate processes would. SQLite
-//! gets a fresh file per test, under `target/tmp`.
+//! Every `client()` opens a new backend (its own pool of at most 4
+//! connections, and under the session strategy its own session
+//! connections) to the same database, so clients compete exactly as
+//! separate processes would. SQLite gets a fresh file per test, under
+//! `target/tmp`.
 //!
 //! The PostgreSQL and MariaDB harnesses hand out proxied clients too: a new
-//! pool whose every connection (the PostgreSQL listener's included) goes
-//! through a fault proxy in front of the server. SQLite has no network to
-//! partition, so its harness says it is not networked and has none, although
-//! a SQLite file is shared across processes (`cross_process`).
+//! backend whose every connection (the PostgreSQL listener's and the
+//! session connections included) goes through a fault proxy in front of
+//! the server. The session strategy's clients use a short session timeout,
+//! so that a client cut off from the server loses its locks (and the server
+//! frees them) within seconds. SQLite has no network to partition, so its
+//! harness says it is not networked and has none, although a SQLite file is
+//! shared across processes (`cross_process`).
 
 mod common;
 
 use std::sync::Arc;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use std::time::Duration;
 
 use distlock_conformance::Harness;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use distlock_conformance::{FaultProxy, ProxiedClient};
 use distlock_core::DistributedLock;
 use distlock_sql::SqlBackend;
+
+/// The session timeout of the session strategy's clients.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connects a new backend (its own pool) to `url`.
 async fn new_client(what: &str, url: &str) -> Arc<dyn DistributedLock> {
@@ -89,38 +102,76 @@ impl Harness for SqliteHarness {
 #[cfg(feature = "sqlite")]
 distlock_conformance::suite!(sqlite, async { crate::SqliteHarness::new() });
 
-#[cfg(feature = "postgres")]
-struct PostgresHarness;
+/// A server database under one strategy.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct ServerHarness {
+    what: &'static str,
+    url: String,
+    session: bool,
+}
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl ServerHarness {
+    /// `what` (for messages) at `url`, under the table strategy.
+    fn table(what: &'static str, url: &str) -> Self {
+        ServerHarness {
+            what,
+            url: common::with_params(url, "strategy=table"),
+            session: false,
+        }
+    }
+
+    /// `what` at `url`, under the session strategy with a short timeout.
+    fn session(what: &'static str, url: &str) -> Self {
+        let params = format!("strategy=session&session_timeout={SESSION_TIMEOUT:?}");
+        ServerHarness {
+            what,
+            url: common::with_params(url, &params),
+            session: true,
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[distlock_core::async_trait]
-impl Harness for PostgresHarness {
+impl Harness for ServerHarness {
     async fn client(&self) -> Arc<dyn DistributedLock> {
-        new_client("PostgreSQL", &common::postgres_url()).await
+        new_client(self.what, &self.url).await
+    }
+
+    /// The ttl under the table strategy. Under the session strategy a
+    /// mutex or writer lives with its session (freed at once when its
+    /// process dies, within the session timeout when its client is cut
+    /// off), a reader's or permit's row with its ttl.
+    fn liveness_bound(&self, ttl: Duration) -> Duration {
+        if self.session {
+            ttl.max(SESSION_TIMEOUT)
+        } else {
+            ttl
+        }
     }
 
     async fn proxied_client(&self) -> Option<ProxiedClient> {
-        Some(proxied_client("PostgreSQL", &common::postgres_url()).await)
+        Some(proxied_client(self.what, &self.url).await)
     }
 }
 
 #[cfg(feature = "postgres")]
-distlock_conformance::suite!(postgres, async { crate::PostgresHarness });
+distlock_conformance::suite!(postgres_table, async {
+    crate::ServerHarness::table("PostgreSQL", &crate::common::postgres_url())
+});
+
+#[cfg(feature = "postgres")]
+distlock_conformance::suite!(postgres_session, async {
+    crate::ServerHarness::session("PostgreSQL", &crate::common::postgres_url())
+});
 
 #[cfg(feature = "mysql")]
-struct MariaDbHarness;
+distlock_conformance::suite!(mariadb_table, async {
+    crate::ServerHarness::table("MariaDB", &crate::common::mysql_url())
+});
 
 #[cfg(feature = "mysql")]
-#[distlock_core::async_trait]
-impl Harness for MariaDbHarness {
-    async fn client(&self) -> Arc<dyn DistributedLock> {
-        new_client("MariaDB", &common::mysql_url()).await
-    }
-
-    async fn proxied_client(&self) -> Option<ProxiedClient> {
-        Some(proxied_client("MariaDB", &common::mysql_url()).await)
-    }
-}
-
-#[cfg(feature = "mysql")]
-distlock_conformance::suite!(mariadb, async { crate::MariaDbHarness });
+distlock_conformance::suite!(mariadb_session, async {
+    crate::ServerHarness::session("MariaDB", &crate::common::mysql_url())
+});

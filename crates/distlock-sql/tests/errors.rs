@@ -218,7 +218,7 @@ async fn silent_server_gives_unavailable_within_the_timeout() {
 async fn table_without_privileges_is_a_clear_backend_error() {
     let real = common::postgres_url();
     let table = format!("distlock_noperm_{}", std::process::id());
-    let owner = match SqlBackend::connect(&format!("{real}?table={table}")).await {
+    let owner = match SqlBackend::connect(&format!("{real}?table={table}&strategy=table")).await {
         Ok(b) => b,
         Err(e) => common::server_missing("PostgreSQL", &real, &e),
     };
@@ -231,7 +231,7 @@ async fn table_without_privileges_is_a_clear_backend_error() {
     )
     .await;
 
-    let backend = SqlBackend::connect(&format!("{real}?table={table}"))
+    let backend = SqlBackend::connect(&format!("{real}?table={table}&strategy=table"))
         .await
         .expect("connecting needs no privilege on the table");
     let name = LockName::new("noperm").unwrap();

@@ -407,7 +407,7 @@ mod sqlite {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use super::common::postgres_url as url;
+    use super::common::postgres_table_url as url;
 
     const PLANT: &str = "INSERT INTO \"{table}\" (name, owner, kind, permits, expires_at) \
         VALUES ($1, 'crashed', 'w', 0, now() + interval '1 second')";
@@ -450,7 +450,7 @@ mod postgres {
 
 #[cfg(feature = "mysql")]
 mod mariadb {
-    use super::common::mysql_url as url;
+    use super::common::mysql_table_url as url;
 
     const PLANT: &str = "INSERT INTO `{table}` (name, owner, kind, permits, expires_at) \
         VALUES (?, 'crashed', 'w', 0, UTC_TIMESTAMP(6) + INTERVAL 1 SECOND)";

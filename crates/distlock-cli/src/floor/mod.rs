@@ -33,6 +33,8 @@ mod redis_modes;
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql_modes;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql_session;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 #[cfg(feature = "zookeeper")]
@@ -57,7 +59,7 @@ const SPIN: std::time::Duration = std::time::Duration::from_millis(1);
 pub trait Floor: Send + Sync {
     /// What the floor does for the semaphore or the reader-writer lock, in
     /// one sentence; `None` when it has no floor for that primitive. (The
-    /// mutex floor's recipe is the registry's.)
+    /// mutex floor's recipe is the registry's, unless this names another.)
     fn recipe(&self, primitive: Primitive) -> Option<&'static str>;
 
     /// A new independent client of the floor (own connection) for
@@ -78,7 +80,8 @@ impl RawFloor {
     /// it.
     pub fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
         match primitive {
-            Primitive::Mutex => Some(self.mutex_recipe),
+            // A floor may name its own (the SQL session locks do).
+            Primitive::Mutex => self.floor.recipe(primitive).or(Some(self.mutex_recipe)),
             Primitive::Semaphore | Primitive::ReadWrite => self.floor.recipe(primitive),
         }
     }

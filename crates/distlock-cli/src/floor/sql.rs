@@ -6,17 +6,20 @@ use distlock::registry::BackendKind;
 use distlock::{LockName, Mode};
 use sqlx::AnyPool;
 
+use super::sql_session::{self, SessionContender, SessionStatements};
 use super::{sql_modes, Floor, SPIN};
 use crate::workload::{Contender, Primitive};
 
 /// A row per held lock: an insert that does nothing when the row exists
-/// to take, a delete to give back. Its semaphore and reader-writer floors
-/// are in [`sql_modes`].
+/// to take, a delete to give back; or, when the URL picks the session
+/// strategy, the database's session locks ([`sql_session`]). Its semaphore
+/// and reader-writer floors are in [`sql_modes`].
 pub struct SqlFloor {
     url: String,
     insert: &'static str,
     delete: &'static str,
     modes: &'static sql_modes::Statements,
+    session: Option<&'static SessionStatements>,
 }
 
 impl SqlFloor {
@@ -24,6 +27,13 @@ impl SqlFloor {
     /// creates the floors' tables.
     pub async fn connect(url: &str, kind: BackendKind) -> Result<Self, String> {
         sqlx::any::install_default_drivers();
+        let session = match distlock::sql::SqlConfig::from_url(url)
+            .map_err(|e| format!("sql floor: {e}"))?
+            .strategy()
+        {
+            distlock::sql::Strategy::Session => sql_session::statements(kind),
+            _ => None,
+        };
         let url = driver_url(url, kind);
         let (create, insert, delete) = statements(kind);
         let pool = AnyPool::connect(&url)
@@ -39,6 +49,7 @@ impl SqlFloor {
             insert,
             delete,
             modes,
+            session,
         })
     }
 }
@@ -86,10 +97,16 @@ struct SqlContender {
 #[distlock::async_trait]
 impl Floor for SqlFloor {
     fn recipe(&self, primitive: Primitive) -> Option<&'static str> {
-        sql_modes::recipe(primitive)
+        match (primitive, self.session) {
+            (Primitive::Mutex, Some(session)) => Some(session.recipe),
+            _ => sql_modes::recipe(primitive),
+        }
     }
 
     async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
+        if let (Primitive::Mutex, Some(session)) = (primitive, self.session) {
+            return SessionContender::connect(&self.url, session).await;
+        }
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(2)
             .connect(&self.url)

@@ -165,3 +165,91 @@ fn setters_are_bounded() {
     assert!(c.clone().with_table("no good").is_err());
     assert_eq!(c.with_table("t2").unwrap().table(), "t2");
 }
+
+#[test]
+fn the_strategy_defaults_to_session_where_the_database_has_session_locks() {
+    let pg = SqlConfig::from_url("postgres://u:p@h/db").unwrap();
+    assert_eq!(pg.strategy(), Strategy::Session);
+    let my = SqlConfig::from_url("mariadb://u@h/db").unwrap();
+    assert_eq!(my.strategy(), Strategy::Session);
+    let lite = SqlConfig::from_url("sqlite://x.db").unwrap();
+    assert_eq!(lite.strategy(), Strategy::Table);
+}
+
+#[test]
+fn the_strategy_is_read_from_the_url_and_never_reaches_the_driver() {
+    let c = SqlConfig::from_url("postgres://u:p@h/db?strategy=table&sslmode=disable").unwrap();
+    assert_eq!(c.strategy(), Strategy::Table);
+    assert_eq!(c.driver_url(), "postgres://u:p@h:5432/db?sslmode=disable");
+    let c = SqlConfig::from_url("mysql://h/db?strategy=SESSION").unwrap();
+    assert_eq!(c.strategy(), Strategy::Session);
+    let c = SqlConfig::from_url("sqlite://x.db?strategy=table").unwrap();
+    assert_eq!(c.strategy(), Strategy::Table);
+}
+
+#[test]
+fn sqlite_refuses_the_session_strategy() {
+    let bad = reason("sqlite://x.db?strategy=session");
+    assert!(bad.contains("`strategy=session`"), "{bad}");
+    assert!(bad.contains("SQLite"), "{bad}");
+    let c = SqlConfig::from_url("sqlite::memory:").unwrap();
+    match c.with_strategy(Strategy::Session) {
+        Err(LockError::InvalidConfig { reason }) => assert!(reason.contains("SQLite"), "{reason}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_strategy_is_refused_naming_the_parameter() {
+    let bad = reason("postgres://u:secret@h/db?strategy=advisory");
+    assert!(bad.contains("`strategy=advisory`"), "{bad}");
+    assert!(bad.contains("session") && bad.contains("table"), "{bad}");
+    assert!(!bad.contains("secret"), "{bad}");
+}
+
+#[test]
+fn session_settings_are_read_and_bounded() {
+    let c = SqlConfig::from_url("postgres://h/db?sessions=3&session_timeout=2s&session_ping=100ms")
+        .unwrap();
+    assert_eq!(c.sessions(), 3);
+    assert_eq!(c.session_timeout(), Duration::from_secs(2));
+    assert_eq!(c.session_ping(), Duration::from_millis(100));
+    let d = SqlConfig::from_url("mysql://h/db").unwrap();
+    assert_eq!(d.sessions(), 8);
+    assert_eq!(d.session_timeout(), Duration::from_secs(5));
+    assert_eq!(d.session_ping(), Duration::from_millis(250));
+    // A short timeout shortens the default check to a quarter of it.
+    let short = SqlConfig::from_url("postgres://h/db?session_timeout=1s").unwrap();
+    assert_eq!(short.session_ping(), Duration::from_millis(250));
+    for (url, param) in [
+        ("postgres://h/db?sessions=0", "`sessions=0`"),
+        ("postgres://h/db?session_timeout=500ms", "`session_timeout"),
+        ("mysql://h/db?session_timeout=2h", "`session_timeout"),
+        ("postgres://h/db?session_ping=2s", "`session_ping"),
+        (
+            "postgres://h/db?session_timeout=4s&session_ping=1001ms",
+            "`session_ping",
+        ),
+    ] {
+        let bad = reason(url);
+        assert!(bad.contains(param), "{url}: {bad}");
+    }
+    // SQLite has no sessions: the parameters are unknown there.
+    let bad = reason("sqlite://x.db?sessions=2");
+    assert!(bad.contains("`sessions`"), "{bad}");
+}
+
+#[test]
+fn session_setters_are_bounded() {
+    let c = SqlConfig::from_url("postgres://h/db")
+        .unwrap()
+        .with_sessions(0)
+        .with_session_timeout(Duration::from_millis(10))
+        .with_session_ping(Duration::from_secs(60));
+    assert_eq!(c.sessions(), 1);
+    assert_eq!(c.session_timeout(), Duration::from_secs(1));
+    assert_eq!(c.session_ping(), Duration::from_millis(250));
+    let c = c.with_strategy(Strategy::Table).unwrap();
+    assert_eq!(c.strategy(), Strategy::Table);
+    assert!(format!("{c:?}").contains("Table"));
+}

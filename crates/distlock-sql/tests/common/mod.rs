@@ -15,6 +15,37 @@ pub fn mysql_url() -> String {
         .unwrap_or_else(|_| "mysql://distlock:distlock-pw@127.0.0.1:13306/distlock".into())
 }
 
+/// `url` with the query parameters `params` (`a=1&b=2`) added.
+pub fn with_params(url: &str, params: &str) -> String {
+    let joint = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joint}{params}")
+}
+
+/// PostgreSQL under the table strategy.
+pub fn postgres_table_url() -> String {
+    with_params(&postgres_url(), "strategy=table")
+}
+
+/// PostgreSQL under the session strategy (the default, said explicitly).
+pub fn postgres_session_url() -> String {
+    with_params(&postgres_url(), "strategy=session")
+}
+
+/// MariaDB under the table strategy.
+pub fn mysql_table_url() -> String {
+    with_params(&mysql_url(), "strategy=table")
+}
+
+/// MariaDB under the session strategy (the default, said explicitly).
+pub fn mysql_session_url() -> String {
+    with_params(&mysql_url(), "strategy=session")
+}
+
+/// A unique suffix for lock names and tables of one test run.
+pub fn unique() -> String {
+    format!("{}-{:016x}", std::process::id(), rand_u64())
+}
+
 /// The socket address of the (one) server a PostgreSQL or MySQL URL names.
 pub async fn server_address(url: &str) -> std::net::SocketAddr {
     let parsed = distlock_core::BackendUrl::parse(url)

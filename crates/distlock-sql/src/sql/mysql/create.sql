@@ -11,13 +11,17 @@
 --   shared_until: no reader or permit holder of the name lives past it (UTC);
 --     NULL when there is none. The exclusive acquire reads these two columns of
 --     its own row: no other table is consulted on the mutex path.
--- {table}_holders: one row per reader, semaphore permit or waiting writer.
+-- {table}_holders: one row per reader, semaphore permit, waiting writer or
+--   queued waiter.
 --   name: the lock key (a row of {table} exists for it).
 --   owner: the owner token of the hold (or of the waiting writer).
 --   kind: 's' a reader, 'p' a semaphore permit, 'w' a waiting writer's intent
---     (not a hold: while one lives, no new reader or permit is granted).
+--     (not a hold: while one lives, no new reader or permit is granted), 'q'
+--     an exclusive waiter's place in the name's queue (not a hold: while one
+--     lives, the lock goes to the first place only).
 --   permits: the semaphore's size for 'p' (every holder of a name declares
---     the same), 0 otherwise.
+--     the same), the place's ticket for 'q' (first come first served), 0
+--     otherwise.
 --   expires_at: the expiry in UTC on the database clock.
 CREATE TABLE IF NOT EXISTS `{table}` (
     name         VARBINARY(255) NOT NULL PRIMARY KEY,

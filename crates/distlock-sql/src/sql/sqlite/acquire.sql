@@ -1,10 +1,17 @@
 -- Takes the lock exclusively (the mutex, the writer) when its row is absent,
--- released or expired and no reader or permit holder lives, and issues the
--- next fencing token. ?1 = key, ?2 = owner token, ?3 = ttl in milliseconds.
--- Returns one row (fence) when acquired, no row when someone holds it.
+-- or released or expired with no reader or permit holder alive and it is the
+-- owner's turn in the queue of waiters, and issues the next fencing token.
+-- ?1 = key, ?2 = owner token, ?3 = ttl in milliseconds.
+-- Returns one row (fence) when acquired, no row when someone holds it (or
+-- another waiter goes first).
 -- The readers' check is one primary-key range probe of the holders table.
--- Holders exist only for names whose row exists (a grant creates it first),
--- so the insert branch needs no such check.
+-- The queue: places are holders rows of kind 'q' (see holders/enqueue.sql),
+-- first come first served by ticket, then owner token. It is the owner's
+-- turn when no live place of another owner is ahead of its own live place
+-- (with no place of its own, every live place is ahead).
+-- Holders and places exist only for names whose row exists (a grant creates
+-- it first; waiters queue for a row they found held), so the insert branch
+-- needs neither check.
 -- "Now" is the database clock: julianday('now') in milliseconds since the epoch,
 -- fixed for the whole statement, read once the statement holds the write lock.
 INSERT INTO "{table}" AS l (name, owner, fence, expires_at)
@@ -19,6 +26,22 @@ ON CONFLICT (name) DO UPDATE
        SELECT 1
          FROM "{table}_holders" h
         WHERE h.name = ?1
-          AND h.kind <> 'w'
+          AND h.kind IN ('s', 'p')
           AND h.expires_at > CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))
+   AND NOT EXISTS (
+       SELECT 1
+         FROM "{table}_holders" q
+        WHERE q.name = ?1
+          AND q.kind = 'q'
+          AND q.owner <> ?2
+          AND q.expires_at > CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+          AND NOT EXISTS (
+              SELECT 1
+                FROM "{table}_holders" m
+               WHERE m.name = ?1
+                 AND m.owner = ?2
+                 AND m.kind = 'q'
+                 AND m.expires_at > CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+                 AND (m.permits < q.permits
+                      OR (m.permits = q.permits AND m.owner < q.owner))))
 RETURNING fence

@@ -8,13 +8,17 @@
 --   fence: the last fencing token issued for this name, to any mode (never decreases).
 --   expires_at: the exclusive hold's expiry, ms since the Unix epoch on the
 --     database clock, NULL when free.
--- {table}_holders: one row per reader, semaphore permit or waiting writer.
+-- {table}_holders: one row per reader, semaphore permit, waiting writer or
+--   queued waiter.
 --   name: the lock key (a row of {table} exists for it).
 --   owner: the owner token of the hold (or of the waiting writer).
 --   kind: 's' a reader, 'p' a semaphore permit, 'w' a waiting writer's intent
---     (not a hold: while one lives, no new reader or permit is granted).
+--     (not a hold: while one lives, no new reader or permit is granted), 'q'
+--     an exclusive waiter's place in the name's queue (not a hold: while one
+--     lives, the lock goes to the first place only).
 --   permits: the semaphore's size for 'p' (every holder of a name declares
---     the same), 0 otherwise.
+--     the same), the place's ticket for 'q' (first come first served), 0
+--     otherwise.
 --   expires_at: ms since the Unix epoch on the database clock.
 CREATE TABLE IF NOT EXISTS "{table}" (
     name       TEXT    NOT NULL PRIMARY KEY,

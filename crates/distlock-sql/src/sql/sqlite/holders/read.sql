@@ -1,5 +1,6 @@
 -- In a grant transaction, after expire.sql: every hold on the name and every
--- waiting writer's intent. ?1 = key.
+-- waiting writer's intent (not the exclusive waiters' queue places, which
+-- are no holds: kind 'q'). ?1 = key.
 -- Returns one row per hold or intent: (kind, permits, owner, remaining_ms,
 -- fence): kind 'x' for the live exclusive holder (from the locks table),
 -- otherwise the holders table's kind ('s', 'p', 'w') and permit count; fence
@@ -23,3 +24,4 @@ SELECT h.kind,
   FROM "{table}_holders" h
   JOIN "{table}" l ON l.name = h.name
  WHERE h.name = ?1
+   AND h.kind <> 'q'

@@ -1,0 +1,175 @@
+//! What the session engine needs of a database, as two traits: one open
+//! connection's statements ([`SessionConn`]), and the database as a whole
+//! ([`SessionDb`]: opening connections, the fencing sequence, the status
+//! read). PostgreSQL and MySQL/MariaDB implement both; the engine knows
+//! neither.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::keys::Key;
+
+/// Which session lock a statement takes or gives back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Gate {
+    /// The exclusive lock (the mutex, the writer); on MySQL the writer's
+    /// statement also checks that no reader or permit holds a row.
+    Exclusive,
+    /// The readers' and permits' gate: PostgreSQL's shared advisory lock,
+    /// held with the hold; MySQL's `GET_LOCK`, held only around the grant.
+    Shared,
+}
+
+/// How long a take statement may wait in the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// Not at all: a try.
+    Try,
+    /// Up to this long.
+    Upto(Duration),
+    /// Until granted.
+    Forever,
+}
+
+impl Patience {
+    /// Whether the statement may wait (and so occupies its connection).
+    pub fn waits(self) -> bool {
+        self != Patience::Try
+    }
+}
+
+/// What a take statement found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The lock is this session's now, with this fencing token (drawn in
+    /// the same statement, after the grant).
+    Taken(u64),
+    /// Not taken: others hold it, or the wait ran out.
+    Refused,
+    /// MySQL's writer: the lock is this session's, but readers or permit
+    /// holders still hold rows; the soonest of them ends within this much
+    /// (if any was read). No token was drawn.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Readers(Option<Duration>),
+}
+
+/// A take statement's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// What it found.
+    pub outcome: Outcome,
+    /// How long the server spent on it (its wait), by the server's clock.
+    pub busy: Duration,
+}
+
+/// One open connection, a database session of its own; each method is one
+/// statement (one round trip).
+#[async_trait]
+pub(crate) trait SessionConn: Send + 'static {
+    /// Takes `gate` of `key`, waiting in the server as `patience` says;
+    /// the token is drawn in the same statement once it is taken.
+    async fn take(
+        &mut self,
+        key: &Key,
+        gate: Gate,
+        patience: Patience,
+    ) -> Result<Answer, sqlx::Error>;
+
+    /// MySQL's writer, holding `key`: whether readers or permit holders are
+    /// still in; a token ([`Outcome::Taken`]) once they are gone.
+    async fn readers_left(&mut self, key: &Key) -> Result<Outcome, sqlx::Error>;
+
+    /// A fresh fencing token.
+    async fn token(&mut self) -> Result<u64, sqlx::Error>;
+
+    /// Gives `gate` of `key` back; whether this session held it.
+    async fn give_back(&mut self, key: &Key, gate: Gate) -> Result<bool, sqlx::Error>;
+
+    /// Proves the session alive; the server's id of the session (a
+    /// process or connection id).
+    async fn ping(&mut self) -> Result<i64, sqlx::Error>;
+}
+
+/// A newly opened session.
+pub(crate) struct Opened {
+    /// Its connection.
+    pub conn: Box<dyn SessionConn>,
+    /// The server's id of the session.
+    pub server_id: i64,
+}
+
+/// What the locks look like from outside, for `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// Some session holds the name (in any mode), or a reader or permit
+    /// holder's row lives.
+    pub held: bool,
+    /// How many sessions wait for it in the server, where it can tell.
+    pub waiters: Option<usize>,
+}
+
+/// A database with session locks.
+#[async_trait]
+pub(crate) trait SessionDb: Send + Sync + 'static {
+    /// Whether a reader or permit keeps its [`Gate::Shared`] for the whole
+    /// hold (PostgreSQL), rather than only around its grant (MySQL).
+    fn keeps_shared_gate(&self) -> bool;
+
+    /// Opens a session: a new connection, set up so that the server ends
+    /// the session (and frees its locks) once it has heard nothing from
+    /// the client for the session timeout. Several round trips.
+    async fn open(&self) -> Result<Opened, sqlx::Error>;
+
+    /// Creates what the strategy needs beside the tables (PostgreSQL's
+    /// fencing sequence) unless it exists.
+    async fn prepare(&self) -> Result<(), sqlx::Error>;
+
+    /// Whether `key` is held, and its waiters (one round trip, on the
+    /// table's pool).
+    async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error>;
+
+    /// Whether `e` means the session is gone (its connection broken, or
+    /// ended by the server): every lock it held is free.
+    fn is_fatal(&self, e: &sqlx::Error) -> bool;
+}
+
+/// The errors after which a connection is gone, on any database: the
+/// connection broke, or the driver gave up on it.
+pub(crate) fn broken(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
+/// A time the server reported in microseconds, as a duration (zero when
+/// negative or absent).
+pub(crate) fn micros(us: Option<i64>) -> Duration {
+    Duration::from_micros(us.and_then(|us| u64::try_from(us).ok()).unwrap_or(0))
+}
+
+/// The error for a session whose statements reach another server session
+/// than the one that set it up (`first`, then `then`).
+pub(crate) fn pooled(first: i64, then: i64) -> sqlx::Error {
+    sqlx::Error::Configuration(
+        format!(
+            "the session strategy needs one database session per connection, but session \
+             {first} was set up and {then} answered next: a connection pooler in transaction \
+             mode (PgBouncer `pool_mode = transaction`, ProxySQL multiplexing) is in between; \
+             use session pooling, a direct connection, or `strategy=table`"
+        )
+        .into(),
+    )
+}

@@ -1,0 +1,125 @@
+//! The mutex and the writer under the session strategy: one statement to
+//! take (waiting in the server's queue when it may wait), one to release.
+//!
+//! PostgreSQL: `pg_advisory_lock` (or `pg_try_advisory_lock`) with the
+//! token from the sequence in the same statement. Readers and permit
+//! holders keep the key's shared lock, so the writer's exclusive request
+//! waits for them, and new shared requests wait behind it: the writer
+//! reads no table.
+//!
+//! MySQL/MariaDB: `GET_LOCK`, and in the same statement a look for live
+//! readers' and permits' rows; while some live, the writer keeps the lock
+//! (new readers need it for their grant) and asks again, polling with the
+//! acquire's backoff, until they are gone or its wait ends.
+
+use std::time::{Duration, Instant};
+
+use distlock_core::waiting::{poll_acquire, Attempt};
+use distlock_core::{AcquireRequest, Grant, Result};
+
+use super::db::{Gate, Outcome};
+use super::keys::Key;
+use super::take::{patience, take, Taken, Took};
+use super::SessionEngine;
+
+/// Takes `request.name` exclusively, waiting in the server for up to the
+/// request's wait where a session may be occupied by the wait, polling
+/// with tries otherwise.
+///
+/// # Cancel safety
+///
+/// Cancel safe (see [`take`](super::take)): a dropped wait closes its
+/// connection; a dropped try, or a lock taken and not yet returned, is
+/// given back in the background.
+pub(crate) async fn grant(
+    engine: &SessionEngine,
+    request: &AcquireRequest,
+) -> Result<Option<Grant>> {
+    let key = engine.key(&request.name);
+    let deadline = request.options.wait.deadline(Instant::now());
+    poll_acquire(&request.options, || {
+        attempt(engine, request, &key, deadline)
+    })
+    .await
+}
+
+/// One attempt: one take (a try, or a wait in the server).
+async fn attempt(
+    engine: &SessionEngine,
+    request: &AcquireRequest,
+    key: &Key,
+    deadline: Option<Instant>,
+) -> Result<Attempt> {
+    let patience = patience(request.options.wait, deadline);
+    let took = take(
+        engine,
+        key,
+        Gate::Exclusive,
+        patience,
+        request.owner,
+        deadline,
+    )
+    .await?;
+    match took {
+        Took::Taken(taken, token, sent) => {
+            let session = taken.keep(request.owner);
+            Ok(Attempt::Acquired(engine.granted(
+                token,
+                sent,
+                Some(session),
+            )))
+        }
+        Took::Readers(taken) => readers_leave(engine, request, key, taken, deadline).await,
+        Took::Refused | Took::Joined(_) => Ok(Attempt::Held { remaining: None }),
+    }
+}
+
+/// MySQL's writer, holding the name's `GET_LOCK` while readers or permit
+/// holders are still in: asks again (one statement each time, polling
+/// with the acquire's backoff, never sleeping past the soonest of them)
+/// until they are gone — then the lock is the writer's, with a token drawn
+/// by that statement — or the wait ends and it gives the lock back.
+///
+/// # Cancel safety
+///
+/// A dropped future gives the lock back in the background.
+async fn readers_leave(
+    engine: &SessionEngine,
+    request: &AcquireRequest,
+    key: &Key,
+    taken: Taken,
+    deadline: Option<Instant>,
+) -> Result<Attempt> {
+    let mut backoff = request.options.backoff.delays();
+    let session = taken.session().clone();
+    loop {
+        let asked = tokio::time::timeout(engine.timeout, session.readers_left(key)).await;
+        let (outcome, sent) = match asked {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(failure)) => return Err(engine.failed("acquiring", key, failure)),
+            Err(_) => return Err(engine.no_answer("acquiring", key)),
+        };
+        let left = match outcome {
+            Outcome::Taken(token) => {
+                let session = taken.keep(request.owner);
+                return Ok(Attempt::Acquired(engine.granted(
+                    token,
+                    sent,
+                    Some(session),
+                )));
+            }
+            Outcome::Readers(left) => left,
+            Outcome::Refused => None,
+        };
+        let now = Instant::now();
+        let mut nap = backoff.next_delay().min(left.unwrap_or(Duration::MAX));
+        if let Some(deadline) = deadline {
+            if now >= deadline {
+                taken.give_back().await;
+                return Ok(Attempt::Held { remaining: None });
+            }
+            nap = nap.min(deadline - now);
+        }
+        tokio::time::sleep(nap).await;
+    }
+}

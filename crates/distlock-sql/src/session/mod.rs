@@ -1,0 +1,344 @@
+//! The session strategy: locks held with the database's own session locks
+//! (PostgreSQL advisory locks, MySQL/MariaDB `GET_LOCK`) on a few
+//! long-lived connections this backend keeps for them.
+//!
+//! - A mutex or writer is one statement to take — waiting in the server's
+//!   queue when it may wait, so waiters are served in arrival order and no
+//!   one polls — and one to release. Its fencing token is drawn in the
+//!   granting statement, after the grant.
+//! - A reader or permit is a row of the table strategy's holders table
+//!   behind a gate on the name's session lock ([`shared`]).
+//! - A lock lives as long as the session that took it. The server ends a
+//!   session it has not heard from for the session timeout; the
+//!   [`keeper`] of each session proves it alive and reports its liveness,
+//!   which the leases on it follow: when the session is found dead, every
+//!   lease on it is lost at once.
+//!
+//! Code map: [`keys`] turns a name into keys; [`db`] is what the engine
+//! needs of a database, [`postgres`] and [`mysql`] provide it;
+//! [`connection`] is one session and its book of held and claimed keys,
+//! [`pool`] the sessions and the routing of requests, [`keeper`] their
+//! liveness; [`take`] runs one take cancel-safely; [`exclusive`],
+//! [`shared`] and [`release`] are the operations.
+
+// Without PostgreSQL and MySQL there is no database to serve it (the
+// configuration refuses it on SQLite), so most of it is never used.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, unused_imports, unused_variables)
+)]
+
+mod connection;
+mod db;
+mod exclusive;
+mod keeper;
+pub(crate) mod keys;
+#[cfg(feature = "mysql")]
+mod mysql;
+mod pool;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod release;
+mod shared;
+mod take;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distlock_core::{
+    AcquireRequest, Capabilities, FencingToken, Grant, Lease, Liveness, LockError, LockName,
+    LockStatus, Mode, OwnerToken, Renewal, Result,
+};
+use tokio::sync::watch;
+
+use crate::config::{Database, SqlConfig};
+use crate::store::{driver_error, Store};
+use connection::{Failure, Session};
+use db::SessionDb;
+use keys::Key;
+use pool::Sessions;
+use release::{PingResult, Pinged};
+
+/// The DDL of the session strategy's fencing sequence for `table`
+/// (PostgreSQL).
+#[cfg(feature = "postgres")]
+pub(crate) fn sequence_ddl(table: &str) -> String {
+    postgres::sequence_ddl(table)
+}
+
+/// The prefix of a session lease's data: `session:<engine tag>:<session id>`.
+const DATA_PREFIX: &str = "session:";
+
+/// The session strategy of one backend.
+pub(crate) struct SessionEngine {
+    sessions: Arc<Sessions>,
+    table: String,
+    backend: &'static str,
+    /// Bounds each statement that does not wait in the server.
+    timeout: Duration,
+    /// Tells this engine's leases from others' (random).
+    tag: String,
+    /// The server answered within this much: the session is known alive.
+    fresh: Duration,
+    /// Whether waiters are served in arrival order.
+    fifo: bool,
+}
+
+impl SessionEngine {
+    /// The session strategy on `store`'s database, as `config` sets it up;
+    /// creates the fencing sequence if missing (unless `create_table` is
+    /// off). Round trips: one, or five to create the sequence.
+    pub async fn start(config: &SqlConfig, store: &Store) -> Result<Self> {
+        let settings = config.session_settings();
+        let (db, fifo) = database(config, store)?;
+        if config.creates_table() {
+            let limit = config.timeout();
+            let context = || format!("creating the fencing sequence of table {}", config.table());
+            match tokio::time::timeout(limit, db.prepare()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(driver_error(store.backend(), context(), limit, e)),
+                Err(_) => {
+                    return Err(LockError::unavailable(
+                        store.backend(),
+                        format!("{}: no answer within {limit:?}", context()),
+                    ))
+                }
+            }
+        }
+        let tag = OwnerToken::random().to_hex();
+        Ok(SessionEngine {
+            sessions: Sessions::new(
+                db,
+                settings,
+                store.backend(),
+                config.connect_timeout(),
+                config.timeout(),
+            ),
+            table: config.table().to_string(),
+            backend: store.backend(),
+            timeout: config.timeout(),
+            tag: tag[..16].to_string(),
+            fresh: settings.suspend_after(),
+            fifo,
+        })
+    }
+
+    /// What the session strategy promises.
+    pub fn claims(&self) -> Capabilities {
+        Capabilities::builder()
+            .fencing(true)
+            .fifo(self.fifo)
+            .wait_notification(true)
+            .session_liveness(true)
+            .ttl_expiry(false)
+            .lease_handoff(false)
+            .cross_process(true)
+            .batch_extend(true)
+            .shared(true)
+            .semaphore(true)
+            .upgrade(false)
+            .min_ttl(Duration::from_millis(1))
+            .max_ttl(Duration::from_secs(7 * 24 * 3600))
+            .build()
+    }
+
+    /// Takes `request.name` in its mode (see [`exclusive`], [`shared`]).
+    pub async fn grant(&self, store: &Store, request: &AcquireRequest) -> Result<Option<Grant>> {
+        match request.mode {
+            Mode::Exclusive => exclusive::grant(self, request).await,
+            _ => shared::grant(self, store, request).await,
+        }
+    }
+
+    /// Renews `lease` (see [`release`]).
+    pub async fn renew(&self, store: &Store, lease: &Lease, ttl: Duration) -> Result<Renewal> {
+        release::renew(self, store, lease, ttl).await
+    }
+
+    /// Renews a batch (see [`release`]).
+    pub async fn renew_batch(
+        &self,
+        store: &Store,
+        batch: &[(Lease, Duration)],
+    ) -> Vec<Result<Renewal>> {
+        release::renew_batch(self, store, batch).await
+    }
+
+    /// Releases `lease` (see [`release`]).
+    pub async fn revoke(&self, store: &Store, lease: &Lease) -> Result<()> {
+        release::revoke(self, store, lease).await
+    }
+
+    /// The liveness of the session behind `lease`: its channel while it
+    /// lives, `Lost` once it is gone; `None` for a lease without a session
+    /// of this engine (a MySQL reader's, or another client's).
+    pub fn liveness(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {
+        let id = self.session_id(lease)?;
+        match self.sessions.find(id) {
+            Some(session) => Some(session.liveness()),
+            None => Some(watch::channel(Liveness::Lost("the database session ended".into())).1),
+        }
+    }
+
+    /// Whether `name` is held (by a session, or a reader's or permit's
+    /// row), and how many wait for it where the database tells (PostgreSQL).
+    /// One round trip, on the table's pool.
+    pub async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
+        let key = self.key(name);
+        let seen = match tokio::time::timeout(self.timeout, self.sessions.db().seen(&key)).await {
+            Ok(Ok(seen)) => seen,
+            Ok(Err(e)) => {
+                return Err(driver_error(
+                    self.backend,
+                    self.about("reading", &key),
+                    self.timeout,
+                    e,
+                ))
+            }
+            Err(_) => return Err(self.no_answer("reading", &key)),
+        };
+        Ok(LockStatus::new(seen.held, None, None, seen.waiters))
+    }
+
+    /// How many session connections are open, and how many locks they
+    /// hold.
+    pub fn census(&self) -> (usize, usize) {
+        self.sessions.census()
+    }
+
+    /// The keys of `name`.
+    fn key(&self, name: &LockName) -> Key {
+        Key::of(&self.table, name)
+    }
+
+    /// Whether readers and permits keep their gate for the hold's life.
+    fn keeps_shared_gate(&self) -> bool {
+        self.sessions.db().keeps_shared_gate()
+    }
+
+    /// The grant of a lock taken with `token` by a statement sent at
+    /// `sent`, held on `session` (if the hold has one).
+    fn granted(&self, token: u64, sent: Instant, session: Option<u64>) -> Grant {
+        let grant = Grant::new(FencingToken(token), sent);
+        match session {
+            Some(id) => grant.with_data(format!("{DATA_PREFIX}{}:{id}", self.tag)),
+            None => grant,
+        }
+    }
+
+    /// The id of the session behind `lease`, if it is one of this engine's.
+    fn session_id(&self, lease: &Lease) -> Option<u64> {
+        let rest = lease.data().strip_prefix(DATA_PREFIX)?;
+        let (tag, id) = rest.split_once(':')?;
+        (tag == self.tag).then(|| id.parse().ok())?
+    }
+
+    /// The live session behind `lease`, if any.
+    fn session_of(&self, lease: &Lease) -> Option<Arc<Session>> {
+        self.sessions.find(self.session_id(lease)?)
+    }
+
+    /// When the server last heard from the session behind `lease` — asking
+    /// it (once per batch in `pinged`) when that is not recent — if the
+    /// lease's owner holds its session lock there; `NotHeld` otherwise.
+    async fn alive(&self, lease: &Lease, pinged: &mut Pinged) -> Result<Instant> {
+        let name = lease.name();
+        let key = self.key(name);
+        let gate = release::gate(lease);
+        let session = self
+            .session_of(lease)
+            .filter(|s| s.holds(key.id, gate, lease.owner()))
+            .ok_or_else(|| LockError::not_held(name.as_str()))?;
+        let contact = session.contact();
+        if contact.elapsed() <= self.fresh {
+            return Ok(contact);
+        }
+        let ping = async {
+            match tokio::time::timeout(self.timeout, session.ping()).await {
+                Ok(Ok(sent)) => PingResult::Alive(sent),
+                Ok(Err(Failure::Gone(_))) => PingResult::Gone,
+                Ok(Err(Failure::Db(e))) => PingResult::Refused(e.to_string()),
+                Ok(Err(Failure::NoAnswer(_))) => PingResult::NoAnswer,
+                Err(_) => PingResult::NoAnswer,
+            }
+        };
+        match pinged.once(session.id(), ping).await {
+            PingResult::Alive(sent) => Ok(sent),
+            PingResult::Gone => Err(LockError::not_held(name.as_str())),
+            PingResult::NoAnswer => Err(self.no_answer("extending", &key)),
+            PingResult::Refused(why) => {
+                let context = format!("{}: {why}", self.about("extending", &key));
+                Err(LockError::backend(self.backend, context, why))
+            }
+        }
+    }
+
+    /// The error for a statement on a session that gave no answer.
+    fn failed(&self, doing: &str, key: &Key, failure: Failure) -> LockError {
+        match failure {
+            Failure::Gone(why) => {
+                LockError::unavailable(self.backend, format!("{}: {why}", self.about(doing, key)))
+            }
+            Failure::Db(e) => driver_error(self.backend, self.about(doing, key), self.timeout, e),
+            Failure::NoAnswer(limit) => LockError::unavailable(
+                self.backend,
+                format!("{}: no answer within {limit:?}", self.about(doing, key)),
+            ),
+        }
+    }
+
+    /// The error for a statement not answered within the timeout.
+    fn no_answer(&self, doing: &str, key: &Key) -> LockError {
+        LockError::unavailable(
+            self.backend,
+            format!(
+                "{}: no answer within {:?}",
+                self.about(doing, key),
+                self.timeout
+            ),
+        )
+    }
+
+    fn about(&self, doing: &str, key: &Key) -> String {
+        format!(
+            "{doing} `{}` (session locks of table {})",
+            key.row, self.table
+        )
+    }
+}
+
+/// The database of `config`, for the session strategy, on `store`'s pool;
+/// and whether it serves waiters in arrival order.
+fn database(config: &SqlConfig, store: &Store) -> Result<(Arc<dyn SessionDb>, bool)> {
+    let settings = config.session_settings();
+    let missing = || {
+        LockError::invalid_config(format!(
+            "`strategy=session` is not served on {}",
+            config.database().backend_name()
+        ))
+    };
+    match config.database() {
+        #[cfg(feature = "postgres")]
+        Database::Postgres => {
+            let pool = store.dialect().postgres_pool().ok_or_else(missing)?.clone();
+            let options = (*pool.connect_options()).clone();
+            let db = postgres::PgSessions::new(
+                options,
+                pool,
+                config.table(),
+                settings.timeout,
+                settings.ping(),
+            );
+            Ok((Arc::new(db), true))
+        }
+        #[cfg(feature = "mysql")]
+        Database::MySql => {
+            let pool = store.dialect().mysql_pool().ok_or_else(missing)?.clone();
+            let options = (*pool.connect_options()).clone();
+            let db = mysql::MySqlSessions::new(options, pool, config.table(), settings.timeout);
+            Ok((Arc::new(db), true))
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(missing()),
+    }
+}

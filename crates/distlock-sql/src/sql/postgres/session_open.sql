@@ -1,0 +1,19 @@
+-- Sets up a new session connection (PostgreSQL).
+-- $1 = the session timeout in milliseconds, as text: the server ends the
+--      session (and frees its locks) once it has sat idle that long
+--      (`idle_session_timeout`, PostgreSQL 14 and later);
+-- $2 = how often, in milliseconds as text, a waiting statement checks that
+--      its client is still connected (`client_connection_check_interval`,
+--      PostgreSQL 14 and later), so that a wait whose client went away
+--      leaves the server's queue at once.
+-- Settings the server does not have are skipped (read from pg_settings).
+-- Returns one row (pid, bounded): the session's backend process id, and
+-- whether the server took the session timeout.
+SELECT pg_backend_pid()::bigint AS pid,
+       (SELECT count(*) > 0
+          FROM (SELECT set_config(name,
+                                  CASE name WHEN 'idle_session_timeout' THEN $1 ELSE $2 END,
+                                  false)
+                  FROM pg_settings
+                 WHERE name IN ('idle_session_timeout', 'client_connection_check_interval')) AS s
+       ) AS bounded
