@@ -90,6 +90,8 @@ phase fmt cargo fmt --all -- --check
 phase clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 phase tests cargo_test tests --workspace --all-features --no-fail-fast -- --skip faults_
 # Fault-injection tests: every test whose name contains "faults_", serially.
+# The SQL load tests hold 10 000 locks per database and strategy this long.
+export DISTLOCK_HOLD_SECS="${DISTLOCK_HOLD_SECS:-60}"
 phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_ -- --test-threads=1
 
 # The seed scenarios, run as users run them; each verifies its own outcome.

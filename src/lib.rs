@@ -33,8 +33,8 @@
 //! |---|---|---|---|
 //! | Memory | `memory` | `memory://[store]` | in-process (tests, single process) |
 //! | SQLite | `sqlite` | `sqlite://path/to/file.db[?table=…]` | a locks table in a SQLite file shared by local processes |
-//! | PostgreSQL | `postgres` | `postgres://user:pw@host:port/db[?table=…]` (or `postgresql://`) | a locks table in PostgreSQL, waiters woken by LISTEN/NOTIFY |
-//! | MySQL / MariaDB | `mysql` | `mysql://user:pw@host:port/db[?table=…]` (or `mariadb://`) | a locks table in MySQL/MariaDB |
+//! | PostgreSQL | `postgres` | `postgres://user:pw@host:port/db[?strategy=…&table=…]` (or `postgresql://`) | advisory locks held by the client's sessions, waiters queued in the server (`strategy=session`, default); or a locks table, waiters woken by LISTEN/NOTIFY (`strategy=table`) |
+//! | MySQL / MariaDB | `mysql` | `mysql://user:pw@host:port/db[?strategy=…&table=…]` (or `mariadb://`) | GET_LOCK held by the client's sessions, waiters queued in the server (`strategy=session`, default); or a locks table with a queue of polling waiters (`strategy=table`) |
 //! | Redis | `redis` | `redis://[:pw@]host:port[/db][?prefix=…&fair=true]` (or `rediss://`) | one Redis instance: fencing, fair queue, waiters woken by pub/sub |
 //! | Redlock | `redis` | `redlock://h1:p1,h2:p2,h3:p3[?prefix=…]` | Redlock over N independent Redis instances (majority quorum) |
 //! | ZooKeeper | `zookeeper` | `zk://[user:pw@]h1:p1,h2:p2[/chroot][?session_timeout=…&prefix=…]` (or `zookeeper://`) | ephemeral sequential nodes on a ZooKeeper ensemble, waiters woken by predecessor watches |

@@ -83,8 +83,8 @@ pub const SCHEMES: &[Scheme] = &[
         kind: BackendKind::Postgres,
         feature: "postgres",
         default_port: Some(5432),
-        url_form: "postgres://user:pw@host:port/db[?table=…]",
-        summary: "a locks table in PostgreSQL, waiters woken by LISTEN/NOTIFY",
+        url_form: "postgres://user:pw@host:port/db[?strategy=…&table=…]",
+        summary: "advisory locks held by the client's sessions, waiters queued in the server (`strategy=session`, default); or a locks table, waiters woken by LISTEN/NOTIFY (`strategy=table`)",
         floor: "INSERT … ON CONFLICT DO NOTHING / DELETE on a one-column table",
     },
     Scheme {
@@ -94,8 +94,8 @@ pub const SCHEMES: &[Scheme] = &[
         kind: BackendKind::MySql,
         feature: "mysql",
         default_port: Some(3306),
-        url_form: "mysql://user:pw@host:port/db[?table=…]",
-        summary: "a locks table in MySQL/MariaDB",
+        url_form: "mysql://user:pw@host:port/db[?strategy=…&table=…]",
+        summary: "GET_LOCK held by the client's sessions, waiters queued in the server (`strategy=session`, default); or a locks table with a queue of polling waiters (`strategy=table`)",
         floor: "INSERT IGNORE / DELETE on a one-column table",
     },
     Scheme {

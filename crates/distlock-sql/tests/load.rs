@@ -1,10 +1,11 @@
-//! The table strategy under load, on every database: one client with 64
+//! Both strategies under load, on every database: one client with 64
 //! acquisitions in flight is served without `Unavailable` (a busy pool is
 //! waited for, within the caller's wait); clients contending for one name
 //! are served in turn where waiters poll (the queue of waiters); on
 //! PostgreSQL a release wakes one waiter, who passes the wake on; and one
 //! client keeps 10 000 locks alive for a long hold, extending them in
-//! batches.
+//! batches (table) or keeping its sessions alive (session; the session
+//! strategy's own load cases are in `tests/session.rs`).
 //!
 //! The hold test is named `faults_…`: it keeps the servers busy for tens
 //! of seconds and needs its watchdog undisturbed, so it runs in the serial
@@ -354,6 +355,11 @@ async fn drop_tables(backend: &SqlBackend) {
             .execute(pool)
             .await
             .unwrap();
+        let drop = format!("DROP SEQUENCE IF EXISTS \"{t}_fence\"");
+        distlock_sql::sqlx::query(&drop)
+            .execute(pool)
+            .await
+            .unwrap();
     }
     #[cfg(feature = "mysql")]
     if let Some(pool) = backend.mysql_pool() {
@@ -408,6 +414,12 @@ mod postgres {
         let url = super::own_table(&postgres_table_url(), "hold");
         super::ten_thousand_locks_are_held_without_loss("postgres", &url).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn faults_ten_thousand_session_locks_are_held_without_loss() {
+        let url = super::own_table(&super::common::postgres_session_url(), "shold");
+        super::ten_thousand_locks_are_held_without_loss("postgres session", &url).await;
+    }
 }
 
 #[cfg(feature = "mysql")]
@@ -428,5 +440,11 @@ mod mariadb {
     async fn faults_ten_thousand_locks_are_held_without_loss() {
         let url = super::own_table(&mysql_table_url(), "hold");
         super::ten_thousand_locks_are_held_without_loss("mariadb", &url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn faults_ten_thousand_session_locks_are_held_without_loss() {
+        let url = super::own_table(&super::common::mysql_session_url(), "shold");
+        super::ten_thousand_locks_are_held_without_loss("mariadb session", &url).await;
     }
 }
