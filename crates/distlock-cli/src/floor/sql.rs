@@ -6,7 +6,7 @@ use distlock::registry::BackendKind;
 use distlock::{LockName, Mode};
 use sqlx::AnyPool;
 
-use super::sql_session::{self, SessionContender, SessionStatements};
+use super::sql_session::{self, SessionStatements};
 use super::{sql_modes, Floor, SPIN};
 use crate::workload::{Contender, Primitive};
 
@@ -105,7 +105,7 @@ impl Floor for SqlFloor {
 
     async fn contender(&self, primitive: Primitive) -> Result<Arc<dyn Contender>, String> {
         if let (Primitive::Mutex, Some(session)) = (primitive, self.session) {
-            return SessionContender::connect(&self.url, session).await;
+            return sql_session::contender(&self.url, session).await;
         }
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(2)

@@ -2,11 +2,17 @@
 //! hand-written advisory-lock client does, one connection per client,
 //! waiting for a held lock in the server's own queue.
 
+// A build with SQLite alone has no session locks: only the statements'
+// descriptions remain.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, unused_imports)
+)]
+
 use std::sync::Arc;
 
 use distlock::registry::BackendKind;
 use distlock::{LockName, Mode};
-use sqlx::AnyPool;
 
 use crate::workload::Contender;
 
@@ -15,8 +21,8 @@ use crate::workload::Contender;
 pub struct SessionStatements {
     take: &'static str,
     give_back: &'static str,
-    /// Whether the key is a 64-bit integer (PostgreSQL) or a string.
-    integer_key: bool,
+    /// The database (its native driver: no translation layer in the floor).
+    kind: BackendKind,
     /// What the floor does, for the report.
     pub recipe: &'static str,
 }
@@ -34,7 +40,7 @@ pub fn statements(kind: BackendKind) -> Option<&'static SessionStatements> {
 static POSTGRES: SessionStatements = SessionStatements {
     take: "SELECT pg_advisory_lock($1)::text",
     give_back: "SELECT pg_advisory_unlock($1)",
-    integer_key: true,
+    kind: BackendKind::Postgres,
     recipe: "pg_advisory_lock(key), waiting in the server, / pg_advisory_unlock(key), \
              one connection per client, no fencing",
 };
@@ -42,51 +48,110 @@ static POSTGRES: SessionStatements = SessionStatements {
 static MYSQL: SessionStatements = SessionStatements {
     take: "SELECT GET_LOCK(?, -1)",
     give_back: "SELECT RELEASE_LOCK(?)",
-    integer_key: false,
+    kind: BackendKind::MySql,
     recipe: "GET_LOCK(name, -1), waiting in the server, / RELEASE_LOCK(name), \
              one connection per client, no fencing",
 };
 
-/// One client of the floor: a pool of exactly one connection, so every
-/// statement runs on the session that holds the lock.
-pub struct SessionContender {
-    pool: AnyPool,
+/// A new client of the floor for `statements`, with its own connection to
+/// `url` (a sqlx URL).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub async fn contender(
+    url: &str,
+    statements: &'static SessionStatements,
+) -> Result<Arc<dyn Contender>, String> {
+    SessionContender::connect(url, statements).await
+}
+
+/// Without PostgreSQL and MySQL there are no session locks to take.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+pub async fn contender(
+    _url: &str,
+    statements: &'static SessionStatements,
+) -> Result<Arc<dyn Contender>, String> {
+    Err(format!(
+        "sql session floor: {:?} is not compiled in",
+        statements.kind
+    ))
+}
+
+/// One client of the floor: exactly one connection, through the
+/// database's own sqlx driver, so every statement runs on the session that
+/// holds the lock.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct SessionContender {
+    conn: Connection,
     statements: &'static SessionStatements,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+enum Connection {
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "mysql")]
+    MySql(sqlx::MySqlPool),
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl SessionContender {
     /// A client with its own connection to `url` (a sqlx URL).
-    pub async fn connect(
+    async fn connect(
         url: &str,
         statements: &'static SessionStatements,
     ) -> Result<Arc<dyn Contender>, String> {
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .connect(url)
-            .await
-            .map_err(|e| format!("sql session floor: {e}"))?;
-        Ok(Arc::new(SessionContender { pool, statements }))
+        let fail = |e: sqlx::Error| format!("sql session floor: {e}");
+        let conn = match statements.kind {
+            #[cfg(feature = "postgres")]
+            BackendKind::Postgres => Connection::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .min_connections(1)
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .map_err(fail)?,
+            ),
+            #[cfg(feature = "mysql")]
+            BackendKind::MySql => Connection::MySql(
+                sqlx::mysql::MySqlPoolOptions::new()
+                    .min_connections(1)
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .map_err(fail)?,
+            ),
+            other => return Err(format!("sql session floor: no session locks on {other:?}")),
+        };
+        Ok(Arc::new(SessionContender { conn, statements }))
     }
 
     async fn run(&self, statement: &'static str, name: &LockName) -> Result<(), String> {
         let digest = name.digest_hex();
-        let query = sqlx::query(statement);
-        let query = if self.statements.integer_key {
-            let key = u64::from_str_radix(&digest[..16], 16)
-                .map_err(|e| format!("sql session floor: {e}"))?;
-            query.bind(key as i64)
-        } else {
-            query.bind(format!("dl:{}", &digest[..40]))
-        };
-        query
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("sql session floor: {e}"))
+        let fail = |e: sqlx::Error| format!("sql session floor: {e}");
+        match &self.conn {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(pool) => {
+                let key = u64::from_str_radix(&digest[..16], 16)
+                    .map_err(|e| format!("sql session floor: {e}"))?;
+                sqlx::query(statement)
+                    .bind(key as i64)
+                    .execute(pool)
+                    .await
+                    .map_err(fail)?;
+            }
+            #[cfg(feature = "mysql")]
+            Connection::MySql(pool) => {
+                sqlx::query(statement)
+                    .bind(format!("dl:{}", &digest[..40]))
+                    .execute(pool)
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+        Ok(())
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[distlock::async_trait]
 impl Contender for SessionContender {
     async fn take(&self, name: &LockName, _mode: Mode) -> Result<(), String> {
