@@ -107,8 +107,10 @@ impl Floor for SqlFloor {
         if let (Primitive::Mutex, Some(session)) = (primitive, self.session) {
             return sql_session::contender(&self.url, session).await;
         }
+        // No ping before each statement: a hand-written client sends none.
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(2)
+            .test_before_acquire(false)
             .connect(&self.url)
             .await
             .map_err(|e| format!("sql floor: {e}"))?;

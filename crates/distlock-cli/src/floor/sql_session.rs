@@ -75,7 +75,7 @@ pub async fn contender(
     ))
 }
 
-/// One client of the floor: exactly one connection, through the
+/// One client of the floor: exactly one connection (no pool), through the
 /// database's own sqlx driver, so every statement runs on the session that
 /// holds the lock.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -87,9 +87,9 @@ struct SessionContender {
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 enum Connection {
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
+    Postgres(tokio::sync::Mutex<sqlx::PgConnection>),
     #[cfg(feature = "mysql")]
-    MySql(sqlx::MySqlPool),
+    MySql(tokio::sync::Mutex<sqlx::MySqlConnection>),
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -102,23 +102,13 @@ impl SessionContender {
         let fail = |e: sqlx::Error| format!("sql session floor: {e}");
         let conn = match statements.kind {
             #[cfg(feature = "postgres")]
-            BackendKind::Postgres => Connection::Postgres(
-                sqlx::postgres::PgPoolOptions::new()
-                    .min_connections(1)
-                    .max_connections(1)
-                    .connect(url)
-                    .await
-                    .map_err(fail)?,
-            ),
+            BackendKind::Postgres => Connection::Postgres(tokio::sync::Mutex::new(
+                sqlx::Connection::connect(url).await.map_err(fail)?,
+            )),
             #[cfg(feature = "mysql")]
-            BackendKind::MySql => Connection::MySql(
-                sqlx::mysql::MySqlPoolOptions::new()
-                    .min_connections(1)
-                    .max_connections(1)
-                    .connect(url)
-                    .await
-                    .map_err(fail)?,
-            ),
+            BackendKind::MySql => Connection::MySql(tokio::sync::Mutex::new(
+                sqlx::Connection::connect(url).await.map_err(fail)?,
+            )),
             other => return Err(format!("sql session floor: no session locks on {other:?}")),
         };
         Ok(Arc::new(SessionContender { conn, statements }))
@@ -129,20 +119,20 @@ impl SessionContender {
         let fail = |e: sqlx::Error| format!("sql session floor: {e}");
         match &self.conn {
             #[cfg(feature = "postgres")]
-            Connection::Postgres(pool) => {
+            Connection::Postgres(conn) => {
                 let key = u64::from_str_radix(&digest[..16], 16)
                     .map_err(|e| format!("sql session floor: {e}"))?;
                 sqlx::query(statement)
                     .bind(key as i64)
-                    .execute(pool)
+                    .execute(&mut *conn.lock().await)
                     .await
                     .map_err(fail)?;
             }
             #[cfg(feature = "mysql")]
-            Connection::MySql(pool) => {
+            Connection::MySql(conn) => {
                 sqlx::query(statement)
                     .bind(format!("dl:{}", &digest[..40]))
-                    .execute(pool)
+                    .execute(&mut *conn.lock().await)
                     .await
                     .map_err(fail)?;
             }
