@@ -264,7 +264,7 @@ async fn ten_thousand_leases_extend_in_one_statement(what: &str, url: &str) {
         statements >= held.len() / 128,
         "{what}: {statements} statements counted for a split batch"
     );
-    table.drop_tables(&backend).await;
+    common::drop_tables(&backend).await;
 }
 
 /// More leases than a backend takes in one batch: the core splits them,
@@ -285,7 +285,7 @@ async fn batches_split_by_the_core_are_each_one_statement(what: &str, url: &str)
         let got = answer.unwrap_or_else(|e| panic!("{what}: {} not extended: {e}", lease.name()));
         assert_eq!(got.name(), lease.name());
     }
-    table.drop_tables(&backend).await;
+    common::drop_tables(&backend).await;
 }
 
 /// What the first names of a large batch end with: characters JSON
@@ -355,28 +355,6 @@ impl Table {
         let out = work.await;
         let took = started.elapsed();
         (out, statements::count(&self.name) - before, took)
-    }
-
-    /// Drops the tables on a server (a SQLite file goes with its test).
-    async fn drop_tables(&self, backend: &SqlBackend) {
-        let t = &self.name;
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = backend.postgres_pool() {
-            let drop = format!("DROP TABLE IF EXISTS \"{t}\", \"{t}_holders\"");
-            distlock_sql::sqlx::query(&drop)
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-        #[cfg(feature = "mysql")]
-        if let Some(pool) = backend.mysql_pool() {
-            let drop = format!("DROP TABLE IF EXISTS `{t}`, `{t}_holders`");
-            distlock_sql::sqlx::query(&drop)
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-        let _ = (t, backend);
     }
 }
 

@@ -335,41 +335,13 @@ async fn ten_thousand_locks_are_held_without_loss(what: &str, url: &str) {
         "{what}: the database holds {held} of {LOCKS} after {hold:?}"
     );
     println!("{what}: {LOCKS} locks held for {hold:?}, none lost");
-    drop_tables(&backend).await;
+    common::drop_tables(&backend).await;
 }
 
 /// `url` with a table of its own for one test.
 fn own_table(url: &str, test: &str) -> String {
     let table = format!("load_{test}_{}", common::unique().replace('-', "_"));
     common::with_params(url, &format!("table={table}"))
-}
-
-/// Drops the backend's tables on a server (a SQLite file goes with its
-/// test).
-async fn drop_tables(backend: &SqlBackend) {
-    let t = backend.config().table();
-    #[cfg(feature = "postgres")]
-    if let Some(pool) = backend.postgres_pool() {
-        let drop = format!("DROP TABLE IF EXISTS \"{t}\", \"{t}_holders\"");
-        distlock_sql::sqlx::query(&drop)
-            .execute(pool)
-            .await
-            .unwrap();
-        let drop = format!("DROP SEQUENCE IF EXISTS \"{t}_fence\"");
-        distlock_sql::sqlx::query(&drop)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    #[cfg(feature = "mysql")]
-    if let Some(pool) = backend.mysql_pool() {
-        let drop = format!("DROP TABLE IF EXISTS `{t}`, `{t}_holders`");
-        distlock_sql::sqlx::query(&drop)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    let _ = t;
 }
 
 #[cfg(feature = "sqlite")]

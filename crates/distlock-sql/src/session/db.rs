@@ -162,6 +162,25 @@ pub(crate) fn micros(us: Option<i64>) -> Duration {
 
 /// The error for a session whose statements reach another server session
 /// than the one that set it up (`first`, then `then`).
+/// A new session, whose server session was `id`, once the same server
+/// session answers a ping again: a pooler that hands each statement to
+/// another server session (PgBouncer in transaction mode) is refused.
+///
+/// Round trips: one.
+pub(crate) async fn confirmed<S: SessionConn + 'static>(
+    mut session: S,
+    id: i64,
+) -> Result<Opened, sqlx::Error> {
+    let again = session.ping().await?;
+    if again != id {
+        return Err(pooled(id, again));
+    }
+    Ok(Opened {
+        conn: Box::new(session),
+        server_id: id,
+    })
+}
+
 pub(crate) fn pooled(first: i64, then: i64) -> sqlx::Error {
     sqlx::Error::Configuration(
         format!(

@@ -105,14 +105,7 @@ impl SessionDb for MySqlSessions {
             statements: self.statements.clone(),
         };
         let id = session.ping().await?;
-        let again = session.ping().await?;
-        if again != id {
-            return Err(super::db::pooled(id, again));
-        }
-        Ok(Opened {
-            conn: Box::new(session),
-            server_id: id,
-        })
+        super::db::confirmed(session, id).await
     }
 
     /// Nothing: `UUID_SHORT()` needs no table.

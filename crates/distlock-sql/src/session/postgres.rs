@@ -121,18 +121,11 @@ impl SessionDb for PgSessions {
                  locks until the server notices the connection is gone"
             );
         }
-        let mut session = PgSession {
+        let session = PgSession {
             conn,
             statements: self.statements.clone(),
         };
-        let again = session.ping().await?;
-        if again != pid {
-            return Err(super::db::pooled(pid, again));
-        }
-        Ok(Opened {
-            conn: Box::new(session),
-            server_id: pid,
-        })
+        super::db::confirmed(session, pid).await
     }
 
     /// Round trips: one when the sequence exists; four more to create it

@@ -196,3 +196,31 @@ pub fn child_output_on_fresh_line() {
         let _ = out.flush();
     }
 }
+
+/// Drops the backend's tables on a server (a SQLite file goes with its
+/// test).
+pub async fn drop_tables(backend: &distlock_sql::SqlBackend) {
+    let t = backend.config().table();
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = backend.postgres_pool() {
+        let drop = format!("DROP TABLE IF EXISTS \"{t}\", \"{t}_holders\"");
+        distlock_sql::sqlx::query(&drop)
+            .execute(pool)
+            .await
+            .unwrap();
+        let drop = format!("DROP SEQUENCE IF EXISTS \"{t}_fence\"");
+        distlock_sql::sqlx::query(&drop)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = backend.mysql_pool() {
+        let drop = format!("DROP TABLE IF EXISTS `{t}`, `{t}_holders`");
+        distlock_sql::sqlx::query(&drop)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let _ = t;
+}
