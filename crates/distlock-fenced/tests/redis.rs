@@ -181,7 +181,7 @@ async fn passwords_never_reach_errors_or_debug_output() {
     assert!(!format!("{err} {err:?}").contains(secret), "{err:?}");
 
     // The password-protected instance, with a wrong password.
-    let auth = common::setting("DISTLOCK_REDIS_AUTH_URL");
+    let (auth, _) = common::redis_auth();
     let address = auth.split_once("://").map_or(auth.as_str(), |(_, a)| a);
     let wrong = format!("redis://:{secret}@{address}");
     let err = RedisStore::connect(&wrong).await.unwrap_err();
@@ -195,8 +195,7 @@ async fn passwords_never_reach_errors_or_debug_output() {
 
 #[tokio::test]
 async fn the_right_password_works() {
-    let auth = common::setting("DISTLOCK_REDIS_AUTH_URL");
-    let password = common::setting("DISTLOCK_REDIS_AUTH_PASSWORD");
+    let (auth, password) = common::redis_auth();
     let address = auth.split_once("://").map_or(auth.as_str(), |(_, a)| a);
     let store = RedisStore::connect(&format!("redis://:{password}@{address}"))
         .await

@@ -1,5 +1,6 @@
-//! Where the tests find their servers, and the stores on them. A missing
-//! setting or server is a failure, never a skip.
+//! Where the tests find their servers (the `DISTLOCK_*` settings of
+//! `scripts/services.sh`, or the addresses it gives them), and the stores
+//! on them. A server that does not answer is a failure, never a skip.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -9,30 +10,41 @@ use distlock_fenced::sqlx;
 use distlock_fenced::{RedisStore, SqlStore};
 use sqlx::{MySql, Postgres, Sqlite};
 
-/// How to get the settings when one is missing.
-const LOAD: &str = "load the test servers' settings with `eval \"$(scripts/services.sh env)\"` \
-                    (start them with `scripts/services.sh up`)";
+/// How to reach the servers when one does not answer.
+const LOAD: &str = "start the test servers with `scripts/services.sh up` \
+                    (their settings: `eval \"$(scripts/services.sh env)\"`)";
 
 /// The table the SQL stores of the tests share (resources are unique per
 /// test run, so tests running at once never meet).
 pub const TABLE: &str = "distlock_fenced_test";
 
-/// The value of the environment variable `name`; panics when it is unset.
-pub fn setting(name: &str) -> String {
+/// The value of the environment variable `name`, or `default`: the address
+/// `scripts/services.sh` gives that server. A server that does not answer
+/// there fails its test.
+pub fn setting(name: &str, default: &str) -> String {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value.trim().to_string(),
-        _ => panic!("{name} is not set: {LOAD}"),
+        _ => default.to_string(),
     }
 }
 
 /// The first Redis instance of `DISTLOCK_REDIS_URLS`.
 pub fn redis_url() -> String {
-    let urls = setting("DISTLOCK_REDIS_URLS");
+    let urls = setting("DISTLOCK_REDIS_URLS", "redis://127.0.0.1:16379");
     urls.split(',')
         .next()
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// The password-protected Redis instance (no password in the URL) and its
+/// password.
+pub fn redis_auth() -> (String, String) {
+    (
+        setting("DISTLOCK_REDIS_AUTH_URL", "redis://127.0.0.1:16384"),
+        setting("DISTLOCK_REDIS_AUTH_PASSWORD", "distlock-secret-pw"),
+    )
 }
 
 /// A name no other test and no earlier run uses: `tag`, this process, now.
@@ -76,7 +88,10 @@ pub async fn sqlite_pool() -> sqlx::SqlitePool {
 
 /// A pool on the PostgreSQL server of `DISTLOCK_POSTGRES_URL`.
 pub async fn postgres_pool() -> sqlx::PgPool {
-    let url = setting("DISTLOCK_POSTGRES_URL");
+    let url = setting(
+        "DISTLOCK_POSTGRES_URL",
+        "postgres://distlock:distlock-pw@127.0.0.1:15432/distlock",
+    );
     sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
         panic!(
             "cannot reach PostgreSQL at {}: {e}; {LOAD}",
@@ -87,7 +102,10 @@ pub async fn postgres_pool() -> sqlx::PgPool {
 
 /// A pool on the MySQL/MariaDB server of `DISTLOCK_MYSQL_URL`.
 pub async fn mysql_pool() -> sqlx::MySqlPool {
-    let url = setting("DISTLOCK_MYSQL_URL");
+    let url = setting(
+        "DISTLOCK_MYSQL_URL",
+        "mysql://distlock:distlock-pw@127.0.0.1:13306/distlock",
+    );
     sqlx::MySqlPool::connect(&url).await.unwrap_or_else(|e| {
         panic!(
             "cannot reach MySQL at {}: {e}; {LOAD}",
