@@ -39,6 +39,7 @@ mod client;
 mod error;
 pub mod layer;
 mod lease;
+mod liveness;
 mod mode;
 mod name;
 mod options;
@@ -57,6 +58,7 @@ pub use client::{
 pub use error::{BoxError, LockError, Result};
 pub use layer::{AcquireRequest, Grant, LockBackend, Renewal};
 pub use lease::{FencingToken, Lease, OwnerToken};
+pub use liveness::SessionLiveness;
 pub use mode::{Fit, Mode};
 pub use name::{percent_decode, percent_encode, LockName};
 pub use options::{

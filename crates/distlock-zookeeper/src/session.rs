@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_core::{Liveness, LockError, Result};
+use distlock_core::{Liveness, LockError, Result, SessionLiveness};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
@@ -39,7 +39,7 @@ pub(crate) struct Session {
     /// The longest one request may take: the configured `timeout`, else the
     /// granted session timeout.
     pub(crate) request_timeout: Duration,
-    liveness: watch::Sender<Liveness>,
+    liveness: SessionLiveness,
     monitor: tokio::task::JoinHandle<()>,
 }
 
@@ -49,7 +49,7 @@ impl fmt::Debug for Session {
             .field("id", &format_args!("{:#x}", self.id))
             .field("timeout", &self.timeout)
             .field("request_timeout", &self.request_timeout)
-            .field("liveness", &*self.liveness.borrow())
+            .field("liveness", &self.liveness.current())
             .finish()
     }
 }
@@ -95,7 +95,7 @@ impl Session {
         };
         let id = client.session_id().0;
         let timeout = client.session_timeout();
-        let (tx, _) = watch::channel(Liveness::Live);
+        let tx = SessionLiveness::new();
         let states = client.state_watcher();
         let monitor = tokio::spawn(follow_states(states, tx.clone(), timeout, id));
         tracing::debug!(
@@ -120,7 +120,7 @@ impl Session {
 
     /// True once the session can no longer be trusted.
     pub(crate) fn is_lost(&self) -> bool {
-        matches!(*self.liveness.borrow(), Liveness::Lost(_))
+        self.liveness.is_lost()
     }
 
     /// Declares the session lost (an operation saw it expire or close).
@@ -135,36 +135,17 @@ pub(crate) fn lost_after(timeout: Duration) -> Duration {
     timeout * 9 / 20
 }
 
-fn mark_lost(tx: &watch::Sender<Liveness>, id: i64, why: &str) {
-    let changed = tx.send_if_modified(|l| {
-        if matches!(l, Liveness::Lost(_)) {
-            false
-        } else {
-            *l = Liveness::Lost(why.to_string());
-            true
-        }
-    });
-    if changed {
+fn mark_lost(tx: &SessionLiveness, id: i64, why: &str) {
+    if tx.lose(why) {
         tracing::warn!(session = %format_args!("{id:#x}"), reason = why, "distlock.zookeeper.session_lost");
     }
-}
-
-fn set(tx: &watch::Sender<Liveness>, to: Liveness) {
-    tx.send_if_modified(|l| {
-        if matches!(l, Liveness::Lost(_)) || *l == to {
-            false
-        } else {
-            *l = to.clone();
-            true
-        }
-    });
 }
 
 /// Mirrors the library's session states into `Liveness`, adding the local
 /// "disconnected too long" verdict.
 async fn follow_states(
     mut states: zk::StateWatcher,
-    tx: watch::Sender<Liveness>,
+    tx: SessionLiveness,
     timeout: Duration,
     id: i64,
 ) {
@@ -172,11 +153,11 @@ async fn follow_states(
     loop {
         match state {
             zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                set(&tx, Liveness::Live);
+                tx.recover();
                 state = states.changed().await;
             }
             zk::SessionState::Disconnected => {
-                set(&tx, Liveness::Suspended);
+                tx.suspend();
                 tracing::debug!(session = %format_args!("{id:#x}"), "distlock.zookeeper.session_suspended");
                 match tokio::time::timeout(lost_after(timeout), states.changed()).await {
                     Ok(next) => state = next,

@@ -5,24 +5,23 @@ use std::time::{Duration, Instant};
 
 use distlock_core::sync::lock;
 use distlock_core::validity::valid_until;
-use distlock_core::Liveness;
+use distlock_core::{Liveness, SessionLiveness};
 use tokio::sync::watch;
 
 /// One granted etcd lease: its id, its liveness as reported to guards, and
 /// until when it certainly lives on the server (local monotonic clock).
 pub(crate) struct LeaseGen {
     id: i64,
-    liveness: watch::Sender<Liveness>,
+    liveness: SessionLiveness,
     alive_until: Mutex<Instant>,
 }
 
 impl LeaseGen {
     /// A lease the server granted for `ttl` by a request sent at `sent`.
     pub(crate) fn granted(id: i64, sent: Instant, ttl: Duration) -> Self {
-        let (liveness, _) = watch::channel(Liveness::Live);
         LeaseGen {
             id,
-            liveness,
+            liveness: SessionLiveness::new(),
             alive_until: Mutex::new(valid_until(sent, ttl)),
         }
     }
@@ -39,7 +38,7 @@ impl LeaseGen {
 
     /// Whether the lease was reported lost.
     pub(crate) fn is_lost(&self) -> bool {
-        matches!(*self.liveness.borrow(), Liveness::Lost(_))
+        self.liveness.is_lost()
     }
 
     /// True when the lease is not lost and has `margin` left to live.
@@ -62,36 +61,17 @@ impl LeaseGen {
                 *a = until;
             }
         }
-        self.liveness.send_if_modified(|l| {
-            let changed = *l == Liveness::Suspended;
-            if changed {
-                *l = Liveness::Live;
-            }
-            changed
-        });
+        self.liveness.recover();
     }
 
     /// Keep-alives go unanswered: the lease may or may not live.
     pub(crate) fn suspended(&self) {
-        self.liveness.send_if_modified(|l| {
-            let changed = *l == Liveness::Live;
-            if changed {
-                *l = Liveness::Suspended;
-            }
-            changed
-        });
+        self.liveness.suspend();
     }
 
     /// Marks the lease lost (once); true if this call did it.
     pub(crate) fn lost(&self, why: &str) -> bool {
-        self.liveness.send_if_modified(|l| {
-            if matches!(l, Liveness::Lost(_)) {
-                false
-            } else {
-                *l = Liveness::Lost(why.to_string());
-                true
-            }
-        })
+        self.liveness.lose(why)
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distlock_core::sync::lock;
-use distlock_core::{Liveness, OwnerToken};
+use distlock_core::{Liveness, OwnerToken, SessionLiveness};
 use tokio::sync::{watch, Notify};
 
 use super::db::{Answer, Gate, Outcome, Patience, SessionConn, SessionDb};
@@ -85,7 +85,7 @@ pub(crate) struct Session {
     db: Arc<dyn SessionDb>,
     conn: tokio::sync::Mutex<Option<Box<dyn SessionConn>>>,
     book: std::sync::Mutex<Book>,
-    liveness: watch::Sender<Liveness>,
+    liveness: SessionLiveness,
     /// Told whenever a key is freed or a session ends (shared by the pool).
     changed: Arc<Notify>,
 }
@@ -118,7 +118,7 @@ impl Session {
                 queued: 0,
                 gone: false,
             }),
-            liveness: watch::channel(Liveness::Live).0,
+            liveness: SessionLiveness::new(),
             changed,
         }
     }
@@ -164,8 +164,7 @@ impl Session {
             }
             b.gone = true;
         }
-        self.liveness
-            .send_replace(Liveness::Lost("the session was closed, unused".into()));
+        self.liveness.lose("the session was closed, unused");
         true
     }
 
@@ -311,13 +310,7 @@ impl Session {
     /// Reports the session `Suspended` (no answer for a while), unless it
     /// is gone.
     pub fn suspend(&self) {
-        self.liveness.send_if_modified(|l| {
-            let change = *l == Liveness::Live;
-            if change {
-                *l = Liveness::Suspended;
-            }
-            change
-        });
+        self.liveness.suspend();
     }
 
     /// Marks the session gone for `why`: its locks are free, every lease on
@@ -332,7 +325,7 @@ impl Session {
             b.held.clear();
         }
         tracing::debug!(session = self.id, reason = why, "distlock.sql.session_lost");
-        self.liveness.send_replace(Liveness::Lost(why.to_string()));
+        self.liveness.lose(why);
         self.changed.notify_waiters();
     }
 
@@ -440,8 +433,8 @@ impl Session {
     }
 
     fn gone_failure(&self) -> Failure {
-        let why = match &*self.liveness.borrow() {
-            Liveness::Lost(why) => why.clone(),
+        let why = match self.liveness.current() {
+            Liveness::Lost(why) => why,
             _ => "the session is closed".to_string(),
         };
         Failure::Gone(why)
@@ -496,13 +489,7 @@ impl Session {
             }
             b.contact = b.contact.max(heard);
         }
-        self.liveness.send_if_modified(|l| {
-            let change = *l == Liveness::Suspended;
-            if change {
-                *l = Liveness::Live;
-            }
-            change
-        });
+        self.liveness.recover();
     }
 }
 
