@@ -13,9 +13,10 @@
 //! holds the lock. "Round trips" here are statements: there is no network.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use distlock_core::Backoff;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteRow, SqliteSynchronous,
@@ -58,12 +59,44 @@ pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<SqliteFlavor>, 
         }
         options = options.journal_mode(SqliteJournalMode::Wal);
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(config.pool_size())
-        .acquire_timeout(config.timeout())
-        .connect_with(options)
-        .await?;
+    let pool = open_pool(config, options).await?;
     Ok(on_pool(pool, config, in_memory))
+}
+
+/// Opens the pool, trying again while the file is busy: processes that
+/// open a new file at the same moment race to turn it to WAL mode, and
+/// SQLite answers the losers `SQLITE_BUSY` without waiting for them (the
+/// busy timeout does not cover that switch). Bounded by the connect
+/// timeout.
+async fn open_pool(
+    config: &SqlConfig,
+    options: SqliteConnectOptions,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = Instant::now() + config.connect_timeout();
+    let mut delays = Backoff::default().delays();
+    loop {
+        let opened = SqlitePoolOptions::new()
+            .max_connections(config.pool_size())
+            .acquire_timeout(config.timeout())
+            .connect_with(options.clone())
+            .await;
+        match opened {
+            Err(e) if busy(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(delays.next_delay()).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` (any of its extended codes).
+fn busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
 }
 
 /// The tables of `config` on `pool` (the one [`connect`] opened, or an
