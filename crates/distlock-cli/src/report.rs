@@ -58,16 +58,21 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
     );
     let _ = writeln!(
         s,
-        "| backend | workload | ops | ops/s | p50 | p99 | max | fewest per client | floor ops/s | floor p50 | floor max | {LATENCY_RATIO} | {THROUGHPUT_RATIO} |"
+        "| backend | workload | ops | ops/s | p50 | p99 | max | fewest per client | floor ops/s | floor p50 | floor max | floor fewest per client | {LATENCY_RATIO} | {THROUGHPUT_RATIO} |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let floor = match r.floor {
-            Some(f) => [format!("{:.0}", f.per_sec), fmt_d(f.p50), fmt_d(f.max)],
-            None => ["–".into(), "–".into(), "–".into()],
+            Some(f) => [
+                format!("{:.0}", f.per_sec),
+                fmt_d(f.p50),
+                fmt_d(f.max),
+                f.fewest.to_string(),
+            ],
+            None => ["–".into(), "–".into(), "–".into(), "–".into()],
         };
         let ours = match r.ours {
             Some(n) => [
@@ -89,7 +94,7 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.backend,
             r.workload.name(),
             ours[0],
@@ -101,6 +106,7 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
             floor[0],
             floor[1],
             floor[2],
+            floor[3],
             fmt_ratio(r.latency_ratio()),
             fmt_ratio(r.throughput_ratio()),
         );
