@@ -13,7 +13,8 @@
 #   scripts/services.sh kill-node SVC N    kill one node hard (SIGKILL)
 #   scripts/services.sh start-node SVC N   start one node, wait until it answers
 #       SVC N: redis 1..5 (Redlock instances), redis 6 (the password-protected one),
-#              zookeeper 1..3, etcd 1..3, postgres 1, mariadb 1
+#              zookeeper 1..3, etcd 1..3, postgres 1, mariadb 1, and the TLS servers
+#              redis-tls 1, zookeeper-tls 1, etcd-tls 1, postgres-tls 1, mariadb-tls 1
 #
 # Everything binds to 127.0.0.1 only, on project-specific ports, and keeps its data,
 # logs and pid files under <repo>/target/services/ (note: `cargo clean` deletes them;
@@ -32,6 +33,12 @@
 #   DISTLOCK_MYSQL_URL            MariaDB, database/user `distlock`
 #   DISTLOCK_SERVICES_SCRIPT      absolute path of this script (fault tests call
 #                                 stop-node/kill-node/start-node through it)
+#   DISTLOCK_TLS_CA, _CERT, _KEY  the test CA, and the client certificate and key
+#   DISTLOCK_TLS_OTHER_CA         a second CA that signed nothing the servers use
+#   DISTLOCK_TLS_CERT_USER        the SQL user that logs in by client certificate
+#   DISTLOCK_REDIS_TLS_URL, DISTLOCK_ZK_TLS_HOSTS, DISTLOCK_ETCD_TLS_ENDPOINTS,
+#   DISTLOCK_POSTGRES_TLS_URL, DISTLOCK_MYSQL_TLS_URL   the TLS servers
+#                                 (scripts/services-tls.sh)
 #
 # Knobs: DISTLOCK_SERVICES_TIMEOUT (seconds to wait for each server, default 60).
 #
@@ -68,12 +75,19 @@ DB_USER=distlock
 DB_PASSWORD=distlock-pw
 MAX_CONNECTIONS=400 # tests open many connections; both databases need >= 300
 
+# The TLS servers: certificates, ports, start and probe functions (uses the helpers
+# below, which exist by the time any command runs).
+# shellcheck source=scripts/services-tls.sh
+source "$(dirname "$SCRIPT_PATH")/services-tls.sh"
+
 # Debian packages this script needs (checked with dpkg -s, installed if missing).
 # zookeeper needs a Java runtime; etcd-client gives etcdctl (health checks);
 # protobuf-compiler gives protoc and libprotobuf-dev the well-known .proto files,
-# both needed by the etcd-client crate's build script.
+# both needed by the etcd-client crate's build script; openssl makes the TLS servers'
+# throw-away certificates.
 PACKAGES=(redis-server redis-tools zookeeper default-jre-headless etcd-server etcd-client
-  postgresql postgresql-client mariadb-server mariadb-client protobuf-compiler libprotobuf-dev)
+  postgresql postgresql-client mariadb-server mariadb-client protobuf-compiler libprotobuf-dev
+  openssl)
 
 export ETCDCTL_API=3
 
@@ -292,6 +306,16 @@ zk_classpath() {
   echo "$cp"
 }
 
+# Logging to the console (the log file), in directory $1.
+zk_log4j() {
+  cat >"$1/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+EOF
+}
+
 zk_start() {
   local n="$1" dir i
   dir="$(zk_dir "$n")"
@@ -317,12 +341,7 @@ zk_start() {
       echo "server.$i=$HOST:${ZK_QUORUM_PORTS[$((i - 1))]}:${ZK_ELECTION_PORTS[$((i - 1))]}"
     done
   } >"$dir/zoo.cfg"
-  cat >"$dir/log4j.properties" <<'EOF'
-log4j.rootLogger=INFO, CONSOLE
-log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
-log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
-log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
-EOF
+  zk_log4j "$dir"
   # Small heap, serial GC and C1-only JIT: three JVMs share 2 cores with cargo.
   spawn "$dir/zookeeper.pid" "$dir/zookeeper.log" \
     java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
@@ -346,6 +365,16 @@ etcd_probe() { port_open "${ETCD_CLIENT_PORTS[$(($1 - 1))]}" && etcdctl_ --endpo
 # Healthy: a quorum read through this member succeeds.
 etcd_healthy() { etcdctl_ --endpoints="$(etcd_url "$1")" endpoint health; }
 
+# etcd 3.4 refuses to start on architectures other than amd64 unless told to: the
+# variable that tells it (always set; amd64 ignores it).
+etcd_arch_env() {
+  case "$(uname -m)" in
+  x86_64) echo "ETCD_UNSUPPORTED_ARCH=amd64" ;;
+  aarch64) echo "ETCD_UNSUPPORTED_ARCH=arm64" ;;
+  *) echo "ETCD_UNSUPPORTED_ARCH=$(dpkg --print-architecture)" ;;
+  esac
+}
+
 etcd_start() {
   local n="$1" dir i cluster=""
   dir="$(etcd_dir "$n")"
@@ -353,16 +382,9 @@ etcd_start() {
   for i in 1 2 3; do
     cluster="${cluster:+$cluster,}etcd$i=http://$HOST:${ETCD_PEER_PORTS[$((i - 1))]}"
   done
-  # etcd 3.4 refuses to start on architectures other than amd64 unless told to.
-  local arch_env=()
-  case "$(uname -m)" in
-  x86_64) ;;
-  aarch64) arch_env=(ETCD_UNSUPPORTED_ARCH=arm64) ;;
-  *) arch_env=(ETCD_UNSUPPORTED_ARCH="$(dpkg --print-architecture)") ;;
-  esac
   # The --initial-* flags only matter on first start; a restarted member with an
   # existing data dir rejoins the cluster recorded there.
-  spawn "$dir/etcd.pid" "$dir/etcd.log" env "${arch_env[@]}" etcd \
+  spawn "$dir/etcd.pid" "$dir/etcd.log" env "$(etcd_arch_env)" etcd \
     --name "etcd$n" \
     --data-dir "$dir/data" \
     --listen-client-urls "$(etcd_url "$n")" \
@@ -561,8 +583,8 @@ node_count() {
   redis) echo 6 ;;
   zookeeper) echo 3 ;;
   etcd) echo 3 ;;
-  postgres | mariadb) echo 1 ;;
-  *) die "unknown service '$1' (expected redis, zookeeper, etcd, postgres or mariadb)" ;;
+  postgres | mariadb | redis-tls | zookeeper-tls | etcd-tls | postgres-tls | mariadb-tls) echo 1 ;;
+  *) die "unknown service '$1' (expected redis, zookeeper, etcd, postgres, mariadb or one of them with -tls)" ;;
   esac
 }
 check_node() {
@@ -572,7 +594,7 @@ check_node() {
     die "$svc node must be 1..$max, got '$n'"
   fi
 }
-node_label() { if [[ $1 == postgres || $1 == mariadb ]]; then echo "$1"; else echo "$1-$2"; fi; }
+node_label() { if [[ $1 == postgres || $1 == mariadb || $1 == *-tls ]]; then echo "$1"; else echo "$1-$2"; fi; }
 node_addr() {
   case "$1" in
   redis) echo "$HOST:$(redis_port "$2")" ;;
@@ -580,6 +602,7 @@ node_addr() {
   etcd) echo "$HOST:${ETCD_CLIENT_PORTS[$(($2 - 1))]}" ;;
   postgres) echo "$HOST:$PG_PORT" ;;
   mariadb) echo "$HOST:$MYSQL_PORT" ;;
+  *-tls) echo "$HOST:$(tls_node_port "$1")" ;;
   esac
 }
 node_log() {
@@ -589,6 +612,7 @@ node_log() {
   etcd) echo "$(etcd_dir "$2")/etcd.log" ;;
   postgres) echo "$PG_LOG" ;;
   mariadb) echo "$MY_LOG" ;;
+  *-tls) tls_node_log "$1" ;;
   esac
 }
 # What the process's command line must contain (guards against reused pids).
@@ -599,6 +623,7 @@ node_pattern() {
   etcd) echo "etcd" ;;
   postgres) echo "postgres" ;;
   mariadb) echo "--datadir=$MY_DATA" ;;
+  *-tls) tls_node_pattern "$1" ;;
   esac
 }
 node_pidfile() {
@@ -608,6 +633,7 @@ node_pidfile() {
   etcd) echo "$(etcd_dir "$2")/etcd.pid" ;;
   postgres) echo "$PG_DATA/postmaster.pid" ;;
   mariadb) echo "$MY_DIR/mariadb.pid" ;;
+  *-tls) tls_node_pidfile "$1" ;;
   esac
 }
 # Print the node's pid if its process is alive, else fail.
@@ -627,6 +653,7 @@ node_probe() {
   etcd) etcd_probe "$2" ;;
   postgres) pg_probe ;;
   mariadb) my_probe ;;
+  *-tls) tls_node_probe "$1" ;;
   esac
 }
 
@@ -653,6 +680,7 @@ node_start() {
   etcd) etcd_start "$n" ;;
   postgres) pg_start ;;
   mariadb) my_start ;;
+  *-tls) tls_node_start "$1" ;;
   esac
 }
 
@@ -664,7 +692,7 @@ node_wait() {
   local deadline=$((start + TIMEOUT))
   until node_probe "$svc" "$n" >/dev/null 2>&1; do
     # (postgres writes its pid file a moment after pg_ctl returns: allow 5 s for that)
-    if ! node_pid "$svc" "$n" >/dev/null && { [[ $svc != postgres ]] || ((SECONDS > start + 5)); }; then
+    if ! node_pid "$svc" "$n" >/dev/null && { [[ $svc != postgres* ]] || ((SECONDS > start + 5)); }; then
       show_log "$logf"
       die "$label exited during startup"
     fi
@@ -685,10 +713,12 @@ node_stop() {
     return 0
   fi
   log "stopping $label (pid $pid, SIG$sig)"
-  if [[ $svc == postgres ]]; then
+  if [[ $svc == postgres* ]]; then
     if [[ $sig == TERM ]]; then
       # "fast" shutdown: disconnect clients, then exit cleanly.
-      as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 -s stop </dev/null >&2 || true
+      local data="$PG_DATA"
+      [[ $svc == postgres-tls ]] && data="$PG_TLS_DATA"
+      as_postgres "$(pg_bin)/pg_ctl" -D "$data" -m fast -w -t 60 -s stop </dev/null >&2 || true
     else
       # A crash of the whole server: kill the backends (children) too, so that
       # clients see their connections drop at once and a restart finds no process
@@ -707,7 +737,7 @@ node_stop() {
 }
 
 ALL_NODES=(redis:1 redis:2 redis:3 redis:4 redis:5 redis:6
-  zookeeper:1 zookeeper:2 zookeeper:3 etcd:1 etcd:2 etcd:3 postgres:1 mariadb:1)
+  zookeeper:1 zookeeper:2 zookeeper:3 etcd:1 etcd:2 etcd:3 postgres:1 mariadb:1 "${TLS_NODES[@]}")
 
 # ---------------------------------------------------------------------------
 # Commands
@@ -729,6 +759,7 @@ export DISTLOCK_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@$HOST:$PG_PORT/$DB
 export DISTLOCK_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@$HOST:$MYSQL_PORT/$DB_NAME
 export DISTLOCK_SERVICES_SCRIPT=$SCRIPT_PATH
 EOF
+  tls_env
 }
 
 cmd_up() {
@@ -736,6 +767,7 @@ cmd_up() {
   [[ $EUID -eq 0 ]] || die "run as root (PostgreSQL runs as the postgres user via runuser)"
   take_lock
   ensure_packages
+  tls_certificates
   # Start everything first (in parallel), then wait for each.
   for node in "${ALL_NODES[@]}"; do
     node_start "${node%%:*}" "${node##*:}"
@@ -752,6 +784,8 @@ cmd_up() {
   # Databases: role/user and database for the tests.
   pg_setup_db
   my_setup_db
+  pg_tls_setup_db
+  my_tls_setup_db
   log "all services up (took $((SECONDS - started))s)"
   echo "# Connection settings; load them with: eval \"\$($SCRIPT_PATH env)\""
   cmd_env
@@ -769,6 +803,7 @@ cmd_down() {
     log "deleting $SVC_DIR"
     rm -rf "$SVC_DIR"
     [[ $PG_SOCK == /tmp/* ]] && rm -rf "$PG_SOCK"
+    [[ $PG_TLS_SOCK == /tmp/* ]] && rm -rf "$PG_TLS_SOCK"
   fi
   log "all services stopped"
 }
@@ -786,14 +821,15 @@ cmd_status() {
     pid="$(node_pid "$svc" "$n" 2>/dev/null || true)"
     [[ -n $pid ]] && extra="pid $pid"
     [[ $svc == redis && $n == "$REDIS_AUTH_NODE" ]] && extra="$extra (password-protected)"
+    [[ $svc == *-tls ]] && extra="$extra (TLS, client certificates)"
     if [[ $svc == zookeeper && $state == up ]]; then extra="$extra mode=$(zk_mode "$n")"; fi
-    printf '%-12s %-16s %-5s %s\n' "$(node_label "$svc" "$n")" "$(node_addr "$svc" "$n")" "$state" "$extra"
+    printf '%-13s %-16s %-5s %s\n' "$(node_label "$svc" "$n")" "$(node_addr "$svc" "$n")" "$state" "$extra"
   done
   return $rc
 }
 
 usage() {
-  sed -n '2,18p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

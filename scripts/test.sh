@@ -9,7 +9,11 @@
 #   5. faults    the fault-injection tests (named faults_*), one at a time: they stop
 #                and restart servers through scripts/services.sh, so they must not
 #                run concurrently with each other (or with the other tests)
-#   6. examples  every example program, each of which checks its own outcome and
+#   6. chaos     `distlock chaos` on every backend shared between processes: client
+#                processes killed, paused and cut off, server nodes killed and restarted;
+#                fails on any overlap, falling fencing token, stale write accepted or
+#                loss not signalled (docs/reliability.md)
+#   7. examples  every example program, each of which checks its own outcome and
 #                exits non-zero when its invariant breaks
 # Then prints one summary line over both test phases: "tests: N passed, N failed, N skipped".
 #
@@ -94,10 +98,30 @@ phase tests cargo_test tests --workspace --all-features --no-fail-fast -- --skip
 export DISTLOCK_HOLD_SECS="${DISTLOCK_HOLD_SECS:-60}"
 phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_ -- --test-threads=1
 
+# A short chaos run per backend (the long runs of docs/reliability.md use the same
+# command with more acquisitions). The runner prints each URL without its password.
+run_chaos() {
+  local url hosts
+  hosts="${DISTLOCK_REDIS_URLS//redis:\/\//}"
+  for url in \
+    "sqlite://$ROOT/target/chaos-locks.db" \
+    "$DISTLOCK_POSTGRES_URL" \
+    "$DISTLOCK_POSTGRES_URL?strategy=table" \
+    "$DISTLOCK_MYSQL_URL" \
+    "$DISTLOCK_MYSQL_URL?strategy=table" \
+    "${DISTLOCK_REDIS_URLS%%,*}" \
+    "redlock://$hosts" \
+    "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s" \
+    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s"; do
+    cargo run --quiet -p distlock-cli --all-features -- chaos --backend "$url" \
+      --acquisitions "${DISTLOCK_CHAOS_ACQUISITIONS:-2000}" --hold-max 5ms || return
+  done
+}
+
 # The seed scenarios, run as users run them; each verifies its own outcome.
 run_examples() {
   local example
-  for example in contribution inventory scheduler_handoff redlock_failover handler_pool cache_refresh; do
+  for example in contribution inventory scheduler_handoff redlock_failover handler_pool cache_refresh leader_election transfer; do
     echo "-- example $example"
     cargo run --quiet --all-features --example "$example" || return
   done
@@ -108,12 +132,18 @@ run_examples() {
   cargo run --quiet --all-features --example contribution -- \
     --store "${DISTLOCK_REDIS_URLS%%,*}" --messages 100 || return
   # The semaphore and reader-writer scenarios on Redis too (the first instance).
-  for example in handler_pool cache_refresh; do
+  for example in handler_pool cache_refresh leader_election transfer; do
     echo "-- example $example on Redis"
     cargo run --quiet --all-features --example "$example" -- \
       --url "${DISTLOCK_REDIS_URLS%%,*}" || return
   done
+  echo "-- example leader_election on etcd and on ZooKeeper"
+  cargo run --quiet --all-features --example leader_election -- \
+    --url "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}" || return
+  cargo run --quiet --all-features --example leader_election -- \
+    --url "zk://$DISTLOCK_ZK_HOSTS" || return
 }
+phase chaos run_chaos
 phase examples run_examples
 
 summary

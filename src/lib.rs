@@ -49,8 +49,9 @@
 //!
 //! Every backend reads the same URL parameters where they apply: userinfo
 //! for credentials, `timeout`, `connect_timeout` and `session_timeout` as
-//! durations (`2s`, `500ms`), `prefix`, `tls`, `ca`. Unknown parameters are
-//! refused, naming the parameter. Unknown schemes and backends whose feature
+//! durations (`2s`, `500ms`), `prefix`, and TLS as
+//! [`TlsSettings`] reads it (`tls`, `ca`, `cert`, `key`; `docs/security.md`).
+//! Unknown parameters are refused, naming the parameter. Unknown schemes and backends whose feature
 //! is off are clear errors, and passwords never appear in them:
 //!
 //! ```

@@ -253,3 +253,57 @@ async fn readers_permits_and_upgrades_are_labelled() {
         "the upgraded lease is released as the writer"
     );
 }
+
+/// Elections are acquires of the `leader` primitive; resignations,
+/// multi-name acquires and the changes observers report have counters of
+/// their own.
+#[tokio::test]
+async fn elections_multi_locks_and_observers_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let store = MemoryBackend::new();
+    let (a, b) = (
+        LockClient::new(Arc::new(store.clone())),
+        LockClient::new(Arc::new(store.clone())),
+    );
+    let mut observer = b.observe("election").unwrap();
+    assert_eq!(observer.changed().await.unwrap(), None);
+    let leadership = a.elect("election", "node-a").await.unwrap();
+    let seen = observer.changed().await.unwrap().unwrap();
+    assert_eq!(seen.term, leadership.term());
+    assert!(b.try_elect("election", "node-b").await.unwrap().is_none());
+    leadership.resign().await.unwrap();
+    assert_eq!(observer.changed().await.unwrap(), None);
+    let both = a.lock_many(["x", "y"]).await.unwrap();
+    assert!(b.try_lock_many(["y", "z"]).await.unwrap().is_none());
+    both.release().await.unwrap();
+
+    let all = metrics(&snapshotter);
+    let by = |name, with: &[(&str, &str)]| counter(&all, name, with);
+    assert_eq!(by("distlock_acquired_total", &[("primitive", "leader")]), 1);
+    assert_eq!(
+        by("distlock_not_acquired_total", &[("primitive", "leader")]),
+        1
+    );
+    assert_eq!(by("distlock_resignations_total", &[("outcome", "ok")]), 1);
+    assert_eq!(
+        by("distlock_leader_changes_total", &[]),
+        3,
+        "vacant, node-a, vacant"
+    );
+    assert_eq!(by("distlock_observe_errors_total", &[]), 0);
+    assert_eq!(
+        by("distlock_multi_acquires_total", &[("outcome", "acquired")]),
+        1
+    );
+    assert_eq!(
+        by(
+            "distlock_multi_acquires_total",
+            &[("outcome", "not_acquired")]
+        ),
+        1
+    );
+    assert_eq!(by("distlock_acquired_total", &[("primitive", "mutex")]), 2);
+}

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | the command's own | the lock was held for the whole run; the command's status is passed through |
 //! | 128 + N | the command was killed by signal N (while the lock was held) |
+//! | 1 | `chaos` found a safety violation (overlapping holders, a falling token, a stale write accepted, a loss not signalled) |
 //! | 2 | bad usage (unknown flag, malformed duration) |
 //! | 69 | the backend is unavailable (server down, no quorum, …) |
 //! | 70 | internal error |
@@ -17,6 +18,9 @@ use distlock::LockError;
 
 /// Success.
 pub const OK: u8 = 0;
+/// A chaos run found a safety violation.
+#[cfg(feature = "sqlite")]
+pub const VIOLATION: u8 = 1;
 /// Bad usage (what the argument parser itself exits with).
 pub const USAGE: u8 = 2;
 /// Backend unavailable.

@@ -1,27 +1,42 @@
 //! `distlock`: run a command while holding a distributed lock, or inspect one.
 //!
 //! ```text
-//! distlock run --backend URL --name NAME [--ttl 30s] [--wait 10s|forever] [--grace 10s] -- CMD ARGS…
+//! distlock run --backend URL --name NAME [--name NAME…] [--ttl 30s] [--wait 10s|forever]
+//!              [--grace 10s] [--at-least 5m] [--permits N | --shared] -- CMD ARGS…
+//! distlock leader --backend URL --name NAME [--identity ID] [--ttl 30s] -- CMD ARGS…
+//! distlock observe --backend URL --name NAME [--changes N]
 //! distlock status --backend URL --name NAME
 //! ```
 //!
-//! `run` acquires the lock, runs the command with the lock held (extending it
-//! in the background), releases it when the command exits, and exits with the
-//! command's own status. The command sees `DISTLOCK_FENCING_TOKEN`,
-//! `DISTLOCK_LOCK_NAME` and `DISTLOCK_LEASE` (the exported lease). If the lock
-//! is lost while the command runs, the command gets SIGTERM, then SIGKILL
-//! after the grace period. Exit codes are listed in [`exit`].
+//! `run` acquires the lock (several `--name`s: all of them, all or nothing),
+//! runs the command with the lock held (extending it in the background),
+//! releases it when the command exits (not before `--at-least` after it was
+//! taken), and exits with the command's own status. The command sees
+//! `DISTLOCK_FENCING_TOKEN`, `DISTLOCK_LOCK_NAME` and `DISTLOCK_LEASE` (the
+//! exported lease) for one name, and `DISTLOCK_LOCK_NAMES` /
+//! `DISTLOCK_FENCING_TOKENS` (one per line, in the order taken) always. If
+//! the lock is lost while the command runs, the command gets SIGTERM, then
+//! SIGKILL after the grace period. `leader` campaigns until this process
+//! leads the election, then runs the command the same way (it also sees
+//! `DISTLOCK_LEADER_TERM` and `DISTLOCK_LEADER_IDENTITY`). `observe` prints
+//! the election's leader and each change of it. Exit codes are listed in
+//! [`exit`].
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use distlock::{AcquireOptions, LockClient, LockError, LockName, Mode, Wait};
+use distlock::{LockClient, LockName, Mode, Wait};
+
+use run::{fail, Hold};
 
 mod bench;
+#[cfg(feature = "sqlite")]
+mod chaos;
 mod exit;
 mod floor;
 mod report;
+mod run;
 mod workload;
 
 #[derive(Parser, Debug)]
@@ -42,9 +57,11 @@ enum Command {
         /// Backend URL (e.g. sqlite://locks.db, redis://127.0.0.1:6379/0).
         #[arg(long, env = "DISTLOCK_BACKEND", hide_env_values = true)]
         backend: String,
-        /// Lock name.
-        #[arg(long)]
-        name: String,
+        /// Lock name; repeat it to hold several names at once (all or
+        /// nothing, taken in one global order so that runs naming them in
+        /// different orders cannot deadlock).
+        #[arg(long = "name", required = true, num_args = 1)]
+        names: Vec<String>,
         /// Lease length; extended in the background while the command runs.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         ttl: Duration,
@@ -54,6 +71,11 @@ enum Command {
         /// Time between SIGTERM and SIGKILL when the lock is lost.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         grace: Duration,
+        /// Keep the lock at least this long after taking it, even if the
+        /// command ends sooner (on the server: this process need not stay).
+        /// Longer than --ttl, it raises the ttl to it.
+        #[arg(long, value_parser = parse_duration)]
+        at_least: Option<Duration>,
         /// Hold one of this many permits of the name's semaphore instead of
         /// the lock itself (every runner of the name must give the same count).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "shared")]
@@ -65,6 +87,108 @@ enum Command {
         /// The command and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Campaign to lead an election, and run a command while leading.
+    Leader {
+        /// Backend URL.
+        #[arg(long, env = "DISTLOCK_BACKEND", hide_env_values = true)]
+        backend: String,
+        /// The election's name.
+        #[arg(long)]
+        name: String,
+        /// The identity observers see while this process leads (default:
+        /// host name and process id).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Lease length; extended in the background while leading.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        ttl: Duration,
+        /// How long to campaign: a duration, `0` to try once, or `forever`.
+        #[arg(long, default_value = "forever", value_parser = parse_wait)]
+        wait: Wait,
+        /// Time between SIGTERM and SIGKILL when the leadership is lost.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        grace: Duration,
+        /// Keep the leadership at least this long after winning it.
+        #[arg(long, value_parser = parse_duration)]
+        at_least: Option<Duration>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// Print an election's leader, then each change of it, one line each.
+    Observe {
+        /// Backend URL.
+        #[arg(long, env = "DISTLOCK_BACKEND", hide_env_values = true)]
+        backend: String,
+        /// The election's name.
+        #[arg(long)]
+        name: String,
+        /// Stop after this many lines (the first is the current leader).
+        #[arg(long)]
+        changes: Option<u64>,
+    },
+    /// Run client processes against a backend while killing, pausing and
+    /// cutting them off and killing server nodes; check what they saw.
+    #[cfg(feature = "sqlite")]
+    Chaos {
+        /// Backend URL (any but memory://).
+        #[arg(long, env = "DISTLOCK_BACKEND", hide_env_values = true)]
+        backend: String,
+        /// Client processes contending for the lock.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..))]
+        clients: u64,
+        /// Run until this many acquisitions (and every fault kind once).
+        #[arg(long, default_value_t = 2000)]
+        acquisitions: usize,
+        /// Give up (exit 69) after this long.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        max_duration: Duration,
+        /// The lock's ttl.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Each hold lasts a random time up to this.
+        #[arg(long, default_value = "40ms", value_parser = parse_duration)]
+        hold_max: Duration,
+        /// Faults to cause, comma-separated: kill-waiter, kill-holder,
+        /// pause, partition, nodes, or all (those that do not apply to the
+        /// backend are left out).
+        #[arg(long, default_value = "all", value_parser = chaos::FaultKind::parse_list)]
+        faults: std::vec::Vec<chaos::FaultKind>,
+        /// Time between one fault's end and the next one's start.
+        #[arg(long, default_value = "400ms", value_parser = parse_duration)]
+        fault_every: Duration,
+        /// The script that kills and starts server nodes (`nodes` faults).
+        #[arg(
+            long,
+            env = "DISTLOCK_SERVICES_SCRIPT",
+            default_value = "scripts/services.sh"
+        )]
+        services: std::path::PathBuf,
+        /// Clients take no lock at all: shows what the checks catch.
+        #[arg(long, hide = true)]
+        unlocked: bool,
+        /// First run this long without faults, and report the grant rate
+        /// with faults against the rate without.
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
+        baseline: Duration,
+    },
+    /// One client of a chaos run (started by `distlock chaos`).
+    #[cfg(feature = "sqlite")]
+    #[command(hide = true)]
+    ChaosClient {
+        #[arg(long)]
+        backend: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Duration,
+        #[arg(long, value_parser = parse_duration)]
+        hold_max: Duration,
+        #[arg(long)]
+        store: std::path::PathBuf,
+        #[arg(long)]
+        unlocked: bool,
     },
     /// Benchmark backends against each other and their raw floors.
     Bench {
@@ -161,10 +285,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run {
                 backend,
-                name,
+                names,
                 ttl,
                 wait,
                 grace,
+                at_least,
                 permits,
                 shared,
                 command,
@@ -179,9 +304,83 @@ fn main() -> ExitCode {
                     wait,
                     grace,
                     mode,
+                    at_least,
                 };
-                run(&backend, &name, hold, &command).await
+                run::run(&backend, &names, hold, &command).await
             }
+            Command::Leader {
+                backend,
+                name,
+                identity,
+                ttl,
+                wait,
+                grace,
+                at_least,
+                command,
+            } => {
+                let hold = Hold {
+                    ttl,
+                    wait,
+                    grace,
+                    mode: Mode::Exclusive,
+                    at_least,
+                };
+                let identity = identity.unwrap_or_else(run::default_identity);
+                run::leader(&backend, &name, &identity, hold, &command).await
+            }
+            #[cfg(feature = "sqlite")]
+            Command::Chaos {
+                backend,
+                clients,
+                acquisitions,
+                max_duration,
+                ttl,
+                hold_max,
+                faults,
+                fault_every,
+                services,
+                unlocked,
+                baseline,
+            } => {
+                chaos::run(chaos::ChaosSettings {
+                    url: backend,
+                    clients: usize::try_from(clients).unwrap_or(usize::MAX),
+                    acquisitions,
+                    max_duration,
+                    ttl,
+                    hold_max,
+                    faults,
+                    fault_every,
+                    services,
+                    unlocked,
+                    baseline,
+                })
+                .await
+            }
+            #[cfg(feature = "sqlite")]
+            Command::ChaosClient {
+                backend,
+                name,
+                ttl,
+                hold_max,
+                store,
+                unlocked,
+            } => {
+                chaos::client(chaos::ClientSettings {
+                    url: backend,
+                    name,
+                    ttl,
+                    hold_max,
+                    store,
+                    unlocked,
+                })
+                .await
+            }
+            Command::Observe {
+                backend,
+                name,
+                changes,
+            } => observe(&backend, &name, changes).await,
             Command::Status { backend, name } => status(&backend, &name).await,
             Command::Bench {
                 backends,
@@ -211,120 +410,6 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Reports a library error and returns its exit code.
-fn fail(context: &str, e: &LockError) -> u8 {
-    eprintln!("distlock: {context}: {e}");
-    exit::of_error(e)
-}
-
-/// The mode as the command sees it in `DISTLOCK_LOCK_MODE`: `exclusive`,
-/// `shared` or `permit/<count>`.
-fn mode_label(mode: Mode) -> String {
-    match mode {
-        Mode::Permit { limit } => format!("permit/{limit}"),
-        Mode::Shared => "shared".into(),
-        _ => "exclusive".into(),
-    }
-}
-
-/// How `distlock run` holds its lock.
-#[derive(Clone, Copy, Debug)]
-struct Hold {
-    ttl: Duration,
-    wait: Wait,
-    grace: Duration,
-    mode: Mode,
-}
-
-async fn run(url: &str, name: &str, hold: Hold, command: &[String]) -> u8 {
-    let Hold {
-        ttl,
-        wait,
-        grace,
-        mode,
-    } = hold;
-    let name = match LockName::new(name) {
-        Ok(n) => n,
-        Err(e) => return fail("bad lock name", &e),
-    };
-    let backend = match distlock::connect(url).await {
-        Ok(b) => b,
-        Err(e) => return fail("cannot use the backend", &e),
-    };
-    let options = AcquireOptions::try_once(ttl).with_wait(wait);
-    let client = LockClient::with_defaults(backend, options);
-    let guard = match client.try_lock_as(&name, mode, &options).await {
-        Ok(Some(g)) => g,
-        Ok(None) => {
-            eprintln!("distlock: `{name}` is held by someone else; not acquired");
-            return exit::NOT_ACQUIRED;
-        }
-        Err(e) => return fail("acquire failed", &e),
-    };
-    let Some((program, args)) = command.split_first() else {
-        return exit::USAGE;
-    };
-    let mut child = match tokio::process::Command::new(program)
-        .args(args)
-        .env("DISTLOCK_FENCING_TOKEN", guard.fencing_token().to_string())
-        .env("DISTLOCK_LOCK_NAME", name.as_str())
-        .env("DISTLOCK_LOCK_MODE", mode_label(mode))
-        .env("DISTLOCK_LEASE", guard.lease().export())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("distlock: cannot run `{program}`: {e}");
-            let _ = guard.release().await;
-            return if e.kind() == std::io::ErrorKind::NotFound {
-                exit::COMMAND_NOT_FOUND
-            } else {
-                exit::COMMAND_NOT_EXECUTABLE
-            };
-        }
-    };
-    let lost = guard.lost();
-    tokio::select! {
-        status = child.wait() => {
-            let code = match status {
-                Ok(s) => exit::of_child(s),
-                Err(e) => {
-                    eprintln!("distlock: waiting for the command failed: {e}");
-                    exit::SOFTWARE
-                }
-            };
-            if let Err(e) = guard.release().await {
-                eprintln!("distlock: release failed: {e}");
-                if e.is_not_held() && code == 0 {
-                    // The command finished, but the lock had gone by then.
-                    return exit::LOST;
-                }
-            }
-            code
-        }
-        reason = lost => {
-            eprintln!("distlock: lock `{name}` lost ({reason}); stopping the command");
-            stop_child(&mut child, grace).await;
-            exit::LOST
-        }
-    }
-}
-
-/// SIGTERM, then SIGKILL once `grace` has passed.
-async fn stop_child(child: &mut tokio::process::Child, grace: Duration) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-}
-
 async fn status(url: &str, name: &str) -> u8 {
     let name = match LockName::new(name) {
         Ok(n) => n,
@@ -349,10 +434,43 @@ async fn status(url: &str, name: &str) -> u8 {
             if let Some(w) = s.waiters {
                 println!("waiters: {w}");
             }
+            if let Some(h) = &s.holder {
+                println!("holder: {h}");
+            }
             exit::OK
         }
         Err(e) => fail("status failed", &e),
     }
+}
+
+/// Prints the leader of `name` and each change, until `changes` lines.
+async fn observe(url: &str, name: &str, changes: Option<u64>) -> u8 {
+    let name = match LockName::new(name) {
+        Ok(n) => n,
+        Err(e) => return fail("bad lock name", &e),
+    };
+    let backend = match distlock::connect(url).await {
+        Ok(b) => b,
+        Err(e) => return fail("cannot use the backend", &e),
+    };
+    let mut observer = match LockClient::new(backend).observe(&name) {
+        Ok(o) => o,
+        Err(e) => return fail("cannot observe", &e),
+    };
+    let mut printed = 0u64;
+    while changes.is_none_or(|n| printed < n) {
+        match observer.changed().await {
+            Ok(Some(leader)) => println!(
+                "leader {} term {}",
+                leader.identity.as_deref().unwrap_or("-"),
+                leader.term
+            ),
+            Ok(None) => println!("no leader"),
+            Err(e) => return fail("observing failed", &e),
+        }
+        printed += 1;
+    }
+    exit::OK
 }
 
 async fn run_bench(

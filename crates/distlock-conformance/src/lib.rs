@@ -43,6 +43,7 @@ mod harness;
 mod history;
 mod proxy;
 pub mod services;
+pub mod tls;
 pub mod workload;
 
 pub use harness::{Harness, ProxiedClient};
@@ -119,11 +120,19 @@ macro_rules! suite {
                 waiting_writer_is_not_starved,
                 cancelled_rw_acquires_leave_nothing_held,
                 upgrade_is_atomic_or_refused,
+                one_leader_at_a_time_under_contention,
+                observers_see_every_leader_in_order,
+                multi_locks_in_opposite_orders_do_not_deadlock,
+                multi_lock_is_all_or_nothing,
+                cancelled_multi_locks_leave_nothing_held,
+                released_lock_is_held_at_least_for_its_minimum,
             );
 
             $crate::suite!(@processes $make;
                 lease_expires_when_holder_is_killed,
                 permit_returns_when_holder_is_killed,
+                leader_is_replaced_when_killed,
+                lock_is_held_at_least_after_its_holder_exits,
             );
         }
     };

@@ -1,9 +1,11 @@
 //! The contract every backend implements.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::capabilities::Capabilities;
@@ -149,7 +151,96 @@ pub trait DistributedLock: Send + Sync + fmt::Debug {
             operation: "status",
         })
     }
+
+    /// Takes `name` exclusively with `identity` stored as the holder's label,
+    /// waiting up to `options.wait`: the backend side of leader election
+    /// ([`LockClient::elect`](crate::LockClient::elect)). The lease's
+    /// fencing token is the leader's term; [`status`](Self::status) reports
+    /// the identity in [`LockStatus::holder`] while the lease is held.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` unless [`Capabilities::labels`]; `InvalidConfig` for an
+    /// identity that is empty, longer than
+    /// [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN) bytes or contains NUL; as
+    /// [`acquire`](Self::acquire) otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](Self::acquire): nothing held, nothing queued.
+    async fn elect(
+        &self,
+        name: &LockName,
+        identity: &str,
+        options: &AcquireOptions,
+    ) -> Result<Option<Lease>> {
+        let _ = (name, identity, options);
+        Err(LockError::Unsupported {
+            backend: self.backend_name(),
+            operation: "holder labels (leader identities)",
+        })
+    }
+
+    /// Takes every name of `names` exclusively, all or nothing, waiting up to
+    /// `options.wait` in all; `Ok(None)` (nothing held) when some name
+    /// stayed held by others for the whole wait.
+    ///
+    /// The names are taken one after the other in one global order — the
+    /// byte order of the names, duplicates dropped ([`lock_order`](crate::lock_order)) —
+    /// whatever order the caller gave, so two callers taking overlapping
+    /// sets cannot each hold a name the other waits for (no deadlock). Each
+    /// step waits for what is left of the wait; the names already taken are
+    /// extended meanwhile (in one [`extend_many`](Self::extend_many) per
+    /// third of the ttl), so a long wait cannot let them expire. The leases
+    /// come back in that order, one per distinct name.
+    ///
+    /// The default is that algorithm over [`acquire`](Self::acquire); a
+    /// backend that can take several names in one request may do better,
+    /// but must keep the order (the conformance suite checks it).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidName` for an empty set; any error of a step (after giving
+    /// back the names taken), including `NotHeld` when a name taken earlier
+    /// was lost while a later one was awaited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing held and nothing queued: the step
+    /// in flight cleans up after itself, and the names already taken are
+    /// released in the background.
+    async fn acquire_many(
+        self: Arc<Self>,
+        names: &[LockName],
+        options: &AcquireOptions,
+    ) -> Result<Option<Vec<Lease>>>
+    where
+        Self: 'static,
+    {
+        crate::multi::acquire_in_order(self, names, options).await
+    }
+
+    /// A stream of notices that the holders of `name` may have changed (a
+    /// grant, a release, a hand-over), for backends that can notify
+    /// ([`Capabilities::watch`]); `Ok(None)` for the others, which leader
+    /// observers poll instead. A notice carries nothing: read
+    /// [`status`](Self::status) again. Expiry of a hold is not notified
+    /// (observers read again when the holder's `expires_in` passes). The
+    /// stream may end (a lost connection): ask again.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future (or the stream) stops watching; nothing else
+    /// changes.
+    async fn changes(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        let _ = name;
+        Ok(None)
+    }
 }
+
+/// Notices that the holders of one name may have changed, from
+/// [`DistributedLock::changes`] (and [`LockBackend::watch`](crate::LockBackend::watch)).
+pub type ChangeNotices = BoxStream<'static, ()>;
 
 /// The health of a session-based holder, as reported by
 /// [`DistributedLock::liveness`].
@@ -170,12 +261,18 @@ pub enum Liveness {
 pub struct LockStatus {
     /// Someone holds the lock now.
     pub held: bool,
-    /// The current (or last issued) fencing token, if the backend exposes it.
+    /// The current (or last issued) fencing token, if the backend exposes
+    /// it. Backends that claim [`Capabilities::labels`] report the exclusive
+    /// holder's own token while one holds the name (a leader's term).
     pub fencing_token: Option<FencingToken>,
     /// How long until the current hold expires, if held and ttl-based.
     pub expires_in: Option<Duration>,
     /// How many clients wait in line, if the backend keeps a queue.
     pub waiters: Option<usize>,
+    /// The label the exclusive holder was granted with (an elected leader's
+    /// identity), on backends that claim [`Capabilities::labels`]; `None`
+    /// when free, held without a label, or held in another mode.
+    pub holder: Option<String>,
 }
 
 impl LockStatus {
@@ -191,6 +288,14 @@ impl LockStatus {
             fencing_token,
             expires_in,
             waiters,
+            holder: None,
         }
+    }
+
+    /// The same status with the exclusive holder's label (for backend
+    /// implementations that claim [`Capabilities::labels`]).
+    pub fn with_holder(mut self, holder: Option<String>) -> Self {
+        self.holder = holder;
+        self
     }
 }

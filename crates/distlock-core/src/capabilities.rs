@@ -46,6 +46,19 @@ pub struct Capabilities {
     /// ([`DistributedLock::upgrade`](crate::DistributedLock::upgrade)),
     /// atomically: no other writer can come in between.
     pub upgrade: bool,
+    /// Stores a holder label with an exclusive hold (the identity of an
+    /// elected leader, [`LockClient::elect`](crate::LockClient::elect)) and
+    /// returns it in [`LockStatus::holder`](crate::LockStatus::holder).
+    pub labels: bool,
+    /// Notifies changes of a name's holders
+    /// ([`DistributedLock::changes`](crate::DistributedLock::changes)), so
+    /// leader observers wait for a notice instead of polling.
+    pub watch: bool,
+    /// Keeps a hold released before its
+    /// [`AcquireOptions::at_least`](crate::AcquireOptions::at_least) time
+    /// held on the server until that time
+    /// ([`LockBackend::release_after`](crate::LockBackend::release_after)).
+    pub at_least: bool,
     /// The shortest ttl the backend accepts.
     pub min_ttl: Duration,
     /// The longest ttl the backend accepts.
@@ -66,6 +79,9 @@ impl Default for Capabilities {
             shared: false,
             semaphore: false,
             upgrade: false,
+            labels: false,
+            watch: false,
+            at_least: false,
             min_ttl: Duration::from_millis(1),
             max_ttl: Duration::from_secs(7 * 24 * 3600),
         }
@@ -116,6 +132,9 @@ setters! {
     shared: bool,
     semaphore: bool,
     upgrade: bool,
+    labels: bool,
+    watch: bool,
+    at_least: bool,
     min_ttl: Duration,
     max_ttl: Duration,
 }

@@ -101,6 +101,7 @@ pub struct Lease {
     valid_until: Instant,
     mode: Mode,
     data: String,
+    hold_until: Option<Instant>,
 }
 
 impl Lease {
@@ -122,7 +123,23 @@ impl Lease {
             valid_until,
             mode: Mode::Exclusive,
             data: String::new(),
+            hold_until: None,
         }
+    }
+
+    /// Sets the instant before which a release only shortens the hold to
+    /// end then (lock-at-least-for; see
+    /// [`AcquireOptions::at_least`](crate::AcquireOptions::at_least)).
+    pub fn with_hold_until(mut self, until: Option<Instant>) -> Self {
+        self.hold_until = until;
+        self
+    }
+
+    /// Until when the lock stays held even if released earlier
+    /// (lock-at-least-for), on the monotonic clock; `None` when a release
+    /// frees it at once.
+    pub fn hold_until(&self) -> Option<Instant> {
+        self.hold_until
     }
 
     /// Sets the mode the lease was granted in (exclusive unless set).
@@ -215,7 +232,9 @@ impl Lease {
     ///
     /// The remaining validity is written relative to now; importing it sets a
     /// validity of at most that much from the moment of import, so time spent
-    /// in transit only shortens it.
+    /// in transit only shortens it. A lock-at-least-for minimum still to run
+    /// is written the same way (`hold_ms`), and only lengthened by transit:
+    /// the importer's release keeps the lock at least that long.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -229,8 +248,19 @@ impl Lease {
     /// # Ok::<(), distlock_core::LockError>(())
     /// ```
     pub fn export(&self) -> String {
+        let hold = match self.hold_until {
+            // Rounded up: the minimum may only grow in transit.
+            Some(until) => format!(
+                ";hold_ms={}",
+                until
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000)
+            ),
+            None => String::new(),
+        };
         format!(
-            "{EXPORT_PREFIX};backend={};name={};owner={};fence={};ttl_ms={};remaining_ms={};mode={};data={}",
+            "{EXPORT_PREFIX};backend={};name={};owner={};fence={};ttl_ms={};remaining_ms={};mode={};data={}{hold}",
             crate::name::percent_encode(&self.backend),
             crate::name::percent_encode(self.name.as_str()),
             self.owner.to_hex(),
@@ -289,6 +319,16 @@ impl Lease {
         };
         let now = Instant::now();
         let valid_until = now.checked_add(remaining).unwrap_or(now);
+        let hold_until = match fields.get("hold_ms") {
+            Some(_) => {
+                let hold = Duration::from_millis(num("hold_ms")?);
+                Some(
+                    now.checked_add(hold)
+                        .ok_or_else(|| bad("hold_ms too large"))?,
+                )
+            }
+            None => None,
+        };
         Ok(Lease {
             backend,
             name,
@@ -298,6 +338,7 @@ impl Lease {
             valid_until,
             mode,
             data,
+            hold_until,
         })
     }
 }
@@ -315,6 +356,12 @@ impl fmt::Debug for Lease {
             .field("remaining", &self.remaining())
             .field("mode", &self.mode)
             .field("data", &self.data)
+            .field(
+                "hold",
+                &self
+                    .hold_until
+                    .map(|until| until.saturating_duration_since(Instant::now())),
+            )
             .finish()
     }
 }
@@ -345,6 +392,18 @@ mod tests {
         assert_eq!(back.ttl(), l.ttl());
         assert_eq!(back.data(), l.data());
         assert_eq!(back.backend(), "memory");
+    }
+
+    #[test]
+    fn a_minimum_hold_survives_export_and_never_shrinks() {
+        let plain = Lease::import(&lease().export()).unwrap();
+        assert_eq!(plain.hold_until(), None);
+        let until = Instant::now() + Duration::from_secs(3);
+        let held = lease().with_hold_until(Some(until));
+        let back = Lease::import(&held.export()).unwrap();
+        let back_until = back.hold_until().unwrap();
+        assert!(back_until >= until, "the minimum shrank in transit");
+        assert!(back_until <= until + Duration::from_millis(50));
     }
 
     #[test]

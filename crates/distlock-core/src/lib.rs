@@ -13,11 +13,13 @@
 //!   says which kind of hold an acquire asks for.
 //! - [`LockError`]: the one error type.
 //! - [`LockClient`] and [`LockGuard`]: what applications use — self-extending
-//!   guards that report loss.
+//!   guards that report loss; [`MultiLockGuard`] for several names at once,
+//!   [`Leadership`] and [`LeaderObserver`] for leader election.
 //! - [`waiting`]: the shared retry loop for backends without a queue;
 //!   [`cleanup`]: finishing what a dropped operation started;
 //!   [`validity`]: the one drift rule; [`sync`]: the poison-tolerant lock.
-//! - [`BackendUrl`]: the one URL grammar; [`registry`]: every known scheme.
+//! - [`BackendUrl`]: the one URL grammar; [`registry`]: every known scheme;
+//!   [`TlsSettings`]: the one TLS vocabulary of every network backend.
 //!
 //! ```
 //! # async fn demo(backend: std::sync::Arc<dyn distlock_core::DistributedLock>) -> distlock_core::Result<()> {
@@ -41,30 +43,35 @@ pub mod layer;
 mod lease;
 mod liveness;
 mod mode;
+mod multi;
 mod name;
 mod options;
 mod redact;
 pub mod registry;
 pub mod sync;
+pub mod tls;
 pub mod validity;
 pub mod waiting;
 
-pub use backend::{DistributedLock, Liveness, LockStatus};
+pub use backend::{ChangeNotices, DistributedLock, Liveness, LockStatus};
 pub use backend_url::{BackendUrl, Host};
 pub use capabilities::{Capabilities, CapabilitiesBuilder};
 pub use client::{
-    GuardHandle, GuardState, IntoLockName, LockClient, LockGuard, LostReason, Semaphore,
+    GuardHandle, GuardState, IntoLockName, Leader, LeaderObserver, Leadership, LockClient,
+    LockGuard, LostReason, MultiLockGuard, Semaphore, OBSERVE_POLL,
 };
 pub use error::{BoxError, LockError, Result};
-pub use layer::{AcquireRequest, Grant, LockBackend, Renewal};
+pub use layer::{AcquireRequest, Grant, LockBackend, Renewal, MAX_LABEL_LEN};
 pub use lease::{FencingToken, Lease, OwnerToken};
 pub use liveness::SessionLiveness;
 pub use mode::{Fit, Mode};
+pub use multi::lock_order;
 pub use name::{percent_decode, percent_encode, LockName};
 pub use options::{
     validate_ttl, AcquireOptions, Backoff, BackoffDelays, Wait, DEFAULT_TTL, DEFAULT_WAIT, MAX_WAIT,
 };
 pub use redact::redact_url;
+pub use tls::{TlsFiles, TlsSettings};
 
 /// Re-exported so backends implement the trait with the same macro version.
 pub use async_trait::async_trait;

@@ -158,6 +158,14 @@ pub struct AcquireOptions {
     pub wait: Wait,
     /// Backoff for backends that poll (ignored by those that are notified).
     pub backoff: Backoff,
+    /// Lock-at-least-for: once acquired, the lock stays held at least this
+    /// long, even when released earlier — released early, the hold is kept
+    /// on the server (not by this process) until this long after the
+    /// acquire returned. `None` (the default): a release frees at once.
+    /// At most the ttl (a holder that crashes frees the lock at its ttl,
+    /// so a longer minimum could not be kept); backends claim it with
+    /// [`Capabilities::at_least`].
+    pub at_least: Option<Duration>,
 }
 
 impl Default for AcquireOptions {
@@ -167,6 +175,7 @@ impl Default for AcquireOptions {
             ttl: DEFAULT_TTL,
             wait: DEFAULT_WAIT,
             backoff: Backoff::default(),
+            at_least: None,
         }
     }
 }
@@ -203,14 +212,40 @@ impl AcquireOptions {
         self
     }
 
+    /// Lock-at-least-for: a release before `minimum` has passed since the
+    /// acquire keeps the lock held (on the server) until then — for
+    /// scheduled jobs that must not run twice within an interval, even
+    /// when a run finishes early. A zero `minimum` is no minimum.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use distlock_core::AcquireOptions;
+    /// let opts = AcquireOptions::new(Duration::from_secs(60)).with_at_least(Duration::from_secs(30));
+    /// assert_eq!(opts.at_least, Some(Duration::from_secs(30)));
+    /// assert_eq!(opts.with_at_least(Duration::ZERO).at_least, None);
+    /// ```
+    pub fn with_at_least(mut self, minimum: Duration) -> Self {
+        self.at_least = (!minimum.is_zero()).then_some(minimum);
+        self
+    }
+
     /// Checks these options against a backend's limits.
     ///
     /// The core's checked layer calls this before a backend sees an
     /// acquire; a zero ttl, a ttl
-    /// outside `[caps.min_ttl, caps.max_ttl]`, an absurd wait or a malformed
-    /// backoff is an [`InvalidOptions`](LockError::InvalidOptions) error.
+    /// outside `[caps.min_ttl, caps.max_ttl]`, an absurd wait, a malformed
+    /// backoff or an `at_least` longer than the ttl is an
+    /// [`InvalidOptions`](LockError::InvalidOptions) error.
     pub fn validate(&self, caps: &Capabilities) -> Result<()> {
         validate_ttl(self.ttl, caps)?;
+        if let Some(minimum) = self.at_least {
+            if minimum > self.ttl {
+                return Err(LockError::invalid_options(format!(
+                    "at_least {minimum:?} exceeds the ttl {:?}: a holder that crashes frees the lock at its ttl, so the minimum could not be kept",
+                    self.ttl
+                )));
+            }
+        }
         if let Wait::For(d) = self.wait {
             if d > MAX_WAIT {
                 return Err(LockError::invalid_options(format!(
@@ -294,6 +329,19 @@ mod tests {
         for _ in 0..100 {
             assert!(d.next_delay() <= policy.max);
         }
+    }
+
+    #[test]
+    fn a_minimum_longer_than_the_ttl_is_refused() {
+        let caps = Capabilities::default();
+        let ttl = Duration::from_secs(5);
+        let opts = AcquireOptions::new(ttl).with_at_least(ttl);
+        assert!(opts.validate(&caps).is_ok());
+        let err = opts
+            .with_at_least(ttl + Duration::from_millis(1))
+            .validate(&caps)
+            .unwrap_err();
+        assert!(matches!(err, LockError::InvalidOptions { .. }), "{err}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! than its own drift gives a lease that is already expired rather than an
 //! overflow. Every backend's leases go through [`valid_until`]: the core
 //! layer applies it to each grant and renewal, and session backends use it
-//! for their session's own bound.
+//! for their session's own bound. The same allowance, the other way round,
+//! sizes the hold a server keeps for a lock-at-least-for minimum
+//! ([`server_hold`]).
 
 use std::time::{Duration, Instant};
 
@@ -44,4 +46,19 @@ pub fn drift(ttl: Duration) -> Duration {
 pub fn valid_until(sent: Instant, ttl: Duration) -> Instant {
     let trusted = ttl.saturating_sub(drift(ttl));
     sent.checked_add(trusted).unwrap_or(sent)
+}
+
+/// How long a server must keep a hold so that it lasts at least `minimum`
+/// on this process's clock: `minimum + drift(minimum)` (the server's clock
+/// may run up to 1 % fast, and the request takes time to arrive only after
+/// `minimum` was measured). The core asks a backend to keep a released
+/// lock this long when its lock-at-least-for time has not passed yet.
+///
+/// ```
+/// use std::time::Duration;
+/// use distlock_core::validity::server_hold;
+/// assert_eq!(server_hold(Duration::from_secs(10)), Duration::from_millis(10_102));
+/// ```
+pub fn server_hold(minimum: Duration) -> Duration {
+    minimum.saturating_add(drift(minimum))
 }

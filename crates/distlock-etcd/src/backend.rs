@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use distlock_core::{LockName, Result};
 
@@ -14,8 +15,9 @@ use crate::session::Session;
 
 /// A distributed lock service on an etcd cluster.
 ///
-/// Cheap to clone: clones share one connection and one etcd lease. Dropping
-/// the last clone revokes the lease, which frees every lock it still held.
+/// Cheap to clone: clones share one connection and one etcd lease (and one
+/// waiter lease, for the keys of acquires still in line). Dropping the last
+/// clone revokes them, which frees every lock they still held.
 #[derive(Clone)]
 pub struct EtcdBackend {
     inner: Arc<Inner>,
@@ -24,6 +26,9 @@ pub struct EtcdBackend {
 struct Inner {
     cluster: Arc<Cluster>,
     session: Arc<Session>,
+    /// The waiter lease: the keys of acquires still in line live on it
+    /// until they claim their turn (see the `acquire` module).
+    waiters: Arc<Session>,
     config: EtcdConfig,
 }
 
@@ -75,12 +80,14 @@ impl EtcdBackend {
             config.user().map(str::to_string),
         ));
         let session = Session::new(cluster.clone(), config.session_timeout());
+        let waiters = Session::new(cluster.clone(), waiter_lease_ttl(config.waiter_timeout()));
         connect::grant_first_lease(&session, &config).await?;
         connect::check_access(&cluster, &config).await?;
         Ok(EtcdBackend {
             inner: Arc::new(Inner {
                 cluster,
                 session,
+                waiters,
                 config,
             }),
         })
@@ -109,8 +116,21 @@ impl EtcdBackend {
         &self.inner.session
     }
 
+    /// The waiter lease's bookkeeping: granted at the first acquire that
+    /// queues, kept alive like the client's lease.
+    pub(crate) fn waiter_session(&self) -> &Arc<Session> {
+        &self.inner.waiters
+    }
+
     /// The key range of a lock name under this client's prefix.
     pub(crate) fn name_dir(&self, name: &LockName) -> String {
         keys::name_dir(self.inner.config.prefix(), name)
     }
+}
+
+/// The ttl of the waiter lease: the waiter-liveness window in whole
+/// seconds, rounded up (etcd leases count in seconds; the server raises it
+/// to its minimum).
+fn waiter_lease_ttl(window: Duration) -> Duration {
+    Duration::from_secs(window.as_millis().div_ceil(1000).max(1) as u64)
 }

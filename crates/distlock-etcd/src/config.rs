@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use distlock_core::{BackendUrl, Host, LockError, Result};
+use distlock_core::{BackendUrl, Host, LockError, Result, TlsSettings};
 
 /// Default session timeout (the etcd lease ttl): how long a vanished
 /// client's locks stay held.
@@ -15,6 +15,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default key prefix under which locks live.
 pub const DEFAULT_PREFIX: &str = "distlock";
+/// Default waiter-liveness window: how long a waiter whose turn came may
+/// take to claim it before the others pass over it (see
+/// [`EtcdConfig::with_waiter_timeout`]).
+pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The shortest waiter-liveness window accepted: a live waiter needs a
+/// watch event, a read and a write to claim its turn.
+const MIN_WAITER_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Everything needed to reach an etcd cluster and lock in it.
 ///
@@ -40,10 +47,12 @@ pub struct EtcdConfig {
     prefix: String,
     session_timeout: Duration,
     credentials: Option<(String, String)>,
-    tls: bool,
-    ca: Option<PathBuf>,
+    tls: Option<TlsSettings>,
     timeout: Duration,
     connect_timeout: Duration,
+    waiter_timeout: Duration,
+    /// Waiters claim their turn (off only in the tests that show why).
+    waiter_claims: bool,
 }
 
 impl fmt::Debug for EtcdConfig {
@@ -55,9 +64,9 @@ impl fmt::Debug for EtcdConfig {
             .field("user", &self.user())
             .field("password", &self.credentials.as_ref().map(|_| "***"))
             .field("tls", &self.tls)
-            .field("ca", &self.ca)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("waiter_timeout", &self.waiter_timeout)
             .finish()
     }
 }
@@ -78,10 +87,11 @@ impl EtcdConfig {
             prefix: DEFAULT_PREFIX.to_string(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             credentials: None,
-            tls: false,
-            ca: None,
+            tls: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            waiter_timeout: DEFAULT_WAITER_TIMEOUT,
+            waiter_claims: true,
         }
     }
 
@@ -102,9 +112,14 @@ impl EtcdConfig {
     ///   request;
     /// - `connect_timeout` (legacy `connect_timeout_ms`; default 5 s): the
     ///   bound on connecting to one member;
+    /// - `waiter_timeout` (default 1 s, at least 50 ms): the waiter-liveness
+    ///   window, see [`with_waiter_timeout`](Self::with_waiter_timeout);
     /// - `tls` (boolean): TLS to the members, verified against the system
     ///   roots; `ca=<PEM file>` (legacy `cacert`) verifies against that CA
-    ///   instead and implies TLS.
+    ///   instead, `cert=<PEM file>&key=<PEM file>` present a client
+    ///   certificate (for `--client-cert-auth`); each implies TLS (the core's
+    ///   [`TlsSettings`]). The etcd client always verifies the members'
+    ///   certificates: `danger_accept_invalid_certs` is refused.
     ///
     /// Unknown parameters are refused; the password never appears in errors.
     ///
@@ -136,13 +151,10 @@ impl EtcdConfig {
         config.connect_timeout = url
             .duration("connect_timeout")?
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        config.ca = url.string_any(&["ca", "cacert"])?.map(PathBuf::from);
-        config.tls = match (url.boolean("tls")?, &config.ca) {
-            (Some(false), Some(_)) => {
-                return Err(url.error("`ca` verifies a TLS server: it cannot go with `tls=false`"))
-            }
-            (tls, ca) => tls.unwrap_or(false) || ca.is_some(),
-        };
+        config.waiter_timeout = url
+            .duration("waiter_timeout")?
+            .unwrap_or(DEFAULT_WAITER_TIMEOUT);
+        config.tls = TlsSettings::from_url(&mut url, false)?;
         url.finish()?;
         match config.problem() {
             Some(why) => Err(url.error(&why)),
@@ -170,17 +182,17 @@ impl EtcdConfig {
         self
     }
 
-    /// Connects with TLS, verifying the members against the system roots or
-    /// [`with_ca`](Self::with_ca).
-    pub fn with_tls(mut self, tls: bool) -> Self {
-        self.tls = tls;
+    /// Connects with TLS: verifying the members against the system roots or
+    /// the settings' CA, presenting their client certificate if any.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
         self
     }
 
-    /// Verifies members against this PEM CA certificate (implies TLS).
+    /// Verifies members against this PEM CA certificate (implies TLS; keeps
+    /// a client certificate already set).
     pub fn with_ca(mut self, ca: impl Into<PathBuf>) -> Self {
-        self.ca = Some(ca.into());
-        self.tls = true;
+        self.tls = Some(self.tls.take().unwrap_or_default().with_ca(ca));
         self
     }
 
@@ -193,6 +205,29 @@ impl EtcdConfig {
     /// Bounds establishing a connection to one member.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the waiter-liveness window: a waiter whose turn came must claim
+    /// it within this time, or the client that handed the turn on passes
+    /// over it (deletes its queue key); a waiter that died in line so holds
+    /// the others up this long, never a session timeout. The key of a
+    /// waiter lives on a waiter lease of this ttl (whole seconds, rounded
+    /// up; etcd raises it to its minimum), which frees it when no live
+    /// client hands the turn on. At least 50 ms; every client of a name
+    /// should use the same window.
+    pub fn with_waiter_timeout(mut self, timeout: Duration) -> Self {
+        self.waiter_timeout = timeout;
+        self
+    }
+
+    /// Queues waiters without the waiter-liveness window: a waiter's key
+    /// lives on the client's etcd lease and its turn is never claimed, so a
+    /// waiter that dies in line holds the others up until that lease ends.
+    /// Only for the tests that show the difference.
+    #[doc(hidden)]
+    pub fn without_waiter_claims(mut self) -> Self {
+        self.waiter_claims = false;
         self
     }
 
@@ -216,9 +251,9 @@ impl EtcdConfig {
         self.credentials.as_ref().map(|(u, _)| u.as_str())
     }
 
-    /// Whether TLS is on.
-    pub fn tls(&self) -> bool {
-        self.tls
+    /// The TLS settings, when TLS is on.
+    pub fn tls(&self) -> Option<&TlsSettings> {
+        self.tls.as_ref()
     }
 
     /// The bound on each request.
@@ -231,17 +266,24 @@ impl EtcdConfig {
         self.connect_timeout
     }
 
+    /// The waiter-liveness window.
+    pub fn waiter_timeout(&self) -> Duration {
+        self.waiter_timeout
+    }
+
+    /// Whether waiters claim their turn (see
+    /// [`without_waiter_claims`](Self::without_waiter_claims)).
+    pub(crate) fn waiter_claims(&self) -> bool {
+        self.waiter_claims
+    }
+
     pub(crate) fn password(&self) -> Option<&str> {
         self.credentials.as_ref().map(|(_, p)| p.as_str())
     }
 
-    pub(crate) fn ca(&self) -> Option<&PathBuf> {
-        self.ca.as_ref()
-    }
-
     /// The endpoints as URLs for the client (`http://` or `https://`).
     pub(crate) fn endpoint_urls(&self) -> Vec<String> {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.endpoints
             .iter()
             .map(|e| format!("{scheme}://{e}"))
@@ -258,7 +300,7 @@ impl EtcdConfig {
             "etcd://{auth}{}/{}{}",
             self.endpoints.join(","),
             self.prefix,
-            if self.tls { "?tls=true" } else { "" }
+            if self.tls.is_some() { "?tls=true" } else { "" }
         )
     }
 
@@ -291,13 +333,26 @@ impl EtcdConfig {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Some("timeouts must be positive".into());
         }
+        if self.waiter_timeout < MIN_WAITER_TIMEOUT {
+            return Some(format!(
+                "the waiter timeout must be at least {MIN_WAITER_TIMEOUT:?}, got {:?}",
+                self.waiter_timeout
+            ));
+        }
         if self.prefix.is_empty() {
             return Some("the key prefix must not be empty".into());
         }
         if self.credentials.as_ref().is_some_and(|(u, _)| u.is_empty()) {
             return Some("empty user name".into());
         }
-        None
+        let tls = self.tls.as_ref()?;
+        tls.check()
+            .and_then(|()| tls.require_verification("etcd"))
+            .err()
+            .map(|e| match e {
+                LockError::InvalidConfig { reason } => reason,
+                other => other.to_string(),
+            })
     }
 }
 

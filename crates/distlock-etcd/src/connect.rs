@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_core::{LockError, Result};
+use distlock_core::tls::{diagnose, DIAGNOSE_WITHIN};
+use distlock_core::{LockError, Result, TlsSettings};
 use etcd_client::{ConnectOptions, GetOptions};
 
 use crate::cluster::Cluster;
@@ -17,7 +18,8 @@ use crate::session::Session;
 ///
 /// # Errors
 ///
-/// `InvalidConfig` when the CA certificate cannot be read.
+/// `InvalidConfig` when a TLS file (CA, client certificate or key) cannot be
+/// read or holds no PEM, naming the file.
 pub(crate) fn client_options(config: &EtcdConfig) -> Result<ConnectOptions> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(config.connect_timeout())
@@ -29,26 +31,30 @@ pub(crate) fn client_options(config: &EtcdConfig) -> Result<ConnectOptions> {
     if let (Some(user), Some(password)) = (config.user(), config.password()) {
         options = options.with_user(user, password);
     }
-    if config.tls() {
-        options = options.with_tls(tls_options(config)?);
+    if let Some(tls) = config.tls() {
+        options = options.with_tls(tls_options(tls, config)?);
     }
     Ok(options)
 }
 
-/// TLS verified against the configured CA, or the system roots.
-fn tls_options(config: &EtcdConfig) -> Result<etcd_client::TlsOptions> {
-    let tls = etcd_client::TlsOptions::new();
-    let Some(ca) = config.ca() else {
-        return Ok(tls.with_native_roots());
-    };
-    let pem = std::fs::read(ca).map_err(|e| {
-        LockError::invalid_config(format!(
-            "cannot read the CA certificate {} for `{}`: {e}",
-            ca.display(),
-            config.display_url()
-        ))
+/// TLS verified against the configured CA (or the system roots), with the
+/// client certificate if one is configured.
+fn tls_options(tls: &TlsSettings, config: &EtcdConfig) -> Result<etcd_client::TlsOptions> {
+    let files = tls.load().map_err(|e| match e {
+        LockError::InvalidConfig { reason } => {
+            LockError::invalid_config(format!("`{}`: {reason}", config.display_url()))
+        }
+        other => other,
     })?;
-    Ok(tls.ca_certificate(etcd_client::Certificate::from_pem(pem)))
+    let mut options = etcd_client::TlsOptions::new();
+    options = match files.ca_pem() {
+        Some(ca) => options.ca_certificate(etcd_client::Certificate::from_pem(ca)),
+        None => options.with_native_roots(),
+    };
+    if let Some((cert, key)) = files.client_pem() {
+        options = options.identity(etcd_client::Identity::from_pem(cert, key));
+    }
+    Ok(options)
 }
 
 /// Grants the client's first etcd lease: proves the cluster answers and the
@@ -58,12 +64,37 @@ fn tls_options(config: &EtcdConfig) -> Result<etcd_client::TlsOptions> {
 /// bounded by twice the connect timeout plus the request timeout.
 pub(crate) async fn grant_first_lease(session: &Arc<Session>, config: &EtcdConfig) -> Result<()> {
     let bound = config.connect_timeout() * 2 + config.timeout();
-    match tokio::time::timeout(bound, session.lease()).await {
+    let granted = match tokio::time::timeout(bound, session.lease()).await {
         Ok(granted) => granted.map(|_| ()),
         Err(_) => Err(LockError::unavailable(
             BACKEND,
             format!("no answer from `{}` within {bound:?}", config.display_url()),
         )),
+    };
+    match granted {
+        Err(LockError::Unavailable { reason, .. })
+            if config.tls().is_some() && !reason.contains("certificate") =>
+        {
+            Err(with_tls_cause(reason, config).await)
+        }
+        other => other,
+    }
+}
+
+/// The unavailability `reason`, with what one TLS handshake of our own to
+/// the first member finds wrong (the client may report a certificate the
+/// member refused only as a closed connection).
+///
+/// Round trips: at most one TCP connect and TLS handshake, within
+/// [`DIAGNOSE_WITHIN`].
+async fn with_tls_cause(reason: String, config: &EtcdConfig) -> LockError {
+    let cause = match (config.tls(), config.endpoints().first()) {
+        (Some(tls), Some(first)) => diagnose(first, tls, DIAGNOSE_WITHIN).await,
+        _ => None,
+    };
+    match cause {
+        Some(cause) => LockError::unavailable(BACKEND, format!("{reason} ({cause})")),
+        None => LockError::unavailable(BACKEND, reason),
     }
 }
 

@@ -59,11 +59,27 @@ pub(crate) fn map_err(context: &str, e: etcd_client::Error) -> LockError {
     match classify(&e) {
         Failure::NotSent | Failure::Endpoint => {
             let detail = match &e {
-                etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
+                etcd_client::Error::GRpcStatus(s) => with_causes(s.message(), s),
                 other => other.to_string(),
             };
             LockError::unavailable(BACKEND, format!("{context}: {detail}"))
         }
         Failure::Answer => LockError::backend(BACKEND, context.to_string(), e),
     }
+}
+
+/// `message`, followed by what caused `status` (a TLS alert, a refused
+/// connection), which the status message alone does not say.
+fn with_causes(message: &str, status: &tonic::Status) -> String {
+    let mut detail = message.to_string();
+    let mut cause = std::error::Error::source(status);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !detail.contains(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        cause = c.source();
+    }
+    detail
 }

@@ -18,7 +18,9 @@
 //! every permit is in `[<dir>#, <dir>$)`, everything but permits in
 //! `[<dir>$, end)`, everything but readers in `[<dir>, <dir>s/)`.
 
-use distlock_core::{percent_encode, FencingToken, Lease, LockError, LockName, Mode, Result};
+use distlock_core::{
+    percent_encode, FencingToken, Lease, LockError, LockName, Mode, OwnerToken, Result,
+};
 use etcd_client::{Compare, CompareOp, KeyValue};
 
 /// Longest escaped-name segment of a key; longer names are shortened with a
@@ -149,14 +151,65 @@ pub(crate) fn key_of<'a>(prefix: &str, lease: &'a Lease) -> Result<&'a str> {
     Ok(key)
 }
 
+/// What separates the owner token from the holder label in an entry's
+/// value. No hex digit sorts below it, so "starts with this owner token" is
+/// one range of values (see [`owner_compares`]).
+const LABEL_SEPARATOR: u8 = b'\n';
+
+/// The value of an entry key: the owner token in hex, then, for a labelled
+/// hold (an elected leader), [`LABEL_SEPARATOR`] and the label.
+pub(crate) fn entry_value(owner: OwnerToken, label: Option<&str>) -> Vec<u8> {
+    let mut value = owner.to_hex().into_bytes();
+    if let Some(label) = label {
+        value.push(LABEL_SEPARATOR);
+        value.extend_from_slice(label.as_bytes());
+    }
+    value
+}
+
+/// The holder label an entry's value carries, if any.
+pub(crate) fn label_of(value: &[u8]) -> Option<String> {
+    let at = value.iter().position(|&b| b == LABEL_SEPARATOR)?;
+    String::from_utf8(value[at + 1..].to_vec()).ok()
+}
+
 /// The compares that prove `lease` still holds `key`: same create revision
-/// (its fencing token) and same owner token as value.
+/// (its fencing token) and a value that is the lease's owner token, with or
+/// without a label.
 pub(crate) fn held_compares(key: &str, lease: &Lease) -> Vec<Compare> {
     let fence = i64::try_from(lease.fencing_token().get()).unwrap_or(i64::MAX);
-    vec![
-        Compare::create_revision(key, CompareOp::Equal, fence),
-        Compare::value(key, CompareOp::Equal, lease.owner().to_hex()),
+    let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, fence)];
+    compares.extend(owner_compares(key, lease.owner()));
+    compares
+}
+
+/// The compares that prove `key`'s value is `owner`'s ([`entry_value`]
+/// with any label, or none). etcd compares a value whole, so the label's
+/// presence, unknown to the lease, is covered by a range: every such value
+/// `v` has `below < v < above`, where `above` is the owner token followed by
+/// the byte after [`LABEL_SEPARATOR`], and `below` the owner token with its
+/// last digit one lower followed by `0xff` (a byte no value holds). No other
+/// owner token's value lies in between: it differs within the first 32
+/// bytes.
+fn owner_compares(key: &str, owner: OwnerToken) -> [Compare; 2] {
+    let (below, above) = owner_bounds(owner);
+    [
+        Compare::value(key, CompareOp::Greater, below),
+        Compare::value(key, CompareOp::Less, above),
     ]
+}
+
+/// The bounds of [`owner_compares`], both excluded.
+fn owner_bounds(owner: OwnerToken) -> (Vec<u8>, Vec<u8>) {
+    let hex = owner.to_hex().into_bytes();
+    let mut below = hex.clone();
+    if let Some(last) = below.last_mut() {
+        *last -= 1; // a hex digit: never 0
+    }
+    below.push(0xff);
+    let mut above = hex;
+    above.push(LABEL_SEPARATOR + 1);
+    (below, above)
 }
 
 /// A create revision as a fencing token.
@@ -253,6 +306,33 @@ mod tests {
         }
         assert!(!within(&not_shared(&dir), &s));
         assert!(!within(&not_permits(&dir), &p));
+    }
+
+    #[test]
+    fn the_owner_range_holds_the_owners_values_and_no_other() {
+        let within = |owner: OwnerToken, value: &[u8]| {
+            let (below, above) = owner_bounds(owner);
+            below.as_slice() < value && value < above.as_slice()
+        };
+        for _ in 0..200 {
+            let owner = OwnerToken::random();
+            for label in [None, Some("n"), Some("é/ü\u{10FFFF}"), Some("\u{1}")] {
+                let value = entry_value(owner, label);
+                assert!(within(owner, &value), "{label:?}");
+                assert_eq!(label_of(&value).as_deref(), label);
+            }
+            let hex = owner.to_hex();
+            for (at, digit) in [(31, b'0'), (31, b'f'), (0, b'0'), (0, b'f'), (15, b'8')] {
+                let mut other = hex.clone().into_bytes();
+                other[at] = digit;
+                if other == hex.as_bytes() {
+                    continue;
+                }
+                let mut labelled = other.clone();
+                labelled.extend_from_slice(b"\n\xff-label");
+                assert!(!within(owner, &other) && !within(owner, &labelled));
+            }
+        }
     }
 
     #[test]

@@ -44,6 +44,16 @@
 //!   entry is granted only once every entry before it that it conflicts
 //!   with is gone, and an entry created later has a greater revision);
 //!   readers granted together hold distinct entries, so distinct tokens.
+//! - **A waiter that dies costs the line its waiter-liveness window**
+//!   (`waiter_timeout`, default 1 s), not a session timeout. An entry that
+//!   must wait is put as a *waiter* (a waiting mark as value, on the
+//!   client's waiter lease) and claims its turn (one transaction: the
+//!   holder value, on the client's etcd lease) before it holds. The client
+//!   that lets a turn in, and a waiter behind another waiter, pass over a
+//!   turn not claimed within its window (a delete guarded by its create and
+//!   mod revisions); the waiter lease (ttl: the window, raised by etcd to its
+//!   minimum) frees a dead waiter's key that nobody passes over. A waiter
+//!   passed over while alive queues again, with twice its window.
 //! - **Fair (FIFO).** No entry overtakes an earlier one it does not fit
 //!   beside: a reader arriving while a writer waits queues behind it, and
 //!   permits go in arrival order.
@@ -65,6 +75,18 @@
 //!   queue behind it. An upgrade cannot jump a writer that queued behind the
 //!   read lock before it began (tokens follow the queue order): it waits
 //!   for that writer to give up, or for its own wait to run out.
+//! - **Leader election and observers.** An elected leader's entry holds
+//!   `<owner token>\n<identity>` as its value; extend and release check the
+//!   owner with a value range that covers both forms (see `keys`). `status`
+//!   reads the values: an exclusive holder's label and own create revision
+//!   (the term). Change notices are one etcd watch on the name's key range
+//!   (every put and delete, etcd lease expiries included).
+//! - **Lock-at-least-for.** A lease released before its minimum moves its
+//!   key to a fresh etcd lease of the time owed (whole seconds, rounded up;
+//!   etcd raises it to its minimum), in one transaction guarded by create
+//!   revision and owner (a put keeps the create revision: same place, same
+//!   token, same value). The key no longer ends with this client; etcd
+//!   deletes it when that lease expires.
 //! - **Cancellation.** Dropping an `acquire` (or an upgrade) deletes its
 //!   queue key in the background, also when the creating transaction was
 //!   still in flight; a dropped upgrade leaves the read lock held.
@@ -80,13 +102,16 @@
 //! | acquire (any mode), free | 1 Txn (put + read what decides its turn) |
 //! | acquire `NoWait` (writer, reader), held | 1 Txn (compare "no blocking key under the name") |
 //! | acquire `NoWait` (permit), not fitting | 1 Txn + 1 DeleteRange (1 Txn when a writer or reader is there) |
-//! | acquire, waiting | 1 Txn + per wait 1 Watch (+ 1 local Range if the revision moved) + 1 local read when it fires |
-//! | permit granted after waiting, a later permit waiting | + 1 Txn in the background (rewrite its key) |
+//! | acquire, waiting | 1 Txn + per wait 1 Watch (+ 1 local Range if the revision moved) + 1 local read when it fires; + 1 Txn to claim the turn |
+//! | waiting behind a waiter | + 1 local Range per `waiter_timeout` |
 //! | upgrade | 1 Txn (compare reader, put writer entry, read) + waits as above |
 //! | extend | 1 Txn (compare create revision and owner token) |
 //! | `extend_many` | 1 Txn per 100 leases (nested transactions) |
-//! | release | 1 Txn (compare, then delete; an upgraded lease's two keys) |
-//! | status | 1 Range (the name's keys) |
+//! | release | 1 Txn (compare, then delete; an upgraded lease's two keys); in the background 1 local Range (+ 1 local Range and 1 Txn per silent turn) |
+//! | status | 1 Range (the name's keys and values) |
+//! | elect | as acquire (the identity is in the put value) |
+//! | change notices (`watch`) | 1 Watch, then none per notice |
+//! | release before a lock-at-least-for minimum | 1 LeaseGrant + 1 Txn |
 //!
 //! ## On a partition
 //!
@@ -107,9 +132,11 @@
 //! default; IPv6 hosts in brackets): `session_timeout=<duration>` (whole
 //! seconds; legacy `lease_ttl=<seconds>`; etcd raises values below its
 //! minimum of 1.5 × the election timeout), `timeout=<duration>` (per
-//! request, default 5 s), `connect_timeout=<duration>`, `prefix` (or the
+//! request, default 5 s), `connect_timeout=<duration>`,
+//! `waiter_timeout=<duration>` (default 1 s), `prefix` (or the
 //! path; default `distlock`), `tls=<bool>`, `ca=<PEM file>` (legacy
-//! `cacert`; implies TLS); credentials as userinfo (legacy `user`/`username`
+//! `cacert`), `cert=<PEM file>&key=<PEM file>` (a client certificate; each
+//! implies TLS, see [`EtcdConfig::from_url`]); credentials as userinfo (legacy `user`/`username`
 //! and `password` parameters). Unknown parameters are refused. Passwords
 //! never appear in errors, logs or `Debug` output. Connecting grants the
 //! lease and reads the prefix once, so a wrong password, missing credentials
@@ -141,10 +168,12 @@
 
 mod acquire;
 mod backend;
+mod changes;
 mod cluster;
 mod config;
 mod connect;
 mod errors;
+mod hold;
 mod keys;
 mod lock_backend;
 mod release;
@@ -155,4 +184,5 @@ mod status;
 pub use backend::EtcdBackend;
 pub use config::{
     EtcdConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_SESSION_TIMEOUT, DEFAULT_TIMEOUT,
+    DEFAULT_WAITER_TIMEOUT,
 };

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use distlock_core::{
-    AcquireRequest, Capabilities, Grant, Lease, Liveness, LockBackend, LockName, LockStatus,
-    Renewal, Result,
+    AcquireRequest, Capabilities, ChangeNotices, Grant, Lease, Liveness, LockBackend, LockName,
+    LockStatus, Renewal, Result,
 };
 use tokio::sync::watch;
 
 use crate::backend::EtcdBackend;
 use crate::errors::BACKEND;
-use crate::{acquire, release, renew, status};
+use crate::{acquire, changes, hold, release, renew, status};
 
 /// The shortest acquire ttl accepted.
 const MIN_TTL: Duration = Duration::from_millis(100);
@@ -28,7 +28,9 @@ impl LockBackend for EtcdBackend {
 
     /// Fencing, FIFO, waiting by watch, liveness by the client's etcd lease
     /// (not by ttl expiry), lease handoff, batched extension; readers,
-    /// semaphore permits and atomic upgrade, all in the one queue.
+    /// semaphore permits and atomic upgrade, all in the one queue; holder
+    /// labels (in the key's value), change notices (an etcd watch) and
+    /// lock-at-least-for (the keys move to an etcd lease of their own).
     fn claims(&self) -> Capabilities {
         Capabilities::builder()
             .fencing(true)
@@ -42,6 +44,9 @@ impl LockBackend for EtcdBackend {
             .shared(true)
             .semaphore(true)
             .upgrade(true)
+            .labels(true)
+            .watch(true)
+            .at_least(true)
             .min_ttl(MIN_TTL)
             .max_ttl(MAX_TTL)
             .build()
@@ -124,7 +129,10 @@ impl LockBackend for EtcdBackend {
 
     /// Round trips: one (Txn: compare create revision and owner token, then
     /// delete — an upgraded lease's reader entry too), up to three on
-    /// transient failures. The deletion wakes the next waiters' watches.
+    /// transient failures. The deletion wakes the next waiters' watches;
+    /// in the background, one member-local Range checks that the waiters it
+    /// let in claim their turn within their waiter-liveness window (and
+    /// passes over a silent one: one Txn).
     ///
     /// # Cancel safety
     ///
@@ -132,7 +140,9 @@ impl LockBackend for EtcdBackend {
     /// lock stays held until released again or the client's etcd lease
     /// ends.
     async fn revoke(&self, lease: &Lease) -> Result<()> {
-        release::revoke(self, lease).await
+        release::revoke(self, lease).await?;
+        acquire::hand_on_turns(self, lease.name());
+        Ok(())
     }
 
     /// The liveness of the client's etcd lease the lock's key is attached
@@ -144,14 +154,46 @@ impl LockBackend for EtcdBackend {
     }
 
     /// Holders are the oldest entries that fit together by the core's rule;
-    /// the rest wait.
+    /// the rest wait. An exclusive holder's label (a leader's identity) is
+    /// read from its key's value, its token is its own create revision.
     ///
-    /// Round trips: one (Range over the name, oldest first, keys only).
+    /// Round trips: one (Range over the name, oldest first, with values).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         status::inspect(self, name).await
+    }
+
+    /// An etcd watch on the name's key range, from the member's current
+    /// revision: a notice per change of its entries (a grant, a release, a
+    /// hold kept or ended, an etcd lease's expiry). The stream ends with the
+    /// watch (a failed member).
+    ///
+    /// Round trips: one to open the watch; none per notice.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future or the stream closes the watch.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        changes::notices(self, name).await.map(Some)
+    }
+
+    /// Moves the lease's keys to a fresh etcd lease of `hold` (whole
+    /// seconds, rounded up), in one transaction guarded by the create
+    /// revision and owner token: from then on they no longer end with this
+    /// client, and etcd deletes them (waking the waiters) when that lease
+    /// expires. The keys keep their place and fencing token.
+    ///
+    /// Round trips: two (LeaseGrant, Txn); a LeaseRevoke more when the
+    /// lease no longer held its key (`NotHeld`).
+    ///
+    /// # Cancel safety
+    ///
+    /// The work runs as its own task: once called, it completes even if the
+    /// future is dropped.
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        hold::release_after(self, lease, hold).await
     }
 }

@@ -1,22 +1,25 @@
-//! Status: who holds a name, and how many wait.
+//! Status: who holds a name, with what token and label, and how many wait.
 
 use distlock_core::{LockName, LockStatus, Mode, Result};
 use etcd_client::{GetOptions, KeyValue, SortOrder, SortTarget};
 
+use crate::acquire::window_of;
 use crate::backend::EtcdBackend;
-use crate::keys::{fencing, mode_of, upgraded_reader};
+use crate::keys::{fencing, label_of, mode_of, upgraded_reader};
 
-/// Whether `name` is held, the newest holder's fencing token and how many
-/// entries wait: the entries, oldest first, that fit together by the core's
-/// rule ([`Mode::admitted`]) hold; the others wait. An upgraded reader's two
-/// entries count once, as the writer.
+/// Whether `name` is held, the newest holder's fencing token, the exclusive
+/// holder's label and how many entries wait: the entries, oldest first,
+/// that fit together by the core's rule ([`Mode::admitted`]) hold, but for
+/// waiters that have not claimed their turn yet; the others wait. An
+/// upgraded reader's two entries count once, as the writer. An exclusive
+/// holder is alone, so the token is its own (a leader's term).
 ///
-/// Round trips: one (Range over the name, oldest first, keys only).
+/// Round trips: one (Range over the name, oldest first, with the values:
+/// owner tokens and labels).
 pub(crate) async fn inspect(backend: &EtcdBackend, name: &LockName) -> Result<LockStatus> {
     let options = GetOptions::new()
         .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
-        .with_keys_only();
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
     let dir = backend.name_dir(name);
     let resp = backend
         .cluster()
@@ -27,17 +30,19 @@ pub(crate) async fn inspect(backend: &EtcdBackend, name: &LockName) -> Result<Lo
         .await?;
     let entries = counted(&dir, resp.kvs());
     let modes: Vec<Mode> = entries.iter().map(|kv| mode_of(&dir, kv.key())).collect();
-    let holders = Mode::admitted(&[], &modes);
-    let newest = entries[..holders]
+    let due = Mode::admitted(&[], &modes);
+    let holders: Vec<&KeyValue> = entries[..due]
         .iter()
-        .map(|kv| fencing(kv.create_revision()))
-        .max();
-    Ok(LockStatus::new(
-        holders > 0,
-        newest,
-        None,
-        Some(entries.len() - holders),
-    ))
+        .copied()
+        .filter(|kv| window_of(kv.value()).is_none())
+        .collect();
+    let newest = holders.iter().map(|kv| fencing(kv.create_revision())).max();
+    let label = match (holders.as_slice(), modes.first()) {
+        ([holder], Some(Mode::Exclusive)) => label_of(holder.value()),
+        _ => None,
+    };
+    let waiting = entries.len() - holders.len();
+    Ok(LockStatus::new(!holders.is_empty(), newest, None, Some(waiting)).with_holder(label))
 }
 
 /// The entries of a name, without the reader entries an upgrade's writer

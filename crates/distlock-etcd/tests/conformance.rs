@@ -49,7 +49,7 @@ impl Harness for EtcdHarness {
 /// that `lease_expires_when_holder_is_killed` spawns (it derives the same
 /// prefix from its parent's pid). Lock names are unique per case anyway.
 fn harness_prefix() -> String {
-    let pid = if std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some() {
+    let pid = if common::is_child_process() {
         std::os::unix::process::parent_id()
     } else {
         std::process::id()

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use distlock_core::{
-    AcquireRequest, Capabilities, FencingToken, Grant, Lease, LockBackend, LockError, LockName,
-    LockStatus, Mode, OwnerToken, Renewal, Result,
+    AcquireRequest, Capabilities, ChangeNotices, FencingToken, Grant, Lease, LockBackend,
+    LockError, LockName, LockStatus, Mode, OwnerToken, Renewal, Result,
 };
 use tokio::sync::Notify;
 
@@ -192,10 +192,11 @@ impl LockBackend for MemoryBackend {
                 }
                 place.leave(slot);
                 let fence = slot.next_fence();
-                slot.holders.push(Holder {
+                slot.hold(Holder {
                     owner: request.owner,
                     mode,
                     expires: now + options.ttl,
+                    label: request.label.clone(),
                 });
                 slot.wake_admitted();
                 Turn::Done(Ok(Some(Grant::new(FencingToken(fence), now))))
@@ -226,6 +227,7 @@ impl LockBackend for MemoryBackend {
                 h.mode = Mode::Exclusive;
                 h.expires = now + request.options.ttl;
             }
+            slot.changed();
             Turn::Done(Ok(Some(Grant::new(FencingToken(fence), now))))
         })
         .await
@@ -259,6 +261,33 @@ impl LockBackend for MemoryBackend {
         }
     }
 
+    /// Shortens the hold to end `hold` from now, waking the waiters so they
+    /// wait for the new expiry (they slept until the old one), and telling
+    /// watchers.
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        let now = Instant::now();
+        let mut slots = lock(&self.store);
+        renew_in(&mut slots, lease, hold, now)?;
+        if let Some(slot) = slots.get(lease.name()) {
+            slot.wake_admitted();
+            slot.changed();
+        }
+        Ok(())
+    }
+
+    /// A `tokio` watch channel per name, bumped by every grant, release,
+    /// expiry seen, upgrade and shortened hold.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        let changes = lock(&self.store).entry(name.clone()).or_default().watch();
+        let notices = futures::stream::unfold(changes, |mut changes| async move {
+            changes.changed().await.ok()?;
+            Some(((), changes))
+        });
+        Ok(Some(Box::pin(notices)))
+    }
+
+    /// Holders, fencing counter (the exclusive holder's token while one
+    /// holds), the exclusive holder's label, the latest expiry, the queue.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let now = Instant::now();
         let mut slots = lock(&self.store);
@@ -277,6 +306,7 @@ impl LockBackend for MemoryBackend {
             fence,
             expires_in,
             Some(slot.waiters.len()),
-        ))
+        )
+        .with_holder(slot.label()))
     }
 }

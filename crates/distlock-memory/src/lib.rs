@@ -1,7 +1,7 @@
 //! # distlock-memory
 //!
-//! An in-process [`DistributedLock`]: locks shared by every client of one
-//! store inside one process.
+//! An in-process [`DistributedLock`](distlock_core::DistributedLock): locks
+//! shared by every client of one store inside one process.
 //!
 //! It does everything the contract asks, with no server: fencing tokens
 //! strictly increase per name (a counter kept after release, bumped by every
@@ -9,7 +9,12 @@
 //! by notification, leases expire after their ttl, extension and release
 //! check the owner token, and a dropped `acquire` leaves its queue place at
 //! once. It serves every mode: the mutex (a writer), readers, semaphore
-//! permits, and upgrades a reader to the writer in place.
+//! permits, and upgrades a reader to the writer in place. It stores a
+//! leader's identity with its hold (`labels`), notifies leader observers of
+//! every change of holders through a `tokio` watch channel per name
+//! (`watch`), and keeps a lock released before its lock-at-least-for
+//! minimum until then (`at_least`: the hold's expiry is shortened to the
+//! minimum and the waiters woken to wait for it).
 //!
 //! It is the model the conformance suite is checked against, and a stand-in
 //! for real backends in unit tests of code that takes locks.
@@ -133,6 +138,9 @@ impl MemoryBackend {
             .shared(true)
             .semaphore(true)
             .upgrade(true)
+            .labels(true)
+            .watch(true)
+            .at_least(true)
             .min_ttl(Duration::from_millis(1))
             .build()
     }

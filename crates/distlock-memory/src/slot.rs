@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use distlock_core::{Mode, OwnerToken};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// A name's holders, fencing counter and waiters.
 #[derive(Default)]
@@ -15,6 +15,8 @@ pub(crate) struct Slot {
     /// The last fencing token issued for this name (any mode).
     pub(crate) fence: u64,
     pub(crate) waiters: VecDeque<Waiter>,
+    /// Tells watchers that the holders changed (made on the first watch).
+    changes: Option<watch::Sender<u64>>,
 }
 
 /// One hold.
@@ -22,6 +24,8 @@ pub(crate) struct Holder {
     pub(crate) owner: OwnerToken,
     pub(crate) mode: Mode,
     pub(crate) expires: Instant,
+    /// The exclusive holder's label (an elected leader's identity).
+    pub(crate) label: Option<String>,
 }
 
 /// One queued request.
@@ -41,7 +45,36 @@ impl Slot {
         self.holders.retain(|h| h.expires > now);
         if self.holders.len() != before {
             self.wake_admitted();
+            self.changed();
         }
+    }
+
+    /// Adds a hold, telling watchers.
+    pub(crate) fn hold(&mut self, holder: Holder) {
+        self.holders.push(holder);
+        self.changed();
+    }
+
+    /// Tells watchers that the holders (or a hold's expiry) changed.
+    pub(crate) fn changed(&self) {
+        if let Some(changes) = &self.changes {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// A receiver of this name's change notices.
+    pub(crate) fn watch(&mut self) -> watch::Receiver<u64> {
+        self.changes
+            .get_or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// The exclusive holder's label, if one holds with a label.
+    pub(crate) fn label(&self) -> Option<String> {
+        self.holders
+            .iter()
+            .find(|h| h.mode == Mode::Exclusive)
+            .and_then(|h| h.label.clone())
     }
 
     /// The hold of `owner`, if it is still valid.
@@ -57,6 +90,7 @@ impl Slot {
         if found {
             self.holders.retain(|h| h.owner != owner);
             self.wake_admitted();
+            self.changed();
         }
         found
     }

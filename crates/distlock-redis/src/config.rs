@@ -4,8 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use distlock_core::{BackendUrl, Host, LockError, Result};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use distlock_core::{BackendUrl, Host, LockError, Result, TlsSettings};
 
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "distlock:";
@@ -20,8 +19,9 @@ pub const DEFAULT_MIN_INSTANCE_TIMEOUT: Duration = Duration::from_millis(50);
 /// Default ceiling of the Redlock per-instance timeout.
 pub const DEFAULT_MAX_INSTANCE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Default lifetime of a waiter's queue entry between refreshes (fair mode).
-pub const DEFAULT_QUEUE_TTL: Duration = Duration::from_secs(2);
+/// Default waiter-liveness window (fair mode): how long a waiter that stopped
+/// refreshing its place in line keeps it (and a hold handed to it unasked).
+pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Credentials for one instance. `Debug` never shows the password.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -73,8 +73,9 @@ pub struct InstanceConfig {
     pub port: u16,
     /// Logical database number.
     pub db: i64,
-    /// Whether to connect with TLS (rustls, system roots).
-    pub tls: bool,
+    /// TLS (rustls), if on: the CA to verify the server against (the
+    /// system roots without one), a client certificate.
+    pub tls: Option<TlsSettings>,
     /// Credentials, if the server wants them.
     pub credentials: Credentials,
 }
@@ -86,7 +87,7 @@ impl InstanceConfig {
             host: host.into(),
             port,
             db: 0,
-            tls: false,
+            tls: None,
             credentials: Credentials::default(),
         }
     }
@@ -97,9 +98,10 @@ impl InstanceConfig {
         self
     }
 
-    /// Turns TLS on or off.
-    pub fn with_tls(mut self, tls: bool) -> Self {
-        self.tls = tls;
+    /// Connects with TLS (URL: `rediss://`, or `tls`, `ca`, `cert`, `key`,
+    /// `danger_accept_invalid_certs`).
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -117,34 +119,6 @@ impl InstanceConfig {
             format!("{}:{}", self.host, self.port)
         }
     }
-
-    pub(crate) fn client(&self) -> Result<redis::Client> {
-        let addr = if self.tls {
-            ensure_crypto_provider();
-            ConnectionAddr::TcpTls {
-                host: self.host.clone(),
-                port: self.port,
-                insecure: false,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(self.host.clone(), self.port)
-        };
-        let mut redis_info = RedisConnectionInfo::default().set_db(self.db);
-        if let Some(user) = &self.credentials.username {
-            redis_info = redis_info.set_username(user);
-        }
-        if let Some(password) = &self.credentials.password {
-            redis_info = redis_info.set_password(password);
-        }
-        let info = addr
-            .into_connection_info()
-            .map_err(|_| LockError::invalid_config(format!("bad redis address {}", self.label())))?
-            .set_redis_settings(redis_info);
-        redis::Client::open(info).map_err(|_| {
-            LockError::invalid_config(format!("bad redis configuration for {}", self.label()))
-        })
-    }
 }
 
 impl fmt::Debug for InstanceConfig {
@@ -155,15 +129,6 @@ impl fmt::Debug for InstanceConfig {
             .field("tls", &self.tls)
             .field("credentials", &self.credentials)
             .finish()
-    }
-}
-
-/// rustls needs one process-wide crypto provider; install ring's unless the
-/// application already installed one.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing the race to another installer is fine: some provider is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -206,10 +171,12 @@ pub struct RedisConfig {
     /// Single instance: serve waiters in arrival order through a queue kept
     /// on the server (default on; Redlock is never fair).
     pub fair: bool,
-    /// Fair mode: how long a waiter's queue entry lives unless refreshed. A
-    /// waiter refreshes it at a third of this while waiting; a waiter that
-    /// vanished holds up the line for at most this long.
-    pub queue_ttl: Duration,
+    /// Fair mode: the waiter-liveness window. A waiter refreshes its queue
+    /// entry every third of this while waiting; one that stops is dropped
+    /// when its entry is this old, and a hold handed to it lives no longer
+    /// until it confirms it. A vanished waiter holds up the line for at most
+    /// this long, and a crashed process's waiters not at all.
+    pub waiter_timeout: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -222,7 +189,7 @@ impl fmt::Debug for RedisConfig {
             .field("max_instance_timeout", &self.max_instance_timeout)
             .field("redlock", &self.redlock)
             .field("fair", &self.fair)
-            .field("queue_ttl", &self.queue_ttl)
+            .field("waiter_timeout", &self.waiter_timeout)
             .finish()
     }
 }
@@ -238,7 +205,7 @@ impl RedisConfig {
             max_instance_timeout: DEFAULT_MAX_INSTANCE_TIMEOUT,
             redlock: false,
             fair: true,
-            queue_ttl: DEFAULT_QUEUE_TTL,
+            waiter_timeout: DEFAULT_WAITER_TIMEOUT,
         }
     }
 
@@ -270,9 +237,9 @@ impl RedisConfig {
         self
     }
 
-    /// Sets the life of a waiter's queue entry (URL: `queue_ttl`).
-    pub fn with_queue_ttl(mut self, queue_ttl: Duration) -> Self {
-        self.queue_ttl = queue_ttl;
+    /// Sets the waiter-liveness window (URL: `waiter_timeout`).
+    pub fn with_waiter_timeout(mut self, waiter_timeout: Duration) -> Self {
+        self.waiter_timeout = waiter_timeout;
         self
     }
 
@@ -290,10 +257,11 @@ impl RedisConfig {
         self
     }
 
-    /// Turns TLS on or off for every instance (URL: `tls`, or `rediss://`).
-    pub fn with_tls(mut self, tls: bool) -> Self {
+    /// Connects to every instance with TLS (URL: `rediss://`, or `tls`,
+    /// `ca`, `cert`, `key`, `danger_accept_invalid_certs`).
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
         for instance in &mut self.instances {
-            instance.tls = tls;
+            instance.tls = Some(tls.clone());
         }
         self
     }
@@ -323,10 +291,13 @@ impl RedisConfig {
                 "fair (queued) waiting is only available on a single instance, not with redlock",
             ));
         }
-        if self.queue_ttl < Duration::from_millis(30) {
+        if self.waiter_timeout < Duration::from_millis(30) {
             return Err(LockError::invalid_config(
-                "the queue entry ttl (`queue_ttl`) must be at least 30 ms",
+                "the waiter-liveness window (`waiter_timeout`) must be at least 30 ms",
             ));
+        }
+        for tls in self.instances.iter().filter_map(|i| i.tls.as_ref()) {
+            tls.check()?;
         }
         if self.timeout.is_zero()
             || self.min_instance_timeout.is_zero()
@@ -355,6 +326,7 @@ impl RedisConfig {
             }
         };
         let db = database(&url)?;
+        let tls = TlsSettings::from_url(&mut url, scheme_tls)?;
         let hosts = url.hosts()?;
         if !redlock && hosts.len() != 1 {
             return Err(url.error(
@@ -364,10 +336,12 @@ impl RedisConfig {
         let mut instances: Vec<InstanceConfig> = hosts
             .iter()
             .map(|h| {
-                InstanceConfig::new(h.name.clone(), h.port)
-                    .with_db(db)
-                    .with_tls(scheme_tls)
-                    .with_credentials(Credentials::of_host(h))
+                InstanceConfig {
+                    tls: tls.clone(),
+                    ..InstanceConfig::new(h.name.clone(), h.port)
+                }
+                .with_db(db)
+                .with_credentials(Credentials::of_host(h))
             })
             .collect();
         let mut config = if redlock {
@@ -375,7 +349,7 @@ impl RedisConfig {
         } else {
             RedisConfig::single(instances.remove(0))
         };
-        config.read_parameters(&mut url, scheme_tls)?;
+        config.read_parameters(&mut url)?;
         url.finish()?;
         config.validate().map_err(|e| match e {
             LockError::InvalidConfig { reason } => url.error(&reason),
@@ -385,7 +359,7 @@ impl RedisConfig {
     }
 
     /// Takes every parameter this backend knows from `url`.
-    fn read_parameters(&mut self, url: &mut BackendUrl, scheme_tls: bool) -> Result<()> {
+    fn read_parameters(&mut self, url: &mut BackendUrl) -> Result<()> {
         if let Some(prefix) = url.string("prefix") {
             self.prefix = prefix;
         }
@@ -398,19 +372,17 @@ impl RedisConfig {
         if let Some(timeout) = url.duration("max_instance_timeout")? {
             self.max_instance_timeout = timeout;
         }
-        if let Some(queue_ttl) = url.duration("queue_ttl")? {
-            self.queue_ttl = queue_ttl;
+        match (url.duration("waiter_timeout")?, url.duration("queue_ttl")?) {
+            (Some(_), Some(_)) => {
+                let why =
+                    "`waiter_timeout` and its older name `queue_ttl` mean the same thing; give one";
+                return Err(url.error(why));
+            }
+            (Some(window), None) | (None, Some(window)) => self.waiter_timeout = window,
+            (None, None) => {}
         }
         if let Some(fair) = url.boolean("fair")? {
             self.fair = fair;
-        }
-        if let Some(tls) = url.boolean("tls")? {
-            if scheme_tls && !tls {
-                return Err(url.error("`rediss://` means TLS: `tls=false` contradicts it"));
-            }
-            for instance in &mut self.instances {
-                instance.tls = tls;
-            }
         }
         Ok(())
     }
@@ -429,130 +401,4 @@ fn database(url: &BackendUrl) -> Result<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn single_instance_url_with_credentials_and_db() {
-        let c = RedisConfig::from_url("redis://locker:p%40ss@127.0.0.1:16384/3").unwrap();
-        assert!(!c.redlock);
-        let i = &c.instances[0];
-        assert_eq!((i.host.as_str(), i.port, i.db), ("127.0.0.1", 16384, 3));
-        assert_eq!(i.credentials.username.as_deref(), Some("locker"));
-        assert_eq!(i.credentials.password.as_deref(), Some("p@ss"));
-        assert!(!format!("{c:?}").contains("p@ss"));
-    }
-
-    #[test]
-    fn rediss_turns_on_tls() {
-        let c = RedisConfig::from_url("rediss://:pw@example.com").unwrap();
-        assert!(c.instances[0].tls);
-        assert_eq!(c.instances[0].port, 6379);
-        assert_eq!(c.instances[0].credentials.username, None);
-        assert_eq!(c.instances[0].credentials.password.as_deref(), Some("pw"));
-        let err = RedisConfig::from_url("rediss://:pw@example.com?tls=false").unwrap_err();
-        assert!(err.to_string().contains("tls=false"), "{err}");
-    }
-
-    #[test]
-    fn redlock_instances_inherit_the_first_credentials_unless_given_their_own() {
-        let c =
-            RedisConfig::from_url("redlock://u:a@h1:1,h2:2,v:b@h3:3,[::1]:4/1?prefix=x:").unwrap();
-        assert!(c.redlock);
-        assert_eq!(c.instances.len(), 4);
-        assert_eq!(c.instances[1].credentials.password.as_deref(), Some("a"));
-        assert_eq!(c.instances[2].credentials.username.as_deref(), Some("v"));
-        assert_eq!(c.instances[3].host, "::1");
-        assert!(c.instances.iter().all(|i| i.db == 1));
-        assert_eq!(c.prefix, "x:");
-    }
-
-    #[test]
-    fn bad_urls_are_invalid_config_without_the_password() {
-        for url in [
-            "redis://:secret@h:notaport",
-            "redis://:secret@h:1/x",
-            "redis://:secret@h:1?prefix=%7Bx",
-            "redis://:secret@h:1?bogus=1",
-            "redis://:secret@",
-            "redis://:secret@h1:1,h2:2",
-            "redlock://:secret@h:1,,h:2",
-            "redlock://:secret@h:1?fair=true",
-            "redis://:secret@h:1?queue_ttl=1ms",
-            "memcached://:secret@h:1",
-        ] {
-            let err = RedisConfig::from_url(url).unwrap_err();
-            assert!(
-                matches!(err, LockError::InvalidConfig { .. }),
-                "{url}: {err}"
-            );
-            assert!(!err.to_string().contains("secret"), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_host_without_a_port_gets_the_default_port() {
-        let c = RedisConfig::from_url("redlock://h1,h2:7000,h3").unwrap();
-        let ports: Vec<u16> = c.instances.iter().map(|i| i.port).collect();
-        assert_eq!(ports, [6379, 7000, 6379]);
-    }
-
-    #[test]
-    fn ipv6_hosts_go_in_brackets() {
-        let c = RedisConfig::from_url("redis://[::1]:16379").unwrap();
-        assert_eq!(
-            (c.instances[0].host.as_str(), c.instances[0].port),
-            ("::1", 16379)
-        );
-        assert_eq!(c.instances[0].label(), "[::1]:16379");
-        let c = RedisConfig::from_url("redis://[fe80::1]").unwrap();
-        assert_eq!(c.instances[0].port, 6379);
-    }
-
-    #[test]
-    fn durations_take_units_and_the_legacy_millisecond_keys() {
-        let modern = RedisConfig::from_url("redis://h?timeout=2s&queue_ttl=500ms").unwrap();
-        let legacy = RedisConfig::from_url("redis://h?timeout_ms=2000&queue_ttl_ms=500").unwrap();
-        assert_eq!(modern.timeout, Duration::from_secs(2));
-        assert_eq!(modern.timeout, legacy.timeout);
-        assert_eq!(modern.queue_ttl, legacy.queue_ttl);
-        let c = RedisConfig::from_url(
-            "redlock://h1,h2,h3?min_instance_timeout=20ms&max_instance_timeout_ms=900",
-        )
-        .unwrap();
-        assert_eq!(c.min_instance_timeout, Duration::from_millis(20));
-        assert_eq!(c.max_instance_timeout, Duration::from_millis(900));
-        assert!(RedisConfig::from_url("redis://h?timeout=2s&timeout_ms=2000").is_err());
-    }
-
-    #[test]
-    fn booleans_accept_any_case() {
-        let c = RedisConfig::from_url("redlock://h1,h2,h3?tls=ON").unwrap();
-        assert!(c.instances.iter().all(|i| i.tls));
-        let c = RedisConfig::from_url("redis://h?fair=No").unwrap();
-        assert!(!c.fair);
-        assert!(RedisConfig::from_url("redis://h?fair=maybe").is_err());
-    }
-
-    #[test]
-    fn unknown_parameters_are_refused_by_name() {
-        let err = RedisConfig::from_url("redis://:secret@h?prefix=a:&colour=blue").unwrap_err();
-        assert!(matches!(err, LockError::InvalidConfig { .. }), "{err}");
-        assert!(err.to_string().contains("`colour`"), "{err}");
-        assert!(!err.to_string().contains("secret"), "{err}");
-    }
-
-    #[test]
-    fn userinfo_is_accepted_and_percent_decoded() {
-        let c = RedisConfig::from_url("redis://app%2Fuser:p%3Aw%2C@h:1").unwrap();
-        let creds = &c.instances[0].credentials;
-        assert_eq!(creds.username.as_deref(), Some("app/user"));
-        assert_eq!(creds.password.as_deref(), Some("p:w,"));
-        let c = RedisConfig::from_url("redis://only-user@h:1").unwrap();
-        assert_eq!(
-            c.instances[0].credentials.username.as_deref(),
-            Some("only-user")
-        );
-        assert_eq!(c.instances[0].credentials.password, None);
-    }
-}
+mod tests;

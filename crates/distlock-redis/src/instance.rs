@@ -12,8 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use distlock_core::sync::lock;
+use distlock_core::tls::ensure_crypto_provider;
+use distlock_core::{LockError, TlsSettings};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, ScriptInvocation};
+use redis::{
+    AsyncConnectionConfig, ClientTlsConfig, ConnectionAddr, ConnectionInfo, ErrorKind,
+    FromRedisValue, IntoConnectionInfo, RedisConnectionInfo, RedisError, ScriptInvocation,
+    TlsCertificates,
+};
 
 use crate::config::InstanceConfig;
 
@@ -22,7 +28,8 @@ use crate::config::InstanceConfig;
 pub(crate) enum CallError {
     /// No answer within the timeout.
     Timeout,
-    /// The server refused our credentials.
+    /// The server refused our credentials, or one side refused the other's
+    /// certificate: asking again will not help.
     Auth(RedisError),
     /// Anything else the client or server reported.
     Redis(RedisError),
@@ -31,7 +38,8 @@ pub(crate) enum CallError {
 impl CallError {
     fn from_redis(err: RedisError) -> Self {
         let auth = err.kind() == ErrorKind::AuthenticationFailed
-            || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+            || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+            || is_tls_refusal(&err);
         if auth {
             CallError::Auth(err)
         } else {
@@ -60,6 +68,9 @@ impl CallError {
     pub(crate) fn describe(&self) -> String {
         match self {
             CallError::Timeout => "timed out".to_string(),
+            CallError::Auth(e) if is_tls_refusal(e) => {
+                format!("TLS refused (check `ca`, `cert` and `key`): {e}")
+            }
             CallError::Auth(e) => {
                 format!("authentication failed (check the password and ACL user): {e}")
             }
@@ -75,6 +86,78 @@ impl fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+/// True when TLS failed: a certificate was refused (by us or by the
+/// server) or the handshake broke, as rustls reports it (inside the I/O
+/// error redis keeps behind an `Arc`).
+fn is_tls_refusal(err: &RedisError) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let Some(cause) = std::error::Error::source(err) else {
+        return false;
+    };
+    let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<Shared>() {
+        Some(shared) => &**shared,
+        None => cause,
+    };
+    cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// The client of one instance: its address, database and credentials, over
+/// TLS with the configured CA and client certificate when TLS is on.
+///
+/// # Errors
+///
+/// `InvalidConfig` naming the instance (and the file, for TLS files that
+/// cannot be read), never the password or key.
+fn client(config: &InstanceConfig) -> distlock_core::Result<redis::Client> {
+    let bad = |what: &str, e: RedisError| {
+        LockError::invalid_config(format!("{what} for redis {}: {e}", config.label()))
+    };
+    let info = connection_info(config).map_err(|e| bad("bad address", e))?;
+    let Some(tls) = &config.tls else {
+        return redis::Client::open(info).map_err(|e| bad("bad configuration", e));
+    };
+    ensure_crypto_provider();
+    let certificates = certificates(tls)?;
+    redis::Client::build_with_tls(info, certificates).map_err(|e| bad("bad TLS settings", e))
+}
+
+/// Address (TLS or not), database and credentials.
+fn connection_info(config: &InstanceConfig) -> redis::RedisResult<ConnectionInfo> {
+    let addr = match &config.tls {
+        Some(tls) => ConnectionAddr::TcpTls {
+            host: config.host.clone(),
+            port: config.port,
+            insecure: tls.accepts_invalid_certs(),
+            tls_params: None,
+        },
+        None => ConnectionAddr::Tcp(config.host.clone(), config.port),
+    };
+    let mut redis_info = RedisConnectionInfo::default().set_db(config.db);
+    if let Some(user) = &config.credentials.username {
+        redis_info = redis_info.set_username(user);
+    }
+    if let Some(password) = &config.credentials.password {
+        redis_info = redis_info.set_password(password);
+    }
+    Ok(addr.into_connection_info()?.set_redis_settings(redis_info))
+}
+
+/// The CA and client certificate files, read and checked (the system roots
+/// where no CA is given).
+fn certificates(tls: &TlsSettings) -> distlock_core::Result<TlsCertificates> {
+    let files = tls.load()?;
+    Ok(TlsCertificates {
+        client_tls: files.client_pem().map(|(cert, key)| ClientTlsConfig {
+            client_cert: cert.as_bytes().to_vec(),
+            client_key: key.as_bytes().to_vec(),
+        }),
+        root_cert: files.ca_pem().map(|ca| ca.as_bytes().to_vec()),
+    })
+}
 
 /// A connection slot for one server.
 pub(crate) struct Instance {
@@ -96,7 +179,7 @@ impl Instance {
     pub(crate) fn new(config: &InstanceConfig) -> distlock_core::Result<Arc<Self>> {
         Ok(Arc::new(Instance {
             label: config.label(),
-            client: config.client()?,
+            client: client(config)?,
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }))
@@ -171,7 +254,10 @@ impl Instance {
             Err(_) => Err(CallError::Timeout),
         };
         if let Err(e) = &result {
-            if e.is_unreachable() {
+            // A refused certificate may surface after the handshake, on a
+            // connection that is now closed.
+            let tls_refused = matches!(e, CallError::Auth(r) if is_tls_refusal(r));
+            if e.is_unreachable() || tls_refused {
                 self.forget_connection();
             }
         }

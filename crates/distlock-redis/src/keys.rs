@@ -2,7 +2,8 @@
 //!
 //! Every key of one lock shares a hash tag, `{<prefix><escaped name>}`, so the
 //! lock key, the holders set, the permit slots, the fencing counter, the
-//! release channel and the waiters' queue live in one cluster slot. The name is escaped so `{` and `}` inside it cannot end or start the
+//! holder label, the release channel and the waiters' queue live in one
+//! cluster slot. The name is escaped so `{` and `}` inside it cannot end or start the
 //! tag: `%`, `{` and `}` become `%25`, `%7B`, `%7D` (an injective mapping, so two
 //! names never share keys). Names whose escaped form is long are shortened by
 //! [`LockName::key_within`] with a hash suffix.
@@ -31,9 +32,14 @@ pub(crate) struct LockKeys {
     /// Fair mode: the waiters' queue (sorted set of owner tokens by arrival;
     /// an upgrade waits at score 0, first).
     pub queue: String,
-    /// Fair mode: each queued waiter's deadline, ttl and mode (hash owner
-    /// token -> `deadline_ms:ttl_ms:mode`).
+    /// Fair mode: each queued waiter's deadline, ttl, mode and holder
+    /// label (hash owner token -> `deadline_ms:ttl_ms:mode[:label]`).
     pub waiters: String,
+    /// The label of the latest labelled exclusive grant (an elected
+    /// leader's identity), as `<owner token>:<label>`. Kept (like the
+    /// fencing counter): it names the holder only while the lock key holds
+    /// that owner token.
+    pub holder: String,
 }
 
 impl LockKeys {
@@ -48,6 +54,7 @@ impl LockKeys {
             channel: format!("{tag}:released"),
             queue: format!("{tag}:queue"),
             waiters: format!("{tag}:waiters"),
+            holder: format!("{tag}:holder"),
         }
     }
 
@@ -93,6 +100,7 @@ mod tests {
         assert_eq!(k.fence, "{distlock:orders/42}:fence");
         assert_eq!(k.channel, "{distlock:orders/42}:released");
         assert_eq!(k.holders, "{distlock:orders/42}:holders");
+        assert_eq!(k.holder, "{distlock:orders/42}:holder");
         assert_eq!(k.permit(3), "{distlock:orders/42}:permit:3");
     }
 

@@ -30,13 +30,18 @@
 //!     check, default 2 s;
 //!   - `fair=` (single instance) serve waiters in arrival order, default
 //!     `true`;
-//!   - `queue_ttl=` (legacy `queue_ttl_ms=`) fair mode: life of a waiter's
-//!     queue entry between refreshes, default 2 s;
+//!   - `waiter_timeout=` (older names `queue_ttl=`, `queue_ttl_ms=`) fair
+//!     mode: the waiter-liveness window, default 1 s (see *Waiter
+//!     liveness*);
 //!   - `min_instance_timeout=` / `max_instance_timeout=` (legacy `_ms`
 //!     forms) Redlock: the per-instance timeout is `ttl / 10` clamped to
 //!     these, default 50 ms and 500 ms;
-//!   - `tls=` TLS to every instance (`rediss://` does it for one instance).
-//!     TLS uses rustls with the system's root certificates.
+//!   - `tls=` TLS to every instance (`rediss://` does it for one instance),
+//!     through rustls, verified against the system's root certificates or
+//!     `ca=<PEM file>`; `cert=<PEM file>&key=<PEM file>` present a client
+//!     certificate; `danger_accept_invalid_certs=true` skips verification
+//!     (tests only). The core's [`TlsSettings`](distlock_core::TlsSettings)
+//!     reads them; `docs/backends/redis.md` has the details.
 //!
 //!   Booleans are `true/false/1/0/on/off/yes/no` in any case; unknown
 //!   parameters are refused, naming them. The same settings by hand:
@@ -50,11 +55,14 @@
 //! A lock named `n` uses `{<prefix><n'>}:lock` (the writer's owner token,
 //! expiring with the ttl), `{<prefix><n'>}:holders` (readers and permits: a
 //! sorted set of `<mode>:<owner token>` by expiry, expiring with its latest
-//! member), `{<prefix><n'>}:fence` (the fencing counter, kept forever), the
+//! member), `{<prefix><n'>}:fence` (the fencing counter, kept forever),
+//! `{<prefix><n'>}:holder` (the latest elected writer's `<owner>:<label>`,
+//! kept, trusted only while the lock key holds that owner), the
 //! channel `{<prefix><n'>}:released`, with Redlock permits
 //! `{<prefix><n'>}:permit:<i>` (permit slot `i`), and in fair mode
 //! `{<prefix><n'>}:queue` and `{<prefix><n'>}:waiters` (expiring when nobody
-//! waits). `n'` is `n` with `%`, `{`, `}` percent-escaped (so the hash tag
+//! waits) and, per client, the liveness channel `<prefix>alive:<client
+//! id>`. `n'` is `n` with `%`, `{`, `}` percent-escaped (so the hash tag
 //! cannot be broken and all keys of a lock share a cluster slot) and
 //! shortened with a hash suffix when longer than 512 bytes.
 //!
@@ -91,6 +99,18 @@
 //! - **Upgrade** (one instance): one script turns the reader's member into
 //!   the lock key once it is the only holder; while it waits it is first in
 //!   the queue. Not on Redlock (see `docs/backends/redis.md`).
+//!
+//! ## Leader election and lock-at-least-for
+//!
+//! Both backends claim `labels`, `watch` and `at_least`. A labelled grant
+//! (an election; by the acquire script or a release's hand-over) writes the
+//! `:holder` key and publishes `+` on the lock's channel; status reports the
+//! label and the writer's own token (Redlock: only when a quorum names one
+//! owner). Leader observers watch the lock's channel on the client's shared
+//! pub/sub connection, woken by every release, hand-over and labelled grant.
+//! A release before a lock-at-least-for minimum shortens the hold's expiry to
+//! what is owed and publishes `*`, so waiters wait for the new expiry. See
+//! `docs/backends/redis.md`.
 //!
 //! ## What it guarantees
 //!
@@ -131,30 +151,34 @@
 //!   ([`Mode::admitted`](distlock_core::Mode::admitted)): a reader arriving
 //!   while a writer waits queues behind it, permits go in order, readers at
 //!   the head go together. The release script *hands the name over*: it
-//!   grants every request the queue admits now (each with its own ttl and a
-//!   new fencing token) and publishes `<owner>:<token>` to each, so exactly
-//!   those waiters wake (no herd) and own their hold without a round trip
-//!   of their own. Its validity counts from the send
-//!   time of its last attempt that found the lock held (the hand-over carries a
-//!   higher fencing token than that attempt saw, so it happened later). A
-//!   client that releases and re-acquires at once goes to the back of the
-//!   line (`fifo = true`). A waiter refreshes its queue entry at least every
-//!   third of `queue_ttl`; a waiter that vanished is dropped from the line
-//!   when its entry expires, or, if the lock was handed to it first, holds it
-//!   up for at most its ttl, like a holder that vanished. A try without
+//!   grants every request the queue admits now (each with a new fencing
+//!   token) and publishes `<owner>:<token>` to each, so exactly those
+//!   waiters wake (no herd); each confirms its hold with its next attempt,
+//!   which grants it the full ttl. A client that releases and re-acquires
+//!   at once goes to the back of the line (`fifo = true`). A try without
 //!   waiting does not queue and fails while anyone waits. Redlock has no
 //!   queue (`fifo = false`): every waiter wakes on a release and they race;
 //!   each waiter is bounded only by its own wait, and nothing keeps readers
 //!   from overtaking a waiting writer (the same with `fair=false`).
+//! - **Waiter liveness** (fair mode): a dead waiter delays the next live
+//!   one by at most `waiter_timeout` (default 1 s), whatever its ttl. A
+//!   waiter refreshes its queue entry every third of the window and is
+//!   dropped once the entry is a window old; a waiter whose process died is
+//!   skipped at once, since the server dropped its client's liveness
+//!   channel subscription with the connection (`PUBSUB NUMSUB`); and a hold
+//!   handed over lives only until the waiter's entry would have died,
+//!   unless the waiter confirms it. Only a vanished *holder* costs its ttl.
 //! - **Round trips** (every mode): acquire 1 per attempt (Redlock: 1, or 2
 //!   when the counters of the granting quorum disagree, plus 1 to give back
 //!   a partial hold or permit slots other than the majority's; fair mode:
-//!   none for a hold handed over by a release); upgrade as acquire; extend 1 for
+//!   a hold handed over by a release costs the attempt that confirms it);
+//!   upgrade as acquire; extend 1 for
 //!   up to 256 leases (the core splits
 //!   [`extend_many`](distlock_core::DistributedLock::extend_many) into
 //!   batches of that size, each one script call per instance); release 1;
 //!   status 1; a waiter's first wait adds one SUBSCRIBE unless the channel is
-//!   still subscribed from an earlier wait. Redlock
+//!   still subscribed from an earlier wait (fair mode: one more on a new
+//!   pub/sub connection, for the client's liveness channel). Redlock
 //!   runs each round on all instances in parallel, each call bounded by the
 //!   per-instance timeout, so a dead instance costs at most that timeout.
 //! - **Partitions**: a holder cut off from its instances cannot extend; its
@@ -200,16 +224,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_core::{
-    async_trait, AcquireRequest, Capabilities, DistributedLock, Grant, Lease, LockBackend,
-    LockError, LockName, LockStatus, Renewal, Result,
+    async_trait, AcquireRequest, Capabilities, ChangeNotices, DistributedLock, Grant, Lease,
+    LockBackend, LockError, LockName, LockStatus, Renewal, Result,
 };
 
 pub use config::{
     Credentials, InstanceConfig, RedisConfig, DEFAULT_MAX_INSTANCE_TIMEOUT,
-    DEFAULT_MIN_INSTANCE_TIMEOUT, DEFAULT_PREFIX, DEFAULT_QUEUE_TTL, DEFAULT_TIMEOUT,
+    DEFAULT_MIN_INSTANCE_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_WAITER_TIMEOUT,
 };
 
-use engine::{Engine, MAX_BATCH};
+use engine::{Engine, WaiterLiveness, MAX_BATCH};
 
 /// The kind of the single-instance backend, recorded in its leases.
 const REDIS: &str = "redis";
@@ -260,9 +284,26 @@ impl RedisBackend {
     /// # Cancel safety
     ///
     /// Dropping the future abandons the connection attempt.
-    pub async fn from_config(mut config: RedisConfig) -> Result<Self> {
+    pub async fn from_config(config: RedisConfig) -> Result<Self> {
+        Self::with_liveness(config, WaiterLiveness::Checked).await
+    }
+
+    /// Not for use: a backend *without* waiter liveness, whose queue hands
+    /// a hold to a waiter with its full ttl whether the waiter is alive or
+    /// not, and never checks a waiter's process. It exists so that a test
+    /// can show the waiter-liveness tests failing without the check.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection attempt.
+    #[doc(hidden)]
+    pub async fn from_config_blind_to_dead_waiters(config: RedisConfig) -> Result<Self> {
+        Self::with_liveness(config, WaiterLiveness::Blind).await
+    }
+
+    async fn with_liveness(mut config: RedisConfig, liveness: WaiterLiveness) -> Result<Self> {
         config.redlock = false;
-        let engine = Arc::new(Engine::new(REDIS, config)?);
+        let engine = Arc::new(Engine::new(REDIS, config, liveness)?);
         engine.check().await?;
         Ok(RedisBackend { engine })
     }
@@ -275,8 +316,8 @@ impl LockBackend for RedisBackend {
     }
 
     /// Fencing, FIFO unless `fair=false`, notified waits, ttl expiry, lease
-    /// hand-off, batched extension, readers, semaphores and upgrades; no
-    /// sessions.
+    /// hand-off, batched extension, readers, semaphores, upgrades, leader
+    /// labels, change notices and lock-at-least-for; no sessions.
     fn claims(&self) -> Capabilities {
         self.engine.claims()
     }
@@ -286,8 +327,10 @@ impl LockBackend for RedisBackend {
     /// queue admits it (nobody overtakes an earlier waiter).
     ///
     /// Round trips: one per attempt; the first wait adds one SUBSCRIBE
-    /// unless the channel is still subscribed; a hold handed over by a
-    /// release (fair mode) costs none.
+    /// unless the channel is still subscribed (and one for the client's
+    /// liveness channel on a new pub/sub connection, fair mode); a hold
+    /// handed over by a release (fair mode) costs the attempt that confirms
+    /// it.
     ///
     /// # Cancel safety
     ///
@@ -302,7 +345,8 @@ impl LockBackend for RedisBackend {
     /// mode), so readers arriving meanwhile wait behind it.
     ///
     /// Round trips: as for [`grant`](LockBackend::grant); an upgrade
-    /// granted by the last other reader's release costs none.
+    /// granted by the last other reader's release costs the attempt that
+    /// confirms it.
     ///
     /// # Cancel safety
     ///
@@ -343,7 +387,9 @@ impl LockBackend for RedisBackend {
     }
 
     /// Releases the hold (any mode) and hands the name to every request the
-    /// queue admits now (fair mode), or wakes every waiter.
+    /// queue admits now (fair mode; skipping waiters that vanished, each
+    /// hand-over living until its waiter confirms it or its queue entry
+    /// dies), or wakes every waiter.
     ///
     /// Round trips: one.
     ///
@@ -355,7 +401,8 @@ impl LockBackend for RedisBackend {
         self.engine.revoke(lease).await
     }
 
-    /// Holder's remaining ttl, fencing counter and queue length.
+    /// Holder's remaining ttl, fencing counter (the writer's own token while
+    /// one holds), the writer's label and queue length.
     ///
     /// Round trips: one.
     ///
@@ -364,6 +411,32 @@ impl LockBackend for RedisBackend {
     /// Read-only: dropping the future changes nothing.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         self.engine.inspect(name).await
+    }
+
+    /// Keeps a hold released before its lock-at-least-for minimum until
+    /// `hold` from now, and wakes the waiters to wait for that expiry.
+    ///
+    /// Round trips: one.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have shortened the hold; if not, it
+    /// frees when its ttl ends (never before the minimum).
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        self.engine.release_after(lease, hold).await
+    }
+
+    /// Change notices: a watcher of the lock's release channel, woken by
+    /// every release, hand-over and leader's grant.
+    ///
+    /// Round trips: one SUBSCRIBE unless the channel is subscribed
+    /// already.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future or the stream stops watching.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        self.engine.watch(name).await
     }
 }
 
@@ -401,7 +474,7 @@ impl RedlockBackend {
     /// Dropping the future abandons the connection attempts.
     pub async fn from_config(mut config: RedisConfig) -> Result<Self> {
         config.redlock = true;
-        let engine = Arc::new(Engine::new(REDLOCK, config)?);
+        let engine = Arc::new(Engine::new(REDLOCK, config, WaiterLiveness::Checked)?);
         engine.check().await?;
         Ok(RedlockBackend { engine })
     }
@@ -419,8 +492,8 @@ impl LockBackend for RedlockBackend {
     }
 
     /// Fencing, notified waits, ttl expiry, lease hand-off, batched
-    /// extension, readers and semaphores; no FIFO (waiters race), no
-    /// sessions, no upgrades.
+    /// extension, readers, semaphores, leader labels, change notices and
+    /// lock-at-least-for; no FIFO (waiters race), no sessions, no upgrades.
     fn claims(&self) -> Capabilities {
         self.engine.claims()
     }
@@ -484,7 +557,8 @@ impl LockBackend for RedlockBackend {
         self.engine.revoke(lease).await
     }
 
-    /// Held when a quorum reports a holder; the highest fencing counter.
+    /// Held when a quorum reports a holder; a writer holding on a quorum
+    /// with its label and token, else the highest fencing counter.
     ///
     /// Round trips: one (every instance in parallel).
     ///
@@ -493,5 +567,31 @@ impl LockBackend for RedlockBackend {
     /// Read-only: dropping the future changes nothing.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         self.engine.inspect(name).await
+    }
+
+    /// Keeps a hold released before its lock-at-least-for minimum until
+    /// `hold` from now, and wakes the waiters to wait for that expiry.
+    ///
+    /// Round trips: one (every instance in parallel).
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have shortened the hold; if not, it
+    /// frees when its ttl ends (never before the minimum).
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        self.engine.release_after(lease, hold).await
+    }
+
+    /// Change notices: a watcher of the lock's release channel, woken by
+    /// every release, hand-over and leader's grant.
+    ///
+    /// Round trips: one SUBSCRIBE per instance, in parallel, unless the channel is subscribed
+    /// already.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future or the stream stops watching.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        self.engine.watch(name).await
     }
 }

@@ -6,12 +6,24 @@
 //! instance's pub/sub connection. One reader task per connection fans the
 //! published messages out: a message names the waiter to wake (the head of
 //! the waiters' queue in fair mode), or `*` for every waiter of the channel.
-//! The last waiter of a channel to leave unsubscribes it.
+//! A leader observer registers as a *watcher* of the channel: every message
+//! wakes it, `+` too (published when a labelled hold — a leader — is
+//! granted, and waking no waiter). The last waiter or watcher of a channel
+//! to leave unsubscribes it.
 //!
 //! Connections are made on first use. When one drops (server restart, network
 //! cut), its generation changes and every waiter is woken; each then
 //! re-subscribes on the next wait and retries at once, since a release may
 //! have been published while the connection was down.
+//!
+//! In fair mode each connection also subscribes the client's *liveness
+//! channel* (`<prefix>alive:<client id>`, a random id per backend client)
+//! first thing: the server drops that subscription the moment the
+//! connection closes — when the process dies, the kernel closes it — so the
+//! queue scripts can tell (PUBSUB NUMSUB) that a waiter's process is gone
+//! and skip it. Waiters name their client in their queue entries only while
+//! the channel is subscribed on the current connection
+//! ([`Notifier::alive_client`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use distlock_core::cleanup::CleanupOnDrop;
 use distlock_core::sync::lock;
+use distlock_core::OwnerToken;
 use futures::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::watch;
@@ -58,44 +71,49 @@ struct Shared {
     slots: Vec<Slot>,
     /// Dropped with the notifier: stops the reader tasks.
     shutdown: watch::Sender<()>,
+    /// Numbers the watchers.
+    next_watcher: AtomicU64,
+    /// Fair mode: this client's liveness channel.
+    alive: Option<Alive>,
 }
 
-/// The waiters of one release channel in this client, by owner token.
+/// A client's liveness channel (fair mode).
+struct Alive {
+    /// The random id the queue entries of this client's waiters carry.
+    client: String,
+    /// `<stem><client>`: subscribed by every pub/sub connection.
+    channel: String,
+}
+
+/// The waiters of one release channel in this client, by owner token, and
+/// its watchers.
 #[derive(Default)]
 struct Channel {
     waiters: HashMap<String, watch::Sender<Wake>>,
+    /// Leader observers, by a number of their own: woken by every message.
+    watchers: HashMap<String, watch::Sender<Wake>>,
 }
 
-/// What woke a waiter: every wake bumps `seq`; a release that handed the
-/// lock to this waiter carries the fencing token it was given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Wake {
-    seq: u64,
-    granted: Option<u64>,
-}
+/// What woke a waiter: every wake bumps the number.
+type Wake = u64;
 
 impl Channel {
     /// Handles one release message: `*` wakes everyone, `<owner>` wakes that
-    /// waiter, `<owner>:<fence>` tells that waiter the lock is now its own.
+    /// waiter, and so does `<owner>:<fence>` (a hold handed to that waiter,
+    /// which its next attempt confirms).
     fn wake(&self, message: &str) {
-        let bump = |tx: &watch::Sender<Wake>, granted: Option<u64>| {
-            tx.send_modify(|w| {
-                w.seq = w.seq.wrapping_add(1);
-                if granted.is_some() {
-                    w.granted = granted;
-                }
-            })
-        };
-        if message == EVERYONE {
-            self.waiters.values().for_each(|tx| bump(tx, None));
+        let bump = |tx: &watch::Sender<Wake>| tx.send_modify(|w| *w = w.wrapping_add(1));
+        self.watchers.values().for_each(bump);
+        if message == GRANTED {
             return;
         }
-        let (who, granted) = match message.split_once(':') {
-            Some((who, fence)) => (who, fence.parse().ok()),
-            None => (message, None),
-        };
+        if message == EVERYONE {
+            self.waiters.values().for_each(bump);
+            return;
+        }
+        let who = message.split_once(':').map_or(message, |(who, _)| who);
         if let Some(tx) = self.waiters.get(who) {
-            bump(tx, granted);
+            bump(tx);
         }
     }
 }
@@ -103,10 +121,31 @@ impl Channel {
 /// The release message that wakes every waiter (no queue, or nobody left in it).
 const EVERYONE: &str = "*";
 
+/// The message announcing a labelled grant (a new leader): it wakes the
+/// watchers only.
+const GRANTED: &str = "+";
+
+impl Channel {
+    /// The registrations of one kind.
+    fn of(&mut self, watcher: bool) -> &mut HashMap<String, watch::Sender<Wake>> {
+        if watcher {
+            &mut self.watchers
+        } else {
+            &mut self.waiters
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty() && self.watchers.is_empty()
+    }
+}
+
 struct Slot {
     instance: Arc<Instance>,
     /// Changes whenever the pub/sub connection is made or lost.
     generation: AtomicU64,
+    /// The generation the liveness channel is subscribed under (0: none).
+    alive: AtomicU64,
     state: tokio::sync::Mutex<SlotState>,
 }
 
@@ -138,6 +177,7 @@ impl Shared {
             return Some(generation);
         }
         let mut state = slot.state.lock().await;
+        let mut fresh = false;
         if state.sink.is_none() {
             if let Some(at) = state.retry_after {
                 if Instant::now() < at {
@@ -150,6 +190,7 @@ impl Shared {
                     state.sink = Some(sink);
                     state.retry_after = None;
                     let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    fresh = true;
                     tokio::spawn(read_messages(
                         Arc::downgrade(self),
                         index,
@@ -166,9 +207,24 @@ impl Shared {
         }
         let generation = slot.generation.load(Ordering::SeqCst);
         let sink = state.sink.as_mut()?;
+        if fresh {
+            self.subscribe_alive(slot, sink, generation).await;
+        }
         sink.subscribe(channel).await.ok()?;
         lock(&self.active).insert((index, channel.to_string()), generation);
         Some(generation)
+    }
+
+    /// Fair mode: subscribes this client's liveness channel on a new
+    /// connection (one round trip, on the first wait of the connection).
+    /// Without it (refused, say, by an ACL) waiters are judged by their
+    /// queue entries' deadlines alone.
+    async fn subscribe_alive(&self, slot: &Slot, sink: &mut PubSubSink, generation: u64) {
+        if let Some(alive) = &self.alive {
+            if sink.subscribe(&alive.channel).await.is_ok() {
+                slot.alive.store(generation, Ordering::SeqCst);
+            }
+        }
     }
 
     /// The generation `channel` is subscribed under on instance `index`, if
@@ -245,7 +301,14 @@ async fn read_messages(
 }
 
 impl Notifier {
-    pub(crate) fn new(backend: &'static str, instances: &[Arc<Instance>]) -> Self {
+    /// The notifications of one backend client over `instances`; with
+    /// `alive_stem` (fair mode), each pub/sub connection subscribes the
+    /// client's liveness channel `<alive_stem><random client id>`.
+    pub(crate) fn new(
+        backend: &'static str,
+        instances: &[Arc<Instance>],
+        alive_stem: Option<&str>,
+    ) -> Self {
         let (shutdown, _) = watch::channel(());
         Notifier {
             shared: Arc::new(Shared {
@@ -257,10 +320,19 @@ impl Notifier {
                     .map(|i| Slot {
                         instance: i.clone(),
                         generation: AtomicU64::new(0),
+                        alive: AtomicU64::new(0),
                         state: tokio::sync::Mutex::new(SlotState::default()),
                     })
                     .collect(),
                 shutdown,
+                next_watcher: AtomicU64::new(0),
+                alive: alive_stem.map(|stem| {
+                    let client = OwnerToken::random().to_hex();
+                    Alive {
+                        channel: format!("{stem}{client}"),
+                        client,
+                    }
+                }),
             }),
         }
     }
@@ -277,17 +349,46 @@ impl Notifier {
         needed: usize,
         timeout: Duration,
     ) -> Subscription {
+        self.register(channel, owner, false, needed, timeout).await
+    }
+
+    /// Registers a watcher on `channel` (woken by every message; see
+    /// [`Subscription::notice`]) and subscribes it as
+    /// [`subscribe`](Self::subscribe) does.
+    ///
+    /// Costs one round trip per instance (SUBSCRIBE), in parallel, unless
+    /// the channel is subscribed already.
+    pub(crate) async fn watch(
+        &self,
+        channel: &str,
+        needed: usize,
+        timeout: Duration,
+    ) -> Subscription {
+        let number = self.shared.next_watcher.fetch_add(1, Ordering::Relaxed);
+        self.register(channel, format!("watcher-{number}"), true, needed, timeout)
+            .await
+    }
+
+    async fn register(
+        &self,
+        channel: &str,
+        owner: String,
+        watcher: bool,
+        needed: usize,
+        timeout: Duration,
+    ) -> Subscription {
         let wake = {
             let mut channels = lock(&self.shared.channels);
             let entry = channels.entry(channel.to_string()).or_default();
-            let (tx, rx) = watch::channel(Wake::default());
-            entry.waiters.insert(owner.clone(), tx);
+            let (tx, rx) = watch::channel(0);
+            entry.of(watcher).insert(owner.clone(), tx);
             rx
         };
         let mut sub = Subscription {
             shared: self.shared.clone(),
             channel: channel.to_string(),
             owner,
+            watcher,
             wake,
             subscribed: vec![None; self.shared.slots.len()],
             needed,
@@ -296,6 +397,18 @@ impl Notifier {
         };
         sub.refresh().await;
         sub
+    }
+
+    /// Fair mode: this client's id while its liveness channel is subscribed
+    /// on the current connection to the (one) instance, so that a queue
+    /// entry naming it is dropped as soon as the connection closes. `None`
+    /// before the first wait, and while reconnecting.
+    pub(crate) fn alive_client(&self) -> Option<&str> {
+        let alive = self.shared.alive.as_ref()?;
+        let slot = self.shared.slots.first()?;
+        let subscribed = slot.alive.load(Ordering::SeqCst);
+        (subscribed != 0 && subscribed == slot.generation.load(Ordering::SeqCst))
+            .then_some(alive.client.as_str())
     }
 
     /// True when `channel` is still subscribed (lingering after its last
@@ -313,8 +426,11 @@ impl Notifier {
 pub(crate) struct Subscription {
     shared: Arc<Shared>,
     channel: String,
-    /// Our owner token: release messages naming it (or `*`) wake us.
+    /// Our owner token: release messages naming it (or `*`) wake us. A
+    /// watcher's own number.
     owner: String,
+    /// A watcher: every message wakes it.
+    watcher: bool,
     wake: watch::Receiver<Wake>,
     /// Per instance: the connection generation we subscribed under.
     subscribed: Vec<Option<u64>>,
@@ -365,20 +481,20 @@ impl Subscription {
             .count()
     }
 
-    /// Waits for a release message, at most `bound` (the holder's remaining
-    /// ttl), or at most `poll` while too few instances are subscribed for a
-    /// release to be sure to reach us. Returns at once after re-subscribing
-    /// on a reconnected instance (a release may have been missed).
-    ///
-    /// Returns the fencing token when a release handed the lock to us.
-    pub(crate) async fn wait(&mut self, bound: Duration, poll: Duration) -> Option<u64> {
-        if self.wake.has_changed().unwrap_or(false) || self.wake.borrow().granted.is_some() {
+    /// Waits for a release message (or a hand-over to us), at most `bound`
+    /// (the holder's remaining ttl), or at most `poll` while too few
+    /// instances are subscribed for a release to be sure to reach us.
+    /// Returns at once after re-subscribing on a reconnected instance (a
+    /// release may have been missed).
+    pub(crate) async fn wait(&mut self, bound: Duration, poll: Duration) {
+        if self.wake.has_changed().unwrap_or(false) {
             // A release reached us after the last attempt was sent: that
             // attempt may have missed it, so the caller retries at once.
-            return self.take_grant();
+            self.mark();
+            return;
         }
         if self.refresh().await {
-            return None;
+            return;
         }
         let bound = if self.live() >= self.needed {
             bound
@@ -386,38 +502,35 @@ impl Subscription {
             bound.min(poll)
         };
         match tokio::time::timeout(bound, self.wake.changed()).await {
-            Ok(Ok(())) => self.take_grant(),
-            Err(_) => None,
-            Ok(Err(_)) => {
-                tokio::time::sleep(bound).await;
-                None
-            }
+            Ok(Ok(())) => self.mark(),
+            Err(_) => {}
+            Ok(Err(_)) => tokio::time::sleep(bound).await,
         }
     }
 
-    /// Forgets the wakes received so far (a hand-over is kept): called just
-    /// before an attempt is sent, which sees every release before it, so
-    /// that only a release after it makes the next [`wait`](Self::wait)
-    /// return at once.
+    /// A watcher's wait for the next message on the channel (a grant, a
+    /// release, a hand-over). Returns at once after re-subscribing on a
+    /// reconnected instance (a message may have been missed), and after
+    /// `poll` while too few instances are subscribed for a message to be
+    /// sure to reach us.
+    pub(crate) async fn notice(&mut self, poll: Duration) {
+        if self.refresh().await {
+            return;
+        }
+        if self.live() < self.needed {
+            return tokio::time::sleep(poll).await;
+        }
+        if self.wake.changed().await.is_err() {
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Forgets the wakes received so far: called just before an attempt is
+    /// sent, which sees every release (and hand-over) before it, so that
+    /// only a release after it makes the next [`wait`](Self::wait) return
+    /// at once.
     pub(crate) fn mark(&mut self) {
         self.wake.borrow_and_update();
-    }
-
-    /// A hand-over received and not yet taken, if any.
-    fn take_grant(&mut self) -> Option<u64> {
-        let wake = *self.wake.borrow_and_update();
-        if wake.granted.is_some() {
-            // Only the waiter reads its own slot; clearing it makes a grant
-            // count once.
-            if let Some(tx) = lock(&self.shared.channels)
-                .get(&self.channel)
-                .and_then(|c| c.waiters.get(&self.owner))
-            {
-                tx.send_modify(|w| w.granted = None);
-            }
-            let _ = self.wake.borrow_and_update();
-        }
-        wake.granted
     }
 }
 
@@ -430,8 +543,8 @@ impl Drop for Subscription {
             let mut channels = lock(&self.shared.channels);
             match channels.get_mut(&self.channel) {
                 Some(c) => {
-                    c.waiters.remove(&self.owner);
-                    if c.waiters.is_empty() {
+                    c.of(self.watcher).remove(&self.owner);
+                    if c.is_empty() {
                         channels.remove(&self.channel);
                         true
                     } else {

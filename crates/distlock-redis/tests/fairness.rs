@@ -1,5 +1,7 @@
-//! Fair mode on one instance: waiters are served in arrival order, and a
-//! client that releases cannot jump the line by re-acquiring at once.
+//! Fair mode on one instance: waiters are served in arrival order, a
+//! client that releases cannot jump the line by re-acquiring at once, and a
+//! waiter that vanished holds up the line at most for its waiter-liveness
+//! window.
 
 mod common;
 
@@ -119,12 +121,25 @@ async fn a_waiter_that_gives_up_leaves_the_queue() {
     holder.release(&again).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
+/// A waiter that joined the queue and then vanished without leaving it
+/// (as a frozen or killed process would, before its client's liveness
+/// channel was up): an entry first in line, 300 ms to live, asking for a
+/// 30 s hold. A live waiter queued behind it, waiting up to 5 s, gets the
+/// lock (`Some`) or not (`None`) after the holder releases.
+async fn behind_a_vanished_waiter(blind: bool) -> Option<()> {
     let prefix = "fairness-vanished:";
-    let url = format!("{}&queue_ttl=300ms", common::single_url(prefix));
-    let holder = distlock_redis::RedisBackend::connect(&url).await.unwrap();
-    let waiter = distlock_redis::RedisBackend::connect(&url).await.unwrap();
+    let url = format!("{}&waiter_timeout=300ms", common::single_url(prefix));
+    let connect = |url: String| async move {
+        let config = distlock_redis::RedisConfig::from_url(&url).unwrap();
+        if blind {
+            distlock_redis::RedisBackend::from_config_blind_to_dead_waiters(config).await
+        } else {
+            distlock_redis::RedisBackend::from_config(config).await
+        }
+        .unwrap()
+    };
+    let holder = connect(url.clone()).await;
+    let waiter = connect(url).await;
     let lock = name("vanished");
     let ttl = Duration::from_secs(30);
     let lease = holder
@@ -133,11 +148,6 @@ async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
         .unwrap()
         .expect("free");
 
-    // A waiter that joined the queue and then vanished without leaving it
-    // (as a killed process would): an entry first in line, 300 ms to live,
-    // asking for a 1 s ttl. The release hands it the lock (it cannot tell a
-    // vanished waiter from a live one), so the line moves on after that ttl,
-    // as for a holder that vanished.
     let client = redis::Client::open(format!("redis://{}", common::instance_addrs()[0])).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let tag = format!("{{{prefix}{lock}}}");
@@ -153,7 +163,7 @@ async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
         .cmd("HSET")
         .arg(format!("{tag}:waiters"))
         .arg(&ghost)
-        .arg(format!("{}:1000", now_ms + 300))
+        .arg(format!("{}:30000:x:", now_ms + 300))
         .ignore()
         .cmd("PEXPIRE")
         .arg(format!("{tag}:queue"))
@@ -173,6 +183,24 @@ async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_ttl() {
     });
     holder.release(&lease).await.unwrap();
     let (got, waiter) = waiting.await.unwrap().unwrap();
-    let got = got.expect("the line moves on once the vanished waiter's entry expires");
+    let got = got?;
     waiter.release(&got).await.unwrap();
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vanished_waiter_holds_up_the_line_at_most_for_its_window() {
+    // The release hands it the lock (its process cannot be checked), but
+    // only until its entry's deadline: the line moves on after that.
+    assert!(
+        behind_a_vanished_waiter(false).await.is_some(),
+        "the line did not move on once the vanished waiter's entry expired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_waiter_liveness_a_vanished_waiter_holds_up_the_line_for_its_ttl() {
+    // The blind hand-over gives it the full 30 s: the live waiter's 5 s run
+    // out first.
+    assert!(behind_a_vanished_waiter(true).await.is_none());
 }

@@ -109,7 +109,11 @@ async fn exclusive(a: &Attempts<'_>) -> Result<Attempt> {
     };
     let sent = Instant::now();
     let limit = opened.left();
-    let taken = opened.conn.take(name, &a.key, &a.owner, ttl, limit).await?;
+    let hold = (ttl, a.request.label.as_deref());
+    let taken = opened
+        .conn
+        .take(name, &a.key, &a.owner, hold, limit)
+        .await?;
     opened.cleanup.disarm();
     if let Take::Acquired(fence) = taken {
         return Ok(Attempt::Acquired(Grant::new(FencingToken(fence), sent)));

@@ -28,6 +28,21 @@ struct Inner {
     store: Store,
     /// The session strategy's engine, under `strategy=session`.
     sessions: Option<SessionEngine>,
+    /// Broken on purpose (tests only).
+    broken: Option<BrokenOnPurpose>,
+}
+
+/// A way to break the backend on purpose, for the tests that prove the
+/// conformance suite would catch it. Never use it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokenOnPurpose {
+    /// Under the session strategy, a hold released before its
+    /// lock-at-least-for minimum is kept by this process (which gives it
+    /// back once the minimum has passed) rather than by the database: it
+    /// ends early when the process exits.
+    MinimumKeptInProcess,
 }
 
 impl fmt::Debug for SqlBackend {
@@ -170,6 +185,7 @@ impl SqlBackend {
                 config,
                 store,
                 sessions,
+                broken: None,
             }),
         };
         tracing::debug!(backend = ?backend, "distlock.sql.connected");
@@ -219,6 +235,22 @@ impl SqlBackend {
             .sessions
             .as_ref()
             .map_or((0, 0), SessionEngine::census)
+    }
+
+    /// This backend broken on purpose in the way `how`, for the tests that
+    /// prove the suite catches it; unchanged unless called on a backend
+    /// just connected (not cloned). Never use it.
+    #[doc(hidden)]
+    pub fn broken_on_purpose(mut self, how: BrokenOnPurpose) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.broken = Some(how);
+        }
+        self
+    }
+
+    /// How this backend was broken on purpose, if it was.
+    pub(crate) fn broken(&self) -> Option<BrokenOnPurpose> {
+        self.inner.broken
     }
 
     /// The locks table, for the algorithm.

@@ -4,9 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use distlock_core::{percent_decode, percent_encode, redact_url, BackendUrl, LockError, Result};
+use distlock_core::{
+    percent_decode, percent_encode, redact_url, BackendUrl, LockError, Result, TlsSettings,
+};
 
 mod session;
+mod tls;
 
 pub(crate) use session::SessionSettings;
 pub use session::Strategy;
@@ -114,6 +117,7 @@ const MAX_POOL_SIZE: u32 = 1000;
 /// | `sessions` | `8` | `strategy=session`: most session connections the backend opens (1..=1000), beside the pool |
 /// | `session_timeout` | `5s` | `strategy=session`: how long the database keeps a session, and its locks, after it last heard from the client (1s..=1h) |
 /// | `session_ping` | `250ms` | `strategy=session`: how often a session holding locks is checked (at most a quarter of `session_timeout`) |
+/// | `tls`, `ca`, `cert`, `key`, `danger_accept_invalid_certs` | off | PostgreSQL, MySQL: TLS, verified against `ca` (or the roots sqlx ships) with the server's name checked; a client certificate; no verification (tests only). Needs the `tls-rustls` feature ([`SqlConfig::with_tls`]) |
 ///
 /// The driver's own parameters pass through: `mode`, `cache`, `immutable`,
 /// `vfs` for SQLite; `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
@@ -152,6 +156,7 @@ pub struct SqlConfig {
     connect_timeout: Option<Duration>,
     strategy: Strategy,
     sessions: SessionSettings,
+    tls: Option<TlsSettings>,
 }
 
 impl fmt::Debug for SqlConfig {
@@ -166,6 +171,7 @@ impl fmt::Debug for SqlConfig {
             .field("connect_timeout", &self.connect_timeout())
             .field("strategy", &self.strategy)
             .field("sessions", &self.sessions)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -204,6 +210,9 @@ impl SqlConfig {
             .iter()
             .filter_map(|key| url.string(key).map(|v| (key.to_string(), v)))
             .collect();
+        if database != Database::Sqlite {
+            config.tls = tls::read(&mut url, &config.driver_params)?;
+        }
         url.finish()?;
         config.driver_url = match database {
             Database::Sqlite => config.sqlite_driver_url(&url)?,
@@ -239,6 +248,7 @@ impl SqlConfig {
             connect_timeout: None,
             strategy: Strategy::default_for(database),
             sessions: SessionSettings::default(),
+            tls: None,
         }
     }
 

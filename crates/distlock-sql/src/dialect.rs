@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use distlock_core::ChangeNotices;
 
 use crate::holds::Decide;
 use crate::notify::Subscription;
@@ -78,6 +79,19 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Change notices of `key`, in effect when this returns; `None` when
+    /// the database has none (observers then poll).
+    async fn watch(&self, key: &str) -> Result<Option<ChangeNotices>, sqlx::Error> {
+        let _ = key;
+        Ok(None)
+    }
+
+    /// Keeps `key`'s exclusive hold by `owner` until `ttl` from now, if it
+    /// holds it unexpired, and wakes the waiters that sleep until a
+    /// notification (lock-at-least-for: released before its minimum);
+    /// false otherwise.
+    async fn keep(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error>;
+
     /// The SQLite pool, on SQLite.
     #[cfg(feature = "sqlite")]
     fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
@@ -101,8 +115,16 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 /// is one statement on it.
 #[async_trait]
 pub(crate) trait AttemptConnection: Send + 'static {
-    /// One acquire statement for `key` under `owner` for `ttl`.
-    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error>;
+    /// One acquire statement for `key` under `owner` for `ttl`, storing
+    /// `label` with the hold (and, where the database notifies, notifying
+    /// a labelled grant).
+    async fn take(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        label: Option<&str>,
+    ) -> Result<Take, sqlx::Error>;
 
     /// Reads the row for `key` and, where waiters queue, where `owner`
     /// stands in the queue.
@@ -203,6 +225,8 @@ pub(crate) struct Holder {
     pub owner: Option<String>,
     /// The last fencing token issued.
     pub fence: u64,
+    /// The exclusive holder's label (meaningful only while it holds).
+    pub label: Option<String>,
     /// Time left on the database clock; `None` when released, zero when
     /// expired.
     pub remaining: Option<Duration>,

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use distlock_core::ChangeNotices;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use crate::dialect::{ttl_micros, Extension, Holder, Queue, Take};
@@ -42,6 +43,9 @@ pub(crate) trait Runner: Database {
     /// Binds a string, as text.
     fn bind_str<'q>(query: Query<'q, Self>, text: &'q str) -> Query<'q, Self>;
 
+    /// Binds a string or NULL, as text.
+    fn bind_opt_str<'q>(query: Query<'q, Self>, text: Option<&'q str>) -> Query<'q, Self>;
+
     /// Executes `query` on `conn`.
     fn execute<'e>(
         query: Query<'e, Self>,
@@ -66,12 +70,17 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     fn bind_int(query: Query<'_, Self>, n: i64) -> Query<'_, Self> {
         query.bind(n)
     }
 
     fn bind_str<'q>(query: Query<'q, Self>, text: &'q str) -> Query<'q, Self> {
+        query.bind(text)
+    }
+
+    fn bind_opt_str<'q>(query: Query<'q, Self>, text: Option<&'q str>) -> Query<'q, Self> {
         query.bind(text)
     }
 
@@ -119,6 +128,12 @@ pub(crate) trait Flavor: Send + Sync + 'static {
     /// stores it; by default as text.
     fn bind_text<'q>(query: Query<'q, Self::Db>, text: &'q str) -> Query<'q, Self::Db> {
         Self::Db::bind_str(query, text)
+    }
+
+    /// Binds a holder's label (or NULL) the way this database stores it;
+    /// by default as text.
+    fn bind_label<'q>(query: Query<'q, Self::Db>, label: Option<&'q str>) -> Query<'q, Self::Db> {
+        Self::Db::bind_opt_str(query, label)
     }
 
     /// `ttl` in the unit of this database's clock expressions, rounded up
@@ -184,6 +199,14 @@ pub(crate) trait Flavor: Send + Sync + 'static {
     /// A subscription to release notifications, in effect when this
     /// returns; `None` when the database has none (waiters then poll).
     async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
+        Ok(None)
+    }
+
+    /// Change notices of `key` (labelled grants, releases), in effect when
+    /// this returns; `None` when the database has none (observers then
+    /// poll).
+    async fn watch(&self, key: &str) -> Result<Option<ChangeNotices>, sqlx::Error> {
+        let _ = key;
         Ok(None)
     }
 

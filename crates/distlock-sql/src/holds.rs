@@ -55,6 +55,11 @@ pub(crate) enum Holding {
     /// A waiting writer's intent: not a hold, but no new reader or permit
     /// is granted while it lives.
     Intent,
+    /// A row that is no hold for a grant transaction (session strategy): a
+    /// leader's label, which stands beside its session lock, or the mark
+    /// that keeps a released reader's or permit's gate (its own row is the
+    /// hold).
+    Beside,
 }
 
 /// One hold or intent on a name, as a grant transaction read it.
@@ -70,8 +75,10 @@ pub(crate) struct Held {
 
 impl Held {
     /// Reads one row of a dialect's `read.sql`: `kind` is `x` (the
-    /// exclusive holder), `s`, `p` or `w`; `remaining` in the dialect's
-    /// unit, already converted.
+    /// exclusive holder), `s`, `p` or `w`, or under the session strategy
+    /// `a` (an exclusive hold kept after its release), `l` or `g` (rows
+    /// beside the holds); `remaining` in the dialect's unit, already
+    /// converted.
     pub fn from_row(
         kind: &[u8],
         permits: i64,
@@ -79,7 +86,7 @@ impl Held {
         remaining: Duration,
     ) -> Result<Held, sqlx::Error> {
         let holding = match kind {
-            b"x" => Holding::Mode(Mode::Exclusive),
+            b"x" | b"a" => Holding::Mode(Mode::Exclusive),
             b"s" => Holding::Mode(Mode::Shared),
             b"p" => {
                 let limit = u32::try_from(permits)
@@ -89,6 +96,7 @@ impl Held {
                 Holding::Mode(Mode::Permit { limit })
             }
             b"w" => Holding::Intent,
+            b"l" | b"g" => Holding::Beside,
             other => {
                 return Err(bad_row(format!(
                     "unknown kind {:?} in the holders table",
@@ -103,11 +111,11 @@ impl Held {
         })
     }
 
-    /// The mode it holds, `None` for an intent.
+    /// The mode it holds, `None` for an intent or a row beside.
     pub fn mode(&self) -> Option<Mode> {
         match self.holding {
             Holding::Mode(m) => Some(m),
-            Holding::Intent => None,
+            Holding::Intent | Holding::Beside => None,
         }
     }
 }
@@ -167,7 +175,7 @@ impl NameState {
     pub fn next_change_except(&self, me: &str) -> Duration {
         self.held
             .iter()
-            .filter(|h| h.owner != me)
+            .filter(|h| h.owner != me && h.holding != Holding::Beside)
             .map(|h| h.remaining)
             .min()
             .unwrap_or(Duration::ZERO)
@@ -208,6 +216,9 @@ mod tests {
             Some(Mode::Permit { limit: 3 })
         );
         assert_eq!(held("a", b"w", 0, 1).holding, Holding::Intent);
+        assert_eq!(held("a", b"a", 9, 1).mode(), Some(Mode::Exclusive));
+        assert_eq!(held("a", b"l", 9, 1).holding, Holding::Beside);
+        assert_eq!(held("a", b"g", 9, 1).mode(), None);
         for (kind, permits) in [(&b"p"[..], 0), (b"p", -1), (b"q", 0)] {
             let got = Held::from_row(kind, permits, "a".into(), Duration::ZERO);
             assert!(got.is_err(), "{kind:?} {permits}");
@@ -222,6 +233,7 @@ mod tests {
                 held("me", b"w", 0, 50),
                 held("r", b"s", 0, 300),
                 held("w", b"w", 0, 700),
+                held("l", b"l", 7, 100),
             ],
             fence: Some(9),
         };

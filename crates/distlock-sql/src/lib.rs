@@ -19,8 +19,10 @@
 //! Query parameters `table`, `create_table`, `pool_size`, `timeout` (legacy
 //! `timeout_ms`), `strategy` and, for servers, `connect_timeout`,
 //! `sessions`, `session_timeout` and `session_ping` are read by distlock
-//! and never reach the driver; the driver's own parameters (`sslmode=…` and
-//! so on; TLS needs the `tls-rustls` feature) pass through, and any other
+//! and never reach the driver, nor do the TLS parameters `tls`, `ca`,
+//! `cert`, `key`, `danger_accept_invalid_certs` (mapped onto the driver's
+//! options; [`SqlConfig::with_tls`]; TLS needs the `tls-rustls` feature);
+//! the driver's own parameters (`sslmode=…` and so on) pass through, and any other
 //! parameter is refused by name (see [`SqlConfig`]). The port defaults to
 //! 5432 (PostgreSQL) and 3306 (MySQL); IPv6 hosts go in brackets.
 //!
@@ -57,6 +59,8 @@
 //! | a lease handed to another process | no | yes |
 //! | behind PgBouncer in transaction mode | no (detected: see below) | yes |
 //! | connections | the pool, plus up to `sessions` held open | the pool |
+//! | a leader's label | a row beside the session lock | a column of the lock's row |
+//! | released before its lock-at-least-for minimum | kept by the server: PostgreSQL, a statement sleeping on the hold's own session; MySQL, a row | its expiry set to the minimum |
 //!
 //! Choose `session` for throughput and prompt hand-over under contention;
 //! choose `table` to renew or release a lease from another process, to
@@ -164,6 +168,24 @@
 //! | reader or permit release | 1 (row) and 1 (gate), at once | 1 |
 //! | status | 1 (`pg_locks`; tells how many wait) | 1 |
 //! | opening a session connection (once) | connection + 2 | connection + 3 |
+//!
+//! ## Leader election, observers, lock-at-least-for
+//!
+//! Both strategies claim `labels` and `at_least`, and `watch` on
+//! PostgreSQL (labelled grants notify `<table>_granted`, releases the
+//! table's channel; MySQL/MariaDB and SQLite observers poll). A leader's
+//! label is written by the acquiring statement under the table strategy
+//! (the `label` column), and is a row of kind `l` of the holders table
+//! beside the session lock under the session strategy (one statement more
+//! to take, renew and release; reported only while the lock is held). A
+//! hold released before its minimum stays held with no client: under the
+//! table strategy its expiry becomes the minimum; under the session
+//! strategy, on PostgreSQL, the hold was taken on a session of its own,
+//! whose last statement sleeps on the server until the minimum and then
+//! gives the lock back (the grants read nothing for it); on MySQL a row of
+//! kind `a` that the writer's take already probes. Costs and guarantees:
+//! `docs/backends/sql.md`, *Leader election, observers and
+//! lock-at-least-for*.
 //!
 //! The sections that follow, up to *Errors*, describe the table strategy.
 //!
@@ -404,8 +426,11 @@
 //! A locks table made by an earlier version (no readers) is brought up to
 //! date on connect: SQLite gains the holders table; PostgreSQL and MySQL
 //! also gain the `shared_count` and `shared_until` columns
-//! (`src/sql/<database>/upgrade.sql`). With `create_table=false`, run the
-//! holders table's `CREATE TABLE` above and that `ALTER TABLE` yourself.
+//! (`src/sql/<database>/upgrade.sql`); tables from before leader election
+//! gain their nullable `label` columns (the same file on PostgreSQL and
+//! SQLite, `upgrade_label.sql` and `holders/upgrade_label.sql` on MySQL).
+//! With `create_table=false`, run the holders table's `CREATE TABLE` above
+//! and those `ALTER TABLE`s yourself.
 //!
 //! ## SQLite across processes
 //!
@@ -452,7 +477,8 @@
 //! notifications). `session` is the session strategy (its own code map
 //! is in its module docs). `backend` connects and picks the database;
 //! `notify`
-//! hands PostgreSQL's notifications to waiters, one per release; `config`
+//! hands PostgreSQL's notifications to waiters, one per release, and
+//! `watch` to observers, every one; `config`
 //! reads the URL; `key` turns a name into a row key.
 //!
 //! More detail, and measured overhead against the raw statements, in
@@ -488,9 +514,12 @@ mod store;
 mod tables;
 mod upgrade;
 mod verdict;
+mod watch;
 
 use distlock_core::Result;
 
+#[doc(hidden)]
+pub use backend::BrokenOnPurpose;
 pub use backend::SqlBackend;
 pub use config::{validate_table, Database, SqlConfig, Strategy, DEFAULT_TABLE, DEFAULT_TIMEOUT};
 pub use key::MAX_KEY_BYTES;
@@ -508,6 +537,7 @@ pub use sqlx;
 /// assert!(sql.contains("CREATE TABLE IF NOT EXISTS \"app_locks\""));
 /// assert!(sql.contains("CREATE TABLE IF NOT EXISTS \"app_locks_holders\""));
 /// assert!(sql.contains("CREATE SEQUENCE IF NOT EXISTS \"app_locks_fence\""));
+/// assert!(sql.contains("label"));
 /// # Ok::<(), distlock_core::LockError>(())
 /// ```
 ///

@@ -14,13 +14,13 @@
 use std::time::Duration;
 
 use distlock_core::{
-    async_trait, AcquireRequest, Capabilities, FencingToken, Grant, Lease, Liveness, LockBackend,
-    LockError, LockName, LockStatus, Mode, Renewal, Result, Wait,
+    async_trait, AcquireRequest, Capabilities, ChangeNotices, FencingToken, Grant, Lease, Liveness,
+    LockBackend, LockError, LockName, LockStatus, Mode, Renewal, Result, Wait,
 };
 use tokio::sync::watch;
 
 use crate::acquire::acquire;
-use crate::backend::SqlBackend;
+use crate::backend::{BrokenOnPurpose, SqlBackend};
 use crate::config::Database;
 use crate::key::key;
 use crate::notify::Subscription;
@@ -37,7 +37,8 @@ impl LockBackend for SqlBackend {
 
     /// The table strategy's claims, or the session strategy's (session
     /// liveness instead of a ttl, waiting in the server's queue, no upgrade,
-    /// no hand-off of a lease to another process).
+    /// no hand-off of a lease to another process). Labels and
+    /// lock-at-least-for under both; change notices on PostgreSQL.
     fn claims(&self) -> Capabilities {
         if let Some(sessions) = self.sessions() {
             return sessions.claims();
@@ -54,6 +55,9 @@ impl LockBackend for SqlBackend {
             .shared(true)
             .semaphore(true)
             .upgrade(true)
+            .labels(true)
+            .watch(self.database() == Database::Postgres)
+            .at_least(true)
             .min_ttl(Duration::from_millis(1))
             .max_ttl(Duration::from_secs(7 * 24 * 3600))
             .build()
@@ -227,10 +231,13 @@ impl LockBackend for SqlBackend {
     }
 
     /// Whether the name is held (exclusively, or by readers or permit
-    /// holders), its last fencing token and the holders' remaining time on
-    /// the database clock. Under the session strategy: whether a session
-    /// holds it (or a reader's or permit's row lives) and, on PostgreSQL,
-    /// how many sessions wait for it in the server.
+    /// holders), its last fencing token (while an exclusive holder holds
+    /// it: that holder's), the exclusive holder's label and the holders'
+    /// remaining time on the database clock. Under the session strategy:
+    /// whether a session holds it (or a reader's, permit's or kept hold's
+    /// row lives), on PostgreSQL how many sessions wait for it in the
+    /// server, and for a labelled holder or a kept hold its label, token
+    /// and row's remaining time.
     ///
     /// Round trips: one statement.
     ///
@@ -247,14 +254,76 @@ impl LockBackend for SqlBackend {
             None => LockStatus::new(false, None, None, None),
             Some(h) => {
                 let held = h.is_held() || h.is_shared();
+                // The exclusive holder's label while it holds; its token is
+                // the last one issued (no grant comes while it holds).
+                let label = h.is_held().then(|| h.label.clone()).flatten();
                 LockStatus::new(
                     held,
                     (h.fence > 0).then_some(FencingToken(h.fence)),
                     held.then(|| h.until_free()),
                     None,
                 )
+                .with_holder(label)
             }
         })
+    }
+
+    /// On PostgreSQL: a notice for each notification about the name — a
+    /// labelled grant (channel `<table>_granted`), a release of any hold
+    /// (the waiters' channel, `<table>`), under either strategy — from the
+    /// backend's one listening connection (opened by the first wait or
+    /// watch). `None` on MySQL/MariaDB and SQLite, which cannot notify.
+    ///
+    /// Round trips: none once the listening connection runs; opening it
+    /// costs a connection and `LISTEN`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future or the stream stops watching.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        self.store().watch(name, &key(name)).await
+    }
+
+    /// Keeps the lease held for `hold` (what is left of its
+    /// lock-at-least-for minimum) with no client, then frees it.
+    ///
+    /// Table strategy: the hold's expiry becomes `hold` from now on the
+    /// database clock (one statement, as a renewal); on PostgreSQL the
+    /// exclusive one's statement also wakes the waiters, which would sleep
+    /// until the old expiry. A reader's or permit's row is renewed to
+    /// `hold`; on PostgreSQL and MySQL writers wait for the readers'
+    /// `shared_until`, which a renewal never lowers, so a writer may wait
+    /// until the reader's last renewal plus its ttl.
+    ///
+    /// Session strategy: on PostgreSQL the hold (taken on a session of its
+    /// own) is kept by that session's last statement, which sleeps on the
+    /// server until `hold` has passed and then gives the lock back (a few
+    /// round trips to start it and see it running); on MySQL/MariaDB by a
+    /// row of the holders table that the grants respect (one statement),
+    /// then the session lock is given back (one); see `session::rows`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Table strategy: a dropped future may or may not have shortened the
+    /// hold; if not, it frees when its ttl ends. Session strategy: a
+    /// dropped future finishes in the background.
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        if let Some(sessions) = self.sessions() {
+            let by_server = self.broken() != Some(BrokenOnPurpose::MinimumKeptInProcess);
+            return sessions
+                .release_after(self.store(), lease, hold, by_server)
+                .await;
+        }
+        if lease.mode() != Mode::Exclusive {
+            return renew(self.store(), lease, hold).await.map(|_| ());
+        }
+        let (store, name) = (self.store(), lease.name());
+        let owner = lease.owner().to_hex();
+        if store.keep(name, &key(name), &owner, hold).await? {
+            Ok(())
+        } else {
+            Err(LockError::not_held(name.as_str()))
+        }
     }
 }
 

@@ -21,11 +21,10 @@
 //! table is tried again, up to [`DEADLOCK_RETRIES`] times.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult, MySqlRow};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlQueryResult, MySqlRow};
 use sqlx::{ConnectOptions, Connection, MySql, Row};
 
 use crate::config::SqlConfig;
@@ -34,8 +33,8 @@ use crate::dialect::{ConnectError, Extension, Holder, Queue, Take};
 use crate::flavor::{json_rows, Batches, Cell, Flavor, Query};
 use crate::holds::Held;
 use crate::statement::Answer::{Any, One, Row as Fetched};
-use crate::statement::Param::{self, Count, Fence, Key, Kind, Owner, Permits, Ttl};
-use crate::statement::{HolderSql, Outcome, QueueSql, Sql, Statement};
+use crate::statement::Param::{self, Count, Fence, Key, Kind, Label, Owner, Permits, Ttl};
+use crate::statement::{granted_channel, HolderSql, Outcome, QueueSql, Sql, Statement};
 use crate::tables::Tables;
 
 /// How many times a statement or transaction InnoDB rolled back as a
@@ -57,8 +56,13 @@ pub(crate) struct MySqlFlavor {
     table: String,
     /// Both tables' `CREATE TABLE IF NOT EXISTS`.
     create: String,
-    /// Brings a table of an earlier version up to date.
+    /// Brings a table of an earlier version up to date (the reader
+    /// columns).
     upgrade: String,
+    /// Gives a locks table of an earlier version its label column.
+    upgrade_label: String,
+    /// Gives a holders table of an earlier version its label column.
+    upgrade_holders_label: String,
 }
 
 /// A batched extension on MySQL: one `UPDATE` joined to the batch (one
@@ -86,8 +90,7 @@ pub(crate) fn ddl(table: &str) -> String {
 /// the one to report, where a pool would retry until its timeout and then
 /// say only that it timed out. The pool connects lazily.
 pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<MySqlFlavor>, ConnectError> {
-    let options =
-        MySqlConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
+    let options = config.mysql_connect_options()?;
     let probe = options.connect().await?;
     let _ = probe.close().await;
     let pool = MySqlPoolOptions::new()
@@ -118,6 +121,8 @@ pub(crate) fn on_pool(pool: MySqlPool, config: &SqlConfig) -> Tables<MySqlFlavor
         table: table.to_string(),
         create: ddl(table),
         upgrade: load(include_str!("sql/mysql/upgrade.sql")),
+        upgrade_label: load(include_str!("sql/mysql/upgrade_label.sql")),
+        upgrade_holders_label: load(include_str!("sql/mysql/holders/upgrade_label.sql")),
     };
     Tables::new(pool, sql(table), batches, flavor)
 }
@@ -131,12 +136,13 @@ fn sql(table: &str) -> Sql {
     let key_owner_fence: &[Param] = &[Key, Owner, Fence];
     let lock = || exec(include_str!("sql/mysql/holders/lock.sql"), &[Key]);
     let acquire: &[Param] = &[
-        Key, Owner, Ttl, // the insert branch
+        Key, Owner, Ttl, Label, // the insert branch
         Owner, Owner, // the queue check
-        Owner, Owner, Owner, Owner, Owner, Ttl, // the update branch
+        Owner, Owner, Owner, Owner, Owner, Ttl, Owner, Label, // the update branch
     ];
     Sql {
         table: table.to_string(),
+        granted: granted_channel(table),
         acquire: exec(include_str!("sql/mysql/acquire.sql"), acquire),
         holder: Statement::new(
             include_str!("sql/mysql/holder.sql"),
@@ -145,6 +151,8 @@ fn sql(table: &str) -> Sql {
             Fetched,
         ),
         extend: exec(include_str!("sql/mysql/extend.sql"), &[Ttl, Key, Owner]),
+        // Waiters poll.
+        keep: None,
         release: exec(include_str!("sql/mysql/release.sql"), &[Key, Owner]),
         holders: HolderSql {
             // The driver's `BEGIN`; REPEATABLE READ, the snapshot taken by the read.
@@ -233,6 +241,11 @@ impl Flavor for MySqlFlavor {
         query.bind(text.as_bytes())
     }
 
+    /// As bytes (or NULL): labels are `VARBINARY`.
+    fn bind_label<'q>(query: Query<'q, MySql>, label: Option<&'q str>) -> Query<'q, MySql> {
+        query.bind(label.map(str::as_bytes))
+    }
+
     /// The rows matched (sqlx asks for found rows).
     fn rows_affected(done: &MySqlQueryResult) -> u64 {
         done.rows_affected()
@@ -257,9 +270,11 @@ impl Flavor for MySqlFlavor {
 
     fn holder(row: &MySqlRow) -> Result<Holder, sqlx::Error> {
         let owner: Option<Vec<u8>> = row.try_get("owner")?;
+        let label: Option<Vec<u8>> = row.try_get("label")?;
         Ok(Holder {
             owner: owner.map(text),
             fence: row.try_get("fence")?,
+            label: label.map(text),
             remaining: remaining_from_micros(row.try_get("remaining_us")?),
             shared: remaining_from_micros(row.try_get("shared_us")?),
         })
@@ -304,28 +319,37 @@ impl Flavor for MySqlFlavor {
 
     /// Round trips: one (the check) when both tables exist and are
     /// current; one more to create what is missing (both statements in one
-    /// call), and one to add the reader columns to a table of an earlier
-    /// version. Concurrent `CREATE TABLE IF NOT EXISTS` is safe in MySQL;
-    /// a concurrent addition of the columns is recognised and let be.
+    /// call), and one for each change a table of an earlier version needs
+    /// (the reader columns, the label column of each table). Concurrent
+    /// `CREATE TABLE IF NOT EXISTS` is safe in MySQL; a concurrent addition
+    /// of the columns is recognised and let be.
     async fn create_table(&self, pool: &MySqlPool) -> Result<(), sqlx::Error> {
-        let (locks, current, holders): (i64, i64, i64) = sqlx::query_as(TABLE_EXISTS)
-            .bind(&self.table)
-            .bind(&self.table)
-            .bind(&self.table)
-            .fetch_one(pool)
-            .await?;
-        if locks > 0 && current > 0 && holders > 0 {
+        let mut query = sqlx::query_as(TABLE_EXISTS);
+        for _ in 0..5 {
+            query = query.bind(&self.table);
+        }
+        let found: (i64, i64, i64, i64, i64) = query.fetch_one(pool).await?;
+        let (locks, current, holders, labelled, holders_labelled) = found;
+        if [locks, current, holders, labelled, holders_labelled]
+            .iter()
+            .all(|&n| n > 0)
+        {
             return Ok(());
         }
         for statement in statements(&self.create) {
             sqlx::query(statement).execute(pool).await?;
         }
-        if locks > 0 && current == 0 {
-            match sqlx::query(&self.upgrade).execute(pool).await {
-                Err(e) if sqlstate_is(&e, DUPLICATE_COLUMN) => {}
-                other => {
-                    other?;
-                }
+        let changes = [
+            (locks > 0 && current == 0, &self.upgrade),
+            (locks > 0 && labelled == 0, &self.upgrade_label),
+            (
+                holders > 0 && holders_labelled == 0,
+                &self.upgrade_holders_label,
+            ),
+        ];
+        for (needed, change) in changes {
+            if needed {
+                add_columns(pool, change).await?;
             }
         }
         Ok(())
@@ -414,6 +438,15 @@ async fn held(
         }
     }
     Ok(answer)
+}
+
+/// Runs `change` (adding columns to a table of an earlier version); a
+/// client that added them at the same moment is let be.
+async fn add_columns(pool: &MySqlPool, change: &str) -> Result<(), sqlx::Error> {
+    match sqlx::query(change).execute(pool).await {
+        Err(e) if sqlstate_is(&e, DUPLICATE_COLUMN) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Whether `e` is a database error with SQLSTATE `code`.

@@ -1,4 +1,5 @@
-//! PostgreSQL: the locks table plus LISTEN/NOTIFY for waiters.
+//! PostgreSQL: the locks table plus LISTEN/NOTIFY for waiters and
+//! observers.
 //!
 //! The release statements call `pg_notify(<table name>, <key>)`;
 //! PostgreSQL delivers it when the release commits. Each backend keeps one
@@ -6,7 +7,9 @@
 //! on the table's channel and hands each release to its waiters of that
 //! key, one waiter per release (see [`notify`](crate::notify)). Releases
 //! of readers and permits, and a waiting writer giving up, notify the same
-//! way.
+//! way. A labelled grant (an elected leader's) notifies the channel
+//! `<table>_granted`, which the same connection listens on; both channels'
+//! notifications go to every observer of the key ([`watch`](crate::watch)).
 //!
 //! A grant transaction (READ COMMITTED) locks the name's row with its first
 //! statement; each later statement takes a fresh snapshot, so it sees every
@@ -16,7 +19,6 @@
 //! `shared_count` and `shared_until` are what the exclusive acquire checks,
 //! so that it stays one statement on one row.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,9 +36,13 @@ use crate::flavor::{Batches, Flavor};
 use crate::holds::Held;
 use crate::notify::{Subscription, Waiters};
 use crate::statement::Answer::{One, Row as Fetched};
-use crate::statement::Param::{self, Channel, Count, Fence, Key, Kind, Owner, Permits, Ttl};
-use crate::statement::{HolderSql, Outcome, Sql, Statement};
+use crate::statement::Param::{
+    self, Channel, Count, Fence, Granted, Key, Kind, Label, Owner, Permits, Ttl,
+};
+use crate::statement::{granted_channel, HolderSql, Outcome, Sql, Statement};
 use crate::tables::Tables;
+use crate::watch::Watchers;
+use distlock_core::ChangeNotices;
 
 /// What is particular to PostgreSQL: the table's creation and batches, and
 /// the release listener.
@@ -69,7 +75,7 @@ pub(crate) fn ddl(table: &str) -> String {
 /// the one to report, where a pool would retry until its timeout and then
 /// say only that it timed out. The pool connects lazily.
 pub(crate) async fn connect(config: &SqlConfig) -> Result<Tables<PgFlavor>, ConnectError> {
-    let options = PgConnectOptions::from_str(config.driver_url()).map_err(ConnectError::BadUrl)?;
+    let options = config.pg_connect_options()?;
     let probe = PgConnection::connect_with(&options).await?;
     let _ = probe.close().await;
     let pool = PgPoolOptions::new()
@@ -110,9 +116,17 @@ fn sql(table: &str) -> Sql {
     let notifying: &[Param] = &[Key, Owner, Channel];
     Sql {
         table: table.to_string(),
-        acquire: fetch(include_str!("sql/postgres/acquire.sql"), &[Key, Owner, Ttl]),
+        granted: granted_channel(table),
+        acquire: fetch(
+            include_str!("sql/postgres/acquire.sql"),
+            &[Key, Owner, Ttl, Label, Granted],
+        ),
         holder: fetch(include_str!("sql/postgres/holder.sql"), &[Key]),
         extend: exec(include_str!("sql/postgres/extend.sql"), &[Key, Owner, Ttl]),
+        keep: Some(fetch(
+            include_str!("sql/postgres/keep.sql"),
+            &[Key, Owner, Ttl, Channel],
+        )),
         release: fetch(include_str!("sql/postgres/release.sql"), notifying),
         holders: HolderSql {
             // The driver's `BEGIN`; READ COMMITTED.
@@ -193,6 +207,7 @@ impl Flavor for PgFlavor {
         Ok(Holder {
             owner: row.try_get("owner")?,
             fence: fence(row.try_get("fence")?),
+            label: row.try_get("label")?,
             remaining: remaining_from_micros(row.try_get("remaining_us")?),
             shared: remaining_from_micros(row.try_get("shared_us")?),
         })
@@ -215,8 +230,8 @@ impl Flavor for PgFlavor {
     }
 
     /// Round trips: one (the check) when both tables exist and are
-    /// current, four more (lock, create both, add the reader columns to an
-    /// older table, commit) when not.
+    /// current, six more (lock, create both, add the reader and label
+    /// columns to older tables, commit) when not.
     async fn create_table(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         let ready: bool = sqlx::query_scalar(TABLE_EXISTS)
             .bind(&self.channel)
@@ -230,7 +245,9 @@ impl Flavor for PgFlavor {
         for statement in statements(&self.create) {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
-        sqlx::query(&self.upgrade).execute(&mut *tx).await?;
+        for statement in statements(&self.upgrade) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
         tx.commit().await
     }
 
@@ -256,11 +273,13 @@ impl Flavor for PgFlavor {
     /// Round trips: none once the listener runs; the first call opens its
     /// connection and issues `LISTEN`.
     async fn subscribe(&self) -> Result<Option<Subscription>, sqlx::Error> {
-        let notifier = self
-            .notifier
-            .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
-            .await?;
-        Ok(Some(notifier.waiters.subscribe()))
+        Ok(Some(self.notifier().await?.heard.waiters.subscribe()))
+    }
+
+    /// Round trips: none once the listener runs (the same as the
+    /// waiters'); the first call opens its connection and issues `LISTEN`.
+    async fn watch(&self, key: &str) -> Result<Option<ChangeNotices>, sqlx::Error> {
+        Ok(Some(self.notifier().await?.heard.watchers.watch(key)))
     }
 
     fn postgres_pool(pool: &PgPool) -> Option<&PgPool> {
@@ -268,11 +287,46 @@ impl Flavor for PgFlavor {
     }
 }
 
-/// The listening connection's task and the waiters it wakes; the task
-/// stops when the dialect is dropped.
+impl PgFlavor {
+    /// The listening connection, started on first use.
+    async fn notifier(&self) -> Result<&Notifier, sqlx::Error> {
+        self.notifier
+            .get_or_try_init(|| Notifier::start(self.options.clone(), self.timeout, &self.channel))
+            .await
+    }
+}
+
+/// The listening connection's task, and the waiters and watchers it
+/// tells; the task stops when the dialect is dropped.
 struct Notifier {
-    waiters: Arc<Waiters>,
+    heard: Arc<Heard>,
     task: tokio::task::AbortHandle,
+}
+
+/// Who hears what the listening connection hears: a release wakes one
+/// waiter of its key and notifies every watcher of it; a labelled grant
+/// notifies the watchers only.
+struct Heard {
+    waiters: Arc<Waiters>,
+    watchers: Arc<Watchers>,
+    /// The channel of releases (the table name).
+    released: String,
+}
+
+impl Heard {
+    /// A notification on `channel` about `key`.
+    fn notified(&self, channel: &str, key: &str) {
+        if channel == self.released {
+            self.waiters.released(key);
+        }
+        self.watchers.changed(key);
+    }
+
+    /// Notifications may have been missed.
+    fn missed(&self) {
+        self.waiters.missed();
+        self.watchers.missed();
+    }
 }
 
 impl Drop for Notifier {
@@ -282,6 +336,8 @@ impl Drop for Notifier {
 }
 
 impl Notifier {
+    /// Listens on `channel` (releases) and on the channel of labelled
+    /// grants.
     async fn start(
         options: PgConnectOptions,
         timeout: Duration,
@@ -295,59 +351,63 @@ impl Notifier {
             .max_lifetime(None)
             .idle_timeout(None)
             .connect_lazy_with(options);
-        let listener = new_listener(&pool, channel).await?;
-        let waiters = Arc::new(Waiters::default());
-        let task = tokio::spawn(listen(
-            listener,
-            pool,
-            channel.to_string(),
-            Arc::clone(&waiters),
-        ));
+        let channels = [channel.to_string(), granted_channel(channel)];
+        let listener = new_listener(&pool, &channels).await?;
+        let heard = Arc::new(Heard {
+            waiters: Arc::new(Waiters::default()),
+            watchers: Arc::new(Watchers::default()),
+            released: channel.to_string(),
+        });
+        let task = tokio::spawn(listen(listener, pool, channels, Arc::clone(&heard)));
         Ok(Notifier {
-            waiters,
+            heard,
             task: task.abort_handle(),
         })
     }
 }
 
-/// A listener with `LISTEN` in effect on `channel`.
-async fn new_listener(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+/// A listener with `LISTEN` in effect on `channels`.
+async fn new_listener(pool: &PgPool, channels: &[String]) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.ignore_pool_close_event(true);
-    listener.listen(channel).await?;
+    listener
+        .listen_all(channels.iter().map(String::as_str))
+        .await?;
     Ok(listener)
 }
 
 /// Hands each release heard to the waiters of its key (one waiter per
-/// release). Whenever notifications may have been missed (the connection
-/// dropped), every waiter is woken — once when the drop is seen and again
-/// once `LISTEN` is back in effect, so a release during the outage never
-/// leaves a waiter asleep until its bound.
-async fn listen(mut listener: PgListener, pool: PgPool, channel: String, waiters: Arc<Waiters>) {
+/// release), and each release and labelled grant to the watchers of its
+/// key (every one). Whenever notifications may have been missed (the
+/// connection dropped), every waiter is woken and every watcher told —
+/// once when the drop is seen and again once `LISTEN` is back in effect,
+/// so a release during the outage never leaves a waiter asleep until its
+/// bound.
+async fn listen(mut listener: PgListener, pool: PgPool, channels: [String; 2], heard: Arc<Heard>) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(n)) => waiters.released(n.payload()),
+            Ok(Some(n)) => heard.notified(n.channel(), n.payload()),
             // The connection dropped and was re-established, listening again.
             Ok(None) => {
                 tracing::debug!("distlock.postgres.listener_reconnected");
-                waiters.missed();
+                heard.missed();
             }
             Err(e) => {
                 tracing::debug!(error = %e, "distlock.postgres.listener_lost");
-                waiters.missed();
-                listener = relisten(&pool, &channel).await;
+                heard.missed();
+                listener = relisten(&pool, &channels).await;
                 tracing::debug!("distlock.postgres.listener_reconnected");
-                waiters.missed();
+                heard.missed();
             }
         }
     }
 }
 
 /// Reconnects the listener, retrying every 250 ms until `LISTEN` is back.
-async fn relisten(pool: &PgPool, channel: &str) -> PgListener {
+async fn relisten(pool: &PgPool, channels: &[String]) -> PgListener {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        match new_listener(pool, channel).await {
+        match new_listener(pool, channels).await {
             Ok(fresh) => return fresh,
             Err(e) => tracing::debug!(error = %e, "distlock.postgres.listener_reconnect_failed"),
         }

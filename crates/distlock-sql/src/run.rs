@@ -15,6 +15,7 @@ fn bind<'q, F: Flavor>(
     for &param in params {
         query = match values.value(param) {
             Value::Text(text) => F::bind_text(query, text),
+            Value::Label(label) => F::bind_label(query, label),
             Value::Time(time) => F::Db::bind_int(query, F::ttl(time)),
             Value::Int(n) => F::Db::bind_int(query, n),
         };

@@ -29,16 +29,23 @@ use crate::dialect::{Holder, Queue, Take};
 use crate::flavor::{json_rows, Batches, Cell, Flavor};
 use crate::holds::Held;
 use crate::statement::Answer::{One, Row as Fetched};
-use crate::statement::Param::{self, Fence, Key, Kind, Owner, Permits, Ticket, Ttl};
-use crate::statement::{HolderSql, Outcome, QueueSql, Sql, Statement};
+use crate::statement::Param::{self, Fence, Key, Kind, Label, Owner, Permits, Ticket, Ttl};
+use crate::statement::{granted_channel, HolderSql, Outcome, QueueSql, Sql, Statement};
 use crate::tables::Tables;
 
 /// What is particular to SQLite.
 pub(crate) struct SqliteFlavor {
     in_memory: bool,
+    /// The locks table's name.
+    table: String,
     /// Both tables' `CREATE TABLE IF NOT EXISTS`.
     create: String,
+    /// Gives a locks table of an earlier version its label column.
+    upgrade: String,
 }
+
+/// Whether the locks table has its label column. Returns one count.
+const LABEL_EXISTS: &str = include_str!("sql/sqlite/label_exists.sql");
 
 /// The DDL for `table`.
 pub(crate) fn ddl(table: &str) -> String {
@@ -113,7 +120,9 @@ pub(crate) fn on_pool(
     };
     let flavor = SqliteFlavor {
         in_memory,
+        table: table.to_string(),
         create: ddl(table),
+        upgrade: include_str!("sql/sqlite/upgrade.sql").replace("{table}", table),
     };
     Tables::new(pool, sql(table), batches, flavor)
 }
@@ -125,9 +134,15 @@ fn sql(table: &str) -> Sql {
     let key_owner_fence: &[Param] = &[Key, Owner, Fence];
     Sql {
         table: table.to_string(),
-        acquire: fetch(include_str!("sql/sqlite/acquire.sql"), &[Key, Owner, Ttl]),
+        granted: granted_channel(table),
+        acquire: fetch(
+            include_str!("sql/sqlite/acquire.sql"),
+            &[Key, Owner, Ttl, Label],
+        ),
         holder: fetch(include_str!("sql/sqlite/holder.sql"), &[Key]),
         extend: exec(include_str!("sql/sqlite/extend.sql"), &[Key, Owner, Ttl]),
+        // Waiters poll.
+        keep: None,
         release: exec(include_str!("sql/sqlite/release.sql"), &[Key, Owner]),
         holders: HolderSql {
             begin: Some("BEGIN IMMEDIATE"),
@@ -215,6 +230,7 @@ impl Flavor for SqliteFlavor {
         Ok(Holder {
             owner: row.try_get("owner")?,
             fence: fence(row.try_get("fence")?),
+            label: row.try_get("label")?,
             remaining: millis(row.try_get("remaining_ms")?),
             shared: millis(row.try_get("shared_ms")?),
         })
@@ -256,12 +272,24 @@ impl Flavor for SqliteFlavor {
     }
 
     /// Both tables' `CREATE TABLE IF NOT EXISTS`, in one call (a file made
-    /// by an earlier version gains the holders table).
+    /// by an earlier version gains the holders table), then a look for the
+    /// label column, and its addition to a locks table of an earlier
+    /// version (another process adding it at the same moment is let be).
     async fn create_table(&self, pool: &SqlitePool) -> Result<(), sqlx::Error> {
         for statement in statements(&self.create) {
             sqlx::query(statement).execute(pool).await?;
         }
-        Ok(())
+        let labelled: i64 = sqlx::query_scalar(LABEL_EXISTS)
+            .bind(&self.table)
+            .fetch_one(pool)
+            .await?;
+        if labelled > 0 {
+            return Ok(());
+        }
+        match sqlx::query(&self.upgrade).execute(pool).await {
+            Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column") => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// One statement whatever the batch's size: the batch goes as one

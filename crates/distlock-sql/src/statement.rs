@@ -16,9 +16,15 @@ pub(crate) enum Param {
     Key,
     /// The owner token.
     Owner,
-    /// The notification channel (the table name).
+    /// The notification channel of releases (the table name).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Channel,
+    /// The notification channel of labelled grants
+    /// ([`Sql::granted`]).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Granted,
+    /// The holder's label (an elected leader's identity), or none.
+    Label,
     /// The hold's ttl, or the life of a waiting writer's intent or of a
     /// waiter's queue place.
     Ttl,
@@ -78,8 +84,11 @@ impl Statement {
 /// its holders table).
 #[derive(Debug)]
 pub(crate) struct Sql {
-    /// The table's name (PostgreSQL's notification channel).
+    /// The table's name (PostgreSQL's notification channel of releases).
     pub table: String,
+    /// PostgreSQL's notification channel of labelled grants
+    /// (`<table>_granted`).
+    pub granted: String,
     /// Takes the lock exclusively (its answer is read by
     /// [`Flavor::take`](crate::flavor::Flavor::take)).
     pub acquire: Statement,
@@ -87,6 +96,11 @@ pub(crate) struct Sql {
     pub holder: Statement,
     /// Extends an exclusive hold.
     pub extend: Statement,
+    /// Keeps an exclusive hold released before its lock-at-least-for
+    /// minimum until then, and wakes its waiters, where they sleep until a
+    /// notification (PostgreSQL); `None` where [`extend`](Sql::extend)
+    /// does it (waiters poll).
+    pub keep: Option<Statement>,
     /// Releases an exclusive hold.
     pub release: Statement,
     /// The readers', permits' and intents' statements.
@@ -112,11 +126,19 @@ pub(crate) struct QueueSql {
     pub enqueue: Statement,
 }
 
+/// PostgreSQL's notification channel of labelled grants on `table`
+/// (beside the channel of releases, the table's name): at most 63 bytes,
+/// as table names are at most 55.
+pub(crate) fn granted_channel(table: &str) -> String {
+    format!("{table}_granted")
+}
+
 impl Sql {
     /// The values of a statement on `key` for `owner`.
     pub fn values<'a>(&'a self, key: &'a str, owner: &'a str) -> Values<'a> {
         Values {
             channel: &self.table,
+            granted: &self.granted,
             ..Values::new(key, owner)
         }
     }
@@ -166,6 +188,10 @@ pub(crate) struct Values<'a> {
     pub owner: &'a str,
     /// [`Param::Channel`].
     pub channel: &'a str,
+    /// [`Param::Granted`].
+    pub granted: &'a str,
+    /// [`Param::Label`].
+    pub label: Option<&'a str>,
     /// [`Param::Ttl`].
     pub ttl: Duration,
     /// [`Param::Kind`].
@@ -188,6 +214,8 @@ impl<'a> Values<'a> {
             key,
             owner,
             channel: "",
+            granted: "",
+            label: None,
             ttl: Duration::ZERO,
             kind: "",
             permits: 0,
@@ -203,6 +231,8 @@ impl<'a> Values<'a> {
             Param::Key => Value::Text(self.key),
             Param::Owner => Value::Text(self.owner),
             Param::Channel => Value::Text(self.channel),
+            Param::Granted => Value::Text(self.granted),
+            Param::Label => Value::Label(self.label),
             Param::Kind => Value::Text(self.kind),
             Param::Ttl => Value::Time(self.ttl),
             Param::Permits => Value::Int(self.permits),
@@ -218,6 +248,8 @@ impl<'a> Values<'a> {
 pub(crate) enum Value<'a> {
     /// A key, owner token, kind or channel.
     Text(&'a str),
+    /// A holder's label, or none (NULL).
+    Label(Option<&'a str>),
     /// A time, bound in the unit of the database's clock expressions.
     Time(Duration),
     /// A number.
@@ -257,6 +289,8 @@ mod tests {
     fn values_are_bound_by_what_they_stand_for() {
         let v = Values {
             channel: "t",
+            granted: "g",
+            label: Some("l"),
             ttl: Duration::from_secs(2),
             kind: "s",
             permits: 3,
@@ -269,6 +303,8 @@ mod tests {
             Param::Key,
             Param::Owner,
             Param::Channel,
+            Param::Granted,
+            Param::Label,
             Param::Ttl,
             Param::Kind,
             Param::Permits,
@@ -285,6 +321,8 @@ mod tests {
                 Value::Text("k"),
                 Value::Text("o"),
                 Value::Text("t"),
+                Value::Text("g"),
+                Value::Label(Some("l")),
                 two,
                 Value::Text("s"),
                 Value::Int(3),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distlock_core::waiting::request_bound;
-use distlock_core::{BoxError, LockError, LockName, Result};
+use distlock_core::{BoxError, ChangeNotices, LockError, LockName, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dialect::{AttemptConnection, Dialect, Extension, Group, Holder, Take, Waiting};
@@ -172,6 +172,26 @@ impl Store {
         self.on(doing, name, self.timeout, op).await
     }
 
+    /// Change notices of `name`, `None` where there are none.
+    pub async fn watch(&self, name: &LockName, key: &str) -> Result<Option<ChangeNotices>> {
+        let op = self.dialect.watch(key);
+        self.within(self.timeout, op, || self.about("watching", name))
+            .await
+    }
+
+    /// Keeps `name` held by `owner` until `ttl` from now, waking its
+    /// waiters (see [`Dialect::keep`]).
+    pub async fn keep(
+        &self,
+        name: &LockName,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let op = self.dialect.keep(key, owner, ttl);
+        self.on("releasing", name, self.timeout, op).await
+    }
+
     /// A subscription to release notifications, `None` where there are none.
     pub async fn subscribe(&self) -> Result<Option<Subscription>> {
         let op = self.dialect.subscribe();
@@ -292,16 +312,17 @@ impl StoreConnection {
         self.store.backend
     }
 
-    /// One acquire statement, bounded by `limit`.
+    /// One acquire statement (storing `label` with the hold), bounded by
+    /// `limit`.
     pub async fn take(
         &mut self,
         name: &LockName,
         key: &str,
         owner: &str,
-        ttl: Duration,
+        (ttl, label): (Duration, Option<&str>),
         limit: Duration,
     ) -> Result<Take> {
-        let op = self.conn.take(key, owner, ttl);
+        let op = self.conn.take(key, owner, ttl, label);
         self.store.on_held("acquiring", name, limit, op).await
     }
 

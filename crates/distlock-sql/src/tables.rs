@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use distlock_core::ChangeNotices;
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
 
@@ -117,6 +118,21 @@ impl<F: Flavor> Dialect for Tables<F> {
         self.flavor.subscribe().await
     }
 
+    async fn watch(&self, key: &str) -> Result<Option<ChangeNotices>, sqlx::Error> {
+        self.flavor.watch(key).await
+    }
+
+    /// The statement that keeps and notifies where waiters sleep until a
+    /// notification (PostgreSQL), the extension elsewhere (waiters poll).
+    async fn keep(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+        let values = Values {
+            ttl,
+            ..self.sql.values(key, owner)
+        };
+        let keep = self.sql.keep.as_ref().unwrap_or(&self.sql.extend);
+        done::<F>(keep, &values, &mut *self.conn().await?).await
+    }
+
     #[cfg(feature = "sqlite")]
     fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
         F::sqlite_pool(&self.pool)
@@ -146,9 +162,16 @@ impl<F: Flavor> AttemptConnection for Attempt<F> {
     /// [`run_retrying`]); where it cannot tell the holders' remaining time
     /// (MySQL, SQLite), a second ([`waiting`](AttemptConnection::waiting))
     /// reads it when the lock is held.
-    async fn take(&mut self, key: &str, owner: &str, ttl: Duration) -> Result<Take, sqlx::Error> {
+    async fn take(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        label: Option<&str>,
+    ) -> Result<Take, sqlx::Error> {
         let values = Values {
             ttl,
+            label,
             ..self.sql.values(key, owner)
         };
         F::take(run_retrying::<F>(&self.sql.acquire, &values, &mut self.conn).await?)

@@ -78,7 +78,7 @@ impl SqliteHarness {
 #[cfg(feature = "sqlite")]
 impl Drop for SqliteHarness {
     fn drop(&mut self) {
-        if std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_none() {
+        if !common::is_conformance_child() {
             common::remove_sqlite_files(&self.path);
         }
     }

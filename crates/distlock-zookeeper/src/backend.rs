@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_core::{
-    async_trait, AcquireRequest, Capabilities, Grant, Lease, Liveness, LockBackend, LockName,
-    LockStatus, Renewal, Result,
+    async_trait, AcquireRequest, Capabilities, ChangeNotices, Grant, Lease, Liveness, LockBackend,
+    LockName, LockStatus, Renewal, Result,
 };
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::config::ZkConfig;
 use crate::error::BACKEND;
+use crate::hold::HoldLimit;
 use crate::queue::{LeaseNode, LockTree};
 use crate::sessions::Sessions;
-use crate::{acquire, extend, release, status};
+use crate::{acquire, changes, extend, hold, release, status};
 
 /// Shortest ttl accepted: the watchdog extends at a third of it, and each
 /// extension is a round trip to the ensemble.
@@ -38,6 +39,8 @@ pub struct ZkBackend {
 struct Inner {
     sessions: Sessions,
     tree: LockTree,
+    /// The longest session the ensemble grants (lock-at-least-for).
+    hold_limit: HoldLimit,
 }
 
 impl fmt::Debug for ZkBackend {
@@ -69,7 +72,11 @@ impl ZkBackend {
         let tree = LockTree::new(config.base_path(), config.user().is_some());
         let sessions = Sessions::open(config).await?;
         Ok(ZkBackend {
-            inner: Arc::new(Inner { sessions, tree }),
+            inner: Arc::new(Inner {
+                sessions,
+                tree,
+                hold_limit: HoldLimit::default(),
+            }),
         })
     }
 
@@ -103,6 +110,15 @@ impl ZkBackend {
     fn base(&self) -> &str {
         &self.inner.tree.base
     }
+
+    /// Refuses a lock-at-least-for minimum the ensemble's longest session
+    /// cannot keep (see the `hold` module).
+    async fn check_minimum(&self, request: &AcquireRequest) -> Result<()> {
+        match request.options.at_least {
+            Some(minimum) => self.inner.hold_limit.check(self.config(), minimum).await,
+            None => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -124,6 +140,9 @@ impl LockBackend for ZkBackend {
             .shared(true)
             .semaphore(true)
             .upgrade(true)
+            .labels(true)
+            .watch(true)
+            .at_least(true)
             .min_ttl(MIN_TTL)
             .max_ttl(MAX_TTL)
             .build()
@@ -135,7 +154,9 @@ impl LockBackend for ZkBackend {
     /// when no writer or permit is before it, a permit when fewer than its
     /// count of permits are before it. A permit whose count differs from the
     /// earliest permit before it deletes its node and fails with
-    /// `PermitMismatch`.
+    /// `PermitMismatch`. A holder label (a leader's identity) is the node's
+    /// data. A lock-at-least-for minimum longer than the ensemble's longest
+    /// session is refused with `InvalidOptions` (see `hold`).
     ///
     /// Round trips: uncontended 2 (create, list); contended: create, list,
     /// then per wake-up one list and one round-trip time of watch
@@ -153,6 +174,7 @@ impl LockBackend for ZkBackend {
     /// background, finding it by owner token when the create's reply was
     /// never seen.
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
+        self.check_minimum(request).await?;
         acquire::grant(&self.inner.sessions, &self.inner.tree, request).await
     }
 
@@ -175,6 +197,7 @@ impl LockBackend for ZkBackend {
     /// clean-up deletes the writer node (found by owner token) and never
     /// the reader node.
     async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
+        self.check_minimum(request).await?;
         acquire::upgrade(&self.inner.sessions, &self.inner.tree, lease, request).await
     }
 
@@ -208,12 +231,16 @@ impl LockBackend for ZkBackend {
     }
 
     /// Deletes the node, waking the contenders that watch it (an upgraded
-    /// hold deletes its writer and reader nodes together).
+    /// hold deletes its writer and reader nodes together), then checks in
+    /// the background that the waiters it let in claim their turn within
+    /// their waiter-liveness window (passing over a silent one).
     ///
     /// Round trips: 1 (delete; a multi-request of two deletes for an
     /// upgraded hold, plus 2 if one of its nodes was already gone). A delete that got no answer or a transient
     /// refusal is retried in the background (list, delete) for as long as
-    /// the session lives, and the call reports the error.
+    /// the session lives, and the call reports the error. In the
+    /// background: a list and a multi-read; a `getData` and a `delete` per
+    /// silent waiter.
     ///
     /// # Cancel safety
     ///
@@ -222,7 +249,10 @@ impl LockBackend for ZkBackend {
     /// owner token) while the session lives. At the latest the lock frees
     /// when the owner's session ends.
     async fn revoke(&self, lease: &Lease) -> Result<()> {
-        release::revoke(&self.inner.sessions, self.base(), lease).await
+        release::revoke(&self.inner.sessions, self.base(), lease).await?;
+        let dir = self.inner.tree.dir(lease.name());
+        acquire::hand_on_turns(self.inner.sessions.latest(), dir);
+        Ok(())
     }
 
     /// Every lease of one session shares its liveness channel. No round
@@ -232,16 +262,51 @@ impl LockBackend for ZkBackend {
         self.inner.sessions.liveness_of(node.session)
     }
 
-    /// Lists the queue and reads the creation zxid of its last holder (the
-    /// newest token among the holders); `waiters` counts the nodes behind
-    /// the holders.
+    /// Lists the queue and reads its last holder's node: its token (the
+    /// newest among the holders': its creation zxid, or for a hold kept
+    /// after release the token its data records) and, for an exclusive
+    /// holder, its label; `waiters` counts the nodes behind the holders.
     ///
-    /// Round trips: 2 (list, `exists`), again if that holder left in between.
+    /// Round trips: 2 (list, get data), again if that holder left in
+    /// between.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         status::inspect(&self.inner.sessions, &self.inner.tree, name).await
+    }
+
+    /// A persistent watch on the name's directory: a notice per child
+    /// created or deleted (and per disconnect and reconnect). The stream
+    /// ends with the session.
+    ///
+    /// Round trips: 1 (`addWatch`); none per notice.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future or the stream removes the watch.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        changes::notices(&self.inner.sessions, &self.inner.tree, name)
+            .await
+            .map(Some)
+    }
+
+    /// Hands the lease's node (an upgraded hold's two) to a session of its
+    /// own whose timeout is `hold`, in one multi-request (delete, create at
+    /// the same path): the node keeps its place and token, no longer ends
+    /// with this client's session, and goes when that session is closed
+    /// (`hold` from now, while this process lives) or expires (if it
+    /// exits). See the `hold` module.
+    ///
+    /// Round trips: a session handshake, 1 multi-read, 1 multi-request;
+    /// the close later, in the background.
+    ///
+    /// # Cancel safety
+    ///
+    /// The work runs as its own task: once called, it completes even if the
+    /// future is dropped.
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        hold::release_after(&self.inner.sessions, &self.inner.tree, lease, hold).await
     }
 }

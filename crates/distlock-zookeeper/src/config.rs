@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use distlock_core::{BackendUrl, Host, LockError, Result};
+use distlock_core::{BackendUrl, Host, LockError, Result, TlsSettings};
 
 /// The prefix under which lock names live when the URL names none.
 pub const DEFAULT_PREFIX: &str = "/distlock";
@@ -11,6 +11,15 @@ pub const DEFAULT_PREFIX: &str = "/distlock";
 /// The session timeout asked for when the URL names none. The server clamps
 /// it into its own `[minSessionTimeout, maxSessionTimeout]`.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The waiter-liveness window when the URL names none: how long a waiter
+/// whose turn came may take to claim it before the others pass over it (see
+/// [`ZkConfig::with_waiter_timeout`]).
+pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The shortest waiter-liveness window accepted: a live waiter needs a
+/// watch event, a list and a write to claim its turn.
+const MIN_WAITER_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Extra time a session handshake gets beyond the session timeout when no
 /// `connect_timeout` is set (the library itself gives up after about one
@@ -41,6 +50,10 @@ pub struct ZkConfig {
     timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     credentials: Option<(String, String)>,
+    tls: Option<TlsSettings>,
+    waiter_timeout: Duration,
+    /// Waiters claim their turn (off only in the tests that show why).
+    waiter_claims: bool,
 }
 
 impl fmt::Debug for ZkConfig {
@@ -54,6 +67,8 @@ impl fmt::Debug for ZkConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("user", &self.user())
             .field("password", &self.credentials.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .field("waiter_timeout", &self.waiter_timeout)
             .finish()
     }
 }
@@ -75,6 +90,9 @@ impl ZkConfig {
             timeout: None,
             connect_timeout: None,
             credentials: None,
+            tls: None,
+            waiter_timeout: DEFAULT_WAITER_TIMEOUT,
+            waiter_claims: true,
         }
     }
 
@@ -97,7 +115,14 @@ impl ZkConfig {
     /// - `timeout` (legacy `timeout_ms`): the bound on each request (default:
     ///   the negotiated session timeout);
     /// - `connect_timeout` (legacy `connect_timeout_ms`): the bound on opening
-    ///   a session (default: the session timeout plus 1 s).
+    ///   a session (default: the session timeout plus 1 s);
+    /// - `waiter_timeout` (default 1 s, at least 50 ms): the waiter-liveness
+    ///   window, see [`with_waiter_timeout`](Self::with_waiter_timeout);
+    /// - `ca=<PEM file>` (legacy `cacert`): TLS to every server (its
+    ///   `secureClientPort`), verified against this CA, which TLS needs (the
+    ///   client has no system roots); `cert=<PEM file>&key=<PEM file>`: a
+    ///   client certificate (`ssl.clientAuth=need`). The client always
+    ///   verifies the server: `danger_accept_invalid_certs` is refused.
     ///
     /// Unknown parameters are refused; the password never appears in errors.
     ///
@@ -130,6 +155,7 @@ impl ZkConfig {
         let hosts = url.hosts()?;
         let mut config = ZkConfig::new(hosts.iter().map(Host::address));
         config.credentials = url.shared_credentials()?;
+        config.tls = TlsSettings::from_url(url, false)?;
         Ok(config)
     }
 
@@ -157,6 +183,9 @@ impl ZkConfig {
         }
         self.timeout = url.duration("timeout")?;
         self.connect_timeout = url.duration("connect_timeout")?;
+        if let Some(window) = url.duration("waiter_timeout")? {
+            self.waiter_timeout = window;
+        }
         Ok(())
     }
 
@@ -212,6 +241,19 @@ impl ZkConfig {
         self
     }
 
+    /// Connects with TLS to the servers' `secureClientPort`: verifying them
+    /// against the settings' CA (required: the client has no system roots),
+    /// presenting their client certificate if any.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS settings, when TLS is on.
+    pub fn tls(&self) -> Option<&TlsSettings> {
+        self.tls.as_ref()
+    }
+
     /// The ensemble's `host:port` list.
     pub fn hosts(&self) -> &[String] {
         &self.hosts
@@ -235,6 +277,37 @@ impl ZkConfig {
     /// The requested session timeout.
     pub fn session_timeout(&self) -> Duration {
         self.session_timeout
+    }
+
+    /// Sets the waiter-liveness window: a waiter whose turn came must claim
+    /// it within this time, or the client that handed the turn on (or a
+    /// waiter behind it) passes over it (deletes its queue node); a waiter
+    /// that died in line so holds the others up about this long, not a
+    /// session timeout. At least 50 ms; every client of a name should use
+    /// the same window.
+    pub fn with_waiter_timeout(mut self, timeout: Duration) -> Self {
+        self.waiter_timeout = timeout;
+        self
+    }
+
+    /// Queues waiters without the waiter-liveness window: a waiter's node
+    /// never claims its turn, so a waiter that dies in line holds the others
+    /// up until its session ends. Only for the tests that show the
+    /// difference.
+    #[doc(hidden)]
+    pub fn without_waiter_claims(mut self) -> Self {
+        self.waiter_claims = false;
+        self
+    }
+
+    /// The waiter-liveness window.
+    pub fn waiter_timeout(&self) -> Duration {
+        self.waiter_timeout
+    }
+
+    /// Whether waiters claim their turn.
+    pub(crate) fn waiter_claims(&self) -> bool {
+        self.waiter_claims
     }
 
     /// The bound on each request, if set (otherwise the negotiated session
@@ -281,12 +354,34 @@ impl ZkConfig {
                 "the ZooKeeper `{key}` must be positive"
             )));
         }
+        if self.waiter_timeout < MIN_WAITER_TIMEOUT {
+            return Err(LockError::invalid_config(format!(
+                "the ZooKeeper `waiter_timeout` must be at least {MIN_WAITER_TIMEOUT:?}, got {:?}",
+                self.waiter_timeout
+            )));
+        }
         if let Some((user, _)) = &self.credentials {
             if user.is_empty() || user.contains(':') {
                 return Err(LockError::invalid_config(
                     "the ZooKeeper user must be non-empty and contain no `:`",
                 ));
             }
+        }
+        self.validate_tls()
+    }
+
+    /// The TLS settings must name a CA and must not skip verification: the
+    /// client library has neither system roots nor a way to skip it.
+    fn validate_tls(&self) -> Result<()> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        tls.check()?;
+        tls.require_verification("ZooKeeper")?;
+        if tls.ca().is_none() {
+            return Err(LockError::invalid_config(
+                "ZooKeeper over TLS needs the servers' CA (`ca=<PEM file>`): the client has no system roots",
+            ));
         }
         Ok(())
     }
@@ -328,142 +423,4 @@ fn normalize_path(path: &str) -> Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_url_is_understood() {
-        let c = ZkConfig::from_url(
-            "zk://h1:1,h2:2,h3/chroot/x?session_timeout_ms=2500&user=alice&password=p%40ss%26w&root=/locks",
-        )
-        .unwrap();
-        assert_eq!(c.hosts(), ["h1:1", "h2:2", "h3:2181"]);
-        assert_eq!(c.base_path(), "/chroot/x/locks");
-        assert_eq!(c.session_timeout(), Duration::from_millis(2500));
-        assert_eq!(c.user(), Some("alice"));
-        assert_eq!(c.digest_auth().unwrap(), b"alice:p@ss&w");
-    }
-
-    #[test]
-    fn a_bare_url_uses_the_default_prefix_and_timeouts() {
-        let c = ZkConfig::from_url("zookeeper://localhost").unwrap();
-        assert_eq!(c.hosts(), ["localhost:2181"], "default port");
-        assert_eq!(c.base_path(), "/distlock");
-        assert_eq!(c.session_timeout(), DEFAULT_SESSION_TIMEOUT);
-        assert_eq!(c.timeout(), None);
-        assert_eq!(c.connect_timeout(), DEFAULT_SESSION_TIMEOUT + CONNECT_SLACK);
-        assert!(c.user().is_none());
-    }
-
-    #[test]
-    fn userinfo_gives_the_credentials_percent_decoded() {
-        let c = ZkConfig::from_url("zk://alice:p%40ss%2Cw@h1:1,h2:2/app").unwrap();
-        assert_eq!(c.hosts(), ["h1:1", "h2:2"]);
-        assert_eq!(c.user(), Some("alice"));
-        assert_eq!(c.digest_auth().unwrap(), b"alice:p@ss,w");
-        assert_eq!(c.base_path(), "/app/distlock");
-        // The legacy query keys say the same.
-        let legacy =
-            ZkConfig::from_url("zk://h1:1,h2:2/app?username=alice&password=p%40ss%2Cw").unwrap();
-        assert_eq!(legacy.digest_auth(), c.digest_auth());
-    }
-
-    #[test]
-    fn ipv6_hosts_keep_their_brackets() {
-        let c = ZkConfig::from_url("zk://[::1]:2182,[fe80::1]").unwrap();
-        assert_eq!(c.hosts(), ["[::1]:2182", "[fe80::1]:2181"]);
-        assert_eq!(c.connect_string(), "[::1]:2182,[fe80::1]:2181");
-    }
-
-    #[test]
-    fn durations_take_units_and_the_legacy_millisecond_keys() {
-        let modern =
-            ZkConfig::from_url("zk://h?timeout=2s&session_timeout=6s&connect_timeout=500ms")
-                .unwrap();
-        let legacy = ZkConfig::from_url(
-            "zk://h?timeout_ms=2000&session_timeout_ms=6000&connect_timeout_ms=500",
-        )
-        .unwrap();
-        for c in [&modern, &legacy] {
-            assert_eq!(c.timeout(), Some(Duration::from_secs(2)));
-            assert_eq!(c.session_timeout(), Duration::from_secs(6));
-            assert_eq!(c.connect_timeout(), Duration::from_millis(500));
-        }
-        assert!(ZkConfig::from_url("zk://h?timeout=2s&timeout_ms=2000").is_err());
-    }
-
-    #[test]
-    fn prefix_and_its_legacy_name_root() {
-        let c = ZkConfig::from_url("zk://h/c?prefix=locks/").unwrap();
-        assert_eq!(c.base_path(), "/c/locks");
-        let c = ZkConfig::from_url("zk://h?root=/old").unwrap();
-        assert_eq!(c.prefix(), "/old");
-        let err = ZkConfig::from_url("zk://h?root=/a&prefix=/b").unwrap_err();
-        assert!(err.to_string().contains("give one"), "{err}");
-    }
-
-    #[test]
-    fn unknown_keys_are_refused_by_name() {
-        let err = ZkConfig::from_url("zk://u:hunter2@h?session_timeout=2s&colour=ON").unwrap_err();
-        assert!(matches!(err, LockError::InvalidConfig { .. }), "{err}");
-        assert!(err.to_string().contains("`colour`"), "{err}");
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn bad_urls_are_invalid_config_without_the_password() {
-        for url in [
-            "zk://",
-            "zk://h:notaport",
-            "zk://h:1?session_timeout_ms=abc&password=hunter2",
-            "zk://h:1?session_timeout=0s&password=hunter2&user=u",
-            "zk://h:1?password=hunter2",
-            "zk://h:1?user=a&password=hunter2&bogus=1",
-            "zk://u:hunter2@h:1?user=u&password=hunter2",
-            "zk://u@h:1",
-            "zk://u%3Ax:hunter2@h:1",
-            "zk://u:hunter2@h:1,v:hunter2@h2:2",
-            "zk://h:1/a//b?password=hunter2&user=u",
-            "zk://h:1?root=/&user=u&password=hunter2",
-            "redis://h:1",
-        ] {
-            let err = ZkConfig::from_url(url).unwrap_err();
-            assert!(
-                matches!(err, LockError::InvalidConfig { .. }),
-                "{url}: {err}"
-            );
-            assert!(!err.to_string().contains("hunter2"), "{url}: {err}");
-        }
-    }
-
-    #[test]
-    fn hand_built_settings_are_checked() {
-        assert!(ZkConfig::new(["h:1"]).validate().is_ok());
-        assert!(ZkConfig::new(["[::1]:1"]).validate().is_ok());
-        for hosts in [
-            vec![],
-            vec!["h"],
-            vec!["h:0"],
-            vec!["::1:2181"],
-            vec!["[::1]"],
-        ] {
-            assert!(
-                ZkConfig::new(hosts.clone()).validate().is_err(),
-                "{hosts:?}"
-            );
-        }
-        let zero = ZkConfig::new(["h:1"]).with_timeout(Duration::ZERO);
-        assert!(zero.validate().is_err());
-        assert!(ZkConfig::new(["h:1"]).with_prefix("/").is_err());
-    }
-
-    #[test]
-    fn debug_never_shows_the_password() {
-        for url in ["zk://h:1?user=u&password=hunter2", "zk://u:hunter2@h:1"] {
-            let c = ZkConfig::from_url(url).unwrap();
-            let dbg = format!("{c:?}");
-            assert!(!dbg.contains("hunter2"), "{dbg}");
-            assert!(dbg.contains("***"), "{dbg}");
-        }
-    }
-}
+mod tests;

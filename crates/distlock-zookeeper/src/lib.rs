@@ -38,9 +38,11 @@
 //!
 //! ## URL
 //!
-//! `zk://[user:password@]host1:port1,host2:port2,…[/chroot][?session_timeout=…&prefix=…&timeout=…&connect_timeout=…]`
+//! `zk://[user:password@]host1:port1,host2:port2,…[/chroot][?session_timeout=…&prefix=…&timeout=…&connect_timeout=…&waiter_timeout=…]`
 //! (`zookeeper://` works too; the legacy `session_timeout_ms`, `root`,
-//! `user` and `password` query keys are still understood). See
+//! `user` and `password` query keys are still understood). TLS to the
+//! servers' `secureClientPort` with `ca=<PEM file>` (required with TLS) and
+//! optionally `cert=<PEM file>&key=<PEM file>`. See
 //! [`ZkConfig::from_url`]. The password is redacted from every error, log
 //! line and `Debug` output.
 //!
@@ -94,6 +96,15 @@
 //!   after the container directory was deleted and re-created, which resets
 //!   the per-directory sequence numbers (the reason the sequence number is
 //!   *not* used as the token).
+//! - **A waiter that dies costs the line its waiter-liveness window**
+//!   (`waiter_timeout`, default 1 s), not a session timeout. A node that
+//!   must wait is *marked* (its data) and claims its turn (one `setData` of
+//!   the holder data, checked against its version) before it holds. The
+//!   client that lets a turn in, and a marked contender behind a node that
+//!   may still have to claim, pass over a turn not claimed within its
+//!   window (a delete at the version read; marked nodes are at even
+//!   versions, claimed and kept ones at odd ones). A contender passed over
+//!   while alive queues again, with twice its window.
 //! - **FIFO.** Contenders are served in creation order and never overtake
 //!   an earlier node that must wait (a reader behind a waiting writer waits,
 //!   so writers are not starved). Waiters are woken by the deletion of a node
@@ -111,6 +122,19 @@
 //!   found by owner token — and so does dropping a `release` before its
 //!   answer. Dropping an `upgrade` deletes its writer node only: the read
 //!   lock stays as it was.
+//! - **Leader election and observers.** An elected leader's identity is
+//!   its node's data (sent with the create); `status` reads the newest
+//!   holder's data, so an exclusive holder's label and own token (the
+//!   term) come back. Change notices are a persistent watch on the lock's
+//!   directory: every child created or deleted, no re-arming.
+//! - **Lock-at-least-for.** A lease released before its minimum hands its
+//!   node to a session of its own whose timeout is the time owed: one
+//!   multi-request deletes the node and creates it again at the same path
+//!   (same place in line; its data keeps the token and label), ephemeral on
+//!   the new session. That session is closed when the time has passed, or
+//!   expires on the ensemble if this process exits first — never earlier.
+//!   A minimum above the ensemble's `maxSessionTimeout` is refused at the
+//!   acquire with `InvalidOptions` (see the `hold` module).
 //! - **Access control.** With credentials, the session authenticates
 //!   with digest credentials and every node gets the ACL "this identity: all;
 //!   everyone: read". ZooKeeper checks a delete against the *parent's* ACL, so
@@ -123,15 +147,20 @@
 //!
 //! | operation | round trips |
 //! |---|---|
-//! | acquire (any mode), uncontended | 2 (create, list) — plus 1–2 on a name's first use (container parents) |
+//! | acquire (any mode), uncontended | 3 (list, create, list; 2 without waiting) — plus 1–2 on a name's first use (container parents) |
 //! | acquire, refused, `Wait::NoWait` | 3 (create, list, delete our node) |
 //! | acquire, permit count mismatch | 3 (create, list, delete our node) |
-//! | acquire, contended | create, list, watch (writer, reader: 1 node; permit: up to `limit` nodes, sent together); after each wake-up: list (+ watch) |
+//! | acquire, contended | list, create, list, watch (writer, reader: 1 node; permit: up to `limit` nodes, sent together); after each wake-up: list (+ watch); 1 `setData` to claim the turn |
+//! | waiting behind a possible waiter | + 1 list and 1 multi-read per `waiter_timeout` |
 //! | upgrade | as a writer's acquire: 2 when the reader is alone; 3 to give up |
 //! | extend | 1 (`exists` of the node: still there, same czxid, same owner session) |
 //! | `extend_many` | 1 per batch of up to 1024 leases (one multi-read) |
-//! | release | 1 (delete; for an upgraded hold, one multi-request deleting both nodes) |
-//! | status | 2 (list, `exists` of the newest holder) |
+//! | release | 1 (delete; for an upgraded hold, one multi-request deleting both nodes); in the background 1 list and 1 multi-read (+ 1 `getData` and 1 `delete` per silent turn) |
+//! | status | 2 (list, multi-read of the data of the nodes whose turn it is) |
+//! | elect | as acquire (the identity is the create's data) |
+//! | change notices (`watch`) | 1 (`addWatch`), then none per notice |
+//! | release before a lock-at-least-for minimum | a session handshake, 1 multi-read, 1 multi-request; the close later |
+//! | first acquire with a minimum | + a session handshake (learns the longest session) |
 //!
 //! ## What it does not guarantee
 //!
@@ -161,11 +190,13 @@
 //!
 //! `backend` (the [`LockBackend`](distlock_core::LockBackend) impl) hands
 //! each operation to its module: `acquire` (create the node, find our place,
-//! watch what decides it; also the upgrade), `extend` (one `exists`, or one
+//! watch what decides it, claim the turn, pass over silent ones; also the
+//! upgrade), `extend` (one `exists`, or one
 //! multi-read per batch), `release`, `status`, and `cleanup` (deleting the
 //! node of a cancelled acquire or an unanswered release). Below them:
 //! `turn` (the compatibility rule on the line: who holds, who watches what),
-//! `queue` (paths, node names and lease data), `sessions` and `session` (the
+//! `queue` (paths, node names and lease data), `node_data` (labels and kept
+//! tokens), `changes` (change notices), `hold` (lock-at-least-for), `sessions` and `session` (the
 //! session and its liveness), `rpc` (the time bound of each request),
 //! `error`.
 
@@ -173,10 +204,13 @@
 
 mod acquire;
 mod backend;
+mod changes;
 mod cleanup;
 mod config;
 mod error;
 mod extend;
+mod hold;
+mod node_data;
 mod queue;
 mod release;
 mod rpc;
@@ -186,7 +220,7 @@ mod status;
 mod turn;
 
 pub use backend::ZkBackend;
-pub use config::{ZkConfig, DEFAULT_PREFIX, DEFAULT_SESSION_TIMEOUT};
+pub use config::{ZkConfig, DEFAULT_PREFIX, DEFAULT_SESSION_TIMEOUT, DEFAULT_WAITER_TIMEOUT};
 
 /// Re-export of the client library, for callers of [`ZkBackend::zk_client`].
 pub use zookeeper_client;

@@ -23,7 +23,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_core::{Liveness, LockError, Result, SessionLiveness};
+use distlock_core::tls::{diagnose, DIAGNOSE_WITHIN};
+use distlock_core::{Liveness, LockError, Result, SessionLiveness, TlsSettings};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
@@ -63,8 +64,8 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Opens a session: one connect handshake (plus one auth packet), given
-    /// up after `within`.
+    /// Opens a session: one connect handshake (plus one auth packet, and a
+    /// TLS handshake when TLS is on), given up after `within`.
     ///
     /// # Cancel safety
     ///
@@ -78,14 +79,16 @@ impl Session {
         }
         let hosts = config.connect_string();
         let bound = within;
-        let client = match tokio::time::timeout(bound, connector.connect(&hosts)).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => {
-                return Err(LockError::unavailable(
-                    BACKEND,
-                    format!("cannot open a session with {hosts}: {e}"),
-                ))
+        let connecting = match config.tls() {
+            Some(tls) => {
+                let connector = connector.with_tls(tls_options(tls)?);
+                futures::future::Either::Left(connector.secure_connect(&hosts))
             }
+            None => futures::future::Either::Right(connector.connect(&hosts)),
+        };
+        let client = match tokio::time::timeout(bound, connecting).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(not_opened(config, &hosts, e).await),
             Err(_) => {
                 return Err(LockError::unavailable(
                     BACKEND,
@@ -127,6 +130,49 @@ impl Session {
     pub(crate) fn mark_lost(&self, why: &str) {
         mark_lost(&self.liveness, self.id, why);
     }
+}
+
+/// The error for a session that could not be opened; over TLS, with the
+/// cause one handshake of our own finds (the library does not say).
+async fn not_opened(config: &ZkConfig, hosts: &str, e: zk::Error) -> LockError {
+    let mut why = format!("cannot open a session with {hosts}: {e}");
+    let first = config.hosts().first();
+    if let (Some(tls), Some(first)) = (config.tls(), first) {
+        if let Some(problem) = diagnose(first, tls, DIAGNOSE_WITHIN).await {
+            why = format!("{why} ({problem})");
+        }
+    }
+    LockError::unavailable(BACKEND, why)
+}
+
+/// The client library's TLS options: the CA and the client certificate,
+/// read from their files (rustls, with ring as the process's provider unless
+/// the application chose one).
+///
+/// # Errors
+///
+/// `InvalidConfig` naming a file that cannot be read or holds no PEM (never
+/// its contents).
+fn tls_options(tls: &TlsSettings) -> Result<zk::TlsOptions> {
+    distlock_core::tls::ensure_crypto_provider();
+    let files = tls.load()?;
+    let refused = |what: &str, e: zk::Error| {
+        LockError::invalid_config(format!("ZooKeeper TLS: the {what} cannot be used: {e}"))
+    };
+    let Some(ca) = files.ca_pem() else {
+        return Err(LockError::invalid_config(
+            "ZooKeeper over TLS needs the servers' CA (`ca=<PEM file>`)",
+        ));
+    };
+    let mut options = zk::TlsOptions::new()
+        .with_pem_ca(ca)
+        .map_err(|e| refused("CA certificate", e))?;
+    if let Some((cert, key)) = files.client_pem() {
+        options = options
+            .with_pem_identity(cert, key)
+            .map_err(|e| refused("client certificate or key", e))?;
+    }
+    Ok(options)
 }
 
 /// How long a disconnect may last before the session counts as lost; see

@@ -140,13 +140,14 @@ fn deciders(before: &[QueueNode], mode: Mode) -> Vec<String> {
         .collect()
 }
 
-/// A status read of a line: the node that carries the newest of its
-/// holders' fencing tokens, and how many wait behind the holders.
+/// A status read of a line: the nodes whose turn it is, and how many wait
+/// behind them.
 pub(crate) struct Holders<'a> {
+    /// The nodes whose turn it is, in order (an upgraded pair as its
+    /// writer node); the last one's czxid is the greatest among them.
+    pub(crate) holding: &'a [QueueNode],
     /// How many wait behind the holders.
     pub(crate) waiting: usize,
-    /// The last holder (its czxid is the greatest among the holders').
-    pub(crate) newest: Option<&'a QueueNode>,
 }
 
 /// Who holds in `line` (sorted, from [`queue`]). A writer node right behind
@@ -160,8 +161,8 @@ pub(crate) fn holders(line: &[QueueNode]) -> Holders<'_> {
     let modes: Vec<Mode> = line.iter().map(|n| n.mode).collect();
     let count = Mode::admitted(&[], &modes);
     Holders {
+        holding: &line[..count],
         waiting: line.len() - count,
-        newest: count.checked_sub(1).and_then(|last| line.get(last)),
     }
 }
 
@@ -335,11 +336,14 @@ mod tests {
             node('d', S, 4),
         ]);
         let h = holders(&line);
-        assert_eq!((h.newest.map(|n| n.seq), h.waiting), (Some(2), 2));
+        assert_eq!((h.holding.last().map(|n| n.seq), h.waiting), (Some(2), 2));
         let upgraded = queue(&[node('a', S, 1), node('a', X, 2), node('b', S, 3)]);
         let h = holders(&upgraded);
-        assert_eq!((h.newest.map(|n| n.seq), h.waiting), (Some(2), 1));
+        assert_eq!((h.holding.last().map(|n| n.seq), h.waiting), (Some(2), 1));
         let empty = holders(&[]);
-        assert_eq!((empty.newest.map(|n| n.seq), empty.waiting), (None, 0));
+        assert_eq!(
+            (empty.holding.last().map(|n| n.seq), empty.waiting),
+            (None, 0)
+        );
     }
 }

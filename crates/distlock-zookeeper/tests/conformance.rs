@@ -5,7 +5,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_conformance::cases::CHILD_ENV;
 use distlock_conformance::{FaultProxy, Harness, ProxiedClient};
 use distlock_core::DistributedLock;
 
@@ -21,7 +20,7 @@ impl ZkHarness {
     /// One root per test process; the child holder of the cross-process case
     /// (a re-run of this binary) uses its parent's, so both see one lock.
     fn new() -> Self {
-        let pid = if std::env::var_os(CHILD_ENV).is_some() {
+        let pid = if common::is_child_process() {
             std::os::unix::process::parent_id()
         } else {
             std::process::id()
@@ -35,7 +34,7 @@ impl ZkHarness {
 #[distlock_core::async_trait]
 impl Harness for ZkHarness {
     async fn client(&self) -> Arc<dyn DistributedLock> {
-        if std::env::var_os(CHILD_ENV).is_some() {
+        if common::is_child_process() {
             // With --nocapture, libtest has printed "test … " without a line
             // break; start a fresh line so the suite's marker opens a line.
             println!();

@@ -130,10 +130,7 @@ pub async fn for_url(url: &str) -> Result<Option<RawFloor>, String> {
 }
 
 /// `host:port` of every host in `url` (default ports from the registry).
-#[cfg_attr(
-    not(any(feature = "redis", feature = "zookeeper", feature = "etcd")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(any(feature = "zookeeper", feature = "etcd")), allow(dead_code))]
 fn addresses(url: &BackendUrl) -> Result<Vec<String>, String> {
     Ok(url
         .hosts()

@@ -152,7 +152,7 @@ pub(crate) async fn attempt_span(
 
 /// The lock must be free for a fresh client: tried at once, then — to let
 /// clean-ups that are still in flight land — waited for up to `settle`.
-async fn assert_free(
+pub(crate) async fn assert_free(
     case: &str,
     c: &Arc<dyn DistributedLock>,
     name: &LockName,

@@ -25,20 +25,35 @@
 //! | `shared` | [`modes_are_served_as_claimed`], [`readers_share_and_writers_exclude`], [`readers_and_writers_under_contention`], [`waiting_writer_is_not_starved`] (with `fifo`), [`cancelled_rw_acquires_leave_nothing_held`] |
 //! | `semaphore` | [`modes_are_served_as_claimed`], [`permits_are_never_exceeded`], [`permit_counts_must_agree`], [`abandoned_permit_returns_after_ttl`], [`cancelled_permit_acquires_leave_nothing_held`], [`permit_returns_when_holder_is_killed`] |
 //! | `upgrade` | [`upgrade_is_atomic_or_refused`] |
+//! | `labels` | [`one_leader_at_a_time_under_contention`] (the status names the leader and its term), [`observers_see_every_leader_in_order`], [`leader_is_replaced_when_killed`] |
+//! | `watch` | [`observers_see_every_leader_in_order`] (its observer reads only on change notices) |
+//! | `at_least` | [`released_lock_is_held_at_least_for_its_minimum`], [`lock_is_held_at_least_after_its_holder_exits`] |
 //! | `min_ttl`, `max_ttl` | [`bad_options_are_rejected`] (and every case picks its ttls within them) |
+//!
+//! Multi-name locks need no capability: every backend runs
+//! [`multi_locks_in_opposite_orders_do_not_deadlock`],
+//! [`multi_lock_is_all_or_nothing`] and
+//! [`cancelled_multi_locks_leave_nothing_held`].
 
+mod at_least;
 mod basic;
 mod cancel;
+mod child;
 mod expiry;
 mod extend;
 mod faults;
+mod leader;
 mod modes;
+mod multi;
 mod process;
 mod rw;
 mod semaphore;
 mod support;
 mod waiting;
 
+pub use at_least::{
+    lock_is_held_at_least_after_its_holder_exits, released_lock_is_held_at_least_for_its_minimum,
+};
 pub use basic::{
     awkward_names_are_distinct_locks, bad_options_are_rejected, basic_acquire_release,
     fencing_tokens_increase, independent_names, lease_handoff_between_clients,
@@ -58,6 +73,14 @@ pub use extend::{
 pub use faults::{
     partitioned_holder_reports_lost_before_another_acquires,
     session_suspends_then_recovers_or_is_lost,
+};
+pub use leader::{
+    leader_is_replaced_when_killed, observers_see_every_leader_in_order,
+    one_leader_at_a_time_under_contention,
+};
+pub use multi::{
+    cancelled_multi_locks_leave_nothing_held, multi_lock_is_all_or_nothing,
+    multi_locks_in_opposite_orders_do_not_deadlock,
 };
 pub use process::{
     lease_expires_when_holder_is_killed, permit_returns_when_holder_is_killed, CHILD_ENV,

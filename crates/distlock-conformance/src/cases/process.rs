@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use distlock_core::{LockName, Mode, Wait};
-use tokio::process::{Child, Command};
 
+use super::child::{report, ChildProcess};
 use super::support::{
     long_ttl, must, must_acquire, must_release, opts, short_ttl, skip, unique_name,
 };
@@ -22,8 +22,6 @@ const CHILD_PERMIT_ENV: &str = "DISTLOCK_CONFORMANCE_CHILD_PERMIT";
 const TWO_PERMITS: Mode = Mode::Permit { limit: 2 };
 /// The line the child prints once it holds the lock.
 const CHILD_MARK: &str = "DISTLOCK-CHILD-HOLDS";
-/// How long the child may take to start and take the lock.
-const CHILD_REPORTS_WITHIN: Duration = Duration::from_secs(60);
 
 /// A child process takes the lock and is SIGKILLed; the lock frees within
 /// the backend's liveness bound (ttl, or session timeout).
@@ -50,7 +48,7 @@ pub async fn permit_returns_when_holder_is_killed(h: &dyn Harness, test_path: &s
 }
 
 /// The parent's side of the killed-holder cases, in `mode`.
-async fn killed_holder(h: &dyn Harness, test_path: &str, mode: Mode, case: &str) {
+async fn killed_holder(h: &dyn Harness, test_path: &str, mode: Mode, case: &'static str) {
     if let Ok(lock) = std::env::var(CHILD_ENV) {
         return child_hold(h, &lock).await;
     }
@@ -66,14 +64,17 @@ async fn killed_holder(h: &dyn Harness, test_path: &str, mode: Mode, case: &str)
         Mode::Exclusive => None,
         _ => Some(must_acquire_as(&b, &name, mode, long_ttl(&caps)).await),
     };
-    let mut child = spawn_child(test_path, &name, mode != Mode::Exclusive);
-    let fence = child_fence(&mut child).await;
+    let mut env = vec![(CHILD_ENV, name.as_str())];
+    if mode != Mode::Exclusive {
+        env.push((CHILD_PERMIT_ENV, "1"));
+    }
+    let mut child = ChildProcess::spawn(case, test_path, &env, false);
+    let fence = child.number(CHILD_MARK).await;
     match b.acquire_as(&name, mode, &opts(ttl)).await {
         Ok(None) => {}
         other => panic!("[{case}] with the child holding, a {mode} acquire gave {other:?}"),
     }
-    must(case, "SIGKILL of the child holder", child.start_kill());
-    let _ = child.wait().await;
+    child.kill().await;
     let killed_at = Instant::now();
     let bound = h.liveness_bound(ttl) + Duration::from_secs(3);
     let o = opts(ttl).with_wait(Wait::For(bound));
@@ -107,46 +108,6 @@ async fn must_acquire_as(
     }
 }
 
-/// Re-runs this test binary, only `test_path`, as the child holder.
-fn spawn_child(test_path: &str, name: &LockName, permit: bool) -> Child {
-    let exe = must(CASE, "path of the test binary", std::env::current_exe());
-    let mut command = Command::new(exe);
-    if permit {
-        command.env(CHILD_PERMIT_ENV, "1");
-    }
-    let child = command
-        .args([test_path, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name.as_str())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn();
-    must(CASE, "spawn of the child holder", child)
-}
-
-/// Reads the child's output until it reports the fencing token it holds.
-async fn child_fence(child: &mut Child) -> u64 {
-    use tokio::io::AsyncBufReadExt;
-    let Some(stdout) = child.stdout.take() else {
-        panic!("[{CASE}] the child's stdout was not captured");
-    };
-    let read = async {
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            // libtest may have printed `test … ... ` on the same line.
-            if let Some((_, rest)) = line.split_once(CHILD_MARK) {
-                return rest.trim().parse::<u64>().ok();
-            }
-        }
-        None
-    };
-    match tokio::time::timeout(CHILD_REPORTS_WITHIN, read).await {
-        Ok(Some(fence)) => fence,
-        Ok(None) => panic!("[{CASE}] the child exited without reporting that it holds the lock"),
-        Err(_) => panic!("[{CASE}] the child did not report within {CHILD_REPORTS_WITHIN:?}"),
-    }
-}
-
 /// The child's part: take the lock, say so, hold it until killed.
 async fn child_hold(h: &dyn Harness, lock: &str) {
     let c = h.client().await;
@@ -156,10 +117,7 @@ async fn child_hold(h: &dyn Harness, lock: &str) {
         Ok(_) => must_acquire_as(&c, &name, TWO_PERMITS, ttl).await,
         Err(_) => must_acquire(CASE, &c, &name, &opts(ttl)).await,
     };
-    // Start on a fresh line: libtest may have printed the test's name.
-    println!("\n{CHILD_MARK} {}", lease.fencing_token());
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    report(CHILD_MARK, lease.fencing_token());
     // Hold until killed; never release.
     std::future::pending::<()>().await;
 }

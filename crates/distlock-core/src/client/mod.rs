@@ -13,9 +13,15 @@
 //! `Ok(None)` when not acquired; `with_lock*` runs work under the lock and
 //! releases it; a `_with` suffix takes explicit [`AcquireOptions`]. The same
 //! vocabulary serves every primitive: `read_lock*` / `write_lock*` for a
-//! reader-writer lock, and a [`Semaphore`]'s `acquire*` for its permits.
+//! reader-writer lock, a [`Semaphore`]'s `acquire*` for its permits,
+//! `lock_many*` / `try_lock_many*` for several names at once
+//! ([`MultiLockGuard`]), and `elect*` / `try_elect*` for leader election
+//! ([`Leadership`]), watched by [`observe`](LockClient::observe)rs.
 
 mod guard;
+mod leader;
+mod multi;
+mod observe;
 mod primitives;
 mod watchdog;
 
@@ -37,6 +43,9 @@ use crate::sync::lock;
 
 use guard::GuardShared;
 pub use guard::{GuardHandle, GuardState, LockGuard, LostReason};
+pub use leader::Leadership;
+pub use multi::MultiLockGuard;
+pub use observe::{Leader, LeaderObserver, OBSERVE_POLL};
 pub use primitives::Semaphore;
 
 /// Something that names a lock: `&str`, `String`, `LockName`, `&LockName`.
@@ -234,12 +243,17 @@ impl LockClient {
         let Some(lease) = self.inner.backend.acquire_as(&name, mode, options).await? else {
             return Ok(None);
         };
+        self.guard_for(lease).await.map(Some)
+    }
+
+    /// Wraps a lease just acquired in a guard; outside a tokio runtime (no
+    /// guard could keep or free it) gives it back now and fails.
+    pub(crate) async fn guard_for(&self, lease: Lease) -> Result<LockGuard> {
         if tokio::runtime::Handle::try_current().is_err() {
-            // No guard can keep or free it here: give it back now.
             let _ = self.inner.backend.release(&lease).await;
             return Err(no_runtime());
         }
-        self.adopt(lease).map(Some)
+        self.adopt(lease)
     }
 
     /// Runs `work` while holding `name` (default options), then releases.

@@ -1,13 +1,14 @@
 //! The blanket `DistributedLock` implementation: every check, the validity
 //! rule and the telemetry around a backend's algorithm.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::backend::{DistributedLock, Liveness, LockStatus};
+use crate::backend::{ChangeNotices, DistributedLock, Liveness, LockStatus};
 use crate::capabilities::Capabilities;
 use crate::error::Result;
 use crate::lease::Lease;
@@ -15,7 +16,9 @@ use crate::mode::Mode;
 use crate::name::LockName;
 use crate::options::AcquireOptions;
 
-use super::rules::{check_acquire, check_extend, check_upgrade, lease_of, renewed};
+use super::rules::{
+    check_acquire, check_elect, check_extend, check_upgrade, hold_owed, lease_of, renewed,
+};
 use super::{batch, telemetry, AcquireRequest, LockBackend};
 
 #[async_trait]
@@ -29,7 +32,8 @@ impl<B: LockBackend> DistributedLock for B {
     }
 
     async fn acquire(&self, name: &LockName, options: &AcquireOptions) -> Result<Option<Lease>> {
-        acquire_checked(self, name, Mode::Exclusive, options).await
+        let request = AcquireRequest::new(name.clone(), *options);
+        acquire_checked(self, request, Mode::Exclusive.primitive()).await
     }
 
     async fn acquire_as(
@@ -38,7 +42,40 @@ impl<B: LockBackend> DistributedLock for B {
         mode: Mode,
         options: &AcquireOptions,
     ) -> Result<Option<Lease>> {
-        acquire_checked(self, name, mode, options).await
+        let request = AcquireRequest::new(name.clone(), *options).with_mode(mode);
+        acquire_checked(self, request, mode.primitive()).await
+    }
+
+    async fn elect(
+        &self,
+        name: &LockName,
+        identity: &str,
+        options: &AcquireOptions,
+    ) -> Result<Option<Lease>> {
+        let request = AcquireRequest::new(name.clone(), *options).with_label(identity);
+        acquire_checked(self, request, telemetry::LEADER).await
+    }
+
+    async fn acquire_many(
+        self: Arc<Self>,
+        names: &[LockName],
+        options: &AcquireOptions,
+    ) -> Result<Option<Vec<Lease>>>
+    where
+        Self: 'static,
+    {
+        let (kind, started) = (self.kind(), Instant::now());
+        let span =
+            tracing::debug_span!("distlock.acquire_many", backend = kind, count = names.len());
+        let result = crate::multi::acquire_in_order(self, names, options)
+            .instrument(span)
+            .await;
+        telemetry::acquire_many_done(kind, names.len(), started.elapsed(), &result);
+        result
+    }
+
+    async fn changes(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        self.watch(name).await
     }
 
     async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
@@ -66,7 +103,18 @@ impl<B: LockBackend> DistributedLock for B {
         );
         let result = async {
             lease.check_backend(kind)?;
-            self.revoke(lease).await
+            // Released before its lock-at-least-for minimum: the server
+            // keeps it until then.
+            match hold_owed(lease, &self.claims()) {
+                Some(hold) => {
+                    tracing::debug!(
+                        hold_ms = hold.as_millis() as u64,
+                        "distlock.release_deferred"
+                    );
+                    self.release_after(lease, hold).await
+                }
+                None => self.revoke(lease).await,
+            }
         }
         .instrument(span)
         .await;
@@ -110,20 +158,23 @@ impl<B: LockBackend> DistributedLock for B {
     }
 }
 
-/// One checked acquire: validate, grant, build the lease, record it.
+/// One checked acquire (or election, with a label): validate, grant, build
+/// the lease, record it under `primitive`.
 async fn acquire_checked<B: LockBackend>(
     backend: &B,
-    name: &LockName,
-    mode: Mode,
-    options: &AcquireOptions,
+    request: AcquireRequest,
+    primitive: &'static str,
 ) -> Result<Option<Lease>> {
     let kind = backend.kind();
-    let primitive = mode.primitive();
+    let name = &request.name;
     let started = Instant::now();
     let span = tracing::debug_span!("distlock.acquire", lock = %name, backend = kind, primitive);
     let result = async {
-        check_acquire(kind, &backend.claims(), mode, options)?;
-        let request = AcquireRequest::new(name.clone(), *options).with_mode(mode);
+        let caps = backend.claims();
+        check_acquire(kind, &caps, request.mode, &request.options)?;
+        if let Some(label) = &request.label {
+            check_elect(kind, &caps, label)?;
+        }
         let grant = backend.grant(&request).await?;
         Ok(grant.map(|g| {
             let waited = g.sent.saturating_duration_since(started);

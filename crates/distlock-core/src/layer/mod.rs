@@ -14,7 +14,14 @@
 //! - splits `extend_many` into the backend's batches and puts the answers
 //!   back in the callers' order;
 //! - emits the `tracing` spans and events and the `metrics` of every
-//!   operation (see [`telemetry`]).
+//!   operation (see [`telemetry`]);
+//! - checks holder labels (leader identities) and refuses them to backends
+//!   that do not store them;
+//! - takes several names in one global order
+//!   ([`acquire_many`](crate::DistributedLock::acquire_many));
+//! - turns the release of a lease whose lock-at-least-for minimum has not
+//!   passed into [`release_after`](LockBackend::release_after) with the
+//!   hold still owed (rounded up to the backend's minimum ttl).
 //!
 //! Cancellation clean-up inside a backend goes through
 //! [`CleanupOnDrop`](crate::cleanup::CleanupOnDrop).
@@ -24,13 +31,15 @@ mod checked;
 mod rules;
 pub mod telemetry;
 
+pub use rules::check_label;
+
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::backend::{Liveness, LockStatus};
+use crate::backend::{ChangeNotices, Liveness, LockStatus};
 use crate::capabilities::Capabilities;
 use crate::error::{LockError, Result};
 use crate::lease::{FencingToken, Lease, OwnerToken};
@@ -51,7 +60,16 @@ pub struct AcquireRequest {
     /// The owner token the core drew for this acquire; the backend stores it
     /// with the hold and compares it on renew and revoke.
     pub owner: OwnerToken,
+    /// The holder label to store with an exclusive hold (an elected
+    /// leader's identity) and report in [`LockStatus::holder`] while it is
+    /// held: already checked (non-empty, at most [`MAX_LABEL_LEN`] bytes, no
+    /// NUL). Only sent to backends that claim
+    /// [`Capabilities::labels`].
+    pub label: Option<String>,
 }
+
+/// The longest holder label (leader identity) accepted, in bytes.
+pub const MAX_LABEL_LEN: usize = 256;
 
 impl AcquireRequest {
     /// A request for an exclusive hold with a fresh owner token.
@@ -61,7 +79,15 @@ impl AcquireRequest {
             mode: Mode::Exclusive,
             options,
             owner: OwnerToken::random(),
+            label: None,
         }
+    }
+
+    /// The same request carrying a holder label (an elected leader's
+    /// identity).
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
     }
 
     /// The same request for another mode.
@@ -223,12 +249,55 @@ pub trait LockBackend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// What the backend can tell about `name` without taking it.
+    /// What the backend can tell about `name` without taking it. A backend
+    /// that claims [`Capabilities::labels`] reports the exclusive holder's
+    /// label and its own fencing token.
     async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let _ = name;
         Err(LockError::Unsupported {
             backend: self.kind(),
             operation: "status",
         })
+    }
+
+    /// Notices that the holders of `name` may have changed (grants,
+    /// releases, hand-overs; not expiries), for backends that claim
+    /// [`Capabilities::watch`]; `Ok(None)` (the default) for the others.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future or the stream stops watching.
+    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// Releases `lease` *later*: keeps it held on the server for `hold`
+    /// from now, then lets it go (lock-at-least-for: the lease was released
+    /// before its minimum passed). `hold` is already rounded up to
+    /// [`min_ttl`](Capabilities::min_ttl) and includes the drift allowance
+    /// ([`server_hold`](crate::validity::server_hold)). Waiters must not
+    /// get the lock before `hold` passes, and must get it soon after
+    /// (wake them if they wait for the old expiry). Only called when
+    /// [`claims`](LockBackend::claims) has `at_least`.
+    ///
+    /// The default sets the hold's server-side expiry with
+    /// [`renew`](LockBackend::renew) — right for backends whose holds
+    /// expire at their ttl ([`Capabilities::ttl_expiry`]); backends whose
+    /// holds live with a session override it, and the default refuses them
+    /// with `Unsupported` rather than release early.
+    ///
+    /// # Cancel safety
+    ///
+    /// A dropped future may or may not have shortened the hold; if not, it
+    /// frees when its ttl ends (never before the minimum).
+    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        if !self.claims().ttl_expiry {
+            return Err(LockError::Unsupported {
+                backend: self.kind(),
+                operation: "releasing a hold after a minimum time (at_least)",
+            });
+        }
+        self.renew(lease, hold).await.map(|_| ())
     }
 }

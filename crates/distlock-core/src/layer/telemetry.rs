@@ -1,14 +1,21 @@
 //! The names of every span, event and metric distlock emits, in one place.
 //!
 //! Spans: `distlock.acquire`, `distlock.extend`, `distlock.release`, each
-//! with the fields `lock`, `backend` and `primitive`, and `distlock.upgrade`
-//! (`lock`, `backend`). Events, at the end of each operation:
+//! with the fields `lock`, `backend` and `primitive` (an election is an
+//! acquire with `primitive` = `leader`), `distlock.upgrade` (`lock`,
+//! `backend`) and `distlock.acquire_many` (`backend`, `count`). Events, at
+//! the end of each operation:
 //! `distlock.acquired`, `distlock.not_acquired`, `distlock.acquire_failed`,
 //! `distlock.extended`, `distlock.extend_failed`, `distlock.released`,
-//! `distlock.release_failed`, `distlock.upgraded`, `distlock.not_upgraded`,
-//! `distlock.upgrade_failed`; from the guards:
-//! `distlock.lost`. Backends add only their own internals, named
-//! `distlock.<backend>.<what>` (a failover, a reconnect).
+//! `distlock.release_failed` (and `distlock.release_deferred` with
+//! `hold_ms` when a lock-at-least-for minimum keeps the lock held),
+//! `distlock.upgraded`, `distlock.not_upgraded`, `distlock.upgrade_failed`,
+//! `distlock.acquired_many`, `distlock.not_acquired_many`,
+//! `distlock.acquire_many_failed`; from the guards: `distlock.lost`, and
+//! `distlock.resigned` / `distlock.resign_failed` from a leadership; from
+//! leader observers: `distlock.leader_changed`, `distlock.observe_failed`.
+//! Backends add only their own internals, named `distlock.<backend>.<what>`
+//! (a failover, a reconnect).
 //!
 //! Metrics (through the `metrics` facade; install any recorder), each
 //! labelled `backend` and `primitive`:
@@ -25,6 +32,12 @@
 //! | `distlock_upgrades_total` | counter | read-to-write upgrades, labelled `outcome` = `upgraded`, `timeout`, `error` (label `backend` only otherwise) |
 //! | `distlock_lost_total` | counter | guards lost, labelled `reason` = `rejected`, `expired`, `session` |
 //! | `distlock_cleanups_total` | counter | clean-ups of dropped operations spawned (label `backend` only) |
+//! | `distlock_multi_acquires_total` | counter | multi-name acquires, labelled `outcome` = `acquired`, `not_acquired`, `error` (label `backend` only otherwise) |
+//! | `distlock_resignations_total` | counter | leaderships given up, labelled `outcome` = `ok`, `not_held`, `error` (label `backend` only otherwise) |
+//! | `distlock_leader_changes_total` | counter | changes of leader reported by observers (label `backend` only) |
+//! | `distlock_observe_errors_total` | counter | failed reads of leader observers (label `backend` only) |
+//!
+//! Elections count in the acquire metrics with `primitive` = `leader`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -33,8 +46,11 @@ use std::time::Duration;
 use metrics::{Key, Label, Metadata};
 
 use crate::error::LockError;
-use crate::lease::Lease;
+use crate::lease::{FencingToken, Lease};
 use crate::name::LockName;
+
+/// The `primitive` label of elections.
+pub(crate) const LEADER: &str = "leader";
 
 /// The metric key for a name and its label pairs, from a one-entry cache per
 /// call site and thread: the values (backend, primitive, outcome) are the
@@ -211,6 +227,91 @@ pub(crate) fn lost(
         fencing = lease.fencing_token().0, reason = %reason,
         "distlock.lost"
     );
+}
+
+/// Records the end of a multi-name acquire of `names` names.
+pub(crate) fn acquire_many_done(
+    backend: &'static str,
+    names: usize,
+    took: Duration,
+    result: &Result<Option<Vec<Lease>>, LockError>,
+) {
+    let outcome = match result {
+        Ok(Some(_)) => "acquired",
+        Ok(None) => "not_acquired",
+        Err(_) => "error",
+    };
+    count(key!(
+        "distlock_multi_acquires_total",
+        [("backend", backend), ("outcome", outcome)]
+    ));
+    match result {
+        Ok(Some(leases)) => tracing::debug!(
+            backend,
+            count = names,
+            taken = leases.len(),
+            took_us = micros(took),
+            "distlock.acquired_many"
+        ),
+        Ok(None) => tracing::debug!(
+            backend,
+            count = names,
+            took_us = micros(took),
+            "distlock.not_acquired_many"
+        ),
+        Err(e) => {
+            tracing::warn!(backend, count = names, error = %e, "distlock.acquire_many_failed")
+        }
+    }
+}
+
+/// Records a leader giving up its leadership.
+pub(crate) fn resigned(
+    backend: &'static str,
+    name: &LockName,
+    term: FencingToken,
+    result: &Result<(), LockError>,
+) {
+    let outcome = outcome(result.as_ref().err());
+    count(key!(
+        "distlock_resignations_total",
+        [("backend", backend), ("outcome", outcome)]
+    ));
+    match result {
+        Ok(()) => tracing::info!(lock = %name, backend, term = term.0, "distlock.resigned"),
+        Err(e) => {
+            tracing::warn!(lock = %name, backend, term = term.0, error = %e, "distlock.resign_failed")
+        }
+    }
+}
+
+/// Records a change of leader an observer reports: `leader` is its
+/// identity and term, `None` when the name is vacant.
+pub(crate) fn leader_changed(
+    backend: &'static str,
+    name: &LockName,
+    leader: Option<(Option<&str>, FencingToken)>,
+) {
+    count(key!(
+        "distlock_leader_changes_total",
+        [("backend", backend)]
+    ));
+    match leader {
+        Some((identity, term)) => tracing::info!(
+            lock = %name, backend, identity = identity.unwrap_or(""), term = term.0,
+            "distlock.leader_changed"
+        ),
+        None => tracing::info!(lock = %name, backend, "distlock.leader_changed"),
+    }
+}
+
+/// Records a leader observer's failed read.
+pub(crate) fn observe_failed(backend: &'static str, name: &LockName, error: &LockError) {
+    count(key!(
+        "distlock_observe_errors_total",
+        [("backend", backend)]
+    ));
+    tracing::warn!(lock = %name, backend, error = %error, "distlock.observe_failed");
 }
 
 /// Records a clean-up of a dropped operation being spawned.

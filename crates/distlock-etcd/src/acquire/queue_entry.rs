@@ -1,6 +1,7 @@
-//! Creating the queue key, and removing it again when the acquire does not
-//! end holding the lock — also when its future is dropped; rewriting it to
-//! hand a permit waiter's place on.
+//! Creating the queue key (as a holder, or as a waiter when something
+//! blocks it, see [`super::claim`]), and removing it again when the acquire
+//! does not end holding the lock — also when its future is dropped;
+//! rewriting it to hand a permit waiter's place on.
 //!
 //! A transaction that may create our key runs as its own task, so it always
 //! completes; the clean-up armed for a dropped acquire waits for that task
@@ -11,10 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_core::cleanup::CleanupOnDrop;
-use distlock_core::{LockError, OwnerToken, Result};
-use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnResponse};
+use distlock_core::{LockError, Result};
+use etcd_client::{
+    Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
 use tokio::sync::oneshot;
 
+use crate::acquire::claim::Waiter;
+use crate::acquire::hand_over;
 use crate::acquire::line::read_results;
 use crate::cluster::Cluster;
 use crate::errors::BACKEND;
@@ -28,6 +33,12 @@ pub(crate) struct QueueEntry {
     cluster: Arc<Cluster>,
     key: String,
     lease_id: i64,
+    /// The key's value: the owner token, and the holder label if any
+    /// ([`entry_value`](crate::keys::entry_value)).
+    value: Vec<u8>,
+    /// How the key is put when something blocks it, and the name's key
+    /// range (to hand the turn on once the key is removed).
+    waiter: Option<(Waiter, String)>,
     cleanup: CleanupOnDrop,
 }
 
@@ -40,6 +51,8 @@ pub(crate) enum Queued {
         mine: i64,
         /// The keys each read found, in order.
         reads: Vec<Vec<KeyValue>>,
+        /// It was put as a waiter: it must claim its turn.
+        waiting: bool,
     },
     /// A condition failed: nothing was created; what the `otherwise` reads
     /// found.
@@ -50,15 +63,35 @@ pub(crate) enum Queued {
 }
 
 impl QueueEntry {
-    /// The entry `key`, to attach to etcd lease `lease_id`; nothing is sent
-    /// yet.
-    pub(crate) fn new(cluster: Arc<Cluster>, key: String, lease_id: i64) -> Self {
+    /// The entry `key` with `value`, to attach to etcd lease `lease_id`;
+    /// nothing is sent yet.
+    pub(crate) fn new(cluster: Arc<Cluster>, key: String, lease_id: i64, value: Vec<u8>) -> Self {
         QueueEntry {
             cluster,
             key,
             lease_id,
+            value,
+            waiter: None,
             cleanup: CleanupOnDrop::new(BACKEND, "queue key"),
         }
+    }
+
+    /// Puts the key as `waiter` when something under `dir` blocks it (see
+    /// [`enqueue_in_line`](Self::enqueue_in_line)); once such a key is
+    /// removed, the turn it may have held up is handed on.
+    pub(crate) fn waiting_as(mut self, waiter: Waiter, dir: &str) -> Self {
+        self.waiter = Some((waiter, dir.to_string()));
+        self
+    }
+
+    /// The key's waiting mark, if it may be put as a waiter.
+    pub(crate) fn waiter(&self) -> Option<&Waiter> {
+        self.waiter.as_ref().map(|(w, _)| w)
+    }
+
+    /// The holder value of the key (owner token and label).
+    pub(crate) fn held_value(&self) -> &[u8] {
+        &self.value
     }
 
     /// The queue key.
@@ -71,12 +104,8 @@ impl QueueEntry {
     /// revision if it did.
     ///
     /// Round trips: one (Txn: compare, then put).
-    pub(crate) async fn create_if(
-        &mut self,
-        free: Compare,
-        owner: OwnerToken,
-    ) -> Result<Option<i64>> {
-        let txn = Txn::new().when([free]).and_then([self.put(owner)]);
+    pub(crate) async fn create_if(&mut self, free: Compare) -> Result<Option<i64>> {
+        let txn = Txn::new().when([free]).and_then([self.put()]);
         let resp = self.create(txn).await?;
         if !resp.succeeded() {
             self.cleanup.disarm();
@@ -94,7 +123,6 @@ impl QueueEntry {
     pub(crate) async fn enqueue(
         &mut self,
         when: Vec<Compare>,
-        owner: OwnerToken,
         reads: Vec<TxnOp>,
         otherwise: Vec<TxnOp>,
     ) -> Result<Queued> {
@@ -104,7 +132,7 @@ impl QueueEntry {
             0,
         )];
         compares.extend(when);
-        let mut ops = vec![self.put(owner)];
+        let mut ops = vec![self.put()];
         ops.extend(reads);
         let txn = Txn::new().when(compares).and_then(ops).or_else(otherwise);
         let resp = self.create(txn).await?;
@@ -114,7 +142,58 @@ impl QueueEntry {
             return Ok(Queued::Refused { reads });
         }
         let mine = header_revision(&resp)?;
-        Ok(Queued::In { mine, reads })
+        Ok(Queued::In {
+            mine,
+            reads,
+            waiting: false,
+        })
+    }
+
+    /// Queues our key (if it does not exist yet): as a holder if `free`
+    /// holds (nothing that would block it exists), otherwise as a waiter
+    /// (see [`waiting_as`](Self::waiting_as); without one, as a holder
+    /// either way), running `reads` after the put. One transaction, one
+    /// revision: the put's, our create revision.
+    ///
+    /// Round trips: one (Txn, the choice nested inside).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`enqueue`](Self::enqueue): the transaction runs as its own
+    /// task and the armed clean-up deletes the key once it landed.
+    pub(crate) async fn enqueue_in_line(
+        &mut self,
+        free: Compare,
+        reads: Vec<TxnOp>,
+    ) -> Result<Queued> {
+        let Some((waiter, _)) = self.waiter.clone() else {
+            return self.enqueue(Vec::new(), reads, Vec::new()).await;
+        };
+        let held: Vec<TxnOp> = std::iter::once(self.put()).chain(reads.clone()).collect();
+        let waiting = std::iter::once(self.put_waiting(&waiter))
+            .chain(reads)
+            .collect::<Vec<_>>();
+        let choice = Txn::new().when([free]).and_then(held).or_else(waiting);
+        let absent = Compare::create_revision(self.key.as_str(), CompareOp::Equal, 0);
+        let txn = Txn::new().when([absent]).and_then([TxnOp::txn(choice)]);
+        let resp = self.create(txn).await?;
+        if !resp.succeeded() {
+            self.cleanup.disarm();
+            return Ok(Queued::Refused { reads: Vec::new() });
+        }
+        let mine = header_revision(&resp)?;
+        let Some(TxnOpResponse::Txn(choice)) = resp.op_responses().into_iter().next() else {
+            return Err(LockError::backend(
+                BACKEND,
+                "queueing transaction",
+                "answer without the nested transaction",
+            ));
+        };
+        Ok(Queued::In {
+            mine,
+            waiting: !choice.succeeded(),
+            reads: read_results(choice.op_responses()),
+        })
     }
 
     /// The lock is ours: keeps the key and returns it.
@@ -130,22 +209,27 @@ impl QueueEntry {
     pub(crate) async fn remove(mut self) {
         delete_key(&self.cluster, &self.key).await;
         self.cleanup.disarm();
+        if let Some((_, dir)) = &self.waiter {
+            hand_over::spawn(self.cluster.clone(), dir.clone());
+        }
     }
 
     /// Rewrites our key (same value and etcd lease; its create revision, the
     /// fencing token, stays) so that a permit waiting for this one's grant
     /// wakes. In the background, and only while the key still has create
-    /// revision `mine`: a late rewrite never brings a released key back.
+    /// revision `mine` and our etcd lease: a late rewrite never brings a
+    /// released key back, nor takes a key kept after its release (on a hold
+    /// lease of its own, see `hold`) back to this client's lease.
     ///
     /// Round trips: one (Txn: compare, then put), in the background.
-    pub(crate) fn hand_on(&self, mine: i64, owner: OwnerToken) {
+    pub(crate) fn hand_on(&self, mine: i64) {
+        let key = self.key.as_str();
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.key.as_str(),
-                CompareOp::Equal,
-                mine,
-            )])
-            .and_then([self.put(owner)]);
+            .when([
+                Compare::create_revision(key, CompareOp::Equal, mine),
+                Compare::lease(key, CompareOp::Equal, self.lease_id),
+            ])
+            .and_then([self.put()]);
         let (cluster, key) = (self.cluster.clone(), self.key.clone());
         tokio::spawn(async move {
             let sent = cluster
@@ -160,11 +244,19 @@ impl QueueEntry {
         });
     }
 
-    fn put(&self, owner: OwnerToken) -> TxnOp {
+    fn put(&self) -> TxnOp {
         TxnOp::put(
             self.key.as_str(),
-            owner.to_hex(),
+            self.value.clone(),
             Some(PutOptions::new().with_lease(self.lease_id)),
+        )
+    }
+
+    fn put_waiting(&self, waiter: &Waiter) -> TxnOp {
+        TxnOp::put(
+            self.key.as_str(),
+            waiter.value.clone(),
+            Some(PutOptions::new().with_lease(waiter.lease_id)),
         )
     }
 
@@ -183,9 +275,13 @@ impl QueueEntry {
             let _ = reply.send(result);
         });
         let (cluster, key) = (self.cluster.clone(), self.key.clone());
+        let dir = self.waiter.as_ref().map(|(_, dir)| dir.clone());
         self.cleanup.arm(async move {
             let _ = request.await;
             delete_key(&cluster, &key).await;
+            if let Some(dir) = dir {
+                hand_over::spawn(cluster, dir);
+            }
         });
         answer.await.unwrap_or_else(|_| {
             Err(LockError::unavailable(

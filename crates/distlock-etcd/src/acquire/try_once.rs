@@ -16,10 +16,10 @@ use etcd_client::{Compare, CompareOp};
 
 use super::line::{ops, Line, Place};
 use super::queue_entry::{QueueEntry, Queued};
-use super::{mismatch, LEASE_LAPSED, LEASE_UNKNOWN};
+use super::{free_of_blockers, mismatch, LEASE_LAPSED, LEASE_UNKNOWN};
 use crate::backend::EtcdBackend;
 use crate::errors::{is_lease_not_found, BACKEND};
-use crate::keys::{entry_key, fencing, not_permits, not_shared};
+use crate::keys::{entry_key, entry_value, fencing, not_permits};
 use crate::session::LeaseGen;
 
 /// Tries once without queueing; once more on a fresh etcd lease if the
@@ -54,12 +54,13 @@ async fn try_once_on(
     gen: &Arc<LeaseGen>,
 ) -> Result<Option<Grant>> {
     let key = entry_key(dir, request.mode, gen.id());
-    let mut entry = QueueEntry::new(backend.shared_cluster(), key, gen.id());
+    let value = entry_value(request.owner, request.label.as_deref());
+    let mut entry = QueueEntry::new(backend.shared_cluster(), key, gen.id(), value);
     let sent = Instant::now();
     let taken = match request.mode {
         Mode::Permit { .. } => try_permit(entry, dir, request).await?,
         mode => entry
-            .create_if(free_for(dir, mode), request.owner)
+            .create_if(free_of_blockers(dir, mode))
             .await?
             .map(|revision| (revision, entry)),
     };
@@ -73,18 +74,6 @@ async fn try_once_on(
     Ok(Some(
         Grant::new(fencing(revision), sent).with_data(entry.keep()),
     ))
-}
-
-/// The compare that proves no key that would block an entry of `mode`
-/// exists: none at all for a writer, no writer or permit for a reader.
-fn free_for(dir: &str, mode: Mode) -> Compare {
-    match mode {
-        Mode::Shared => {
-            let (start, end) = not_shared(dir);
-            Compare::create_revision(start, CompareOp::Equal, 0).with_range(end)
-        }
-        _ => Compare::create_revision(dir, CompareOp::Equal, 0).with_prefix(),
-    }
 }
 
 /// A permit without waiting: queues only if no writer or reader key
@@ -104,14 +93,14 @@ async fn try_permit(
     let free = Compare::create_revision(start, CompareOp::Equal, 0).with_range(end);
     let census = place.permit_census().map(|r| r.op()).into_iter().collect();
     match entry
-        .enqueue(vec![free], request.owner, ops(&place.reads(None)), census)
+        .enqueue(vec![free], ops(&place.reads(None)), census)
         .await?
     {
         Queued::Refused { reads } => match reads.first().and_then(|r| place.mismatch(r)) {
             Some(declared) => Err(mismatch(request, declared)),
             None => Ok(None),
         },
-        Queued::In { mine, reads } => match place.line(mine, mine, &reads) {
+        Queued::In { mine, reads, .. } => match place.line(mine, mine, &reads) {
             Line::First { .. } => Ok(Some((mine, entry))),
             Line::Mismatch { declared } => {
                 entry.remove().await;

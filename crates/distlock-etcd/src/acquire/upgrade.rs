@@ -25,10 +25,11 @@ use tokio::sync::watch as channel;
 
 use super::line::Place;
 use super::queue_entry::QueueEntry;
-use super::{enter, wait_turn, Turn, LEASE_LAPSED};
+use super::watch::Leases;
+use super::{enter, wait_turn, Turn, Waits, LEASE_LAPSED};
 use crate::backend::EtcdBackend;
 use crate::errors::BACKEND;
-use crate::keys::{fencing, held_compares, key_of, lease_id_of, mode_of, upgrade_key};
+use crate::keys::{entry_value, fencing, held_compares, key_of, lease_id_of, mode_of, upgrade_key};
 
 /// Turns the reader `lease` into the writer, waiting up to
 /// `request.options.wait` for the other holders to leave.
@@ -64,7 +65,7 @@ pub(crate) async fn upgrade(
     let deadline = request.options.wait.deadline(Instant::now());
     // The writer entry lives on the reader's etcd lease: when that is one of
     // ours, its loss ends the wait; another client's is not ours to judge.
-    let (_open, mut lease_state) = match session.liveness_of(reader) {
+    let (_open, lease_state) = match session.liveness_of(reader) {
         Some(state) => (None, state),
         None => {
             let (open, state) = channel::channel(distlock_core::Liveness::Live);
@@ -72,13 +73,23 @@ pub(crate) async fn upgrade(
         }
     };
     let place = Place::upgrading(&dir, &key, reader);
-    let mut entry = QueueEntry::new(backend.shared_cluster(), key, lease_id);
+    let value = entry_value(lease.owner(), None);
+    let mut entry = QueueEntry::new(backend.shared_cluster(), key, lease_id, value);
     let compares = held_compares(reader, lease);
-    let Some(start) = enter(&mut entry, &place, compares, lease.owner()).await? else {
+    let Some(start) = enter(&mut entry, &place, compares).await? else {
         return Err(LockError::not_held(lease.name().as_str()));
     };
     let mine = start.mine;
-    let turn = wait_turn(backend.cluster(), &place, start, deadline, &mut lease_state).await?;
+    let mut leases = Leases {
+        client: lease_state,
+        waiter: None,
+    };
+    let waits = Waits {
+        deadline,
+        leases: &mut leases,
+        lookout: None,
+    };
+    let turn = wait_turn(backend.cluster(), &place, start, waits).await?;
     match turn {
         Turn::Granted { sent, .. } => {
             let lapsed = session

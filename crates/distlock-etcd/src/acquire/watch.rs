@@ -20,7 +20,9 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
+use crate::acquire::hand_over::Lookout;
 use crate::acquire::line::WaitFor;
+use crate::changes::synced_watch;
 use crate::cluster::Cluster;
 
 /// How a wait for our turn ended.
@@ -28,33 +30,71 @@ pub(crate) enum Waited {
     /// What we waited for may have happened (or the watch failed): read the
     /// queue again.
     Recheck,
-    /// The etcd lease our key lives on was lost: our key goes with it.
+    /// An etcd lease our key depends on was lost: our key goes with it.
     LeaseLost,
     /// The caller's wait ran out.
     Deadline,
 }
 
+/// The liveness of the etcd leases a queued key depends on: the client's
+/// (it holds the key once granted) and, while the key waits as a waiter,
+/// the waiter lease it lives on.
+pub(crate) struct Leases {
+    /// The client's etcd lease.
+    pub(crate) client: watch::Receiver<Liveness>,
+    /// The waiter lease, while the key lives on it.
+    pub(crate) waiter: Option<watch::Receiver<Liveness>>,
+}
+
+impl Leases {
+    /// Resolves once either lease is lost.
+    async fn lost(&mut self) {
+        match &mut self.waiter {
+            Some(waiter) => tokio::select! {
+                () = lease_lost(&mut self.client) => {}
+                () = lease_lost(waiter) => {}
+            },
+            None => lease_lost(&mut self.client).await,
+        }
+    }
+}
+
 /// Waits until `wait` happens (after `read_revision`, the revision of the
-/// read that found it still pending), the deadline passes, or the etcd
-/// lease is lost.
+/// read that found it still pending), the deadline passes, or an etcd
+/// lease the key depends on is lost; meanwhile a waiter's `lookout` looks
+/// at the head of the line when it is due to (see
+/// [`Lookout`](super::hand_over::Lookout)).
 ///
 /// Round trips: one to open the watch (plus one local read when the
-/// revision moved since our read), then none until the event.
+/// revision moved since our read), then none until the event but the
+/// lookout's: one local read per window while a marked waiter is ahead.
 ///
 /// # Cancel safety
 ///
-/// Cancel safe: it only reads and watches.
+/// Cancel safe: it reads and watches; a look that passes over a silent
+/// turn is one guarded delete, whole or not at all.
 pub(crate) async fn until_changed(
     cluster: &Cluster,
     wait: &WaitFor,
     read_revision: i64,
     deadline: Option<Instant>,
-    lease: &mut watch::Receiver<Liveness>,
+    leases: &mut Leases,
+    mut lookout: Option<&mut Lookout>,
 ) -> Waited {
-    tokio::select! {
-        () = watch_change(cluster, wait, read_revision) => Waited::Recheck,
-        () = lease_lost(lease) => Waited::LeaseLost,
-        () = deadline_passes(deadline) => Waited::Deadline,
+    let change = watch_change(cluster, wait, read_revision);
+    tokio::pin!(change);
+    loop {
+        let next_look = lookout.as_ref().and_then(|l| l.next());
+        tokio::select! {
+            () = &mut change => return Waited::Recheck,
+            () = leases.lost() => return Waited::LeaseLost,
+            () = deadline_passes(deadline) => return Waited::Deadline,
+            () = deadline_passes(next_look), if next_look.is_some() => {
+                if let Some(lookout) = lookout.as_deref_mut() {
+                    lookout.look(cluster).await;
+                }
+            }
+        }
     }
 }
 
@@ -106,22 +146,12 @@ async fn open_watch(
                 .with_filters(deletes),
         ),
     };
-    let mut watcher = client.watch_client();
-    let opening = async {
-        let mut stream = watcher.watch(key, Some(options)).await?;
-        let created = stream.message().await?;
-        Ok::<_, etcd_client::Error>((stream, created))
-    };
-    match tokio::time::timeout(timeout, opening).await {
-        Ok(Ok((stream, Some(created)))) if created.created() => {
-            let revision = created.header().map(|h| h.revision()).unwrap_or(0);
-            Some((stream, revision))
-        }
-        Ok(Err(e)) => {
+    match synced_watch(client, key, options, timeout).await {
+        Ok(opened) => Some(opened),
+        Err(e) => {
             tracing::debug!(error = %e, "distlock.etcd.watch_failed");
             None
         }
-        _ => None,
     }
 }
 

@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use super::*;
 
 #[test]
@@ -10,7 +12,7 @@ fn parses_hosts_prefix_and_options() {
     assert_eq!(c.prefix(), "team/locks");
     assert_eq!(c.session_timeout(), Duration::from_secs(3));
     assert_eq!(c.timeout(), Duration::from_millis(250));
-    assert!(!c.tls());
+    assert!(c.tls().is_none());
     assert_eq!(
         c.endpoint_urls(),
         ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]
@@ -61,10 +63,13 @@ fn session_timeout_and_its_legacy_name() {
 fn booleans_are_read_in_any_case() {
     for on in ["ON", "true", "Yes", "1"] {
         let c = EtcdConfig::from_url(&format!("etcd://h?tls={on}")).unwrap();
-        assert!(c.tls(), "{on}");
+        assert!(c.tls().is_some(), "{on}");
         assert_eq!(c.endpoint_urls(), ["https://h:2379"]);
     }
-    assert!(!EtcdConfig::from_url("etcd://h?tls=OFF").unwrap().tls());
+    assert!(EtcdConfig::from_url("etcd://h?tls=OFF")
+        .unwrap()
+        .tls()
+        .is_none());
 }
 
 #[test]
@@ -145,8 +150,8 @@ fn ca_implies_tls_under_either_name() {
         "etcd://h:1?cacert=/etc/ssl/ca.pem",
     ] {
         let c = EtcdConfig::from_url(url).unwrap();
-        assert!(c.tls());
-        assert_eq!(c.ca(), Some(&PathBuf::from("/etc/ssl/ca.pem")));
+        let tls = c.tls().expect("TLS is on");
+        assert_eq!(tls.ca(), Some(Path::new("/etc/ssl/ca.pem")));
         assert_eq!(c.endpoint_urls(), ["https://h:1"]);
     }
 }
@@ -165,4 +170,30 @@ fn the_builder_validates_like_the_url() {
         .validate()
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn a_client_certificate_comes_with_its_key_and_verification_cannot_be_skipped() {
+    let c = EtcdConfig::from_url("etcd://h?ca=/ca.pem&cert=/c.pem&key=/c.key").unwrap();
+    let want = TlsSettings::new()
+        .with_ca("/ca.pem")
+        .with_client_cert("/c.pem", "/c.key");
+    assert_eq!(c.tls(), Some(&want));
+    assert_eq!(c.endpoint_urls(), ["https://h:2379"]);
+    let by_hand = EtcdConfig::new(["h:2379"]).with_tls(want.clone());
+    assert_eq!(by_hand.tls(), Some(&want));
+    for url in [
+        "etcd://u:hunter2@h?cert=/c.pem",
+        "etcd://u:hunter2@h?danger_accept_invalid_certs=true",
+    ] {
+        let err = EtcdConfig::from_url(url).unwrap_err();
+        assert!(
+            matches!(err, LockError::InvalidConfig { .. }),
+            "{url}: {err}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+    let insecure =
+        EtcdConfig::new(["h:2379"]).with_tls(TlsSettings::new().danger_accept_invalid_certs());
+    assert!(insecure.validate().is_err());
 }

@@ -5,6 +5,13 @@
 //! `session_timeout / 3` however many locks are held. A [`LeaseGen`] is one
 //! granted lease; when it is lost, the next acquire grants a new one.
 //!
+//! A second [`Session`] of each backend client keeps its *waiter lease*
+//! the same way: the keys of acquires still waiting in line live on it
+//! until they claim their turn (ttl: the waiter-liveness window, rounded up
+//! to whole seconds and raised by etcd to its minimum), so a waiter that
+//! died frees its place within that ttl even when no live client passes
+//! over it. It is granted at the first acquire that queues.
+//!
 //! Liveness is judged on the local monotonic clock, conservatively: a
 //! keep-alive sent at instant `t` and answered with `ttl` proves the lease
 //! lives on the server until at least `t + ttl` (the server restarted the

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -57,5 +59,27 @@ pub async fn connect(config: EtcdConfig) -> EtcdBackend {
              start the servers with scripts/services.sh up",
             endpoints()
         ),
+    }
+}
+
+/// Whether this process is the child of a cross-process case: the suite
+/// re-runs this binary with one of its `DISTLOCK_CONFORMANCE_CHILD_*`
+/// variables set (each case has its own).
+pub fn is_child_process() -> bool {
+    std::env::vars_os().any(|(key, _)| {
+        key.to_str()
+            .is_some_and(|k| k.starts_with("DISTLOCK_CONFORMANCE_CHILD"))
+    })
+}
+
+/// The message of a task that panicked (empty for one that was cancelled).
+pub fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }

@@ -24,6 +24,7 @@
 //! last write forgets that write together with its token.
 
 mod script;
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -97,8 +98,9 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Connects to the server at `url` (`redis://[user:pw@]host:port[/db]`,
-    /// `rediss://` for TLS) and checks that it answers: [`open`](Self::open)
-    /// then [`ping`](Self::ping).
+    /// `rediss://` for TLS, with the backends' TLS parameters `ca`, `cert`,
+    /// `key`, `danger_accept_invalid_certs`) and checks that it answers:
+    /// [`open`](Self::open) then [`ping`](Self::ping).
     ///
     /// # Errors
     ///
@@ -125,14 +127,8 @@ impl RedisStore {
     /// without its password).
     pub fn open(url: &str) -> Result<Self, FenceError> {
         let label = redact_url(url);
-        if url.starts_with("rediss://") {
-            ensure_crypto_provider();
-        }
-        let client = redis::Client::open(url).map_err(|e| {
-            FenceError::invalid_input(format!(
-                "cannot use the Redis URL `{label}`: {}",
-                describe(&e)
-            ))
+        let client = tls::client(url).map_err(|why| {
+            FenceError::invalid_input(format!("cannot use the Redis URL `{label}`: {why}"))
         })?;
         Ok(Self::with_label(client, label))
     }
@@ -166,7 +162,8 @@ impl RedisStore {
     }
 
     /// A store on a client you configured; it connects on first use. (For
-    /// TLS, install a rustls crypto provider first, as `connect` does.)
+    /// TLS, install a rustls crypto provider first, as `connect` does:
+    /// `distlock_core::tls::ensure_crypto_provider`.)
     pub fn new(client: redis::Client) -> Self {
         let label = client.get_connection_info().addr().to_string();
         Self::with_label(client, label)
@@ -421,15 +418,6 @@ impl FencedStore for RedisStore {
             },
         };
         Ok(Some(Record { value, token }))
-    }
-}
-
-/// rustls needs one process-wide crypto provider (for `rediss://`):
-/// install ring's unless the application already installed one.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing the race to another installer is fine: some provider is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 

@@ -60,7 +60,7 @@ impl Engine {
     pub(super) async fn attempt(&self, acq: &Acquisition) -> Result<Attempt> {
         acq.arm_undo();
         let sent = Instant::now();
-        let votes = self.run_acquire_script(acq, sent).await;
+        let votes = self.run_acquire_script(acq).await;
         let granted = granted(&votes);
         let split = by_slot(&granted);
         if let Some(grant) = self
@@ -83,7 +83,7 @@ impl Engine {
 
     /// Step 1: the acquire script on every instance (one round trip, in
     /// parallel), each answer read as a vote.
-    async fn run_acquire_script(&self, acq: &Acquisition, sent: Instant) -> Vec<Vote> {
+    async fn run_acquire_script(&self, acq: &Acquisition) -> Vec<Vote> {
         let invocation = self.acquire_invocation(acq);
         let timeout = self.instance_timeout(acq.ttl);
         let answers = join_all(
@@ -92,15 +92,13 @@ impl Engine {
                 .map(|i| i.invoke::<Vec<i64>>(&invocation, timeout)),
         )
         .await;
-        answers
-            .into_iter()
-            .map(|answer| self.read_vote(acq, sent, answer))
-            .collect()
+        answers.into_iter().map(Self::read_vote).collect()
     }
 
     /// The acquire script's call: in fair mode the queue-aware script (a
-    /// caller that waits joins or refreshes its place), for an upgrade the
-    /// upgrade script; otherwise the plain script of the hold's kind.
+    /// caller that waits joins or refreshes its place, naming its client
+    /// while the client's liveness channel is subscribed), for an upgrade
+    /// the upgrade script; otherwise the plain script of the hold's kind.
     fn acquire_invocation(&self, acq: &Acquisition) -> ScriptInvocation<'_> {
         let (keys, owner, ttl) = (&acq.keys, acq.owner.to_hex(), ttl_millis(acq.ttl));
         if self.fair || acq.upgrade {
@@ -121,13 +119,17 @@ impl Engine {
                 .key(&keys.waiters)
                 .key(&keys.holders)
                 .key(&keys.channel)
+                .key(&keys.holder)
                 .arg(owner)
                 .arg(ttl)
                 .arg(if queues { "1" } else { "0" })
-                .arg(ttl_millis(self.config.queue_ttl));
+                .arg(ttl_millis(self.config.waiter_timeout));
             if !acq.upgrade {
-                invocation.arg(acq.hold.mode());
+                invocation.arg(acq.hold.mode()).arg(&acq.label);
             }
+            invocation
+                .arg(&self.alive_stem)
+                .arg(self.notifier.alive_client().unwrap_or(""));
             return invocation;
         }
         let script = match &acq.hold {
@@ -143,7 +145,12 @@ impl Engine {
             .arg(owner)
             .arg(ttl);
         match &acq.hold {
-            Hold::Exclusive => {}
+            Hold::Exclusive => {
+                invocation
+                    .key(&keys.holder)
+                    .key(&keys.channel)
+                    .arg(&acq.label);
+            }
             Hold::Member { mode } => {
                 invocation.arg(mode);
             }
@@ -157,14 +164,8 @@ impl Engine {
         invocation
     }
 
-    /// One instance's answer as a vote; in fair mode a "held" answer also
-    /// records the counter it saw (see [`Acquisition::handed_grant`]).
-    fn read_vote(
-        &self,
-        acq: &Acquisition,
-        sent: Instant,
-        answer: std::result::Result<Vec<i64>, CallError>,
-    ) -> Vote {
+    /// One instance's answer as a vote.
+    fn read_vote(answer: std::result::Result<Vec<i64>, CallError>) -> Vote {
         let reply = match answer {
             Err(e) => return Vote::Failed(e),
             Ok(reply) => reply,
@@ -176,12 +177,7 @@ impl Engine {
             },
             [-1, declared, ..] => Vote::Mismatch(u32::try_from(*declared).unwrap_or(0)),
             [-2, ..] => Vote::Gone,
-            [_, pttl, rest @ ..] => {
-                if let (true, Some(counter)) = (self.fair, rest.first()) {
-                    acq.saw_held(sent, u64::try_from(*counter).unwrap_or(0));
-                }
-                Vote::Held(u64::try_from(*pttl).ok().map(Duration::from_millis))
-            }
+            [_, pttl, ..] => Vote::Held(u64::try_from(*pttl).ok().map(Duration::from_millis)),
             _ => Vote::Failed(CallError::Redis(redis::RedisError::from((
                 redis::ErrorKind::Parse,
                 "unexpected reply from the acquire script",

@@ -1,16 +1,15 @@
 //! The state of one acquire (or upgrade) across its attempts: what it asks
-//! for, what an unfinished attempt may have left on the servers and how to
-//! undo it, and what a hand-over (fair mode) is checked against.
+//! for, and what an unfinished attempt (or a hand-over, fair mode) may have
+//! left on the servers and how to undo it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use distlock_core::cleanup::CleanupOnDrop;
 use distlock_core::sync::lock;
-use distlock_core::validity::valid_until;
-use distlock_core::{AcquireRequest, FencingToken, Grant, LockName, Mode, OwnerToken, Result};
+use distlock_core::{AcquireRequest, LockName, Mode, OwnerToken, Result};
 
 use crate::keys::LockKeys;
 
@@ -34,6 +33,9 @@ pub(super) struct Acquisition {
     pub(super) upgrade: bool,
     /// The caller waits (fair mode: it joins the waiters' queue).
     pub(super) waits: bool,
+    /// The holder label of an election (`""` for none), stored with the
+    /// hold.
+    pub(super) label: String,
     /// Gives back what an unfinished acquire may hold, or leaves the queue,
     /// when the acquire's future is dropped or its wait ran out.
     undo: Mutex<CleanupOnDrop>,
@@ -43,11 +45,6 @@ pub(super) struct Acquisition {
     /// validity was spent): retry after a short random pause rather than
     /// waiting for a release message.
     contended: AtomicBool,
-    /// Fair mode: the send time of the latest attempt that found the lock
-    /// held, and the fencing counter it saw. A hand-over carrying a higher
-    /// token happened after that attempt ran on the server, so after it was
-    /// sent: the handed-over lease counts from there (conservatively).
-    last_held: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Acquisition {
@@ -78,10 +75,10 @@ impl Acquisition {
             hold,
             upgrade,
             waits: request.options.wait.as_duration() != Some(Duration::ZERO),
+            label: request.label.clone().unwrap_or_default(),
             undo: Mutex::new(CleanupOnDrop::new(engine.backend, "acquire attempt")),
             queued: AtomicBool::new(false),
             contended: AtomicBool::new(false),
-            last_held: Mutex::new(None),
         }
     }
 
@@ -107,12 +104,6 @@ impl Acquisition {
     /// The script took us out of the queue (a refusal for good).
     pub(super) fn left_queue(&self) {
         self.queued.store(false, Ordering::SeqCst);
-    }
-
-    /// Fair mode: an attempt sent at `sent` found the name held with the
-    /// fencing counter at `counter`.
-    pub(super) fn saw_held(&self, sent: Instant, counter: u64) {
-        *lock(&self.last_held) = Some((sent, counter));
     }
 
     /// Arms the undo before a round trip that may take the lock (or queue us).
@@ -147,26 +138,5 @@ impl Acquisition {
                     .await;
             }
         }
-    }
-
-    /// Fair mode: the grant for a hold a release handed to us with fencing
-    /// token `fence` (no round trip). It counts from the send time of our
-    /// last attempt that found the name held, which is before the
-    /// hand-over; `None` when that leaves less than half the ttl (the next
-    /// attempt then grants the hold to us, its holder, again with a fresh
-    /// expiry) or when the hand-over is older than that attempt.
-    pub(super) fn handed_grant(&self, fence: u64) -> Option<Grant> {
-        let (since, seen) = (*lock(&self.last_held))?;
-        if fence <= seen {
-            return None;
-        }
-        if valid_until(since, self.ttl) <= Instant::now() + self.ttl / 2 {
-            return None;
-        }
-        tracing::trace!(
-            lock = %self.name, fencing = fence, backend = self.engine.backend,
-            "distlock.redis.handed_over"
-        );
-        Some(Grant::new(FencingToken(fence), since).with_data(self.hold.data(&self.keys)))
     }
 }

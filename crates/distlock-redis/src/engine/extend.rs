@@ -1,5 +1,6 @@
 //! Extend: one extend-script call per instance for a whole batch of leases,
-//! of any modes.
+//! of any modes; and the lock-at-least-for release, which shortens one
+//! hold's expiry with the same script.
 
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,7 @@ impl Engine {
             .filter_map(|((lease, ttl), hold)| hold.as_ref().ok().map(|h| (lease, *ttl, h)))
             .collect();
         let sent = Instant::now();
-        let answers = self.run_extend_script(&sendable).await;
+        let answers = self.run_extend_script(&sendable, None).await;
         let mut k = 0;
         batch
             .iter()
@@ -67,10 +68,29 @@ impl Engine {
             .collect()
     }
 
-    /// The extend script with every lease of the batch, on every instance.
+    /// Keeps `lease` held for `hold` from now and no longer (it was released
+    /// before its lock-at-least-for minimum), then wakes the waiters so
+    /// they wait for that expiry, not the old one: one extend-script call
+    /// per instance, in parallel, with a PUBLISH `*` after the hold.
+    /// Done when a quorum set the expiry (the lease's own validity does not
+    /// matter any more); `NotHeld` when too many instances no longer held
+    /// it.
+    pub(crate) async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
+        let keys = self.keys(lease.name());
+        let kept = Hold::of_lease(lease, &keys, !self.single(), self.backend)?;
+        let answers = self
+            .run_extend_script(&[(lease, hold, &kept)], Some(&keys.channel))
+            .await;
+        let doing = format!("releasing `{}` after its minimum", lease.name());
+        self.verdict(lease, &tally(&answers, 0), true, &doing)
+    }
+
+    /// The extend script with every lease of the batch, on every instance,
+    /// then (with `publish`) a PUBLISH `*` on that channel.
     async fn run_extend_script(
         &self,
         batch: &[(&Lease, Duration, &Hold)],
+        publish: Option<&str>,
     ) -> Vec<std::result::Result<Vec<i64>, CallError>> {
         if batch.is_empty() {
             return Vec::new();
@@ -90,6 +110,9 @@ impl Engine {
                 .arg(hold.member(lease.owner()))
                 .arg(ttl_millis(*ttl));
         }
+        if let Some(channel) = publish {
+            invocation.key(channel).arg("p").arg("").arg("").arg(0);
+        }
         join_all(
             self.instances
                 .iter()
@@ -98,7 +121,8 @@ impl Engine {
         .await
     }
 
-    /// The answer for one lease of a batch.
+    /// The answer for one lease of a batch: renewed while validity remains
+    /// after the round trip.
     fn renewal(
         &self,
         lease: &Lease,
@@ -106,13 +130,24 @@ impl Engine {
         sent: Instant,
         tally: Tally<'_>,
     ) -> Result<Renewal> {
-        if tally.extended >= self.quorum && valid_until(sent, ttl) > Instant::now() {
-            return Ok(Renewal::sent_at(sent));
+        let in_time = valid_until(sent, ttl) > Instant::now();
+        let doing = format!("extending `{}`", lease.name());
+        self.verdict(lease, &tally, in_time, &doing)
+            .map(|()| Renewal::sent_at(sent))
+    }
+
+    /// What the instances' answers for one lease mean: done when a quorum
+    /// set the expiry (`in_time`: before the validity it was asked for
+    /// passed); `NotHeld` when a quorum is out of reach because instances
+    /// refused (or the validity passed); else the failures.
+    fn verdict(&self, lease: &Lease, tally: &Tally<'_>, in_time: bool, doing: &str) -> Result<()> {
+        if tally.extended >= self.quorum && in_time {
+            return Ok(());
         }
         if tally.refused > self.tolerated() || tally.extended >= self.quorum {
             return Err(LockError::not_held(lease.name().as_str()));
         }
-        Err(self.quorum_error(&format!("extending `{}`", lease.name()), &tally.failures))
+        Err(self.quorum_error(doing, &tally.failures))
     }
 }
 

@@ -49,6 +49,23 @@ pub(crate) struct Engine {
     quorum: usize,
     /// Single instance with the waiters' queue.
     fair: bool,
+    /// Fair mode: the stem of the clients' liveness channels, which the
+    /// queue scripts check a waiter's client against (`""` for the blind
+    /// hand-over).
+    alive_stem: String,
+}
+
+/// How the queue (fair mode) treats waiters that may have vanished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaiterLiveness {
+    /// A waiter whose process is gone (its client's liveness channel lost
+    /// its subscriber) is skipped, and a hold handed to a waiter lives only
+    /// until its queue entry's deadline unless the waiter confirms it.
+    Checked,
+    /// The behaviour without waiter liveness: a hold handed to a waiter
+    /// gets its full ttl, whether the waiter is alive or not. Only for the
+    /// test that shows the liveness test failing without the check.
+    Blind,
 }
 
 impl fmt::Debug for Engine {
@@ -69,7 +86,11 @@ fn ttl_millis(ttl: Duration) -> u64 {
 
 impl Engine {
     /// An engine over the configured instances (no connection is made yet).
-    pub(crate) fn new(backend: &'static str, config: RedisConfig) -> Result<Self> {
+    pub(crate) fn new(
+        backend: &'static str,
+        config: RedisConfig,
+        liveness: WaiterLiveness,
+    ) -> Result<Self> {
         config.validate()?;
         let instances = config
             .instances
@@ -78,10 +99,17 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         let quorum = instances.len() / 2 + 1;
         let fair = !config.redlock && config.fair;
+        let alive_stem = if fair && liveness == WaiterLiveness::Checked {
+            format!("{}alive:", config.prefix)
+        } else {
+            String::new()
+        };
+        let notified_stem = Some(alive_stem.as_str()).filter(|s| !s.is_empty());
         Ok(Engine {
             fair,
             backend,
-            notifier: Notifier::new(backend, &instances),
+            notifier: Notifier::new(backend, &instances, notified_stem),
+            alive_stem,
             config,
             instances,
             scripts: Scripts::new(),
@@ -90,7 +118,8 @@ impl Engine {
     }
 
     /// What the backend promises (the conformance suite checks each claim):
-    /// every mode on both backends; upgrades on one instance only.
+    /// every mode on both backends; upgrades on one instance only; leader
+    /// labels, change notices and lock-at-least-for on both.
     pub(crate) fn claims(&self) -> Capabilities {
         Capabilities::builder()
             .fencing(true)
@@ -104,6 +133,9 @@ impl Engine {
             .shared(true)
             .semaphore(true)
             .upgrade(self.single())
+            .labels(true)
+            .watch(true)
+            .at_least(true)
             .min_ttl(MIN_TTL)
             .max_ttl(Capabilities::default().max_ttl)
             .build()

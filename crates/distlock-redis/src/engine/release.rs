@@ -76,8 +76,10 @@ impl Engine {
                     .key(&keys.fence)
                     .key(&keys.holders)
                     .key(&keys.lock)
+                    .key(&keys.holder)
                     .arg(owner.to_hex())
-                    .arg(hold.member(owner));
+                    .arg(hold.member(owner))
+                    .arg(&self.alive_stem);
                 invocation
             }
         };
@@ -109,9 +111,11 @@ impl Engine {
             .key(&keys.waiters)
             .key(&keys.fence)
             .key(&keys.holders)
+            .key(&keys.holder)
             .arg(owner.to_hex())
             .arg(hold.member(owner))
-            .arg(if upgrade { "1" } else { "0" });
+            .arg(if upgrade { "1" } else { "0" })
+            .arg(&self.alive_stem);
         self.instances[0]
             .invoke::<i64>(&invocation, self.instance_timeout(ttl))
             .await

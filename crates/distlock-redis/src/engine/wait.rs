@@ -5,6 +5,12 @@
 //! precedes its first wait, so a release between that attempt and the wait
 //! is not missed; a channel still subscribed from an earlier wait of this
 //! client is joined before the first attempt at no cost.
+//!
+//! Fair mode: every wait ends within a third of the waiter-liveness window,
+//! so the next attempt refreshes the waiter's queue entry in time; a
+//! release that hands the name to this waiter wakes it, and the next
+//! attempt confirms the hold (it was handed over only until the entry's
+//! deadline) with the full ttl.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,8 +31,10 @@ impl Engine {
     /// Round trips: one per attempt (all instances in parallel), plus one
     /// more in parallel for Redlock when the fencing counters of a majority
     /// disagree, plus one SUBSCRIBE (per instance, in parallel) before the
-    /// first wait unless the channel is still subscribed. In fair mode a
-    /// hold handed over by a release costs no round trip at all.
+    /// first wait unless the channel is still subscribed (and, fair mode,
+    /// one more on the client's first pub/sub connection, for its liveness
+    /// channel). In fair mode a hold handed over by a release costs the one
+    /// attempt that confirms it.
     ///
     /// # Cancel safety
     ///
@@ -70,7 +78,6 @@ impl Engine {
             engine: self,
             acq,
             subscription: Mutex::new(None),
-            handed: Mutex::new(None),
             needed: self.instances.len() - self.quorum + 1,
             timeout: self.instance_timeout(options.ttl),
         };
@@ -93,8 +100,6 @@ struct Waiter<'a> {
     engine: &'a Engine,
     acq: &'a Acquisition,
     subscription: Mutex<Option<Subscription>>,
-    /// Fair mode: the fencing token of a lock a release handed to us.
-    handed: Mutex<Option<u64>>,
     /// How many instances must be subscribed for a release to reach us.
     needed: usize,
     /// The bound on each SUBSCRIBE.
@@ -102,13 +107,10 @@ struct Waiter<'a> {
 }
 
 impl Waiter<'_> {
-    /// A hold handed over by a release, else one attempt — preceded, the
-    /// first time a waiting caller finds the lock held, by subscribing and a
-    /// second attempt.
+    /// One attempt (which also confirms a hold a release handed to us) —
+    /// preceded, the first time a waiting caller finds the lock held, by
+    /// subscribing and a second attempt.
     async fn attempt(&self) -> Result<Attempt> {
-        if let Some(grant) = self.take_handed() {
-            return Ok(Attempt::Acquired(grant));
-        }
         if self.acq.waits && !self.subscribed() {
             self.join_lingering_channel().await;
         }
@@ -128,13 +130,6 @@ impl Waiter<'_> {
         if let Some(sub) = lock(&self.subscription).as_mut() {
             sub.mark();
         }
-    }
-
-    /// The grant for a hand-over received while waiting, if it is still
-    /// ample (otherwise the next attempt re-grants the lock to us).
-    fn take_handed(&self) -> Option<Grant> {
-        let fence = lock(&self.handed).take()?;
-        self.acq.handed_grant(fence)
     }
 
     fn subscribed(&self) -> bool {
@@ -169,13 +164,14 @@ impl Waiter<'_> {
         *lock(&self.subscription) = Some(sub);
     }
 
-    /// Waits for a release message, at most `bound` (the holder's remaining
-    /// ttl within the caller's deadline); in fair mode at most a third of the
-    /// queue entry's life, so the next attempt refreshes it in time. After a
-    /// split vote, pauses `bound` (a short random pause) instead.
+    /// Waits for a release message (or a hand-over to us), at most `bound`
+    /// (the holder's remaining ttl within the caller's deadline); in fair
+    /// mode at most a third of the waiter-liveness window, so the next
+    /// attempt refreshes the queue entry in time. After a split vote, pauses
+    /// `bound` (a short random pause) instead.
     async fn wait(&self, bound: Duration, poll: Duration) {
         let bound = if self.engine.fair {
-            bound.min(self.engine.config.queue_ttl / 3)
+            bound.min(self.engine.config.waiter_timeout / 3)
         } else {
             bound
         };
@@ -186,9 +182,7 @@ impl Waiter<'_> {
         let taken = lock(&self.subscription).take();
         match taken {
             Some(mut sub) => {
-                if let Some(fence) = sub.wait(bound, poll).await {
-                    *lock(&self.handed) = Some(fence);
-                }
+                sub.wait(bound, poll).await;
                 *lock(&self.subscription) = Some(sub);
             }
             None => tokio::time::sleep(bound.min(poll)).await,

@@ -8,11 +8,15 @@
 -- KEYS[4]  the waiters' entries
 -- KEYS[5]  the fencing counter
 -- KEYS[6]  the holders set
+-- KEYS[7]  the holder label (a queued leader's label is recorded there
+--          when the name is handed to it)
 -- ARGV[1]  the owner token
 -- ARGV[2]  the member this acquire would hold ('<mode>:<owner>'), or ''
 --          for a writer
 -- ARGV[3]  '1' for an upgrade: a reader turned writer just now becomes the
 --          reader it was (same owner, the expiry it had left), never freed
+-- ARGV[4]  the stem of the clients' liveness channels ('' for the blind
+--          hand-over; see lib/queue.lua)
 --
 -- When anything changed, grants whoever may go now as the release script
 -- does (or publishes `*` when nobody queues).
@@ -26,6 +30,7 @@
 local k = {
   lock = KEYS[1], fence = KEYS[5], queue = KEYS[3], waiters = KEYS[4],
   holders = KEYS[6], channel = KEYS[2],
+  holder = KEYS[7], alive = ARGV[4],
 }
 local owner, member, upgrade = ARGV[1], ARGV[2], ARGV[3] == '1'
 local now = now_ms()

@@ -11,10 +11,13 @@
 --            as the writer it became.
 --   kind 'k' (a Redlock permit): 2 keys, its permit slot and the holders
 --            set; both must still be this owner's.
+--   kind 'p' (not a lease: last, after a shortened hold): 1 key, the
+--            release channel, to PUBLISH `*` on so that waiters read the
+--            new, shorter expiry; owner, member and ttl are ignored.
 --
 -- Returns an array with one entry per lease: 1 when that hold was this
 -- owner's and its expiry was reset to the new ttl, 0 when it was not
--- (expired, released, or taken by someone else).
+-- (expired, released, or taken by someone else); 1 for a 'p' entry.
 
 -- @include lib/holds.lua
 
@@ -30,6 +33,10 @@ for i = 1, #ARGV / 4 do
       extended = 1
     end
     key = key + 1
+  elseif kind == 'p' then
+    redis.call('PUBLISH', KEYS[key], '*')
+    key = key + 1
+    extended = 1
   else
     local own, holders = KEYS[key], KEYS[key + 1]
     key = key + 2

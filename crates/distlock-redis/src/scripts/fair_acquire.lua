@@ -7,19 +7,29 @@
 -- KEYS[4]  the waiters' entries
 -- KEYS[5]  the holders set
 -- KEYS[6]  the release channel
+-- KEYS[7]  the holder label
 -- ARGV[1]  the owner token
 -- ARGV[2]  the ttl in milliseconds
 -- ARGV[3]  '1' when the caller will wait (join or refresh the queue), '0'
 --          for a single try
 -- ARGV[4]  how long a queue entry lives without being refreshed (ms)
 -- ARGV[5]  the mode: 'x', 's' or 'p<n>'
+-- ARGV[6]  the holder label of an exclusive request (an elected leader's
+--          identity), or ''; kept in the queue entry while it waits
+-- ARGV[7]  the stem of the clients' liveness channels ('' for the blind
+--          hand-over; see lib/queue.lua)
+-- ARGV[8]  the id of the caller's client, whose liveness channel is
+--          subscribed, or '' (not yet)
 --
--- Without a queue or holders, an exclusive request is SET NX PX + INCR
--- (the uncontended mutex, before the libraries are even loaded). Otherwise the queue's head is admitted first
+-- Without a queue or holders, an unlabelled exclusive request is SET NX PX
+-- + INCR (the uncontended mutex, before the libraries are even loaded).
+-- Otherwise the queue's head is admitted first
 -- (lib/queue.lua `admit`: every queued request that fits, in order, is
 -- granted and told); the caller then goes if it was among them, or if
 -- nobody queues and it fits beside the holders. A request never overtakes
--- a queued one.
+-- a queued one. A hold handed to the caller by a release (it lives only
+-- until the caller's queue entry would have died) is confirmed here: the
+-- caller gets it again with its full ttl.
 --
 -- Returns {1, counter} when taken (the caller left the queue; `counter` is
 -- the fencing counter after INCR).
@@ -29,7 +39,8 @@
 -- us carries a higher one).
 -- Returns {-1, declared} when a permit request meets holders or queued
 -- requests of another permit count (the caller is not queued).
-if ARGV[5] == 'x' and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[5]) == 0 then
+if ARGV[5] == 'x' and ARGV[6] == '' and redis.call('EXISTS', KEYS[3]) == 0
+    and redis.call('EXISTS', KEYS[5]) == 0 then
   if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     return {1, redis.call('INCR', KEYS[2])}
   end
@@ -40,16 +51,17 @@ end
 
 local k = {
   lock = KEYS[1], fence = KEYS[2], queue = KEYS[3], waiters = KEYS[4],
-  holders = KEYS[5], channel = KEYS[6],
+  holders = KEYS[5], channel = KEYS[6], holder = KEYS[7], alive = ARGV[7],
 }
 local owner, ttl, waits, life, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local label, client = ARGV[6], ARGV[8]
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 -- Ours already (a release handed it to us, or a retry after a lost reply):
--- granted again with a fresh expiry.
+-- granted again with the full ttl (a hand-over confirmed).
 local ours
 if mode == 'x' then
   ours = redis.call('GET', k.lock) == owner
@@ -58,7 +70,7 @@ else
 end
 if ours then
   leave(k, owner)
-  return {1, take(k, owner, mode, ttl, now)}
+  return {1, take(k, owner, mode, ttl, now, label)}
 end
 
 if string.sub(mode, 1, 1) == 'p' then
@@ -84,12 +96,12 @@ end
 if redis.call('EXISTS', k.queue) == 0 then
   local kind, count = holding(k.lock, k.holders, now)
   if fits(mode, kind, count) == 'fits' then
-    return {1, take(k, owner, mode, ttl, now)}
+    return {1, take(k, owner, mode, ttl, now, label)}
   end
 end
 
 if waits == '1' then
-  enqueue(k, owner, now_us, life, ttl, mode, now)
+  enqueue(k, owner, now_us, life, ttl, mode, now, label, client)
 end
 local counter = tonumber(redis.call('GET', k.fence) or '0')
 return {0, blocked_for(k.lock, k.holders, now), counter}

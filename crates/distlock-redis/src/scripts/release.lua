@@ -8,16 +8,22 @@
 -- KEYS[5]  the fencing counter
 -- KEYS[6]  the holders set
 -- KEYS[7]  the lock key
+-- KEYS[8]  the holder label (a queued leader's label is recorded there
+--          when the name is handed to it)
 -- ARGV[1]  the owner token
 -- ARGV[2]  the holder's member of the holders set ('<mode>:<owner>'), or ''
 --          for a writer
+-- ARGV[3]  the stem of the clients' liveness channels ('' for the blind
+--          hand-over; see lib/queue.lua)
 --
 -- A writer's release without a queue is compare, DEL, PUBLISH `*` (wake
 -- every waiter; they race), before the libraries are even loaded.
 -- With one, every request the queue admits now is granted in arrival order
 -- (lib/queue.lua `admit`: readers together, permits up to the count, or the
--- one writer), each told `<owner token>:<counter>` so it needs no round
--- trip of its own; `*` when nobody was left to grant.
+-- one writer; waiters whose process is gone are skipped), each told
+-- `<owner token>:<counter>` and holding until its queue entry's deadline,
+-- which its next attempt confirms with the full ttl; `*` when nobody was
+-- left to grant.
 --
 -- Returns 1 when this owner held and now released, 0 when it did not hold
 -- (an expired member is dropped but counts as not held).
@@ -40,6 +46,7 @@ end
 local k = {
   lock = KEYS[7], fence = KEYS[5], queue = KEYS[3], waiters = KEYS[4],
   holders = KEYS[6], channel = KEYS[2],
+  holder = KEYS[8], alive = ARGV[3],
 }
 local owner, member = ARGV[1], ARGV[2]
 local now = now_ms()

@@ -12,6 +12,12 @@
 //! Statements run one at a time, in order (an async mutex around the
 //! connection), so a clean-up queued after a dropped statement runs after
 //! it.
+//!
+//! A session may be *dedicated* to one hold (taken with a
+//! lock-at-least-for minimum, where such holds are kept by a statement on
+//! their own session): no other request goes there while it holds it, and
+//! its release may [detach](Session::detach) the connection for that
+//! statement.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +70,8 @@ struct Book {
     queued: usize,
     /// Closed or lost.
     gone: bool,
+    /// Dedicated to the one hold it has: no other request goes here.
+    dedicated: bool,
 }
 
 impl Book {
@@ -117,6 +125,7 @@ impl Session {
                 used: contact,
                 queued: 0,
                 gone: false,
+                dedicated: false,
             }),
             liveness: SessionLiveness::new(),
             changed,
@@ -126,6 +135,11 @@ impl Session {
     /// Its id in this process (in the lease data).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The server's id of the session (a process or connection id).
+    pub fn server_id(&self) -> i64 {
+        self.server_id
     }
 
     /// Its liveness, as guards follow it.
@@ -168,6 +182,11 @@ impl Session {
         true
     }
 
+    /// Dedicated to the one hold it has.
+    pub fn is_dedicated(&self) -> bool {
+        lock(&self.book).dedicated
+    }
+
     /// A waiting statement occupies it.
     pub fn is_blocking(&self) -> bool {
         lock(&self.book).blocking.is_some()
@@ -177,7 +196,8 @@ impl Session {
     /// here. With how many statements are queued on it.
     pub fn open_for(&self, key: i64) -> Option<usize> {
         let b = lock(&self.book);
-        let open = !b.gone && b.blocking.is_none() && (self.reentrant || b.has_not(key));
+        let open =
+            !b.gone && !b.dedicated && b.blocking.is_none() && (self.reentrant || b.has_not(key));
         open.then_some(b.queued)
     }
 
@@ -191,6 +211,7 @@ impl Session {
     pub fn claim(self: &Arc<Self>, key: i64, blocking: bool) -> Option<Claim> {
         let mut b = lock(&self.book);
         let open = !b.gone
+            && !b.dedicated
             && b.blocking.is_none()
             && (self.reentrant || b.has_not(key))
             && (!blocking || (b.held.is_empty() && b.claimed.is_empty()));
@@ -216,7 +237,7 @@ impl Session {
     /// has one and no request for the key is in flight here.
     pub fn join(&self, key: i64, owner: OwnerToken) -> bool {
         let mut b = lock(&self.book);
-        if b.gone || b.blocking.is_some() || b.claimed.contains_key(&key) {
+        if b.gone || b.dedicated || b.blocking.is_some() || b.claimed.contains_key(&key) {
             return false;
         }
         match b.held.get_mut(&key) {
@@ -258,6 +279,7 @@ impl Session {
             return Some(None);
         }
         b.held.remove(&key);
+        b.dedicated = false;
         let id = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
         b.claimed.insert(key, id);
         Some(Some(Claim {
@@ -268,9 +290,10 @@ impl Session {
     }
 
     /// Records that `owner` holds `key` through `gate` (its claim ends
-    /// when dropped).
-    fn hold(&self, key: i64, gate: Gate, owner: OwnerToken) {
+    /// when dropped), dedicating the session to that hold if `dedicated`.
+    fn hold(&self, key: i64, gate: Gate, owner: OwnerToken, dedicated: bool) {
         let mut b = lock(&self.book);
+        b.dedicated |= dedicated;
         b.held
             .entry(key)
             .or_insert_with(|| Holding {
@@ -327,6 +350,23 @@ impl Session {
         tracing::debug!(session = self.id, reason = why, "distlock.sql.session_lost");
         self.liveness.lose(why);
         self.changed.notify_waiters();
+    }
+
+    /// Takes the connection away for the one statement that keeps its
+    /// dedicated hold after its release (the hold is no longer this
+    /// session's to manage): the session is gone from then on (`why`).
+    /// `None` when it was gone already.
+    pub async fn detach(&self, why: &str) -> Option<Box<dyn SessionConn>> {
+        let mut conn = self.conn.lock().await;
+        let detached = if self.is_gone() {
+            *conn = None;
+            None
+        } else {
+            conn.take()
+        };
+        drop(conn);
+        self.lose(why);
+        detached
     }
 
     /// Closes the connection now, if no statement holds it; otherwise the
@@ -540,9 +580,10 @@ impl Claim {
     }
 
     /// The request took the lock for `owner` through `gate`: the session
-    /// holds it (the claim ends when dropped).
-    pub fn hold(&self, gate: Gate, owner: OwnerToken) {
-        self.session.hold(self.key, gate, owner);
+    /// holds it (the claim ends when dropped), dedicated to it if
+    /// `dedicated`.
+    pub fn hold(&self, gate: Gate, owner: OwnerToken, dedicated: bool) {
+        self.session.hold(self.key, gate, owner, dedicated);
     }
 }
 

@@ -1,8 +1,9 @@
 //! What the session engine needs of a database, as two traits: one open
 //! connection's statements ([`SessionConn`]), and the database as a whole
 //! ([`SessionDb`]: opening connections, the fencing sequence, the status
-//! read). PostgreSQL and MySQL/MariaDB implement both; the engine knows
-//! neither.
+//! read, and the rows of the holders table that stand beside session
+//! locks — a leader's label, a hold kept after its release). PostgreSQL
+//! and MySQL/MariaDB implement both; the engine knows neither.
 
 use std::time::Duration;
 
@@ -47,9 +48,10 @@ pub(crate) enum Outcome {
     Taken(u64),
     /// Not taken: others hold it, or the wait ran out.
     Refused,
-    /// MySQL's writer: the lock is this session's, but readers or permit
-    /// holders still hold rows; the soonest of them ends within this much
-    /// (if any was read). No token was drawn.
+    /// MySQL's writer: the lock is this session's, but readers' or permit
+    /// holders' rows, or a hold kept after its release (lock-at-least-for),
+    /// are still in the way; the soonest of them ends within this much (if
+    /// any was read). No token was drawn.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     Readers(Option<Duration>),
 }
@@ -76,8 +78,9 @@ pub(crate) trait SessionConn: Send + 'static {
         patience: Patience,
     ) -> Result<Answer, sqlx::Error>;
 
-    /// MySQL's writer, holding `key`: whether readers or permit holders are
-    /// still in; a token ([`Outcome::Taken`]) once they are gone.
+    /// MySQL's writer, holding `key`: whether readers, permit holders or a
+    /// kept hold are still in; a token ([`Outcome::Taken`]) once they are
+    /// gone.
     async fn readers_left(&mut self, key: &Key) -> Result<Outcome, sqlx::Error>;
 
     /// A fresh fencing token.
@@ -89,6 +92,24 @@ pub(crate) trait SessionConn: Send + 'static {
     /// Proves the session alive; the server's id of the session (a
     /// process or connection id).
     async fn ping(&mut self) -> Result<i64, sqlx::Error>;
+
+    /// Readies the session to keep its one lock after its release
+    /// ([`hold_then_give_back`](SessionConn::hold_then_give_back)): the
+    /// server must run a statement to its end even when the client is gone.
+    /// Only where [`SessionDb::keeps_by_statement`].
+    async fn ready_to_hold(&mut self) -> Result<(), sqlx::Error>;
+
+    /// Keeps `gate` of `key` for `hold`, on the server, then gives it back
+    /// and deletes `owner`'s label row of it (if any): one statement that
+    /// runs to its end whether or not the client stays. Whether the lock
+    /// was given back. Only where [`SessionDb::keeps_by_statement`].
+    async fn hold_then_give_back(
+        &mut self,
+        key: &Key,
+        gate: Gate,
+        hold: Duration,
+        owner: &str,
+    ) -> Result<bool, sqlx::Error>;
 }
 
 /// A newly opened session.
@@ -100,13 +121,38 @@ pub(crate) struct Opened {
 }
 
 /// What the locks look like from outside, for `status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Seen {
-    /// Some session holds the name (in any mode), or a reader or permit
-    /// holder's row lives.
+    /// Some session holds the name (in any mode), or a reader's, permit
+    /// holder's or kept hold's row lives.
     pub held: bool,
     /// How many sessions wait for it in the server, where it can tell.
     pub waiters: Option<usize>,
+    /// The exclusive holder known by its row: a labelled holder of the
+    /// session lock, or a hold kept after its release.
+    pub holder: Option<SeenHolder>,
+}
+
+/// An exclusive holder known by its row of the holders table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SeenHolder {
+    /// Its fencing token (a leader's term).
+    pub term: u64,
+    /// Its label, if it has one.
+    pub label: Option<String>,
+    /// The row's time left on the database clock.
+    pub remaining: Duration,
+}
+
+/// A label row: what a labelled grant stores beside its session lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Label<'a> {
+    /// The holder's label (an elected leader's identity).
+    pub label: &'a str,
+    /// The hold's fencing token (the leader's term).
+    pub term: u64,
+    /// How long the row lives unless renewed.
+    pub ttl: Duration,
 }
 
 /// A database with session locks.
@@ -115,6 +161,10 @@ pub(crate) trait SessionDb: Send + Sync + 'static {
     /// Whether a reader or permit keeps its [`Gate::Shared`] for the whole
     /// hold (PostgreSQL), rather than only around its grant (MySQL).
     fn keeps_shared_gate(&self) -> bool;
+
+    /// Whether storing and deleting a label row notifies observers
+    /// (PostgreSQL's `NOTIFY`), so that the engine can claim `watch`.
+    fn notifies(&self) -> bool;
 
     /// Opens a session: a new connection, set up so that the server ends
     /// the session (and frees its locks) once it has heard nothing from
@@ -125,9 +175,49 @@ pub(crate) trait SessionDb: Send + Sync + 'static {
     /// fencing sequence) unless it exists.
     async fn prepare(&self) -> Result<(), sqlx::Error>;
 
-    /// Whether `key` is held, and its waiters (one round trip, on the
-    /// table's pool).
+    /// Whether `key` is held, its waiters, and its exclusive holder known
+    /// by its row (one round trip, on the table's pool).
     async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error>;
+
+    /// Stores the label row of `owner`'s exclusive hold of `key`,
+    /// notifying the labelled grant where the database notifies (one round
+    /// trip, on the table's pool).
+    async fn label(&self, key: &Key, owner: &str, label: Label<'_>) -> Result<(), sqlx::Error>;
+
+    /// Renews `owner`'s label row of `key` to `ttl` from now: whether it
+    /// lived (one round trip, on the table's pool).
+    async fn relabel(&self, key: &Key, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error>;
+
+    /// Deletes `owner`'s label row of `key` after its release, notifying
+    /// it where the database notifies (one round trip, on the table's
+    /// pool).
+    async fn unlabel(&self, key: &Key, owner: &str) -> Result<(), sqlx::Error>;
+
+    /// How an exclusive hold released before its lock-at-least-for minimum
+    /// is kept until then: by a statement on its own session that sleeps
+    /// on the server, then gives the lock back (PostgreSQL: true; such
+    /// holds are taken on a session of their own); or by a row of the
+    /// holders table that every grant respects (MySQL: false).
+    fn keeps_by_statement(&self) -> bool;
+
+    /// Keeps `owner`'s exclusive hold of `key` (fencing token `term`) for
+    /// `hold` from now in a row every grant respects, its label row turned
+    /// into it: lock-at-least-for. One round trip (two for an unlabelled
+    /// hold), on the table's pool. Only where not
+    /// [`keeps_by_statement`](SessionDb::keeps_by_statement).
+    async fn keep_row(
+        &self,
+        key: &Key,
+        owner: &str,
+        term: u64,
+        hold: Duration,
+    ) -> Result<(), sqlx::Error>;
+
+    /// Whether the session whose server id is `server_id` is running its
+    /// [`hold_then_give_back`](SessionConn::hold_then_give_back) statement
+    /// (one round trip, on the table's pool). Only where
+    /// [`keeps_by_statement`](SessionDb::keeps_by_statement).
+    async fn holding(&self, server_id: i64) -> Result<bool, sqlx::Error>;
 
     /// Whether `e` means the session is gone (its connection broken, or
     /// ended by the server): every lock it held is free.

@@ -11,6 +11,11 @@
 //! readers' and permits' rows; while some live, the writer keeps the lock
 //! (new readers need it for their grant) and asks again, polling with the
 //! acquire's backoff, until they are gone or its wait ends.
+//!
+//! On both, the take looks in the same statement for a hold kept after its
+//! release (lock-at-least-for, a row of the holders table) and waits for it
+//! the same way; a leader's take stores its label row once it holds the
+//! lock.
 
 use std::time::{Duration, Instant};
 
@@ -51,31 +56,53 @@ async fn attempt(
     deadline: Option<Instant>,
 ) -> Result<Attempt> {
     let patience = patience(request.options.wait, deadline);
-    let took = take(
-        engine,
-        key,
-        Gate::Exclusive,
-        patience,
-        request.owner,
-        deadline,
-    )
-    .await?;
+    let how = (patience, engine.needs_own_session(request));
+    let took = take(engine, key, Gate::Exclusive, how, request.owner, deadline).await?;
     match took {
         Took::Taken(taken, token, sent) => {
-            let session = taken.keep(request.owner);
-            Ok(Attempt::Acquired(engine.granted(
-                token,
-                sent,
-                Some(session),
-            )))
+            acquired(engine, request, key, taken, (token, sent)).await
         }
         Took::Readers(taken) => readers_leave(engine, request, key, taken, deadline).await,
         Took::Refused | Took::Joined(_) => Ok(Attempt::Held { remaining: None }),
     }
 }
 
-/// MySQL's writer, holding the name's `GET_LOCK` while readers or permit
-/// holders are still in: asks again (one statement each time, polling
+/// The lock taken for `request` with `token` by a statement sent at
+/// `sent`, kept as its lease; a labelled request's label row stored first
+/// (one statement, see [`rows`](super::rows)), the lock given back if that
+/// fails.
+///
+/// # Cancel safety
+///
+/// A dropped future gives the lock back, and deletes the label row, in
+/// the background.
+async fn acquired(
+    engine: &SessionEngine,
+    request: &AcquireRequest,
+    key: &Key,
+    taken: Taken,
+    (token, sent): (u64, Instant),
+) -> Result<Attempt> {
+    let labelled = request.label.is_some();
+    if let Some(label) = &request.label {
+        let stored = super::rows::store_label(engine, key, request, label, token).await;
+        if let Err(e) = stored {
+            taken.give_back().await;
+            return Err(e);
+        }
+    }
+    let session = taken.keep(request.owner);
+    Ok(Attempt::Acquired(engine.granted(
+        token,
+        sent,
+        Some(session),
+        labelled,
+    )))
+}
+
+/// The writer, holding the name's session lock while rows are in its way
+/// (MySQL: readers or permit holders; either database: a hold kept after
+/// its release, lock-at-least-for): asks again (one statement each time, polling
 /// with the acquire's backoff, never sleeping past the soonest of them)
 /// until they are gone — then the lock is the writer's, with a token drawn
 /// by that statement — or the wait ends and it gives the lock back.
@@ -101,12 +128,7 @@ async fn readers_leave(
         };
         let left = match outcome {
             Outcome::Taken(token) => {
-                let session = taken.keep(request.owner);
-                return Ok(Attempt::Acquired(engine.granted(
-                    token,
-                    sent,
-                    Some(session),
-                )));
+                return acquired(engine, request, key, taken, (token, sent)).await;
             }
             Outcome::Readers(left) => left,
             Outcome::Refused => None,

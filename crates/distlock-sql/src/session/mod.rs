@@ -13,13 +13,18 @@
 //!   [`keeper`] of each session proves it alive and reports its liveness,
 //!   which the leases on it follow: when the session is found dead, every
 //!   lease on it is lost at once.
+//! - A leader's label is a row of the holders table beside its session
+//!   lock; a hold released before its lock-at-least-for time is kept until
+//!   then by the database alone — on PostgreSQL by its own session's last
+//!   statement, which sleeps on the server, on MySQL by a row ([`rows`]).
 //!
 //! Code map: [`keys`] turns a name into keys; [`db`] is what the engine
 //! needs of a database, [`postgres`] and [`mysql`] provide it;
 //! [`connection`] is one session and its book of held and claimed keys,
 //! [`pool`] the sessions and the routing of requests, [`keeper`] their
 //! liveness; [`take`] runs one take cancel-safely; [`exclusive`],
-//! [`shared`] and [`release`] are the operations.
+//! [`shared`] and [`release`] are the operations, [`rows`] the rows
+//! beside them.
 
 // Without PostgreSQL and MySQL there is no database to serve it (the
 // configuration refuses it on SQLite), so most of it is never used.
@@ -39,6 +44,7 @@ mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod release;
+mod rows;
 mod shared;
 mod take;
 
@@ -66,8 +72,12 @@ pub(crate) fn sequence_ddl(table: &str) -> String {
     postgres::sequence_ddl(table)
 }
 
-/// The prefix of a session lease's data: `session:<engine tag>:<session id>`.
+/// The prefix of a session lease's data: `session:<engine tag>:<session
+/// id>`, and [`LABELLED`] after it for a leader's lease.
 const DATA_PREFIX: &str = "session:";
+
+/// The end of a labelled lease's data: its label row goes with it.
+const LABELLED: &str = ":labelled";
 
 /// The session strategy of one backend.
 pub(crate) struct SessionEngine {
@@ -123,7 +133,8 @@ impl SessionEngine {
         })
     }
 
-    /// What the session strategy promises.
+    /// What the session strategy promises. Change notices where the
+    /// database notifies (PostgreSQL): labelled grants and releases.
     pub fn claims(&self) -> Capabilities {
         Capabilities::builder()
             .fencing(true)
@@ -137,6 +148,9 @@ impl SessionEngine {
             .shared(true)
             .semaphore(true)
             .upgrade(false)
+            .labels(true)
+            .watch(self.sessions.db().notifies())
+            .at_least(true)
             .min_ttl(Duration::from_millis(1))
             .max_ttl(Duration::from_secs(7 * 24 * 3600))
             .build()
@@ -169,6 +183,18 @@ impl SessionEngine {
         release::revoke(self, store, lease).await
     }
 
+    /// Releases `lease` but keeps it held for `hold` (see [`rows`]); by
+    /// this process, not the database, unless `by_server` (tests only).
+    pub async fn release_after(
+        &self,
+        store: &Store,
+        lease: &Lease,
+        hold: Duration,
+        by_server: bool,
+    ) -> Result<()> {
+        rows::release_after(self, store, lease, hold, by_server).await
+    }
+
     /// The liveness of the session behind `lease`: its channel while it
     /// lives, `Lost` once it is gone; `None` for a lease without a session
     /// of this engine (a MySQL reader's, or another client's).
@@ -180,24 +206,21 @@ impl SessionEngine {
         }
     }
 
-    /// Whether `name` is held (by a session, or a reader's or permit's
-    /// row), and how many wait for it where the database tells (PostgreSQL).
-    /// One round trip, on the table's pool.
+    /// Whether `name` is held (by a session, or a reader's, permit's or
+    /// kept hold's row), and how many wait for it where the database tells
+    /// (PostgreSQL); for a labelled holder (a leader) or a kept hold, its
+    /// label, its own fencing token and its row's time left. One round
+    /// trip, on the table's pool.
     pub async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let key = self.key(name);
-        let seen = match tokio::time::timeout(self.timeout, self.sessions.db().seen(&key)).await {
-            Ok(Ok(seen)) => seen,
-            Ok(Err(e)) => {
-                return Err(driver_error(
-                    self.backend,
-                    self.about("reading", &key),
-                    self.timeout,
-                    e,
-                ))
-            }
-            Err(_) => return Err(self.no_answer("reading", &key)),
+        let seen = self
+            .on_pool("reading", &key, self.sessions.db().seen(&key))
+            .await?;
+        let (term, remaining, label) = match seen.holder {
+            Some(h) => (Some(FencingToken(h.term)), Some(h.remaining), h.label),
+            None => (None, None, None),
         };
-        Ok(LockStatus::new(seen.held, None, None, seen.waiters))
+        Ok(LockStatus::new(seen.held, term, remaining, seen.waiters).with_holder(label))
     }
 
     /// How many session connections are open, and how many locks they
@@ -216,19 +239,50 @@ impl SessionEngine {
         self.sessions.db().keeps_shared_gate()
     }
 
+    /// Whether `request` is taken on a session of its own: it has a
+    /// lock-at-least-for minimum, kept after an early release by a
+    /// statement on its session (PostgreSQL) — which must then hold
+    /// nothing else.
+    fn needs_own_session(&self, request: &AcquireRequest) -> bool {
+        request.options.at_least.is_some() && self.sessions.db().keeps_by_statement()
+    }
+
     /// The grant of a lock taken with `token` by a statement sent at
-    /// `sent`, held on `session` (if the hold has one).
-    fn granted(&self, token: u64, sent: Instant, session: Option<u64>) -> Grant {
+    /// `sent`, held on `session` (if the hold has one), with a label row
+    /// if `labelled`.
+    fn granted(&self, token: u64, sent: Instant, session: Option<u64>, labelled: bool) -> Grant {
         let grant = Grant::new(FencingToken(token), sent);
+        let mark = if labelled { LABELLED } else { "" };
         match session {
-            Some(id) => grant.with_data(format!("{DATA_PREFIX}{}:{id}", self.tag)),
+            Some(id) => grant.with_data(format!("{DATA_PREFIX}{}:{id}{mark}", self.tag)),
             None => grant,
+        }
+    }
+
+    /// Runs `op` on the table's pool within the statement timeout; a
+    /// failure says it happened `doing` that on `key`.
+    async fn on_pool<T>(
+        &self,
+        doing: &str,
+        key: &Key,
+        op: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(driver_error(
+                self.backend,
+                self.about(doing, key),
+                self.timeout,
+                e,
+            )),
+            Err(_) => Err(self.no_answer(doing, key)),
         }
     }
 
     /// The id of the session behind `lease`, if it is one of this engine's.
     fn session_id(&self, lease: &Lease) -> Option<u64> {
         let rest = lease.data().strip_prefix(DATA_PREFIX)?;
+        let rest = rest.strip_suffix(LABELLED).unwrap_or(rest);
         let (tag, id) = rest.split_once(':')?;
         (tag == self.tag).then(|| id.parse().ok())?
     }
@@ -275,16 +329,7 @@ impl SessionEngine {
 
     /// The error for a statement on a session that gave no answer.
     fn failed(&self, doing: &str, key: &Key, failure: Failure) -> LockError {
-        match failure {
-            Failure::Gone(why) => {
-                LockError::unavailable(self.backend, format!("{}: {why}", self.about(doing, key)))
-            }
-            Failure::Db(e) => driver_error(self.backend, self.about(doing, key), self.timeout, e),
-            Failure::NoAnswer(limit) => LockError::unavailable(
-                self.backend,
-                format!("{}: no answer within {limit:?}", self.about(doing, key)),
-            ),
-        }
+        failure_error(self.backend, self.timeout, self.about(doing, key), failure)
     }
 
     /// The error for a statement not answered within the timeout.
@@ -305,6 +350,29 @@ impl SessionEngine {
             key.row, self.table
         )
     }
+}
+
+/// The error for a statement on a session that gave no answer, in
+/// `context`.
+fn failure_error(
+    backend: &'static str,
+    timeout: Duration,
+    context: String,
+    failure: Failure,
+) -> LockError {
+    match failure {
+        Failure::Gone(why) => LockError::unavailable(backend, format!("{context}: {why}")),
+        Failure::Db(e) => driver_error(backend, context, timeout, e),
+        Failure::NoAnswer(limit) => {
+            LockError::unavailable(backend, format!("{context}: no answer within {limit:?}"))
+        }
+    }
+}
+
+/// Whether `lease` is a labelled session lease (a leader's): its label row
+/// goes with it.
+fn is_labelled(lease: &Lease) -> bool {
+    lease.data().starts_with(DATA_PREFIX) && lease.data().ends_with(LABELLED)
 }
 
 /// The database of `config`, for the session strategy, on `store`'s pool;

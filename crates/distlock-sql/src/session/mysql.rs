@@ -6,8 +6,12 @@
 //! `GET_LOCK` has no shared mode. A reader or permit takes the name's
 //! `GET_LOCK` only around the grant of its row in the holders table; the
 //! writer takes it and, in the same statement, looks for live readers' and
-//! permits' rows. While it finds some it keeps the lock (so no new reader
-//! comes in) and asks again until they are gone.
+//! permits' rows — and for a hold kept after its release (lock-at-least-for,
+//! a row of kind `a`), in the same probe. While it finds some it keeps the
+//! lock (so no new reader comes in) and asks again until they are gone.
+//!
+//! A leader's label lives in a row of the holders table beside its
+//! `GET_LOCK` (kind `l`); MySQL cannot notify, so observers poll.
 //!
 //! `UUID_SHORT()` is `(server_id & 255) << 56`, plus the server's start
 //! time in seconds `<< 24`, plus one per call: it rises across the
@@ -22,8 +26,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySq
 use sqlx::{ConnectOptions, Row};
 
 use super::db::{broken, micros, sqlstate, Answer, Gate, Opened, Outcome, Patience, SessionConn};
-use super::db::{Seen, SessionDb};
+use super::db::{Label, Seen, SeenHolder, SessionDb};
 use super::keys::Key;
+use crate::dialect::ttl_micros;
 
 /// Gives the lock back. Returns 1 when this session held it, 0 when
 /// another does, NULL when nobody does.
@@ -50,12 +55,23 @@ struct Statements {
     readers: String,
 }
 
+/// The statements on the holders table's rows beside the session locks,
+/// and the status read.
+struct RowStatements {
+    seen: String,
+    label: String,
+    relabel: String,
+    unlabel: String,
+    keep_label: String,
+    keep: String,
+}
+
 /// MySQL or MariaDB, for the session engine.
 pub(crate) struct MySqlSessions {
     options: MySqlConnectOptions,
     pool: MySqlPool,
     statements: std::sync::Arc<Statements>,
-    seen: String,
+    rows: RowStatements,
     /// `wait_timeout`, in whole seconds (rounded up).
     idle_secs: u64,
 }
@@ -79,7 +95,14 @@ impl MySqlSessions {
                 gate: load(include_str!("../sql/mysql/session_gate.sql")),
                 readers: load(include_str!("../sql/mysql/session_readers.sql")),
             }),
-            seen: load(include_str!("../sql/mysql/session_seen.sql")),
+            rows: RowStatements {
+                seen: load(include_str!("../sql/mysql/session_seen.sql")),
+                label: load(include_str!("../sql/mysql/session_label.sql")),
+                relabel: load(include_str!("../sql/mysql/session_relabel.sql")),
+                unlabel: load(include_str!("../sql/mysql/session_unlabel.sql")),
+                keep_label: load(include_str!("../sql/mysql/session_keep_label.sql")),
+                keep: load(include_str!("../sql/mysql/session_keep.sql")),
+            },
             idle_secs: timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0),
         }
     }
@@ -88,6 +111,14 @@ impl MySqlSessions {
 #[async_trait]
 impl SessionDb for MySqlSessions {
     fn keeps_shared_gate(&self) -> bool {
+        false
+    }
+
+    fn notifies(&self) -> bool {
+        false
+    }
+
+    fn keeps_by_statement(&self) -> bool {
         false
     }
 
@@ -113,16 +144,109 @@ impl SessionDb for MySqlSessions {
         Ok(())
     }
 
+    /// A label row counts while a session holds the `GET_LOCK`; a kept
+    /// hold by itself.
     async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error> {
-        let held: i64 = sqlx::query_scalar(&self.seen)
+        let row = sqlx::query(&self.rows.seen)
+            .bind(key.row.as_bytes())
             .bind(key.named.as_str())
             .bind(key.row.as_bytes())
             .fetch_one(&self.pool)
             .await?;
+        let locked: i64 = row.try_get("locked")?;
+        let held: i64 = row.try_get("held")?;
+        let kind: Option<Vec<u8>> = row.try_get("kind")?;
+        let counts = match kind.as_deref() {
+            Some(b"a") => true,
+            Some(b"l") => locked != 0,
+            _ => false,
+        };
+        let holder = match (counts, row.try_get::<Option<u64>, _>("term")?) {
+            (true, Some(term)) => {
+                let label: Option<Vec<u8>> = row.try_get("label")?;
+                Some(SeenHolder {
+                    term,
+                    label: label.map(|l| String::from_utf8_lossy(&l).into_owned()),
+                    remaining: micros(row.try_get("remaining_us")?),
+                })
+            }
+            _ => None,
+        };
         Ok(Seen {
             held: held != 0,
             waiters: None,
+            holder,
         })
+    }
+
+    async fn label(&self, key: &Key, owner: &str, label: Label<'_>) -> Result<(), sqlx::Error> {
+        let ttl = ttl_micros(label.ttl);
+        sqlx::query(&self.rows.label)
+            .bind(key.row.as_bytes())
+            .bind(owner.as_bytes())
+            .bind(label.term)
+            .bind(ttl)
+            .bind(label.label.as_bytes())
+            .bind(label.term)
+            .bind(ttl)
+            .bind(label.label.as_bytes())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Never asked: MySQL keeps such a hold by a row.
+    async fn holding(&self, _: i64) -> Result<bool, sqlx::Error> {
+        Err(never_by_statement())
+    }
+
+    async fn relabel(&self, key: &Key, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(&self.rows.relabel)
+            .bind(ttl_micros(ttl))
+            .bind(key.row.as_bytes())
+            .bind(owner.as_bytes())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unlabel(&self, key: &Key, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.rows.unlabel)
+            .bind(key.row.as_bytes())
+            .bind(owner.as_bytes())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The label row turned into the kept hold (one statement), or, for
+    /// an unlabelled hold, a new row (one more).
+    async fn keep_row(
+        &self,
+        key: &Key,
+        owner: &str,
+        term: u64,
+        hold: Duration,
+    ) -> Result<(), sqlx::Error> {
+        let hold = ttl_micros(hold);
+        let converted = sqlx::query(&self.rows.keep_label)
+            .bind(hold)
+            .bind(key.row.as_bytes())
+            .bind(owner.as_bytes())
+            .execute(&self.pool)
+            .await?;
+        if converted.rows_affected() == 1 {
+            return Ok(());
+        }
+        sqlx::query(&self.rows.keep)
+            .bind(key.row.as_bytes())
+            .bind(owner.as_bytes())
+            .bind(term)
+            .bind(hold)
+            .bind(hold)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// A broken connection, SQLSTATE class 08, or an error number that
@@ -209,4 +333,26 @@ impl SessionConn for MySqlSession {
         let id: u64 = sqlx::query_scalar(PING).fetch_one(&mut self.conn).await?;
         Ok(i64::try_from(id).unwrap_or(i64::MAX))
     }
+
+    /// Never asked: MySQL keeps such a hold by a row.
+    async fn ready_to_hold(&mut self) -> Result<(), sqlx::Error> {
+        Err(never_by_statement())
+    }
+
+    /// Never asked: MySQL keeps such a hold by a row.
+    async fn hold_then_give_back(
+        &mut self,
+        _: &Key,
+        _: Gate,
+        _: Duration,
+        _: &str,
+    ) -> Result<bool, sqlx::Error> {
+        Err(never_by_statement())
+    }
+}
+
+/// The error of a statement-kept hold asked of MySQL, which keeps such
+/// holds by rows.
+fn never_by_statement() -> sqlx::Error {
+    sqlx::Error::Protocol("a kept hold is a row on MySQL, not a statement".into())
 }

@@ -11,7 +11,12 @@
 //! - otherwise it tries (the caller polls, with its backoff), on the
 //!   session with the fewest statements queued;
 //! - a reader whose key every usable session holds already may join a
-//!   shared hold of it (PostgreSQL), locally.
+//!   shared hold of it (PostgreSQL), locally;
+//! - one that asks for a session of its own (a hold with a
+//!   lock-at-least-for minimum, where such holds are kept by a statement on
+//!   their own session) goes only to a session that holds nothing, which
+//!   it occupies until the hold is taken, and which is then dedicated to
+//!   that hold.
 //!
 //! Waiting for a connection counts against the caller's wait, and never
 //! ends in an error of its own: a request that finds every session busy
@@ -155,10 +160,11 @@ impl Sessions {
 
     /// Finds where a request for `key` through `gate` goes: a waiting
     /// statement's session if `waits` and one may be had, else a try's;
-    /// `owner` joins a shared hold where that is the only way. Opens a
-    /// connection when needed, within `until`. `None` when the key is busy
-    /// on every session and `until` passed (at once when `waits` is
-    /// false).
+    /// `owner` joins a shared hold where that is the only way; with `own`,
+    /// a session that holds nothing, occupied by the request whether it
+    /// waits or not. Opens a connection when needed, within `until`. `None`
+    /// when the key is busy on every session and `until` passed (at once
+    /// when `waits` and `own` are false).
     ///
     /// # Cancel safety
     ///
@@ -168,7 +174,7 @@ impl Sessions {
         &self,
         key: &Key,
         gate: Gate,
-        waits: bool,
+        (waits, own): (bool, bool),
         owner: OwnerToken,
         until: Instant,
     ) -> Result<Option<Route>> {
@@ -176,18 +182,23 @@ impl Sessions {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            match self.plan(key.id, gate, waits, owner) {
+            let plan = if own {
+                self.plan_own(key.id, waits)
+            } else {
+                self.plan(key.id, gate, waits, owner)
+            };
+            match plan {
                 Plan::Go(route) => return Ok(Some(route)),
                 Plan::Open(slot, blocking) => {
                     let session = self.open(slot, until).await?;
                     let claim = session
                         .claim(key.id, blocking)
-                        .or_else(|| session.claim(key.id, false));
+                        .or_else(|| session.claim(key.id, false).filter(|_| !own));
                     if let Some(claim) = claim {
                         return Ok(Some(Route::Claimed(Arc::new(claim))));
                     }
                 }
-                Plan::Busy if !waits => return Ok(None),
+                Plan::Busy if !waits && !own => return Ok(None),
                 Plan::Busy | Plan::Opening => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -239,6 +250,34 @@ impl Sessions {
         if gate == Gate::Shared && self.db.keeps_shared_gate() {
             if let Some(s) = state.sessions.iter().find(|s| s.join(key, owner)) {
                 return Plan::Go(Route::Joined(Arc::clone(s)));
+            }
+        }
+        if state.opening > 0 {
+            return Plan::Opening;
+        }
+        Plan::Busy
+    }
+
+    /// Decides where a request that needs a session of its own goes: an
+    /// idle session, occupied (see [`route`](Sessions::route)), or a new
+    /// one; a waiting one only while that leaves a connection for everyone
+    /// else's short statements.
+    fn plan_own(&self, key: i64, waits: bool) -> Plan<'_> {
+        let mut state = lock(&self.state);
+        state.sessions.retain(|s| !s.is_gone());
+        let max = self.settings.max;
+        let count = u32::try_from(state.sessions.len()).unwrap_or(u32::MAX);
+        let blocking = state.sessions.iter().filter(|s| s.is_blocking()).count();
+        let blocking = u32::try_from(blocking).unwrap_or(u32::MAX);
+        let may_occupy = !waits || blocking.saturating_add(state.opening).saturating_add(1) < max;
+        if may_occupy {
+            let idle = state.sessions.iter().filter(|s| s.is_idle());
+            if let Some(claim) = idle.filter_map(|s| s.claim(key, true)).next() {
+                return Plan::Go(Route::Claimed(Arc::new(claim)));
+            }
+            if count.saturating_add(state.opening) < max {
+                state.opening += 1;
+                return Plan::Open(self.slot(), true);
             }
         }
         if state.opening > 0 {

@@ -7,6 +7,17 @@
 //! arrival order, and a shared request waits behind an exclusive one that
 //! waits (so a stream of readers cannot starve a writer). The token is the
 //! sequence's next value, drawn in the same statement after the grant.
+//!
+//! A leader's label lives in a row of the holders table beside its session
+//! lock (kind `l`); storing it notifies observers on the channel of
+//! labelled grants, deleting it on the channel of releases.
+//!
+//! A lock taken with a lock-at-least-for minimum is taken on a session of
+//! its own; released before its minimum, that session runs one last
+//! statement that sleeps on the server for what is left of it and then
+//! gives the lock back, whether or not the client is still there (the
+//! server looks at the connection only once the statement ends). The grants
+//! read nothing for it: waiters simply wait in the server's queue.
 
 use std::time::Duration;
 
@@ -15,8 +26,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Row};
 
 use super::db::{broken, micros, sqlstate, Answer, Gate, Opened, Outcome, Patience, SessionConn};
-use super::db::{Seen, SessionDb};
+use super::db::{Label, Seen, SeenHolder, SessionDb};
 use super::keys::Key;
+use crate::dialect::ttl_micros;
+use crate::statement::granted_channel;
 
 /// SQLSTATE of a lock wait that ran out (`lock_not_available`).
 const LOCK_TIMEOUT: &str = "55P03";
@@ -46,30 +59,85 @@ struct Statements {
     token: String,
     exists: String,
     create: String,
+    hold: String,
+    hold_shared: String,
+    /// The channel of releases (the table name).
+    released: String,
+}
+
+/// The statements on the holders table's rows beside the session locks,
+/// and the status read.
+struct RowStatements {
+    seen: String,
+    label: String,
+    relabel: String,
+    unlabel: String,
+    holding: &'static str,
+    /// The channel of releases (the table name).
+    released: String,
+    /// The channel of labelled grants.
+    granted: String,
+}
+
+impl RowStatements {
+    fn new(table: &str) -> Self {
+        let load = |text: &str| text.replace("{table}", table);
+        RowStatements {
+            seen: load(include_str!("../sql/postgres/session_seen.sql")),
+            label: load(include_str!("../sql/postgres/session_label.sql")),
+            relabel: load(include_str!("../sql/postgres/session_relabel.sql")),
+            unlabel: load(include_str!("../sql/postgres/session_unlabel.sql")),
+            holding: include_str!("../sql/postgres/session_holding.sql"),
+            released: table.to_string(),
+            granted: granted_channel(table),
+        }
+    }
 }
 
 impl Statements {
     fn new(table: &str) -> Self {
-        let load = |text: &str, mode: &str| text.replace("{table}", table).replace("{mode}", mode);
+        let load = |text: &str, mode: &str| {
+            text.replace("{token}", TOKEN)
+                .replace("{table}", table)
+                .replace("{mode}", mode)
+        };
         let take = include_str!("../sql/postgres/session_take.sql");
         let wait = include_str!("../sql/postgres/session_wait.sql");
+        let hold = include_str!("../sql/postgres/session_hold.sql");
         Statements {
             take: load(take, ""),
             take_shared: load(take, "_shared"),
             wait: load(wait, ""),
             wait_shared: load(wait, "_shared"),
-            token: load("SELECT nextval('\"{table}_fence\"')", ""),
+            token: load("SELECT {token}", ""),
             exists: load(SEQUENCE_EXISTS, ""),
             create: sequence_ddl(table),
+            hold: load(hold, ""),
+            hold_shared: load(hold, "_shared"),
+            released: table.to_string(),
         }
     }
 }
+
+/// The fencing token a grant draws: the larger of the sequence's next value
+/// and 2^52 plus the server's clock in microseconds, which the sequence is
+/// then set to. A sequence's value is not made durable by a statement that
+/// writes nothing else (its WAL is flushed later), so after a crash it can
+/// come back lower than tokens already handed out; the clock cannot, as long
+/// as it does not step back. While the clock leads, tokens are its readings;
+/// the sequence keeps them rising if it stalls (more than one grant in a
+/// microsecond) and makes them larger than the plain sequence values of
+/// earlier versions.
+const TOKEN: &str = "(SELECT CASE WHEN v.n < v.c THEN setval('\"{table}_fence\"', v.c) ELSE v.n END \
+     FROM (SELECT nextval('\"{table}_fence\"') AS n, \
+                  4503599627370496 + (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS c) v)";
 
 /// PostgreSQL, for the session engine.
 pub(crate) struct PgSessions {
     options: PgConnectOptions,
     pool: PgPool,
     statements: std::sync::Arc<Statements>,
+    rows: RowStatements,
     /// `idle_session_timeout`, in milliseconds, as text.
     idle: String,
     /// `client_connection_check_interval`, in milliseconds, as text.
@@ -91,6 +159,7 @@ impl PgSessions {
             options,
             pool,
             statements: std::sync::Arc::new(Statements::new(table)),
+            rows: RowStatements::new(table),
             idle: timeout.as_millis().to_string(),
             check: check.as_millis().max(1).to_string(),
         }
@@ -100,6 +169,14 @@ impl PgSessions {
 #[async_trait]
 impl SessionDb for PgSessions {
     fn keeps_shared_gate(&self) -> bool {
+        true
+    }
+
+    fn notifies(&self) -> bool {
+        true
+    }
+
+    fn keeps_by_statement(&self) -> bool {
         true
     }
 
@@ -142,17 +219,76 @@ impl SessionDb for PgSessions {
         tx.commit().await
     }
 
+    /// A label row counts while an exclusive lock is granted.
     async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error> {
-        let row = sqlx::query(include_str!("../sql/postgres/session_seen.sql"))
+        let row = sqlx::query(&self.rows.seen)
             .bind(key.id)
+            .bind(key.row.as_str())
             .fetch_one(&self.pool)
             .await?;
         let held: i64 = row.try_get("held")?;
+        let exclusive: i64 = row.try_get("exclusive")?;
         let waiting: i64 = row.try_get("waiting")?;
+        let holder = match row.try_get::<Option<i64>, _>("term")? {
+            Some(term) if exclusive > 0 => Some(SeenHolder {
+                term: u64::try_from(term).unwrap_or(0),
+                label: row.try_get("label")?,
+                remaining: micros(row.try_get("remaining_us")?),
+            }),
+            _ => None,
+        };
         Ok(Seen {
             held: held > 0,
             waiters: Some(usize::try_from(waiting).unwrap_or(0)),
+            holder,
         })
+    }
+
+    async fn label(&self, key: &Key, owner: &str, label: Label<'_>) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.rows.label)
+            .bind(key.row.as_str())
+            .bind(owner)
+            .bind(i64::try_from(label.term).unwrap_or(i64::MAX))
+            .bind(ttl_micros(label.ttl))
+            .bind(label.label)
+            .bind(self.rows.granted.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn relabel(&self, key: &Key, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(&self.rows.relabel)
+            .bind(key.row.as_str())
+            .bind(owner)
+            .bind(ttl_micros(ttl))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unlabel(&self, key: &Key, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.rows.unlabel)
+            .bind(key.row.as_str())
+            .bind(owner)
+            .bind(self.rows.released.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Never asked: PostgreSQL keeps such a hold by a statement.
+    async fn keep_row(&self, _: &Key, _: &str, _: u64, _: Duration) -> Result<(), sqlx::Error> {
+        Err(sqlx::Error::Protocol(
+            "a kept hold is a statement on PostgreSQL, not a row".into(),
+        ))
+    }
+
+    async fn holding(&self, server_id: i64) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(self.rows.holding)
+            .bind(server_id)
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// A broken connection, or the server ending the session (SQLSTATE
@@ -247,6 +383,38 @@ impl SessionConn for PgSession {
 
     async fn ping(&mut self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(PING).fetch_one(&mut self.conn).await
+    }
+
+    async fn ready_to_hold(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query(include_str!("../sql/postgres/session_hold_setup.sql"))
+            .fetch_one(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// One statement, sleeping on the server for `hold` (see the module
+    /// docs).
+    async fn hold_then_give_back(
+        &mut self,
+        key: &Key,
+        gate: Gate,
+        hold: Duration,
+        owner: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let s = &self.statements;
+        let text = match gate {
+            Gate::Exclusive => &s.hold,
+            Gate::Shared => &s.hold_shared,
+        };
+        let row = sqlx::query(text)
+            .bind(key.id)
+            .bind(ttl_micros(hold))
+            .bind(key.row.as_str())
+            .bind(owner)
+            .bind(s.released.as_str())
+            .fetch_one(&mut self.conn)
+            .await?;
+        row.try_get("given")
     }
 }
 

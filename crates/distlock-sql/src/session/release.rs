@@ -14,6 +14,10 @@
 //! gone (or on another client's) it is `NotHeld`. A row is renewed with
 //! its ttl as under the table strategy. A lease is held only while every
 //! part of it is.
+//!
+//! A leader's lease (labelled) has its label row besides its session lock
+//! (see [`rows`](super::rows)): renewed with it (one statement), deleted
+//! after its release (one statement).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,13 +26,14 @@ use distlock_core::{Lease, LockError, Mode, Renewal, Result};
 
 use super::connection::Failure;
 use super::db::Gate;
+use super::rows::{relabel, unlabel};
 use super::take::leave;
-use super::SessionEngine;
+use super::{is_labelled, SessionEngine};
 use crate::store::Store;
 
 /// The parts of a lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Parts {
+pub(crate) enum Parts {
     /// Its session lock only.
     Session,
     /// Its session lock and its row.
@@ -38,7 +43,7 @@ enum Parts {
 }
 
 /// What `lease` is made of.
-fn parts(lease: &Lease) -> Parts {
+pub(crate) fn parts(lease: &Lease) -> Parts {
     match (lease.mode(), lease.data().is_empty()) {
         (Mode::Exclusive, _) => Parts::Session,
         (_, false) => Parts::Both,
@@ -55,7 +60,8 @@ pub(crate) fn gate(lease: &Lease) -> Gate {
 }
 
 /// Renews `lease` (see the module docs): no round trip for a session lock
-/// on a session known alive, one statement for a row, the two at once.
+/// on a session known alive, one statement for a row (a label row too),
+/// the two at once.
 pub(crate) async fn renew(
     engine: &SessionEngine,
     store: &Store,
@@ -63,6 +69,16 @@ pub(crate) async fn renew(
     ttl: Duration,
 ) -> Result<Renewal> {
     match parts(lease) {
+        Parts::Session if is_labelled(lease) => {
+            let sent = Instant::now();
+            let mut pinged = Pinged::default();
+            let (session, label) = tokio::join!(
+                engine.alive(lease, &mut pinged),
+                relabel(engine, lease, ttl)
+            );
+            label?;
+            Ok(Renewal::sent_at(session?.min(sent)))
+        }
         Parts::Session => Ok(Renewal::sent_at(
             engine.alive(lease, &mut Pinged::default()).await?,
         )),
@@ -80,8 +96,43 @@ pub(crate) async fn renew(
 
 /// Renews a batch: one statement for every row in it (the table
 /// strategy's batch), and no round trip for the session locks but one
-/// ping per session not known alive, at the same time.
+/// ping per session not known alive, at the same time. Leaders' leases
+/// (labelled, a few) are renewed one by one, at once, beside it.
 pub(crate) async fn renew_batch(
+    engine: &SessionEngine,
+    store: &Store,
+    batch: &[(Lease, Duration)],
+) -> Vec<Result<Renewal>> {
+    if !batch.iter().any(|(lease, _)| is_labelled(lease)) {
+        return renew_unlabelled(engine, store, batch).await;
+    }
+    let (labelled, rest): (Vec<_>, Vec<_>) =
+        (0..batch.len()).partition(|&i| is_labelled(&batch[i].0));
+    let rest_batch: Vec<(Lease, Duration)> = rest.iter().map(|&i| batch[i].clone()).collect();
+    let singles = labelled
+        .iter()
+        .map(|&i| renew(engine, store, &batch[i].0, batch[i].1));
+    let (singles, rest_results) = tokio::join!(
+        futures::future::join_all(singles),
+        renew_unlabelled(engine, store, &rest_batch)
+    );
+    let mut out: Vec<Option<Result<Renewal>>> = batch.iter().map(|_| None).collect();
+    for (i, result) in labelled.into_iter().zip(singles) {
+        out[i] = Some(result);
+    }
+    for (i, result) in rest.into_iter().zip(rest_results) {
+        out[i] = Some(result);
+    }
+    out.into_iter()
+        .zip(batch)
+        .map(|(result, (lease, _))| {
+            result.unwrap_or_else(|| Err(LockError::not_held(lease.name().as_str())))
+        })
+        .collect()
+}
+
+/// [`renew_batch`] of leases without label rows.
+async fn renew_unlabelled(
     engine: &SessionEngine,
     store: &Store,
     batch: &[(Lease, Duration)],
@@ -139,6 +190,13 @@ pub(crate) async fn revoke(engine: &SessionEngine, store: &Store, lease: &Lease)
             .await
     };
     let released = match parts(lease) {
+        Parts::Session if is_labelled(lease) => {
+            // The lock first: observers reading after the notice of the
+            // label row's deletion find the name free (or the next leader).
+            let released = release_session_lock(engine, lease).await?;
+            unlabel(engine, lease).await;
+            released
+        }
         Parts::Session => release_session_lock(engine, lease).await?,
         Parts::Row => row_release().await?,
         Parts::Both => {

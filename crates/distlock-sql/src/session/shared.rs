@@ -116,24 +116,28 @@ async fn attempt(
     deadline: Option<Instant>,
 ) -> Result<Attempt> {
     let request = a.request;
-    let patience = patience(request.options.wait, deadline);
-    let (gate, token) =
-        match take(engine, key, Gate::Shared, patience, request.owner, deadline).await? {
-            Took::Taken(taken, token, _) => (Gated::Taken(taken), token),
-            Took::Joined(joined) => {
-                let drawn = tokio::time::timeout(engine.timeout, joined.session().token()).await;
-                match drawn {
-                    Ok(Ok(token)) => (Gated::Joined(joined), token),
-                    Ok(Err(failure)) => return Err(engine.failed("acquiring", key, failure)),
-                    Err(_) => return Err(engine.no_answer("acquiring", key)),
-                }
+    let how = (
+        patience(request.options.wait, deadline),
+        engine.needs_own_session(request),
+    );
+    let (gate, token) = match take(engine, key, Gate::Shared, how, request.owner, deadline).await? {
+        Took::Taken(taken, token, _) => (Gated::Taken(taken), token),
+        Took::Joined(joined) => {
+            let drawn = tokio::time::timeout(engine.timeout, joined.session().token()).await;
+            match drawn {
+                Ok(Ok(token)) => (Gated::Joined(joined), token),
+                Ok(Err(failure)) => return Err(engine.failed("acquiring", key, failure)),
+                Err(_) => return Err(engine.no_answer("acquiring", key)),
             }
-            Took::Refused | Took::Readers(_) => return Ok(Attempt::Held { remaining: None }),
-        };
+        }
+        Took::Refused | Took::Readers(_) => return Ok(Attempt::Held { remaining: None }),
+    };
     let (granted, verdict) = grant_row(a, hold).await?;
     if let Some(row) = granted {
         let session = gate.keep(engine, a).await;
-        return Ok(Attempt::Acquired(engine.granted(token, row.sent, session)));
+        return Ok(Attempt::Acquired(
+            engine.granted(token, row.sent, session, false),
+        ));
     }
     gate.give_back().await;
     match verdict {

@@ -51,8 +51,9 @@ pub(crate) fn patience(wait: Wait, deadline: Option<Instant>) -> Patience {
 /// Takes `gate` of `key` for `owner`: routes the request to a session
 /// (waiting for one, or opening one, within the caller's wait) and runs the
 /// take there — waiting in the server as `patience` allows when the
-/// session may be occupied, trying otherwise. A session found gone is
-/// replaced once.
+/// session may be occupied, trying otherwise. With `own`, on a session of
+/// its own, dedicated to the hold once it is kept (see
+/// [`pool`](super::pool)). A session found gone is replaced once.
 ///
 /// # Cancel safety
 ///
@@ -61,7 +62,7 @@ pub(crate) async fn take(
     engine: &SessionEngine,
     key: &Key,
     gate: Gate,
-    patience: Patience,
+    (patience, own): (Patience, bool),
     owner: OwnerToken,
     deadline: Option<Instant>,
 ) -> Result<Took> {
@@ -71,7 +72,7 @@ pub(crate) async fn take(
         let until = deadline.map_or(until, |d| d.max(until));
         let route = engine
             .sessions
-            .route(key, gate, patience.waits(), owner, until)
+            .route(key, gate, (patience.waits(), own), owner, until)
             .await?;
         let claim = match route {
             None => return Ok(Took::Refused),
@@ -80,7 +81,7 @@ pub(crate) async fn take(
             }
             Some(Route::Claimed(claim)) => claim,
         };
-        match take_on(engine, claim, key, gate, patience, deadline).await {
+        match take_on(engine, claim, key, (gate, own), patience, deadline).await {
             Err(Failure::Gone(_)) if !replaced => replaced = true,
             Err(failure) => return Err(engine.failed("acquiring", key, failure)),
             Ok(took) => return Ok(took),
@@ -93,7 +94,7 @@ async fn take_on(
     engine: &SessionEngine,
     claim: Arc<Claim>,
     key: &Key,
-    gate: Gate,
+    (gate, own): (Gate, bool),
     patience: Patience,
     deadline: Option<Instant>,
 ) -> std::result::Result<Took, Failure> {
@@ -106,10 +107,14 @@ async fn take_on(
             .map_err(|_| Failure::NoAnswer(limit))?,
         None => session.take(key, gate, patience).await,
     };
-    // Answered: a waiting statement no longer occupies the session. (Not
-    // answered, the clean-up stays armed: it gives back, or closes the
-    // session, which stays occupied until then.)
-    claim.unblock();
+    // Answered: a waiting statement no longer occupies the session — unless
+    // the session is the request's own, occupied until the hold is kept
+    // (dedicated) or given back. (Not answered, the clean-up stays armed:
+    // it gives back, or closes the session, which stays occupied until
+    // then.)
+    if !own {
+        claim.unblock();
+    }
     let outcome = match answered {
         Ok(answer) => answer.outcome,
         // The session ended: its locks are free.
@@ -132,6 +137,7 @@ async fn take_on(
         claim,
         key: key.clone(),
         gate,
+        own,
         undo,
     };
     Ok(match outcome {
@@ -140,10 +146,12 @@ async fn take_on(
     })
 }
 
-/// How a take on `claim` runs: a wait in the server (as `patience` says,
-/// bounded by the wait plus the statement timeout) on a session it
-/// occupies, its clean-up closing the session; or a try bounded by the
-/// statement timeout (cut to the deadline), its clean-up giving back.
+/// How a take on `claim` runs: on a session it occupies, a wait in the
+/// server as `patience` says (bounded by the wait plus the statement
+/// timeout; a try, on a session of its own, by the statement timeout cut
+/// to the deadline), its clean-up closing the session; otherwise a try
+/// bounded by the statement timeout (cut to the deadline), its clean-up
+/// giving back.
 fn prepare(
     engine: &SessionEngine,
     claim: &Arc<Claim>,
@@ -157,7 +165,8 @@ fn prepare(
         undo.arm(close_quietly(Arc::clone(claim)));
         let limit = match patience {
             Patience::Upto(wait) => Some(wait + engine.timeout),
-            _ => None,
+            Patience::Try => Some(request_bound(engine.timeout, deadline)),
+            Patience::Forever => None,
         };
         (patience, limit, undo)
     } else {
@@ -173,6 +182,8 @@ pub(crate) struct Taken {
     claim: Arc<Claim>,
     key: Key,
     gate: Gate,
+    /// Taken on a session of its own, dedicated to it once kept.
+    own: bool,
     undo: CleanupOnDrop,
 }
 
@@ -182,10 +193,10 @@ impl Taken {
         self.claim.session()
     }
 
-    /// Keeps it for `owner`: its session holds it until released. The
-    /// session's id.
+    /// Keeps it for `owner`: its session holds it until released (the
+    /// session dedicated to it, if it is its own). The session's id.
     pub fn keep(mut self, owner: OwnerToken) -> u64 {
-        self.claim.hold(self.gate, owner);
+        self.claim.hold(self.gate, owner, self.own);
         self.undo.disarm();
         self.claim.session().id()
     }

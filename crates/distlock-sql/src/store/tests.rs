@@ -49,6 +49,10 @@ impl Dialect for Slow {
         Ok(true)
     }
 
+    async fn keep(&self, _: &str, _: &str, _: Duration) -> Result<bool, sqlx::Error> {
+        Ok(true)
+    }
+
     async fn extend_batch(&self, _: Group, b: &[Extension]) -> Result<Vec<bool>, sqlx::Error> {
         Ok(vec![true; b.len()])
     }
@@ -70,7 +74,13 @@ struct SlowConnection;
 
 #[async_trait]
 impl AttemptConnection for SlowConnection {
-    async fn take(&mut self, _: &str, _: &str, _: Duration) -> Result<Take, sqlx::Error> {
+    async fn take(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: Duration,
+        _: Option<&str>,
+    ) -> Result<Take, sqlx::Error> {
         tokio::time::sleep(STATEMENT).await;
         Ok(Take::HeldAskRemaining)
     }
@@ -119,7 +129,7 @@ impl AttemptConnection for SlowConnection {
 async fn attempt(store: Store, deadline: Option<Instant>) -> Result<(), LockError> {
     let name = LockName::new("slots").unwrap();
     let mut conn = store.connection(&name, deadline).await?;
-    conn.take(&name, "k", "o", Duration::from_secs(1), TIMEOUT)
+    conn.take(&name, "k", "o", (Duration::from_secs(1), None), TIMEOUT)
         .await
         .map(|_| ())
 }

@@ -77,7 +77,7 @@ pub fn through(url: &str, addr: std::net::SocketAddr) -> String {
 /// started by the cross-process case runs the same test, and uses its
 /// parent's file, so both compete for the same locks.
 pub fn sqlite_test_path() -> PathBuf {
-    let child = std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some();
+    let child = is_conformance_child();
     let pid = if child {
         std::os::unix::process::parent_id()
     } else {
@@ -90,6 +90,18 @@ pub fn sqlite_test_path() -> PathBuf {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     test_dir().join(format!("distlock-sql-{pid}-{test}.db"))
+}
+
+/// Whether this process is the child of one of the suite's cross-process
+/// cases (the holder that is killed, the leader that is killed, the holder
+/// that releases early and exits): each sets a variable of its own, all
+/// named `DISTLOCK_CONFORMANCE_CHILD_…`.
+pub fn is_conformance_child() -> bool {
+    std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some()
+        || std::env::vars_os().any(|(name, _)| {
+            name.to_string_lossy()
+                .starts_with("DISTLOCK_CONFORMANCE_CHILD")
+        })
 }
 
 /// Removes a test's SQLite file and its WAL companions.
@@ -190,7 +202,7 @@ pub fn server_missing(what: &str, url: &str, e: &dyn std::fmt::Display) -> ! {
 /// for it.
 pub fn child_output_on_fresh_line() {
     use std::io::Write;
-    if std::env::var_os(distlock_conformance::cases::CHILD_ENV).is_some() {
+    if is_conformance_child() {
         let mut out = std::io::stdout();
         let _ = out.write_all(b"\n");
         let _ = out.flush();
@@ -204,6 +216,11 @@ pub async fn drop_tables(backend: &distlock_sql::SqlBackend) {
     #[cfg(feature = "postgres")]
     if let Some(pool) = backend.postgres_pool() {
         let drop = format!("DROP TABLE IF EXISTS \"{t}\", \"{t}_holders\"");
+        distlock_sql::sqlx::query(&drop)
+            .execute(pool)
+            .await
+            .unwrap();
+        let drop = format!("DROP FUNCTION IF EXISTS \"{t}_token\"(text)");
         distlock_sql::sqlx::query(&drop)
             .execute(pool)
             .await

@@ -25,6 +25,8 @@ pub(super) struct QueueEntry {
     pub(super) czxid: i64,
     /// The session that owns the node.
     pub(super) session: i64,
+    /// The node's version when created (or found).
+    pub(super) version: i32,
 }
 
 impl QueueEntry {
@@ -34,11 +36,13 @@ impl QueueEntry {
             path,
             czxid: stat.czxid,
             session: stat.ephemeral_owner,
+            version: stat.version,
         }
     }
 }
 
-/// Creates `<dir>/<owner>-<mode tag><sequence>`, ephemeral and sequential.
+/// Creates `<dir>/<owner>-<mode tag><sequence>`, ephemeral and sequential,
+/// with `data` (the holder data, or a waiter's mark).
 ///
 /// Round trips: 1; plus 1–2 to create missing container parents on a
 /// name's first use; plus 2 (list, `exists`) to find the node by owner token
@@ -47,6 +51,7 @@ pub(super) async fn queue_node(
     session: &Session,
     tree: &LockTree,
     want: &Want<'_>,
+    data: &[u8],
     deadline: Option<Instant>,
 ) -> Result<QueueEntry, zk::Error> {
     let dir = want.dir.as_str();
@@ -60,7 +65,7 @@ pub(super) async fn queue_node(
         let created = call_until(
             session,
             deadline,
-            session.client.create(&prefix, &[], &mode),
+            session.client.create(&prefix, data, &mode),
         )
         .await;
         match created {

@@ -9,6 +9,7 @@ use futures::future::{join_all, select_all};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
+use super::hand_over::Lookout;
 use crate::rpc::call_while_live;
 use crate::session::Session;
 
@@ -58,12 +59,15 @@ pub(super) enum Woken {
 }
 
 /// Sleeps until one of the watches fires, the session's liveness changes,
-/// or the deadline passes. No round trip.
+/// or the deadline passes; meanwhile a waiter's `lookout` looks at the
+/// turns ahead when it is due to (see [`Lookout`]). No round trip but the
+/// lookout's.
 pub(super) async fn until_woken(
     session: &Session,
     watchers: Vec<zk::OneshotWatcher>,
     live: &mut watch::Receiver<Liveness>,
     deadline: Option<Instant>,
+    mut lookout: Option<&mut Lookout>,
 ) -> Woken {
     if let Liveness::Lost(why) = &*live.borrow_and_update() {
         return Woken::SessionLost(why.clone());
@@ -78,23 +82,39 @@ pub(super) async fn until_woken(
         }
     };
     let any_changed = select_all(watchers.into_iter().map(|w| Box::pin(w.changed())));
-    tokio::select! {
-        (event, _, _) = any_changed => {
-            if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
-                session.mark_lost(&format!("session {}", event.session_state));
-                return Woken::SessionLost(event.session_state.to_string());
+    tokio::pin!(timeout);
+    tokio::pin!(any_changed);
+    loop {
+        let next_look = lookout.as_ref().and_then(|l| l.next());
+        let look = async {
+            match next_look {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
             }
-            Woken::Changed
+        };
+        tokio::select! {
+            (event, _, _) = &mut any_changed => {
+                if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+                    session.mark_lost(&format!("session {}", event.session_state));
+                    return Woken::SessionLost(event.session_state.to_string());
+                }
+                return Woken::Changed;
+            }
+            changed = live.changed() => {
+                if changed.is_err() {
+                    return Woken::SessionLost("session closed".to_string());
+                }
+                return match &*live.borrow_and_update() {
+                    Liveness::Lost(why) => Woken::SessionLost(why.clone()),
+                    _ => Woken::Changed,
+                };
+            }
+            () = &mut timeout => return Woken::TimedOut,
+            () = look => {
+                if let Some(lookout) = lookout.as_deref_mut() {
+                    lookout.look(session).await;
+                }
+            }
         }
-        changed = live.changed() => {
-            if changed.is_err() {
-                return Woken::SessionLost("session closed".to_string());
-            }
-            match &*live.borrow_and_update() {
-                Liveness::Lost(why) => Woken::SessionLost(why.clone()),
-                _ => Woken::Changed,
-            }
-        }
-        () = timeout => Woken::TimedOut,
     }
 }

@@ -98,11 +98,24 @@ local function blocked_for(lock, holders, now)
   return -1
 end
 
+-- Records `label` as the label of the exclusive holder `owner` (an
+-- elected leader's identity): '<owner>:<label>' in k.holder, kept without
+-- expiry (readers trust it only while the lock key holds that owner), and
+-- announces the grant with '+' on k.channel so that leader observers read
+-- again ('+' wakes no waiter). Nothing without a label.
+local function record_label(k, owner, label)
+  if label and label ~= '' then
+    redis.call('SET', k.holder, owner .. ':' .. label)
+    redis.call('PUBLISH', k.channel, '+')
+  end
+end
+
 -- Grants `owner` a hold in `mode` for `ttl` ms and advances the fencing
 -- counter (returns the token). 'x' sets the lock key; 's' and 'p<n>' add
 -- a member to the holders set; 'u' turns the owner's reader member into
--- the lock key (an upgrade). `k` names the keys: lock, holders, fence.
-local function take(k, owner, mode, ttl, now)
+-- the lock key (an upgrade). An exclusive hold may carry a `label`. `k`
+-- names the keys: lock, holders, fence (and holder, channel for a label).
+local function take(k, owner, mode, ttl, now, label)
   if mode == 'x' or mode == 'u' then
     if mode == 'u' then
       redis.call('ZREM', k.holders, 's:' .. owner)
@@ -113,7 +126,9 @@ local function take(k, owner, mode, ttl, now)
     redis.call('ZADD', k.holders, now + ttl, mode .. ':' .. owner)
     touch(k.holders)
   end
-  return redis.call('INCR', k.fence)
+  local fence = redis.call('INCR', k.fence)
+  record_label(k, owner, label)
+  return fence
 end
 
 -- True while `member` of the holders set is live.

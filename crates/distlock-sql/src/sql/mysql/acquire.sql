@@ -1,9 +1,10 @@
 -- Takes the lock exclusively (the mutex, the writer) when its row is absent,
 -- or released or expired with no reader or permit holder alive and it is the
 -- owner's turn in the queue of waiters, and issues the next fencing token.
--- Parameters: key, owner token, ttl in microseconds (the insert branch); the
--- owner token twice (the queue check); the owner token, five times; the ttl
--- again.
+-- Parameters: key, owner token, ttl in microseconds, label (the insert
+-- branch); the owner token twice (the queue check); the owner token, five
+-- times; the ttl again; the owner token and the label again. The label is the
+-- holder's (an elected leader's identity), NULL for none.
 -- Returns no rows. The outcome travels in the OK packet's last-insert-id,
 -- set through LAST_INSERT_ID(expr): 1 for a new row, the new fence for a
 -- taken-over row, 0 when someone holds the lock (or another waiter goes
@@ -27,8 +28,8 @@
 -- holds it before).
 -- UTC_TIMESTAMP(6) is the database clock at the start of the statement,
 -- independent of the session time zone.
-INSERT INTO `{table}` (name, owner, fence, expires_at)
-VALUES (?, ?, LAST_INSERT_ID(1), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)
+INSERT INTO `{table}` (name, owner, fence, expires_at, label)
+VALUES (?, ?, LAST_INSERT_ID(1), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?)
 ON DUPLICATE KEY UPDATE
     owner        = IF((expires_at IS NULL OR expires_at <= UTC_TIMESTAMP(6))
                       AND (shared_count = 0 OR shared_until IS NULL
@@ -53,4 +54,5 @@ ON DUPLICATE KEY UPDATE
     fence        = IF(owner <=> ?, LAST_INSERT_ID(fence + 1), fence + LAST_INSERT_ID(0)),
     shared_until = IF(owner <=> ?, NULL, shared_until),
     shared_count = IF(owner <=> ?, 0, shared_count),
-    expires_at   = IF(owner <=> ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, expires_at)
+    expires_at   = IF(owner <=> ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, expires_at),
+    label        = IF(owner <=> ?, ?, label)

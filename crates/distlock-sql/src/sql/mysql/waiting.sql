@@ -1,7 +1,7 @@
 -- Reads who holds a lock, and where a waiter stands in its queue, for an
 -- exclusive attempt that did not take it. Parameters: owner token, three
 -- times; key.
--- Returns at most one row: (owner, fence, remaining_us, shared_us) as
+-- Returns at most one row: (owner, fence, label, remaining_us, shared_us) as
 -- holder.sql, then (ahead, queued_us): how many live places of the queue are
 -- ahead of the owner's (every live place when it has none), and its own
 -- place's time left (NULL when it has no live place). Places are
@@ -9,6 +9,7 @@
 -- served by ticket (the permits column), then owner token.
 SELECT l.owner,
        l.fence,
+       l.label,
        TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), l.expires_at) AS remaining_us,
        (SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), MAX(h.expires_at))
           FROM `{table}_holders` h

@@ -1,6 +1,7 @@
 -- The locks table and its holders table (SQLite). Returns nothing.
 -- `{table}` is replaced by the validated table name before use; both
--- statements are idempotent, so an older database gains the holders table.
+-- statements are idempotent, so an older database gains the holders table
+-- (and upgrade.sql gives its locks table the label column).
 --
 -- {table}: one row per lock name, kept forever.
 --   name: the lock key, compared with the BINARY collation (case-sensitive).
@@ -8,6 +9,8 @@
 --   fence: the last fencing token issued for this name, to any mode (never decreases).
 --   expires_at: the exclusive hold's expiry, ms since the Unix epoch on the
 --     database clock, NULL when free.
+--   label: the exclusive holder's label (an elected leader's identity), NULL
+--     when it was granted without one; meaningful only while that hold lives.
 -- {table}_holders: one row per reader, semaphore permit, waiting writer or
 --   queued waiter.
 --   name: the lock key (a row of {table} exists for it).
@@ -24,7 +27,8 @@ CREATE TABLE IF NOT EXISTS "{table}" (
     name       TEXT    NOT NULL PRIMARY KEY,
     owner      TEXT,
     fence      INTEGER NOT NULL DEFAULT 0,
-    expires_at INTEGER
+    expires_at INTEGER,
+    label      TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS "{table}_holders" (
     name       TEXT    NOT NULL,

@@ -1,6 +1,6 @@
 -- Reads who holds a lock, and where a waiter stands in its queue, for an
 -- exclusive attempt that did not take it. ?1 = key, ?2 = owner token.
--- Returns at most one row: (owner, fence, remaining_ms, shared_ms) as
+-- Returns at most one row: (owner, fence, label, remaining_ms, shared_ms) as
 -- holder.sql, then (ahead, queued_ms): how many live places of the queue are
 -- ahead of the owner's (every live place when it has none), and its own
 -- place's time left (NULL when it has no live place). Places are holders
@@ -8,6 +8,7 @@
 -- ticket (the permits column), then owner token.
 SELECT owner,
        fence,
+       label,
        expires_at - CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) AS remaining_ms,
        (SELECT MAX(h.expires_at)
           FROM "{table}_holders" h

@@ -1,5 +1,5 @@
 -- In an upgrade transaction, after drop_own.sql: makes the reader (now the
--- only holder) the exclusive holder, with the next fencing token.
+-- only holder) the exclusive holder, with the next fencing token and no label.
 -- Parameters: owner token, ttl in microseconds, key.
 -- Returns no rows: the new fence travels in the OK packet's last-insert-id.
 UPDATE `{table}`
@@ -7,5 +7,6 @@ UPDATE `{table}`
        owner = ?,
        expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND,
        shared_count = 0,
-       shared_until = NULL
+       shared_until = NULL,
+       label = NULL
  WHERE name = ?
