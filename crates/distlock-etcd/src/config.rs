@@ -22,6 +22,8 @@ pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
 /// The shortest waiter-liveness window accepted: a live waiter needs a
 /// watch event, a read and a write to claim its turn.
 const MIN_WAITER_TIMEOUT: Duration = Duration::from_millis(50);
+/// The longest waiter-liveness window accepted.
+const MAX_WAITER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Everything needed to reach an etcd cluster and lock in it.
 ///
@@ -112,7 +114,7 @@ impl EtcdConfig {
     ///   request;
     /// - `connect_timeout` (legacy `connect_timeout_ms`; default 5 s): the
     ///   bound on connecting to one member;
-    /// - `waiter_timeout` (default 1 s, at least 50 ms): the waiter-liveness
+    /// - `waiter_timeout` (default 1 s, 50 ms to 1 h): the waiter-liveness
     ///   window, see [`with_waiter_timeout`](Self::with_waiter_timeout);
     /// - `tls` (boolean): TLS to the members, verified against the system
     ///   roots; `ca=<PEM file>` (legacy `cacert`) verifies against that CA
@@ -214,7 +216,7 @@ impl EtcdConfig {
     /// the others up this long, never a session timeout. The key of a
     /// waiter lives on a waiter lease of this ttl (whole seconds, rounded
     /// up; etcd raises it to its minimum), which frees it when no live
-    /// client hands the turn on. At least 50 ms; every client of a name
+    /// client hands the turn on. From 50 ms to 1 h; every client of a name
     /// should use the same window.
     pub fn with_waiter_timeout(mut self, timeout: Duration) -> Self {
         self.waiter_timeout = timeout;
@@ -333,9 +335,9 @@ impl EtcdConfig {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Some("timeouts must be positive".into());
         }
-        if self.waiter_timeout < MIN_WAITER_TIMEOUT {
+        if !(MIN_WAITER_TIMEOUT..=MAX_WAITER_TIMEOUT).contains(&self.waiter_timeout) {
             return Some(format!(
-                "the waiter timeout must be at least {MIN_WAITER_TIMEOUT:?}, got {:?}",
+                "`waiter_timeout` must be from {MIN_WAITER_TIMEOUT:?} to {MAX_WAITER_TIMEOUT:?}, got {:?}",
                 self.waiter_timeout
             ));
         }

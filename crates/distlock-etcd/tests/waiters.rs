@@ -287,3 +287,26 @@ async fn a_waiter_queued_without_claims_is_caught_holding_the_line() {
         "the case failed, but not for the dead waiter: {message}"
     );
 }
+
+#[test]
+fn the_window_is_read_from_the_url_and_checked() {
+    use distlock_etcd::{EtcdConfig, DEFAULT_WAITER_TIMEOUT};
+    let url = "etcd://127.0.0.1:2379/p?waiter_timeout=250ms";
+    let config = EtcdConfig::from_url(url).unwrap();
+    assert_eq!(config.waiter_timeout(), Duration::from_millis(250));
+    let plain = EtcdConfig::from_url("etcd://127.0.0.1:2379").unwrap();
+    assert_eq!(plain.waiter_timeout(), DEFAULT_WAITER_TIMEOUT);
+    assert_eq!(DEFAULT_WAITER_TIMEOUT, Duration::from_secs(1));
+    for bad in ["10ms", "2h", "soon"] {
+        let url = format!("etcd://127.0.0.1:2379?waiter_timeout={bad}");
+        match EtcdConfig::from_url(&url) {
+            Err(distlock_core::LockError::InvalidConfig { reason }) => {
+                assert!(
+                    reason.contains("waiter_timeout") || reason.contains("waiter timeout"),
+                    "{reason}"
+                )
+            }
+            other => panic!("`waiter_timeout={bad}` gave {other:?}"),
+        }
+    }
+}

@@ -47,8 +47,13 @@ pub(crate) fn waiting_value(window: Duration) -> Vec<u8> {
 pub(crate) fn window_of(value: &[u8]) -> Option<Duration> {
     let millis = value.strip_prefix(&[WAITING])?;
     let millis: u64 = std::str::from_utf8(millis).ok()?.parse().ok()?;
-    Some(Duration::from_millis(millis))
+    Some(Duration::from_millis(millis).min(LONGEST_WINDOW))
 }
+
+/// The longest window a mark is taken to carry (and the longest a
+/// configuration may give): whatever another client wrote, a pass-over
+/// waits no longer than this.
+pub(crate) const LONGEST_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How an entry was put in line.
 #[derive(Clone, Debug)]
@@ -104,7 +109,7 @@ mod tests {
 
     #[test]
     fn the_mark_reads_back_its_window_and_holders_have_none() {
-        for ms in [50, 1000, 86_400_000] {
+        for ms in [50, 1000, 3_600_000] {
             let window = Duration::from_millis(ms);
             let value = waiting_value(window);
             assert_eq!(window_of(&value), Some(window));
@@ -113,6 +118,12 @@ mod tests {
         assert_eq!(window_of(b"0123456789abcdef0123456789abcdef"), None);
         assert_eq!(window_of(b"0123\nleader"), None);
         assert_eq!(window_of(&[WAITING]), None);
+        let huge = waiting_value(Duration::from_secs(u64::MAX / 1000));
+        assert_eq!(
+            window_of(&huge),
+            Some(LONGEST_WINDOW),
+            "a mark never waits past the longest window"
+        );
         assert_eq!(window_of(&[WAITING, b'x']), None);
     }
 }

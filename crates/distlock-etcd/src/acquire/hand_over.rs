@@ -1,7 +1,7 @@
 //! Handing a turn on: after this client deleted an entry of a name's line
 //! (a release, a waiter giving up, a waiter passed over), the entries that
 //! delete may have let in must claim their turn within their window; one
-//! that does not is passed over (see [`super::claim`]).
+//! that does not is passed over (see [`super::claim`](mod@super::claim)).
 //!
 //! 1. Read the line, oldest first, with values (one Range of at most
 //!    [`LINE_READ`] entries, served by the member that answered our delete

@@ -15,7 +15,7 @@
 //! block it, and otherwise as a **waiter** (marked, on the client's waiter
 //! lease) that must claim its turn when it comes; whoever deletes an entry
 //! of the line then checks that the waiters it let in claim within their
-//! waiter-liveness window, and passes over those that do not ([`claim`],
+//! waiter-liveness window, and passes over those that do not ([`claim`](mod@claim),
 //! [`hand_over`]).
 //!
 //! Every key is attached to the client's etcd lease; a lock is never handed
@@ -130,7 +130,9 @@ async fn queue(
             InLine::Granted(grant) => return Ok(Some(grant)),
             InLine::TimedOut => return Ok(None),
             InLine::Requeue => {
-                window = (window * 2).min(config.session_timeout().max(window));
+                window = window
+                    .saturating_mul(2)
+                    .min(config.session_timeout().max(window));
                 let window_ms = window.as_millis() as u64;
                 tracing::debug!(lock = %request.name, window_ms, "distlock.etcd.requeued");
             }

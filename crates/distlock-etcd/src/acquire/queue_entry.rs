@@ -1,5 +1,5 @@
 //! Creating the queue key (as a holder, or as a waiter when something
-//! blocks it, see [`super::claim`]), and removing it again when the acquire
+//! blocks it, see [`super::claim`](mod@super::claim)), and removing it again when the acquire
 //! does not end holding the lock — also when its future is dropped;
 //! rewriting it to hand a permit waiter's place on.
 //!

@@ -63,7 +63,7 @@ impl Leases {
 /// read that found it still pending), the deadline passes, or an etcd
 /// lease the key depends on is lost; meanwhile a waiter's `lookout` looks
 /// at the head of the line when it is due to (see
-/// [`Lookout`](super::hand_over::Lookout)).
+/// [`Lookout`]).
 ///
 /// Round trips: one to open the watch (plus one local read when the
 /// revision moved since our read), then none until the event but the

@@ -50,8 +50,13 @@ pub(crate) fn waiting_data(window: Duration) -> Vec<u8> {
 pub(crate) fn window_of(data: &[u8]) -> Option<Duration> {
     let millis = data.strip_prefix(&[WAITING])?;
     let millis: u64 = std::str::from_utf8(millis).ok()?.parse().ok()?;
-    Some(Duration::from_millis(millis))
+    Some(Duration::from_millis(millis).min(LONGEST_WINDOW))
 }
+
+/// The longest window a mark is taken to carry (and the longest a
+/// configuration may give): whatever another client wrote, a pass-over
+/// waits no longer than this.
+pub(crate) const LONGEST_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Marks the node at `path`, created as a holder (version 0), as a waiter:
 /// two `setData` in one request, so it is at version 2.
@@ -168,7 +173,7 @@ mod tests {
 
     #[test]
     fn the_mark_reads_back_its_window_and_no_label_is_a_mark() {
-        for ms in [50, 1000, 86_400_000] {
+        for ms in [50, 1000, 3_600_000] {
             let window = Duration::from_millis(ms);
             let data = waiting_data(window);
             assert_eq!(window_of(&data), Some(window));
@@ -183,5 +188,11 @@ mod tests {
         }
         assert_eq!(window_of(&NodeData::kept(7, Some("x"))), None);
         assert_eq!(window_of(&[WAITING]), None);
+        let huge = waiting_data(Duration::from_secs(u64::MAX / 1000));
+        assert_eq!(
+            window_of(&huge),
+            Some(LONGEST_WINDOW),
+            "a mark never waits past the longest window"
+        );
     }
 }

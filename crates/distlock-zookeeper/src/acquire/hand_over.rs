@@ -1,5 +1,5 @@
 //! Handing a turn on: the nodes whose turn came must claim it within their
-//! window; one that does not is passed over (see [`super::claim`]).
+//! window; one that does not is passed over (see [`super::claim`](mod@super::claim)).
 //!
 //! 1. List the directory and read the data of the nodes whose turn it is
 //!    (the longest prefix of the line that fits together by the core's rule,

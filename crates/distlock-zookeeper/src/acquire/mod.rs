@@ -4,7 +4,7 @@
 //!    token>-<mode tag><sequence>`, ephemeral and sequential (the tag is
 //!    empty for exclusive, `s-` for shared, `p<limit>-` for a permit) — as
 //!    a holder when nothing listed would keep it from holding, else marked
-//!    as a waiter ([`claim`]). A clean-up that deletes it (found by owner
+//!    as a waiter ([`claim`](mod@claim)). A clean-up that deletes it (found by owner
 //!    token, so also when the create's reply was lost) is armed before the
 //!    create is sent.
 //! 2. List the directory: where does our node stand (see [`turn`])?
@@ -18,7 +18,7 @@
 //! 6. Otherwise (marking our node if it was created as a holder) [`watch`]
 //!    the nodes that decide our turn and sleep until one of them changes;
 //!    then back to 2. Meanwhile a marked node's contender keeps a
-//!    [`Lookout`](hand_over::Lookout) on the turns ahead of it, and whoever
+//!    [`Lookout`] on the turns ahead of it, and whoever
 //!    deletes a node of the line checks the turns it let in
 //!    ([`hand_over`]): a turn not claimed within its window is passed over.
 //!
@@ -185,7 +185,7 @@ async fn take_turns(
             Outcome::PassedOver => {
                 let most = sessions.config().session_timeout();
                 if let Some((data, window)) = &mut want.waiting {
-                    *window = (*window * 2).min(most.max(*window));
+                    *window = window.saturating_mul(2).min(most.max(*window));
                     *data = waiting_data(*window);
                 }
                 tracing::debug!(lock = %want.name, "distlock.zookeeper.passed_over");
