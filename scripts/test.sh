@@ -34,6 +34,14 @@ IGNORED=0
 
 banner() { printf '\n==================== %s ====================\n' "$*"; }
 
+# The build's size and the disk space left (a full disk fails a build in odd ways).
+disk() {
+  local used avail
+  used="$(du -sh "$ROOT/target" 2>/dev/null | cut -f1)"
+  avail="$(df -h --output=avail "$ROOT" 2>/dev/null | tail -1 | tr -d ' ')"
+  echo "target ${used:-?}, ${avail:-?} free"
+}
+
 # Run one phase with a banner and its elapsed time; exit if it fails.
 phase() {
   local name="$1" start=$SECONDS rc=0
@@ -41,10 +49,10 @@ phase() {
   banner "$name"
   "$@" || rc=$?
   if ((rc != 0)); then
-    echo "---- phase '$name' FAILED (exit code $rc) after $((SECONDS - start))s"
+    echo "---- phase '$name' FAILED (exit code $rc) after $((SECONDS - start))s; $(disk)"
     exit "$rc"
   fi
-  echo "---- phase '$name' ok ($((SECONDS - start))s)"
+  echo "---- phase '$name' ok ($((SECONDS - start))s; $(disk))"
 }
 
 # Print the summary line over all test phases run so far.
@@ -77,8 +85,12 @@ services_up() {
 
 trap 'echo; echo "(servers left running; stop them with: $ROOT/scripts/services.sh down)"' EXIT
 
-# Tests treat a missing server as a failure when CI is set; pass it through.
-if [[ -n ${CI:-} ]]; then export CI; fi
+# Tests treat a missing server as a failure when CI is set; pass it through. A CI
+# build is built once: incremental compilation's caches would only take disk space.
+if [[ -n ${CI:-} ]]; then
+  export CI
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
 
 phase services services_up
 
