@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod cases;
+pub mod child;
 mod harness;
 mod history;
 mod proxy;

@@ -16,6 +16,7 @@
 //!   guards that report loss; [`MultiLockGuard`] for several names at once,
 //!   [`Leadership`] and [`LeaderObserver`] for leader election.
 //! - [`waiting`]: the shared retry loop for backends without a queue;
+//!   [`line`]: the waiter-liveness rule of backends with one;
 //!   [`cleanup`]: finishing what a dropped operation started;
 //!   [`validity`]: the one drift rule; [`sync`]: the poison-tolerant lock.
 //! - [`BackendUrl`]: the one URL grammar; [`registry`]: every known scheme;
@@ -41,6 +42,7 @@ mod client;
 mod error;
 pub mod layer;
 mod lease;
+pub mod line;
 mod liveness;
 mod mode;
 mod multi;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use distlock_core::line;
 use distlock_core::{BackendUrl, Host, LockError, Result, TlsSettings};
 
 /// Default session timeout (the etcd lease ttl): how long a vanished
@@ -18,12 +19,7 @@ pub const DEFAULT_PREFIX: &str = "distlock";
 /// Default waiter-liveness window: how long a waiter whose turn came may
 /// take to claim it before the others pass over it (see
 /// [`EtcdConfig::with_waiter_timeout`]).
-pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
-/// The shortest waiter-liveness window accepted: a live waiter needs a
-/// watch event, a read and a write to claim its turn.
-const MIN_WAITER_TIMEOUT: Duration = Duration::from_millis(50);
-/// The longest waiter-liveness window accepted.
-const MAX_WAITER_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_WAITER_TIMEOUT: Duration = line::DEFAULT_WAITER_TIMEOUT;
 
 /// Everything needed to reach an etcd cluster and lock in it.
 ///
@@ -114,7 +110,7 @@ impl EtcdConfig {
     ///   request;
     /// - `connect_timeout` (legacy `connect_timeout_ms`; default 5 s): the
     ///   bound on connecting to one member;
-    /// - `waiter_timeout` (default 1 s, 50 ms to 1 h): the waiter-liveness
+    /// - `waiter_timeout` (default 1 s, 30 ms to 1 h): the waiter-liveness
     ///   window, see [`with_waiter_timeout`](Self::with_waiter_timeout);
     /// - `tls` (boolean): TLS to the members, verified against the system
     ///   roots; `ca=<PEM file>` (legacy `cacert`) verifies against that CA
@@ -216,7 +212,7 @@ impl EtcdConfig {
     /// the others up this long, never a session timeout. The key of a
     /// waiter lives on a waiter lease of this ttl (whole seconds, rounded
     /// up; etcd raises it to its minimum), which frees it when no live
-    /// client hands the turn on. From 50 ms to 1 h; every client of a name
+    /// client hands the turn on. From 30 ms to 1 h; every client of a name
     /// should use the same window.
     pub fn with_waiter_timeout(mut self, timeout: Duration) -> Self {
         self.waiter_timeout = timeout;
@@ -335,11 +331,10 @@ impl EtcdConfig {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Some("timeouts must be positive".into());
         }
-        if !(MIN_WAITER_TIMEOUT..=MAX_WAITER_TIMEOUT).contains(&self.waiter_timeout) {
-            return Some(format!(
-                "`waiter_timeout` must be from {MIN_WAITER_TIMEOUT:?} to {MAX_WAITER_TIMEOUT:?}, got {:?}",
-                self.waiter_timeout
-            ));
+        if let Err(LockError::InvalidConfig { reason }) =
+            line::check_waiter_timeout(self.waiter_timeout)
+        {
+            return Some(reason);
         }
         if self.prefix.is_empty() {
             return Some("the key prefix must not be empty".into());

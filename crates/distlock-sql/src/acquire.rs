@@ -13,8 +13,8 @@
 //! per release) and by polling elsewhere, never sleeping past the time the
 //! holders in the way have left. Where waiters poll (MySQL/MariaDB,
 //! SQLite), exclusive waiters keep places in a queue on the database (rows
-//! of the holders table, kind `q`, living [`PLACE_LIFE`] and kept by each
-//! attempt), and the lock goes only to the first live place, or to anyone
+//! of the holders table, kind `q`, living the waiter-liveness window
+//! (`waiter_timeout`, [`place_life`]) and kept by each attempt), and the lock goes only to the first live place, or to anyone
 //! when none lives: a client that just released cannot take the lock again
 //! ahead of those who waited (`attempts` paces how often they look).
 
@@ -32,14 +32,19 @@ use crate::store::Store;
 use crate::verdict::{self, Verdict, INTENT_LIFE, INTENT_REFRESH};
 
 /// How long an exclusive waiter's queue place lives on the database clock
-/// unless its waiter keeps it: a waiter that vanished holds the queue up
-/// for at most this long.
-pub(crate) const PLACE_LIFE: Duration = Duration::from_secs(1);
+/// unless its waiter keeps it: the waiter-liveness window
+/// (`waiter_timeout`). A waiter that vanished holds the queue up for at
+/// most this long.
+pub(crate) fn place_life(store: &Store) -> Duration {
+    store.waiter_timeout()
+}
 
 /// How often at least a waiter with a place attempts (and so keeps its
-/// place): its place is renewed by the attempt that finds less than
-/// `PLACE_LIFE - PLACE_REFRESH` left of it.
-pub(crate) const PLACE_REFRESH: Duration = Duration::from_millis(250);
+/// place): a quarter of the place's life. Its place is renewed by the
+/// attempt that finds less than `life - refresh` left of it.
+pub(crate) fn place_refresh(life: Duration) -> Duration {
+    life / 4
+}
 
 /// Tries `request`, then waits and retries until granted or the wait
 /// ends: woken by `subscription` when there is one, polling otherwise. An
@@ -51,7 +56,7 @@ pub(crate) const PLACE_REFRESH: Duration = Duration::from_millis(250);
 /// Cancel safe: a dropped attempt is undone in the background (see
 /// [`exclusive`] and [`holder`]), and so are a recorded intent and place.
 /// A future dropped while removing them leaves them to expire, within
-/// [`INTENT_LIFE`] and [`PLACE_LIFE`].
+/// [`INTENT_LIFE`] and [`place_life`].
 pub(crate) async fn acquire(
     store: &Store,
     request: &AcquireRequest,
@@ -142,7 +147,8 @@ async fn wait_on(a: &Attempts<'_>, opened: &mut Opened, way: Way) -> Result<Atte
     }
     if let Some(queue) = way.queue {
         keep_place(a, opened, queue).await?;
-        next = Some(next.map_or(PLACE_REFRESH, |r| r.min(PLACE_REFRESH)));
+        let refresh = place_refresh(place_life(a.store));
+        next = Some(next.map_or(refresh, |r| r.min(refresh)));
     }
     Ok(Attempt::Held { remaining: next })
 }
@@ -218,19 +224,20 @@ async fn keep_intent(a: &Attempts<'_>, opened: &mut Opened) -> Result<()> {
 }
 
 /// Takes this waiter's place in the queue, or renews it when less than
-/// `PLACE_LIFE - PLACE_REFRESH` is left of it (one statement then), its
-/// removal armed first.
+/// `life - refresh` is left of it (one statement then), its removal armed
+/// first.
 async fn keep_place(a: &Attempts<'_>, opened: &mut Opened, queue: Queue) -> Result<()> {
+    let life = place_life(a.store);
     let fresh = queue
         .mine
-        .is_some_and(|left| left >= PLACE_LIFE.saturating_sub(PLACE_REFRESH));
+        .is_some_and(|left| left >= life.saturating_sub(place_refresh(life)));
     if fresh {
         return Ok(());
     }
     a.arm_place_removal();
     let limit = opened.left();
     let name = &a.request.name;
-    let place = (PLACE_LIFE, a.arrived);
+    let place = (life, a.arrived);
     opened
         .conn
         .enqueue(name, &a.key, &a.owner, place, limit)

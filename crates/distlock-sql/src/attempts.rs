@@ -102,7 +102,7 @@ impl<'a> Attempts<'a> {
     /// A recorded intent or place is removed in the background; a future
     /// dropped while removing it leaves it to expire, within
     /// [`INTENT_LIFE`](crate::verdict::INTENT_LIFE) (an intent) or
-    /// [`PLACE_LIFE`](crate::acquire::PLACE_LIFE) (a place).
+    /// the waiter-liveness window ([`place_life`](crate::acquire::place_life)) (a place).
     pub async fn end_intent(&self, removed: bool) {
         let mut intent = std::mem::replace(
             &mut *lock(&self.intent),
@@ -285,7 +285,7 @@ where
 /// Removes a waiting writer's intent and a waiter's queue place, for an
 /// acquire that ended or was dropped; failing that, they expire within
 /// [`INTENT_LIFE`](crate::verdict::INTENT_LIFE) and
-/// [`PLACE_LIFE`](crate::acquire::PLACE_LIFE).
+/// the waiter-liveness window ([`place_life`](crate::acquire::place_life)).
 async fn forget_intent_quietly(store: Store, name: LockName, key: String, owner: String) {
     if let Err(e) = store.forget_intent(&name, &key, &owner).await {
         tracing::debug!(

@@ -293,6 +293,7 @@ fn store_of(config: &SqlConfig, dialect: Arc<dyn Dialect>) -> Store {
         config.table(),
         config.timeout(),
     )
+    .with_waiter_timeout(config.place_life())
 }
 
 /// Opens the database's dialect within the connect timeout.

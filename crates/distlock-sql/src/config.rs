@@ -113,6 +113,7 @@ const MAX_POOL_SIZE: u32 = 1000;
 /// | `pool_size` | `4` | most connections the backend opens (1..=1000) |
 /// | `timeout` (legacy `timeout_ms=<ms>`) | `5s` | bound on each statement |
 /// | `connect_timeout` (legacy `connect_timeout_ms`) | the `timeout` | bound on connecting (PostgreSQL, MySQL) |
+/// | `waiter_timeout` | `1s` | the table strategy's queue (MySQL, SQLite): how long a waiter's place lives unless its waiter keeps it, so how long a waiter that died in line holds the others up (30ms..=1h) |
 /// | `strategy` | `session` (PostgreSQL, MySQL), `table` (SQLite) | how locks are held: the database's session locks, or rows of the locks table (see the crate docs) |
 /// | `sessions` | `8` | `strategy=session`: most session connections the backend opens (1..=1000), beside the pool |
 /// | `session_timeout` | `5s` | `strategy=session`: how long the database keeps a session, and its locks, after it last heard from the client (1s..=1h) |
@@ -157,6 +158,9 @@ pub struct SqlConfig {
     strategy: Strategy,
     sessions: SessionSettings,
     tls: Option<TlsSettings>,
+    waiter_timeout: Duration,
+    /// Broken on purpose: queue places live an hour, whatever the window.
+    dead_places_kept: bool,
 }
 
 impl fmt::Debug for SqlConfig {
@@ -172,6 +176,7 @@ impl fmt::Debug for SqlConfig {
             .field("strategy", &self.strategy)
             .field("sessions", &self.sessions)
             .field("tls", &self.tls)
+            .field("waiter_timeout", &self.waiter_timeout)
             .finish()
     }
 }
@@ -249,6 +254,8 @@ impl SqlConfig {
             strategy: Strategy::default_for(database),
             sessions: SessionSettings::default(),
             tls: None,
+            waiter_timeout: distlock_core::line::DEFAULT_WAITER_TIMEOUT,
+            dead_places_kept: false,
         }
     }
 
@@ -273,6 +280,10 @@ impl SqlConfig {
         }
         if let Some(timeout) = positive(url, "timeout")? {
             self.timeout = timeout;
+        }
+        if let Some(window) = url.duration("waiter_timeout")? {
+            distlock_core::line::check_waiter_timeout(window)?;
+            self.waiter_timeout = window;
         }
         // Only a server has a connection to establish, and sessions.
         if self.database != Database::Sqlite {
@@ -418,6 +429,44 @@ impl SqlConfig {
         self.sessions.timeout =
             timeout.clamp(session::MIN_SESSION_TIMEOUT, session::MAX_SESSION_TIMEOUT);
         self
+    }
+
+    /// The waiter-liveness window of the table strategy's queue (MySQL/MariaDB
+    /// and SQLite; default 1 s, 30 ms to 1 h, URL `waiter_timeout`): a
+    /// polling waiter keeps its queue place alive by looking at least every
+    /// quarter of it, so a waiter that died in line holds the others up for
+    /// at most this long, whatever the holder's ttl.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfig`] outside 30 ms to 1 h.
+    pub fn with_waiter_timeout(mut self, window: Duration) -> Result<Self> {
+        distlock_core::line::check_waiter_timeout(window)?;
+        self.waiter_timeout = window;
+        Ok(self)
+    }
+
+    /// The waiter-liveness window of the table strategy's queue.
+    pub fn waiter_timeout(&self) -> Duration {
+        self.waiter_timeout
+    }
+
+    /// Breaks the waiter-liveness window on purpose, for the tests that
+    /// prove they would catch it: queue places live an hour whatever the
+    /// window, so a waiter that died in line holds the others up that
+    /// long. Never use it.
+    #[doc(hidden)]
+    pub fn with_dead_waiters_kept_broken_on_purpose(mut self) -> Self {
+        self.dead_places_kept = true;
+        self
+    }
+
+    /// How long queue places live: the window, unless broken on purpose.
+    pub(crate) fn place_life(&self) -> Duration {
+        match self.dead_places_kept {
+            true => distlock_core::line::MAX_WAITER_TIMEOUT,
+            false => self.waiter_timeout,
+        }
     }
 
     /// How often a session that holds locks is checked (default 250 ms; at

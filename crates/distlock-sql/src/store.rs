@@ -33,6 +33,8 @@ pub(crate) struct Store {
     backend: &'static str,
     table: Arc<str>,
     timeout: Duration,
+    /// How long a waiter's queue place lives unless its waiter keeps it.
+    waiter_timeout: Duration,
     /// One permit per call that may use the pool at once
     /// ([`Dialect::slots`]).
     slots: Arc<Semaphore>,
@@ -53,8 +55,21 @@ impl Store {
             backend,
             table: Arc::from(table),
             timeout,
+            waiter_timeout: distlock_core::line::DEFAULT_WAITER_TIMEOUT,
             slots,
         }
+    }
+
+    /// Sets the waiter-liveness window: how long a polling waiter's queue
+    /// place lives unless its waiter keeps it.
+    pub fn with_waiter_timeout(mut self, window: Duration) -> Self {
+        self.waiter_timeout = window;
+        self
+    }
+
+    /// The waiter-liveness window.
+    pub fn waiter_timeout(&self) -> Duration {
+        self.waiter_timeout
     }
 
     /// The dialect, for what needs no timeout (capabilities, pools).

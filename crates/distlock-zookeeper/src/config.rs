@@ -15,14 +15,7 @@ pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The waiter-liveness window when the URL names none: how long a waiter
 /// whose turn came may take to claim it before the others pass over it (see
 /// [`ZkConfig::with_waiter_timeout`]).
-pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The shortest waiter-liveness window accepted: a live waiter needs a
-/// watch event, a list and a write to claim its turn.
-const MIN_WAITER_TIMEOUT: Duration = Duration::from_millis(50);
-
-/// The longest waiter-liveness window accepted.
-const MAX_WAITER_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_WAITER_TIMEOUT: Duration = distlock_core::line::DEFAULT_WAITER_TIMEOUT;
 
 /// Extra time a session handshake gets beyond the session timeout when no
 /// `connect_timeout` is set (the library itself gives up after about one
@@ -119,7 +112,7 @@ impl ZkConfig {
     ///   the negotiated session timeout);
     /// - `connect_timeout` (legacy `connect_timeout_ms`): the bound on opening
     ///   a session (default: the session timeout plus 1 s);
-    /// - `waiter_timeout` (default 1 s, 50 ms to 1 h): the waiter-liveness
+    /// - `waiter_timeout` (default 1 s, 30 ms to 1 h): the waiter-liveness
     ///   window, see [`with_waiter_timeout`](Self::with_waiter_timeout);
     /// - `ca=<PEM file>` (legacy `cacert`): TLS to every server (its
     ///   `secureClientPort`), verified against this CA, which TLS needs (the
@@ -286,7 +279,7 @@ impl ZkConfig {
     /// it within this time, or the client that handed the turn on (or a
     /// waiter behind it) passes over it (deletes its queue node); a waiter
     /// that died in line so holds the others up about this long, not a
-    /// session timeout. From 50 ms to 1 h; every client of a name should use
+    /// session timeout. From 30 ms to 1 h; every client of a name should use
     /// the same window.
     pub fn with_waiter_timeout(mut self, timeout: Duration) -> Self {
         self.waiter_timeout = timeout;
@@ -357,12 +350,7 @@ impl ZkConfig {
                 "the ZooKeeper `{key}` must be positive"
             )));
         }
-        if !(MIN_WAITER_TIMEOUT..=MAX_WAITER_TIMEOUT).contains(&self.waiter_timeout) {
-            return Err(LockError::invalid_config(format!(
-                "the ZooKeeper `waiter_timeout` must be from {MIN_WAITER_TIMEOUT:?} to {MAX_WAITER_TIMEOUT:?}, got {:?}",
-                self.waiter_timeout
-            )));
-        }
+        distlock_core::line::check_waiter_timeout(self.waiter_timeout)?;
         if let Some((user, _)) = &self.credentials {
             if user.is_empty() || user.contains(':') {
                 return Err(LockError::invalid_config(

@@ -22,15 +22,35 @@ use crate::sessions::Sessions;
 /// below the server's 1 MiB packet limit (`jute.maxbuffer`).
 pub(crate) const MAX_BATCH: usize = 1024;
 
-/// Confirms one lease: 1 round trip (`exists` of its node).
+/// Confirms one lease: 1 round trip (`exists` of its node). A lease of
+/// another client's session (handed off) that does not read as held is
+/// read again after a `sync`: the server this client is connected to may
+/// not have applied that client's create yet (2 more round trips).
 pub(crate) async fn renew(sessions: &Sessions, base: &str, lease: &Lease) -> Result<Renewal> {
     let node = locate(sessions, base, lease)?;
     let session = sessions.current(None).await?;
     let sent = Instant::now();
-    match call(&session, session.client.check_stat(&node.path)).await {
-        Ok(stat) => confirm(lease, &node, stat.as_ref()).map(|()| Renewal::sent_at(sent)),
-        Err(e) => Err(to_lock_error(e, &format!("extending `{}`", lease.name()))),
+    let doing = || format!("extending `{}`", lease.name());
+    let stat = call(&session, session.client.check_stat(&node.path))
+        .await
+        .map_err(|e| to_lock_error(e, &doing()))?;
+    let confirmed = confirm(lease, &node, stat.as_ref());
+    if confirmed.is_ok() || !is_foreign(sessions, &node) {
+        return confirmed.map(|()| Renewal::sent_at(sent));
     }
+    call(&session, session.client.sync(&node.path))
+        .await
+        .map_err(|e| to_lock_error(e, &doing()))?;
+    let stat = call(&session, session.client.check_stat(&node.path))
+        .await
+        .map_err(|e| to_lock_error(e, &doing()))?;
+    confirm(lease, &node, stat.as_ref()).map(|()| Renewal::sent_at(sent))
+}
+
+/// Whether `node` was made by another client's session (a handed-off
+/// lease), whose writes this client's server may not have applied yet.
+fn is_foreign(sessions: &Sessions, node: &LeaseNode) -> bool {
+    sessions.liveness_of(node.session).is_none()
 }
 
 /// Confirms every lease of `batch` with one multi-read: 1 round trip in all.
@@ -50,16 +70,25 @@ pub(crate) async fn renew_batch(
         .collect();
     let sent = Instant::now();
     let mut reads = read_all(sessions, &paths).await;
-    batch
-        .iter()
-        .zip(located)
-        .map(|((lease, _), node)| {
-            let node = node?;
-            let read = reads.next().unwrap_or_else(|| Err(short_answer()));
-            let stat = read.map_err(|e| e.for_lease(lease))?;
-            confirm(lease, &node, stat.as_ref()).map(|()| Renewal::sent_at(sent))
-        })
-        .collect()
+    let mut answers = Vec::with_capacity(batch.len());
+    for ((lease, _), node) in batch.iter().zip(located) {
+        let answer = match node {
+            Err(e) => Err(e),
+            Ok(node) => {
+                let read = reads.next().unwrap_or_else(|| Err(short_answer()));
+                match read.map_err(|e| e.for_lease(lease)) {
+                    Err(e) => Err(e),
+                    Ok(stat) => match confirm(lease, &node, stat.as_ref()) {
+                        // A handed-off lease: read again after a sync.
+                        Err(_) if is_foreign(sessions, &node) => renew(sessions, base, lease).await,
+                        confirmed => confirmed.map(|()| Renewal::sent_at(sent)),
+                    },
+                }
+            }
+        };
+        answers.push(answer);
+    }
+    answers
 }
 
 /// Where a lease's node is, refusing leases whose session this backend

@@ -16,7 +16,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::child::{report, ChildProcess};
+use distlock_conformance::child::{report, ChildProcess};
 use distlock_core::{AcquireOptions, DistributedLock, Lease, LockName, Mode, Wait};
 use distlock_zookeeper::{zookeeper_client, ZkBackend};
 use futures::StreamExt;
@@ -91,8 +91,13 @@ impl Scenario {
             mode_code(self.dying),
             u8::from(self.broken)
         );
-        let mut dying = ChildProcess::spawn(self.test, &[(CHILD_ENV, spec)]);
-        dying.mark(QUEUEING).await;
+        let mut dying = ChildProcess::spawn(
+            "a_dead_waiter_holds_the_line_for_its_window",
+            self.test,
+            &[(CHILD_ENV, spec.as_str())],
+            false,
+        );
+        let _ = dying.mark(QUEUEING).await;
         until_waiting(&holder, &name, 1, &mut notices).await;
         let next = {
             let (behind, name, mode) = (behind.clone(), name.clone(), self.behind);
@@ -199,7 +204,7 @@ async fn child(spec: &str) {
                 .expect("a permit count"),
         },
     };
-    report(QUEUEING);
+    report(QUEUEING, "");
     let got = client.acquire_as(&name, mode, &opts(Wait::Forever)).await;
     panic!("the dying waiter was to wait until killed, got {got:?}");
 }

@@ -11,10 +11,10 @@ use distlock_core::{
     LockName, Wait,
 };
 
-use super::child::{report, told, ChildProcess};
 use super::support::{
     acquire, fast_backoff, long_ttl, must, must_acquire, must_release, opts, skip, unique_name,
 };
+use crate::child::{report, told, ChildProcess};
 use crate::harness::Harness;
 
 /// The minimum of the in-process case.

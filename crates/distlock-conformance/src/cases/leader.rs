@@ -10,10 +10,10 @@ use distlock_core::{
     LockName, Wait, MAX_LABEL_LEN, OBSERVE_POLL,
 };
 
-use super::child::{report, ChildProcess};
 use super::support::{
     assert_history, clients, joined, long_ttl, must, opts, short_ttl, skip, unique_name,
 };
+use crate::child::{report, ChildProcess};
 use crate::harness::Harness;
 use crate::history::{History, Hold};
 

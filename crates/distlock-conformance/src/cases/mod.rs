@@ -38,7 +38,6 @@
 mod at_least;
 mod basic;
 mod cancel;
-mod child;
 mod expiry;
 mod extend;
 mod faults;
@@ -48,7 +47,7 @@ mod multi;
 mod process;
 mod rw;
 mod semaphore;
-mod support;
+pub(crate) mod support;
 mod waiting;
 
 pub use at_least::{

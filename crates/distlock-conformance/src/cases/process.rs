@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use distlock_core::{LockName, Mode, Wait};
 
-use super::child::{report, ChildProcess};
 use super::support::{
     long_ttl, must, must_acquire, must_release, opts, short_ttl, skip, unique_name,
 };
+use crate::child::{report, ChildProcess};
 use crate::harness::Harness;
 
 const CASE: &str = "lease_expires_when_holder_is_killed";

@@ -23,6 +23,7 @@
 
 use std::time::Duration;
 
+use distlock_core::line;
 use distlock_core::Result;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
@@ -33,27 +34,18 @@ use crate::cluster::Cluster;
 /// and no newline follows (no label is read from it).
 const WAITING: u8 = 1;
 
-/// The value of a waiter's key: [`WAITING`], then its window in
-/// milliseconds.
+/// The value of a waiter's key: its [waiting mark](distlock_core::line::waiting_mark)
+/// under [`WAITING`].
 pub(crate) fn waiting_value(window: Duration) -> Vec<u8> {
-    let mut value = vec![WAITING];
-    value.extend_from_slice(window.as_millis().to_string().as_bytes());
-    value
+    line::waiting_mark(WAITING, window)
 }
 
 /// The window of a waiter's key, from its value; `None` for an entry that
 /// holds (or was put as a holder and waits for nothing but its turn's
 /// grant, as an upgrade's writer entry).
 pub(crate) fn window_of(value: &[u8]) -> Option<Duration> {
-    let millis = value.strip_prefix(&[WAITING])?;
-    let millis: u64 = std::str::from_utf8(millis).ok()?.parse().ok()?;
-    Some(Duration::from_millis(millis).min(LONGEST_WINDOW))
+    line::window_of_mark(WAITING, value)
 }
-
-/// The longest window a mark is taken to carry (and the longest a
-/// configuration may give): whatever another client wrote, a pass-over
-/// waits no longer than this.
-pub(crate) const LONGEST_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How an entry was put in line.
 #[derive(Clone, Debug)]
@@ -121,7 +113,7 @@ mod tests {
         let huge = waiting_value(Duration::from_secs(u64::MAX / 1000));
         assert_eq!(
             window_of(&huge),
-            Some(LONGEST_WINDOW),
+            Some(line::MAX_WAITER_TIMEOUT),
             "a mark never waits past the longest window"
         );
         assert_eq!(window_of(&[WAITING, b'x']), None);

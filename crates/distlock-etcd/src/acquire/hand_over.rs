@@ -1,39 +1,24 @@
-//! Handing a turn on: after this client deleted an entry of a name's line
-//! (a release, a waiter giving up, a waiter passed over), the entries that
-//! delete may have let in must claim their turn within their window; one
-//! that does not is passed over (see [`super::claim`](mod@super::claim)).
+//! Handing a turn on in etcd (the rule itself is the core's:
+//! [`distlock_core::line`]): after this client deleted an entry of a name's
+//! line (a release, a waiter giving up, a waiter passed over), the entries
+//! that delete may have let in must claim their turn within their window;
+//! one that does not is passed over (see [`super::claim`](mod@super::claim)).
 //!
-//! 1. Read the line, oldest first, with values (one Range of at most
-//!    [`LINE_READ`] entries, served by the member that answered our delete
-//!    — it applied that delete before answering — without a quorum round).
-//! 2. The entries whose turn it is are the longest prefix that fits
-//!    together by the core's rule ([`Mode::admitted`]); those still marked
-//!    as waiters are due to claim.
-//! 3. At each one's deadline (the read's answer plus the window its mark
-//!    carries), read it again (member-local); if its mod revision did not
-//!    move (no claim), delete it in a transaction guarded by its create and
-//!    mod revisions, so a claim that lands first always wins.
-//! 4. A deletion lets the next entries in: back to 1 (a few rounds at
-//!    most).
+//! - The head of the line is one Range of at most [`LINE_READ`] entries,
+//!   oldest first, with values, served by the member that answered (it
+//!   applied our delete before answering) without a quorum round.
+//! - An entry is the same as read while its create and mod revisions are;
+//!   passing it over is a delete in a transaction guarded by both, so a
+//!   claim that lands first always wins.
 //!
-//! A live waiter is woken by the delete that let it in and claims within a
-//! few round trips, long before its window ends; only a waiter that died in
-//! line (or one stalled for longer than its window, which then queues
-//! again) is passed over.
-//!
-//! The client that let a waiter in may be gone before the window ended
-//! (killed, or exited right after its release). So the waiters behind keep
-//! a [`Lookout`] too: while a marked waiter is ahead of its own key, a
-//! waiting acquire reads the head of the line once per its own window
-//! (member-local) and passes over a turn it saw unclaimed, with the same
-//! mod revision, for that turn's window: a silent turn costs the line at
-//! most two windows then. What neither reaches (beyond the prefix read, or
-//! with no live client anywhere in line) is left to the waiter lease.
+//! What neither the hand-on nor a lookout reaches (beyond the prefix read,
+//! or with no live client anywhere in line) is left to the waiter lease.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_core::{Mode, Result};
+use distlock_core::line::{self, Due, Head, Line};
+use distlock_core::{async_trait, LockError, Mode};
 use etcd_client::{Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
 
 use super::claim::window_of;
@@ -43,55 +28,39 @@ use crate::keys::mode_of;
 /// The most entries one read of the line looks at.
 const LINE_READ: i64 = 64;
 
-/// The most rounds (each passing over at least one waiter) one hand-on
-/// makes before leaving the rest to the waiter leases.
-const MAX_ROUNDS: usize = 16;
-
 /// Hands the turn on under `dir` in the background (see the module docs).
 ///
 /// Round trips: one Range; per waiter still unclaimed at its deadline, one
 /// member-local Range and one Txn; again per round.
 pub(crate) fn spawn(cluster: Arc<Cluster>, dir: String) {
-    tokio::spawn(async move { hand_on(&cluster, &dir).await });
+    tokio::spawn(async move {
+        line::hand_on(&EtcdLine {
+            cluster: &cluster,
+            dir: &dir,
+        })
+        .await;
+    });
 }
 
-/// An entry whose turn came, still marked as a waiter.
-#[derive(Debug)]
-struct Due {
+/// An entry of a line at the revisions read.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Entry {
     key: String,
     create_revision: i64,
     mod_revision: i64,
-    /// The window its mark carries.
-    window: Duration,
 }
 
-/// Rounds of steps 1–4 until no waiter was passed over.
-async fn hand_on(cluster: &Cluster, dir: &str) {
-    for _ in 0..MAX_ROUNDS {
-        let head = match read_head(cluster, dir).await {
-            Ok(head) => head,
-            Err(e) => {
-                tracing::debug!(dir, error = %e, "distlock.etcd.hand_on_failed");
-                return;
-            }
-        };
-        if head.due.is_empty() || !pass_over_silent(cluster, head.due, head.read_at).await {
-            return;
-        }
-    }
+/// The line of waiters under one name's directory.
+struct EtcdLine<'a> {
+    cluster: &'a Cluster,
+    dir: &'a str,
 }
 
-/// A waiting acquire's look at the head of its line (see the module docs).
+/// A waiting acquire's look at the head of its line
+/// ([`distlock_core::line::Lookout`] on its directory).
 pub(crate) struct Lookout {
     dir: String,
-    /// Our key.
-    key: String,
-    /// How often to look: our own window.
-    every: Duration,
-    /// The next look, while one is worth it.
-    next: Option<Instant>,
-    /// Turns seen unclaimed, and since when.
-    seen: Vec<(Due, Instant)>,
+    inner: line::Lookout<Entry>,
 }
 
 impl Lookout {
@@ -99,27 +68,23 @@ impl Lookout {
     pub(crate) fn new(dir: &str, key: &str, every: Duration) -> Self {
         Lookout {
             dir: dir.to_string(),
-            key: key.to_string(),
-            every,
-            next: Some(Instant::now() + every),
-            seen: Vec::new(),
+            inner: line::Lookout::new(key, every),
         }
     }
 
     /// When to look next; `None` while nothing ahead of us could be passed
     /// over.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.next
+        self.inner.next()
     }
 
     /// Looks again after our place changed (what is ahead of us did).
     pub(crate) fn rearm(&mut self) {
-        self.next.get_or_insert_with(|| Instant::now() + self.every);
+        self.inner.rearm();
     }
 
-    /// One look: passes over the turns that stayed unclaimed for their
-    /// window since we first saw them; looks again in one window while a
-    /// marked waiter is ahead of our key.
+    /// One look (see [`line::Lookout::look`]): looks again while a marked
+    /// waiter is ahead of our key.
     ///
     /// Round trips: one member-local Range; one Txn per turn passed over.
     ///
@@ -128,157 +93,111 @@ impl Lookout {
     /// Cancel safe: a pass-over is one guarded delete, whole or not at all;
     /// a dropped look only forgets since when it saw a turn unclaimed.
     pub(crate) async fn look(&mut self, cluster: &Cluster) {
-        let head = match read_head(cluster, &self.dir).await {
-            Ok(head) => head,
-            Err(e) => {
-                tracing::debug!(dir = self.dir, error = %e, "distlock.etcd.lookout_failed");
-                self.next = Some(Instant::now() + self.every);
-                return;
-            }
+        let line = EtcdLine {
+            cluster,
+            dir: &self.dir,
         };
-        let worth_it = head.waiters_before(&self.key);
-        let mut seen = Vec::new();
-        for due in head.due {
-            let since = self
-                .seen
-                .iter()
-                .find(|(s, _)| s.key == due.key && s.mod_revision == due.mod_revision)
-                .map_or(head.read_at, |(_, since)| *since);
-            match since + due.window <= head.read_at {
-                true => {
-                    pass_over(cluster, &due).await;
-                }
-                false => seen.push((due, since)),
-            }
-        }
-        self.seen = seen;
-        self.next = worth_it.then(|| Instant::now() + self.every);
+        self.inner.look(&line).await;
     }
 }
 
-/// What one read of the head of a line found.
-struct Head {
-    /// When the read was answered.
-    read_at: Instant,
-    /// The turns not claimed yet.
-    due: Vec<Due>,
-    /// Every entry read, oldest first: its key and whether it is marked.
-    entries: Vec<(Vec<u8>, bool)>,
-}
+#[async_trait]
+impl Line for EtcdLine<'_> {
+    type Entry = Entry;
+    type Error = LockError;
 
-impl Head {
-    /// Whether `key` was read with a marked waiter before it.
-    fn waiters_before(&self, key: &str) -> bool {
-        let Some(at) = self.entries.iter().position(|(k, _)| k == key.as_bytes()) else {
-            return false;
-        };
-        self.entries[..at].iter().any(|(_, marked)| *marked)
+    fn describe(&self) -> &str {
+        self.dir
     }
-}
 
-/// Steps 1 and 2: the head of the line, and its turns not claimed yet.
-///
-/// Round trips: one (serializable Range, oldest first, with values).
-async fn read_head(cluster: &Cluster, dir: &str) -> Result<Head> {
-    let options = GetOptions::new()
-        .with_serializable()
-        .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
-        .with_limit(LINE_READ);
-    let resp = cluster
-        .read("reading whose turn it is", |mut c| {
-            let options = options.clone();
-            async move { c.get(dir, Some(options)).await }
-        })
-        .await?;
-    let read_at = Instant::now();
-    let line = resp.kvs();
-    let modes: Vec<Mode> = line.iter().map(|kv| mode_of(dir, kv.key())).collect();
-    let turns = Mode::admitted(&[], &modes);
-    let due = line[..turns]
-        .iter()
-        .filter_map(|kv| {
-            let window = window_of(kv.value())?;
-            Some(Due {
-                key: String::from_utf8_lossy(kv.key()).into_owned(),
-                create_revision: kv.create_revision(),
-                mod_revision: kv.mod_revision(),
-                window,
+    /// Round trips: one (serializable Range, oldest first, with values).
+    async fn read_head(&self, me: Option<&str>) -> Result<Head<Entry>, LockError> {
+        let options = GetOptions::new()
+            .with_serializable()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_limit(LINE_READ);
+        let dir = self.dir;
+        let resp = self
+            .cluster
+            .read("reading whose turn it is", |mut c| {
+                let options = options.clone();
+                async move { c.get(dir, Some(options)).await }
             })
+            .await?;
+        let read_at = Instant::now();
+        let line = resp.kvs();
+        let modes: Vec<Mode> = line.iter().map(|kv| mode_of(dir, kv.key())).collect();
+        let turns = Mode::admitted(&[], &modes);
+        let due = line[..turns]
+            .iter()
+            .filter_map(|kv| {
+                Some(Due {
+                    window: window_of(kv.value())?,
+                    entry: Entry {
+                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                        create_revision: kv.create_revision(),
+                        mod_revision: kv.mod_revision(),
+                    },
+                })
+            })
+            .collect();
+        // Worth another look while a marked waiter is ahead of our key.
+        let look_again = me.is_some_and(|me| {
+            let at = line.iter().position(|kv| kv.key() == me.as_bytes());
+            at.is_some_and(|at| line[..at].iter().any(|kv| window_of(kv.value()).is_some()))
+        });
+        Ok(Head {
+            read_at,
+            due,
+            look_again,
         })
-        .collect();
-    let entries = line
-        .iter()
-        .map(|kv| (kv.key().to_vec(), window_of(kv.value()).is_some()))
-        .collect();
-    Ok(Head {
-        read_at,
-        due,
-        entries,
-    })
-}
-
-/// Step 3: passes over each waiter of `due` (read at `read_at`) that has
-/// not claimed its turn by the end of its window; true if one was.
-async fn pass_over_silent(cluster: &Cluster, mut due: Vec<Due>, read_at: Instant) -> bool {
-    due.sort_by_key(|d| d.window);
-    let mut passed = false;
-    for waiter in &due {
-        tokio::time::sleep_until((read_at + waiter.window).into()).await;
-        if still_unclaimed(cluster, waiter).await && pass_over(cluster, waiter).await {
-            passed = true;
-        }
     }
-    passed
-}
 
-/// Whether `waiter` still has the mod revision it had (a member-local read:
-/// a lagging member only lets the guarded delete decide).
-///
-/// Round trips: one (serializable Range).
-async fn still_unclaimed(cluster: &Cluster, waiter: &Due) -> bool {
-    let options = GetOptions::new().with_keys_only().with_serializable();
-    let read = cluster
-        .read("reading a waiter", |mut c| {
-            let options = options.clone();
-            let key = waiter.key.as_str();
-            async move { c.get(key, Some(options)).await }
+    /// A member-local read: a lagging member only lets the guarded delete
+    /// decide.
+    ///
+    /// Round trips: one (serializable Range).
+    async fn still_unclaimed(&self, waiter: &Entry) -> bool {
+        let options = GetOptions::new().with_keys_only().with_serializable();
+        let read = self
+            .cluster
+            .read("reading a waiter", |mut c| {
+                let options = options.clone();
+                let key = waiter.key.as_str();
+                async move { c.get(key, Some(options)).await }
+            })
+            .await;
+        read.is_ok_and(|resp| {
+            resp.kvs()
+                .first()
+                .is_some_and(|kv| kv.mod_revision() == waiter.mod_revision)
         })
-        .await;
-    read.is_ok_and(|resp| {
-        resp.kvs()
-            .first()
-            .is_some_and(|kv| kv.mod_revision() == waiter.mod_revision)
-    })
-}
+    }
 
-/// Deletes `waiter` if it is still the unclaimed waiter we read; true if it
-/// was.
-///
-/// Round trips: one (Txn: compare create and mod revisions, then delete).
-async fn pass_over(cluster: &Cluster, waiter: &Due) -> bool {
-    let key = waiter.key.as_str();
-    let txn = Txn::new()
-        .when([
-            Compare::create_revision(key, CompareOp::Equal, waiter.create_revision),
-            Compare::mod_revision(key, CompareOp::Equal, waiter.mod_revision),
-        ])
-        .and_then([TxnOp::delete(key, None)]);
-    let deleted = cluster
-        .call("passing over a silent waiter", |mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await;
-    match deleted {
-        Ok(resp) if resp.succeeded() => {
-            tracing::info!(key, "distlock.etcd.waiter_passed_over");
-            true
-        }
-        Ok(_) => false,
-        Err(e) => {
-            tracing::debug!(key, error = %e, "distlock.etcd.pass_over_failed");
-            false
+    /// Round trips: one (Txn: compare create and mod revisions, then
+    /// delete).
+    async fn pass_over(&self, waiter: &Entry) -> bool {
+        let key = waiter.key.as_str();
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key, CompareOp::Equal, waiter.create_revision),
+                Compare::mod_revision(key, CompareOp::Equal, waiter.mod_revision),
+            ])
+            .and_then([TxnOp::delete(key, None)]);
+        let deleted = self
+            .cluster
+            .call("passing over a silent waiter", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await;
+        match deleted {
+            Ok(resp) => resp.succeeded(),
+            Err(e) => {
+                tracing::debug!(key, error = %e, "distlock.etcd.pass_over_failed");
+                false
+            }
         }
     }
 }

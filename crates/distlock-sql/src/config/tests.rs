@@ -253,3 +253,18 @@ fn session_setters_are_bounded() {
     assert_eq!(c.strategy(), Strategy::Table);
     assert!(format!("{c:?}").contains("Table"));
 }
+
+#[test]
+fn the_waiter_timeout_is_read_and_bounded() {
+    let c = SqlConfig::from_url("sqlite://x.db?waiter_timeout=100ms").unwrap();
+    assert_eq!(c.waiter_timeout(), Duration::from_millis(100));
+    let c = SqlConfig::from_url("mysql://u@h/db").unwrap();
+    assert_eq!(c.waiter_timeout(), Duration::from_secs(1));
+    assert!(reason("sqlite://x.db?waiter_timeout=5ms").contains("waiter_timeout"));
+    assert!(c
+        .clone()
+        .with_waiter_timeout(Duration::from_millis(10))
+        .is_err());
+    let c = c.with_waiter_timeout(Duration::from_millis(200)).unwrap();
+    assert_eq!(c.waiter_timeout(), Duration::from_millis(200));
+}

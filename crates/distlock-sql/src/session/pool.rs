@@ -190,7 +190,7 @@ impl Sessions {
             match plan {
                 Plan::Go(route) => return Ok(Some(route)),
                 Plan::Open(slot, blocking) => {
-                    let session = self.open(slot, until).await?;
+                    let session = self.open(slot).await?;
                     let claim = session
                         .claim(key.id, blocking)
                         .or_else(|| session.claim(key.id, false).filter(|_| !own));
@@ -294,10 +294,13 @@ impl Sessions {
         }
     }
 
-    /// Opens a session within the connect timeout (cut to `until`, but at
-    /// least a second), adds it, and starts its keeper.
-    async fn open(&self, slot: Slot<'_>, until: Instant) -> Result<Arc<Session>> {
-        let limit = distlock_core::waiting::request_bound(self.connect_timeout, Some(until));
+    /// Opens a session within the connect timeout, adds it, and starts its
+    /// keeper. The caller's deadline does not cut it: a server
+    /// that is slow to fork a connection under load is not down, and a
+    /// try-once acquire that needs a new session would otherwise fail
+    /// with `Unavailable` for the server's slowness, not for the lock.
+    async fn open(&self, slot: Slot<'_>) -> Result<Arc<Session>> {
+        let limit = self.connect_timeout;
         let context = || "opening a session connection".to_string();
         // The server heard from the session no earlier than this.
         let started = Instant::now();

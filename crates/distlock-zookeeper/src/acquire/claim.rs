@@ -38,25 +38,16 @@ use crate::sessions::Sessions;
 /// label is read as a mark (a kept node's data starts with NUL).
 const WAITING: u8 = 0xff;
 
-/// The data of a marked node: [`WAITING`], then its window in
-/// milliseconds.
+/// The data of a marked node: its [waiting mark](distlock_core::line::waiting_mark)
+/// under [`WAITING`].
 pub(crate) fn waiting_data(window: Duration) -> Vec<u8> {
-    let mut data = vec![WAITING];
-    data.extend_from_slice(window.as_millis().to_string().as_bytes());
-    data
+    distlock_core::line::waiting_mark(WAITING, window)
 }
 
 /// The window of a marked node, from its data; `None` for a holder's data.
 pub(crate) fn window_of(data: &[u8]) -> Option<Duration> {
-    let millis = data.strip_prefix(&[WAITING])?;
-    let millis: u64 = std::str::from_utf8(millis).ok()?.parse().ok()?;
-    Some(Duration::from_millis(millis).min(LONGEST_WINDOW))
+    distlock_core::line::window_of_mark(WAITING, data)
 }
-
-/// The longest window a mark is taken to carry (and the longest a
-/// configuration may give): whatever another client wrote, a pass-over
-/// waits no longer than this.
-pub(crate) const LONGEST_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Marks the node at `path`, created as a holder (version 0), as a waiter:
 /// two `setData` in one request, so it is at version 2.
@@ -191,7 +182,7 @@ mod tests {
         let huge = waiting_data(Duration::from_secs(u64::MAX / 1000));
         assert_eq!(
             window_of(&huge),
-            Some(LONGEST_WINDOW),
+            Some(distlock_core::line::MAX_WAITER_TIMEOUT),
             "a mark never waits past the longest window"
         );
     }

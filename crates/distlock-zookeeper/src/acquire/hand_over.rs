@@ -1,40 +1,30 @@
-//! Handing a turn on: the nodes whose turn came must claim it within their
-//! window; one that does not is passed over (see [`super::claim`](mod@super::claim)).
+//! Handing a turn on in ZooKeeper (the rule itself is the core's:
+//! [`distlock_core::line`]): the nodes whose turn came must claim it within
+//! their window; one that does not is passed over (see
+//! [`super::claim`](mod@super::claim)).
 //!
-//! 1. List the directory and read the data of the nodes whose turn it is
-//!    (the longest prefix of the line that fits together by the core's rule,
-//!    [`Mode::admitted`]): one list and one multi-read, both answered by
-//!    the server the session is connected to.
-//! 2. A marked node among them has not claimed its turn. Once it stayed so
-//!    — same version — for the window its mark carries, delete it at that
-//!    version: a claim that lands first always wins.
-//! 3. A deletion lets the next nodes in: back to 1.
+//! - The head of the line is one list of the directory and one multi-read
+//!   of the data of the nodes whose turn it is, both answered by the server
+//!   the session is connected to.
+//! - A node is the same as read while its version is; passing it over is a
+//!   delete at that version, so a claim that lands first always wins.
 //!
-//! Two kinds of client look. The one that deleted a node of the line (a
-//! release, a waiter giving up, a waiter passed over) looks once, waits out
-//! the windows and looks again ([`spawn`]). And a waiting contender with a
-//! node ahead of it that may still have to claim a turn keeps a
-//! [`Lookout`]: it looks once per its own window, for when the client that
-//! let a turn in is gone (killed, or exited right after its release): a
-//! silent turn costs the line at most two windows then. Without any live
-//! client in line, a dead waiter's node goes with its session.
+//! Without any live client in line, a dead waiter's node goes with its
+//! session.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_core::Mode;
+use distlock_core::line::{self, Due, Head, Line};
+use distlock_core::{async_trait, Mode};
 use zookeeper_client as zk;
 
 use super::claim::window_of;
 use super::Want;
-use crate::queue::{queue, QueueNode};
+use crate::queue::queue;
 use crate::rpc::call;
 use crate::session::Session;
-
-/// The most rounds (each passing over at least one waiter) one hand-on
-/// makes.
-const MAX_ROUNDS: usize = 16;
 
 /// The most nodes one look reads the data of.
 const MOST_DUE: usize = 64;
@@ -44,7 +34,13 @@ const MOST_DUE: usize = 64;
 /// Round trips: one list and one multi-read; per node still unclaimed at
 /// the end of its window, one `getData` and one `delete`; again per round.
 pub(crate) fn spawn(session: Arc<Session>, dir: String) {
-    tokio::spawn(async move { hand_on(&session, &dir).await });
+    tokio::spawn(async move {
+        line::hand_on(&ZkLine {
+            session: &session,
+            dir: &dir,
+        })
+        .await;
+    });
 }
 
 /// `removal`, then (for an acquire that may wait) a check of the turns it
@@ -66,78 +62,24 @@ pub(super) fn then_hand_on(
     }
 }
 
-/// A node whose turn came, still marked.
-#[derive(Debug)]
-struct Due {
+/// A node of a line at the version read.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Node {
     path: String,
     version: i32,
-    /// The window its mark carries.
-    window: Duration,
 }
 
-/// Rounds of steps 1–3 until no waiter was passed over.
-async fn hand_on(session: &Session, dir: &str) {
-    for _ in 0..MAX_ROUNDS {
-        let head = match read_head(session, dir).await {
-            Ok(head) => head,
-            Err(e) => {
-                tracing::debug!(dir, error = %e, "distlock.zookeeper.hand_on_failed");
-                return;
-            }
-        };
-        if head.due.is_empty() || !pass_over_silent(session, head.due, head.read_at).await {
-            return;
-        }
-    }
+/// The line of contenders under one name's directory.
+struct ZkLine<'a> {
+    session: &'a Session,
+    dir: &'a str,
 }
 
-/// Passes over each node of `due` (read at `read_at`) that has not claimed
-/// its turn by the end of its window; true if one was.
-async fn pass_over_silent(session: &Session, mut due: Vec<Due>, read_at: Instant) -> bool {
-    due.sort_by_key(|d| d.window);
-    let mut passed = false;
-    for waiter in &due {
-        tokio::time::sleep_until((read_at + waiter.window).into()).await;
-        let still = match call(session, session.client.get_data(&waiter.path)).await {
-            Ok((data, stat)) => stat.version == waiter.version && window_of(&data).is_some(),
-            Err(_) => false,
-        };
-        if still && pass_over(session, waiter).await {
-            passed = true;
-        }
-    }
-    passed
-}
-
-/// Deletes `waiter` if it is still at the version read; true if it was.
-///
-/// Round trips: one (`delete` at that version).
-async fn pass_over(session: &Session, waiter: &Due) -> bool {
-    let deleted = session.client.delete(&waiter.path, Some(waiter.version));
-    match call(session, deleted).await {
-        Ok(()) => {
-            tracing::info!(node = %waiter.path, "distlock.zookeeper.waiter_passed_over");
-            true
-        }
-        Err(e) => {
-            tracing::debug!(node = %waiter.path, error = %e, "distlock.zookeeper.pass_over_failed");
-            false
-        }
-    }
-}
-
-/// A waiting contender's look at the head of its line (see the module
-/// docs).
+/// A waiting contender's look at the head of its line
+/// ([`distlock_core::line::Lookout`] on its directory).
 pub(crate) struct Lookout {
     dir: String,
-    /// Our node's child name.
-    node: String,
-    /// How often to look: our own window.
-    every: Duration,
-    /// The next look, while one is worth it.
-    next: Option<Instant>,
-    /// Turns seen unclaimed, and since when.
-    seen: Vec<(Due, Instant)>,
+    inner: line::Lookout<Node>,
 }
 
 impl Lookout {
@@ -146,27 +88,23 @@ impl Lookout {
     pub(crate) fn new(dir: &str, node: &str, every: Duration) -> Self {
         Lookout {
             dir: dir.to_string(),
-            node: node.to_string(),
-            every,
-            next: Some(Instant::now() + every),
-            seen: Vec::new(),
+            inner: line::Lookout::new(node, every),
         }
     }
 
     /// When to look next; `None` while nothing ahead of us could be passed
     /// over.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.next
+        self.inner.next()
     }
 
     /// Looks again after our place changed.
     pub(crate) fn rearm(&mut self) {
-        self.next.get_or_insert_with(|| Instant::now() + self.every);
+        self.inner.rearm();
     }
 
-    /// One look: passes over the turns that stayed unclaimed for their
-    /// window since we first saw them; looks again in one window while a
-    /// node ahead of ours may still have to claim a turn.
+    /// One look (see [`line::Lookout::look`]): looks again while a node
+    /// ahead of ours may still have to claim a turn.
     ///
     /// Round trips: one list and one multi-read; one `delete` per turn
     /// passed over.
@@ -176,95 +114,92 @@ impl Lookout {
     /// Cancel safe: a pass-over is one versioned delete, whole or not at
     /// all; a dropped look only forgets since when it saw a turn unclaimed.
     pub(crate) async fn look(&mut self, session: &Session) {
-        let head = match read_head(session, &self.dir).await {
-            Ok(head) => head,
-            Err(e) => {
-                tracing::debug!(dir = self.dir, error = %e, "distlock.zookeeper.lookout_failed");
-                self.next = Some(Instant::now() + self.every);
-                return;
-            }
+        let line = ZkLine {
+            session,
+            dir: &self.dir,
         };
-        let worth_it = head.may_wait_for_a_claim(&self.node);
-        let mut seen = Vec::new();
-        for due in head.due {
-            let since = self
-                .seen
-                .iter()
-                .find(|(s, _)| s.path == due.path && s.version == due.version)
-                .map_or(head.read_at, |(_, since)| *since);
-            match since + due.window <= head.read_at {
-                true => {
-                    pass_over(session, &due).await;
-                }
-                false => seen.push((due, since)),
+        self.inner.look(&line).await;
+    }
+}
+
+#[async_trait]
+impl Line for ZkLine<'_> {
+    type Entry = Node;
+    type Error = zk::Error;
+
+    fn describe(&self) -> &str {
+        self.dir
+    }
+
+    /// Round trips: two (list; multi-read of the data of those whose turn
+    /// it is).
+    async fn read_head(&self, me: Option<&str>) -> Result<Head<Node>, zk::Error> {
+        let (session, dir) = (self.session, self.dir);
+        let children = match call(session, session.client.list_children(dir)).await {
+            Ok(children) => children,
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let line = queue(&children);
+        let modes: Vec<Mode> = line.iter().map(|n| n.mode).collect();
+        let turns = Mode::admitted(&[], &modes).min(MOST_DUE);
+        let paths: Vec<String> = line[..turns]
+            .iter()
+            .map(|n| format!("{dir}/{}", n.name))
+            .collect();
+        let data = read_data(session, &paths).await?;
+        let read_at = Instant::now();
+        let due: Vec<Due<Node>> = paths
+            .into_iter()
+            .zip(data)
+            .filter_map(|(path, answer)| match answer {
+                zk::MultiReadResult::Data { data, stat } => Some(Due {
+                    window: window_of(&data)?,
+                    entry: Node {
+                        path,
+                        version: stat.version,
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+        // Worth another look while a node ahead of ours may still have to
+        // claim a turn: one whose turn has not come yet (it may be a
+        // waiter), or one whose turn came and is still marked.
+        let look_again = me.is_some_and(|me| {
+            let at = line.iter().position(|n| n.name == me);
+            at.is_some_and(|at| at > turns || !due.is_empty())
+        });
+        Ok(Head {
+            read_at,
+            due,
+            look_again,
+        })
+    }
+
+    /// Round trips: one (`getData`).
+    async fn still_unclaimed(&self, waiter: &Node) -> bool {
+        let read = self.session.client.get_data(&waiter.path);
+        match call(self.session, read).await {
+            Ok((data, stat)) => stat.version == waiter.version && window_of(&data).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// Round trips: one (`delete` at that version).
+    async fn pass_over(&self, waiter: &Node) -> bool {
+        let deleted = self
+            .session
+            .client
+            .delete(&waiter.path, Some(waiter.version));
+        match call(self.session, deleted).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(node = %waiter.path, error = %e, "distlock.zookeeper.pass_over_failed");
+                false
             }
         }
-        self.seen = seen;
-        self.next = worth_it.then(|| Instant::now() + self.every);
     }
-}
-
-/// What one look at the head of a line found.
-struct Head {
-    /// When the reads were answered.
-    read_at: Instant,
-    /// The line, in order.
-    line: Vec<QueueNode>,
-    /// How many of its first nodes have their turn.
-    turns: usize,
-    /// The nodes among those still marked.
-    due: Vec<Due>,
-}
-
-impl Head {
-    /// Whether a node ahead of `node` may still have to claim a turn: one
-    /// whose turn has not come yet (it may be a waiter), or one whose turn
-    /// came and is still marked.
-    fn may_wait_for_a_claim(&self, node: &str) -> bool {
-        let Some(at) = self.line.iter().position(|n| n.name == node) else {
-            return false;
-        };
-        at > self.turns || !self.due.is_empty()
-    }
-}
-
-/// Step 1: the line, and the nodes whose turn came that are still marked.
-///
-/// Round trips: two (list; multi-read of the data of those whose turn it
-/// is).
-async fn read_head(session: &Session, dir: &str) -> Result<Head, zk::Error> {
-    let children = match call(session, session.client.list_children(dir)).await {
-        Ok(children) => children,
-        Err(zk::Error::NoNode) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let line = queue(&children);
-    let modes: Vec<Mode> = line.iter().map(|n| n.mode).collect();
-    let turns = Mode::admitted(&[], &modes).min(MOST_DUE);
-    let paths: Vec<String> = line[..turns]
-        .iter()
-        .map(|n| format!("{dir}/{}", n.name))
-        .collect();
-    let data = read_data(session, &paths).await?;
-    let read_at = Instant::now();
-    let due = paths
-        .into_iter()
-        .zip(data)
-        .filter_map(|(path, answer)| match answer {
-            zk::MultiReadResult::Data { data, stat } => Some(Due {
-                path,
-                version: stat.version,
-                window: window_of(&data)?,
-            }),
-            _ => None,
-        })
-        .collect();
-    Ok(Head {
-        read_at,
-        line,
-        turns,
-        due,
-    })
 }
 
 /// The data of `paths`, in one multi-read (none for no path).

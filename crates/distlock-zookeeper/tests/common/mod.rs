@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod child;
-
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! Child processes for the cross-process cases: the current test binary is
-//! run again, only the case's own test, with an environment variable that
-//! turns the case into its child part. The child reports on stdout with
+//! Child processes for the cross-process cases and tests (a client killed
+//! while it holds or waits): the current test binary is run again, only
+//! the case's own test, with an environment variable that turns the case
+//! into its child part. The child reports on stdout with
 //! marked lines (`<MARK> <value>`) and, where the case needs it, waits for
 //! a line on stdin before it goes on.
 
@@ -9,22 +10,23 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::support::must;
+use crate::cases::support::must;
 
 /// How long a child may take to start and report.
 const CHILD_REPORTS_WITHIN: Duration = Duration::from_secs(60);
 
 /// A child process of a case, its stdout read line by line.
-pub(crate) struct ChildProcess {
+pub struct ChildProcess {
     case: &'static str,
-    pub(crate) process: Child,
+    /// The process itself.
+    pub process: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl ChildProcess {
     /// Re-runs this test binary, only `test_path` (as libtest names it),
     /// with `env` set; stdin is piped when the child waits to be told.
-    pub(crate) fn spawn(
+    pub fn spawn(
         case: &'static str,
         test_path: &str,
         env: &[(&str, &str)],
@@ -54,7 +56,7 @@ impl ChildProcess {
 
     /// Reads the child's output until a line carrying `mark`; the rest of
     /// that line, trimmed.
-    pub(crate) async fn mark(&mut self, mark: &str) -> String {
+    pub async fn mark(&mut self, mark: &str) -> String {
         let case = self.case;
         let read = async {
             while let Ok(Some(line)) = self.lines.next_line().await {
@@ -75,7 +77,7 @@ impl ChildProcess {
     }
 
     /// The number the child reported after `mark` (a fencing token).
-    pub(crate) async fn number(&mut self, mark: &str) -> u64 {
+    pub async fn number(&mut self, mark: &str) -> u64 {
         let case = self.case;
         let rest = self.mark(mark).await;
         rest.parse()
@@ -83,7 +85,7 @@ impl ChildProcess {
     }
 
     /// Tells a waiting child to go on (one line on its stdin).
-    pub(crate) async fn tell(&mut self, line: &str) {
+    pub async fn tell(&mut self, line: &str) {
         let case = self.case;
         let Some(stdin) = self.process.stdin.as_mut() else {
             panic!("[{case}] the child's stdin was not piped");
@@ -94,13 +96,13 @@ impl ChildProcess {
     }
 
     /// SIGKILLs the child and reaps it.
-    pub(crate) async fn kill(&mut self) {
+    pub async fn kill(&mut self) {
         must(self.case, "SIGKILL of the child", self.process.start_kill());
         let _ = self.process.wait().await;
     }
 
     /// Waits for the child to exit on its own.
-    pub(crate) async fn exited(&mut self) {
+    pub async fn exited(&mut self) {
         let case = self.case;
         let waited = tokio::time::timeout(CHILD_REPORTS_WITHIN, self.process.wait()).await;
         match waited {
@@ -113,7 +115,7 @@ impl ChildProcess {
 }
 
 /// The child's side: reports `mark` and `value` on a line of its own.
-pub(crate) fn report(mark: &str, value: impl std::fmt::Display) {
+pub fn report(mark: &str, value: impl std::fmt::Display) {
     use std::io::Write;
     // Start on a fresh line: libtest may have printed the test's name.
     println!("\n{mark} {value}");
@@ -121,7 +123,7 @@ pub(crate) fn report(mark: &str, value: impl std::fmt::Display) {
 }
 
 /// The child's side: waits for a line on stdin.
-pub(crate) async fn told(case: &str) -> String {
+pub async fn told(case: &str) -> String {
     let mut line = String::new();
     let mut stdin = BufReader::new(tokio::io::stdin());
     must(
