@@ -59,6 +59,12 @@ pub struct ChaosSettings {
 struct Shared {
     record: Record,
     holder: Option<(usize, u64)>,
+    /// The holder once its first write is done, until it gives the hold
+    /// back: between its writes, so a pause catches it outside the store
+    /// (a process stopped inside a SQLite write would stop every writer).
+    holding: Option<(usize, u64)>,
+    /// The writes the holder reported so far (two per hold).
+    holder_writes: u8,
     acquisitions: usize,
     /// The holds given back: (client, token).
     released: HashSet<(usize, u64)>,
@@ -339,9 +345,8 @@ impl Runner {
     /// caused now (nobody holds the lock).
     async fn cause(&mut self, kind: FaultKind) -> Result<Option<Fault>, String> {
         let holder = match kind {
-            FaultKind::KillHolder | FaultKind::Pause | FaultKind::Partition => {
-                self.until(|s| s.holder).await
-            }
+            FaultKind::KillHolder | FaultKind::Partition => self.until(|s| s.holder).await,
+            FaultKind::Pause => self.until(|s| s.holding).await,
             _ => lock(&self.shared).holder,
         };
         let outage = self.settings.ttl * 2;
@@ -442,6 +447,9 @@ impl Runner {
             if shared.holder.is_some_and(|(h, _)| h == victim) {
                 shared.holder = None;
             }
+            if shared.holding.is_some_and(|(h, _)| h == victim) {
+                shared.holding = None;
+            }
         }
         self.children[victim] = Some(self.spawn(victim)?);
         Ok(())
@@ -528,18 +536,31 @@ fn note(shared: &Mutex<Shared>, i: usize, event: Event) {
     match event {
         Event::Acquired { token, .. } => {
             s.holder = Some((i, token));
+            s.holding = None;
+            s.holder_writes = 0;
             s.acquisitions += 1;
             s.highest_granted = s.highest_granted.max(token);
         }
         Event::Wrote {
-            token,
-            accepted: true,
-            ..
-        } => s.highest_written = s.highest_written.max(token),
+            token, accepted, ..
+        } => {
+            if accepted {
+                s.highest_written = s.highest_written.max(token);
+            }
+            if s.holder == Some((i, token)) {
+                // Between its two writes: pausable; after the second, it
+                // is giving the hold back.
+                s.holder_writes = s.holder_writes.saturating_add(1);
+                s.holding = (s.holder_writes == 1).then_some((i, token));
+            }
+        }
         Event::Released { token, .. } => {
             s.released.insert((i, token));
             if s.holder == Some((i, token)) {
                 s.holder = None;
+            }
+            if s.holding == Some((i, token)) {
+                s.holding = None;
             }
         }
         _ => {}
