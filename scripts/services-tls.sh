@@ -209,7 +209,7 @@ ssl_cert_file = 'server.pem'
 ssl_key_file = 'server.key'
 ssl_ca_file = 'ca.pem'
 fsync = off
-synchronous_commit = off
+synchronous_commit = on
 full_page_writes = off
 EOF
   # TCP only over TLS: the certificate user by certificate, everyone else by password.

@@ -461,8 +461,11 @@ pg_start() {
       }
     echo "include_if_exists = 'distlock.conf'" >>"$PG_DATA/postgresql.conf"
   fi
-  # Our settings, rewritten on every start. Durability is off (fsync etc.): this is
-  # a throwaway test server, and a killed postgres process still loses nothing.
+  # Our settings, rewritten on every start. fsync is off: this is a throwaway test
+  # server and no test crashes the machine, only processes. synchronous_commit stays
+  # on: a commit is written out of postgres' memory before it is acknowledged, so a
+  # killed postgres loses nothing it acknowledged (the chaos runs kill it, and a lost
+  # grant would hand out its fencing token again).
   as_postgres tee "$PG_DATA/distlock.conf" >/dev/null <<EOF
 listen_addresses = '$HOST'
 port = $PG_PORT
@@ -471,7 +474,7 @@ max_connections = $MAX_CONNECTIONS
 shared_buffers = 64MB
 password_encryption = 'scram-sha-256'
 fsync = off
-synchronous_commit = off
+synchronous_commit = on
 full_page_writes = off
 EOF
   # Lock files left by a killed postmaster are normally handled by postgres itself,

@@ -21,7 +21,11 @@ pub const DEFAULT_MAX_INSTANCE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Default waiter-liveness window (fair mode): how long a waiter that stopped
 /// refreshing its place in line keeps it (and a hold handed to it unasked).
-pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_WAITER_TIMEOUT: Duration = distlock_core::line::DEFAULT_WAITER_TIMEOUT;
+
+/// Default bound on waiting for replicas to acknowledge a grant or an
+/// extension (`WAIT`), when [`RedisConfig::replicas`] asks for any.
+pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Credentials for one instance. `Debug` never shows the password.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -177,6 +181,15 @@ pub struct RedisConfig {
     /// until it confirms it. A vanished waiter holds up the line for at most
     /// this long, and a crashed process's waiters not at all.
     pub waiter_timeout: Duration,
+    /// Single instance: after each grant and each extension, `WAIT` until
+    /// this many replicas acknowledged the write (0, the default: no
+    /// `WAIT`). A grant that fewer replicas acknowledged within
+    /// [`replica_timeout`](RedisConfig::replica_timeout) is released and
+    /// the acquire fails with `Unavailable`; such an extension fails the
+    /// same way. Not strong consistency: see `docs/backends/redis.md`.
+    pub replicas: usize,
+    /// How long one `WAIT` waits for the replicas (at least 1 ms).
+    pub replica_timeout: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -190,7 +203,20 @@ impl fmt::Debug for RedisConfig {
             .field("redlock", &self.redlock)
             .field("fair", &self.fair)
             .field("waiter_timeout", &self.waiter_timeout)
+            .field("replicas", &self.replicas)
+            .field("replica_timeout", &self.replica_timeout)
             .finish()
+    }
+}
+
+impl Default for RedisConfig {
+    /// One instance at `localhost:6379`, database 0, every option at its
+    /// default: the options alone, for
+    /// [`RedisBackend::from_client`](crate::RedisBackend::from_client) and
+    /// [`RedlockBackend::from_clients`](crate::RedlockBackend::from_clients),
+    /// which replace the instances.
+    fn default() -> Self {
+        RedisConfig::single(InstanceConfig::new("localhost", 6379))
     }
 }
 
@@ -206,6 +232,8 @@ impl RedisConfig {
             redlock: false,
             fair: true,
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
+            replicas: 0,
+            replica_timeout: DEFAULT_REPLICA_TIMEOUT,
         }
     }
 
@@ -240,6 +268,21 @@ impl RedisConfig {
     /// Sets the waiter-liveness window (URL: `waiter_timeout`).
     pub fn with_waiter_timeout(mut self, waiter_timeout: Duration) -> Self {
         self.waiter_timeout = waiter_timeout;
+        self
+    }
+
+    /// Single instance: `WAIT`s for `replicas` replicas to acknowledge each
+    /// grant and extension (URL: `replicas`; see
+    /// [`replicas`](RedisConfig::replicas)).
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Sets how long one `WAIT` for the replicas waits (URL:
+    /// `replica_timeout`).
+    pub fn with_replica_timeout(mut self, timeout: Duration) -> Self {
+        self.replica_timeout = timeout;
         self
     }
 
@@ -291,11 +334,17 @@ impl RedisConfig {
                 "fair (queued) waiting is only available on a single instance, not with redlock",
             ));
         }
-        if self.waiter_timeout < Duration::from_millis(30) {
+        if self.redlock && self.replicas > 0 {
             return Err(LockError::invalid_config(
-                "the waiter-liveness window (`waiter_timeout`) must be at least 30 ms",
+                "`replicas` applies to one instance; Redlock's instances are independent primaries (its quorum is the redundancy)",
             ));
         }
+        if self.replica_timeout < Duration::from_millis(1) {
+            return Err(LockError::invalid_config(
+                "the replica timeout (`replica_timeout`) must be at least 1 ms",
+            ));
+        }
+        distlock_core::line::check_waiter_timeout(self.waiter_timeout)?;
         for tls in self.instances.iter().filter_map(|i| i.tls.as_ref()) {
             tls.check()?;
         }
@@ -383,6 +432,12 @@ impl RedisConfig {
         }
         if let Some(fair) = url.boolean("fair")? {
             self.fair = fair;
+        }
+        if let Some(replicas) = url.number("replicas")? {
+            self.replicas = replicas;
+        }
+        if let Some(timeout) = url.duration("replica_timeout")? {
+            self.replica_timeout = timeout;
         }
         Ok(())
     }

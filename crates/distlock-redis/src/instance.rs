@@ -5,6 +5,13 @@
 //! timeout, so the next call reconnects: a server that is down costs a refused
 //! connect (or at most the timeout), never a hang, and a restarted server is
 //! picked up by the next call.
+//!
+//! The `redis` crate's `aio::ConnectionManager` does not replace this: it
+//! reconnects only when the connection reports itself dropped (not after a
+//! timeout, so a connection into a black hole, as in a network partition,
+//! stays in use), retries its reconnects with back-off sleeps outside our
+//! per-call bound, and its eager constructor fails for an instance that is
+//! down (which Redlock tolerates at connect).
 
 use std::fmt;
 use std::future::Future;
@@ -33,6 +40,24 @@ pub(crate) enum CallError {
     Auth(RedisError),
     /// Anything else the client or server reported.
     Redis(RedisError),
+    /// The write was made, but fewer replicas than asked acknowledged it
+    /// within the replica timeout (`WAIT`).
+    Unreplicated {
+        /// How many replicas acknowledged it.
+        acked: i64,
+        /// How many were asked for.
+        wanted: usize,
+        /// How long `WAIT` waited.
+        within: Duration,
+    },
+}
+
+/// How many replicas must acknowledge a write, and how long `WAIT` waits
+/// for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Acks {
+    pub(crate) replicas: usize,
+    pub(crate) timeout: Duration,
 }
 
 impl CallError {
@@ -52,7 +77,7 @@ impl CallError {
     pub(crate) fn is_unreachable(&self) -> bool {
         match self {
             CallError::Timeout => true,
-            CallError::Auth(_) => false,
+            CallError::Auth(_) | CallError::Unreplicated { .. } => false,
             CallError::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_dropped()
@@ -75,7 +100,21 @@ impl CallError {
                 format!("authentication failed (check the password and ACL user): {e}")
             }
             CallError::Redis(e) => e.to_string(),
+            CallError::Unreplicated {
+                acked,
+                wanted,
+                within,
+            } => format!(
+                "only {acked} of the {wanted} replicas asked for acknowledged the write within {} ms (`WAIT`)",
+                within.as_millis()
+            ),
         }
+    }
+
+    /// True when the service cannot serve the request now (unreachable, or
+    /// too few replicas), as opposed to an error reported by it.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        self.is_unreachable() || matches!(self, CallError::Unreplicated { .. })
     }
 }
 
@@ -159,6 +198,23 @@ fn certificates(tls: &TlsSettings) -> distlock_core::Result<TlsCertificates> {
     })
 }
 
+/// What a client built elsewhere says of its server, for errors, logs and
+/// `Debug`: its label (`host:port`, or the socket's path) and the instance
+/// settings with its address and database (its credentials and TLS stay
+/// inside the client).
+pub(crate) fn described(client: &redis::Client) -> (String, InstanceConfig) {
+    let info = client.get_connection_info();
+    let label = info.addr().to_string();
+    let (host, port) = match info.addr() {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            (host.clone(), *port)
+        }
+        _ => (label.clone(), 0),
+    };
+    let config = InstanceConfig::new(host, port).with_db(info.redis_settings().db());
+    (label, config)
+}
+
 /// A connection slot for one server.
 pub(crate) struct Instance {
     pub(crate) label: String,
@@ -176,13 +232,21 @@ impl fmt::Debug for Instance {
 }
 
 impl Instance {
+    /// The instance `config` describes (no connection is made yet).
     pub(crate) fn new(config: &InstanceConfig) -> distlock_core::Result<Arc<Self>> {
-        Ok(Arc::new(Instance {
-            label: config.label(),
-            client: client(config)?,
+        Ok(Self::with_client(config.label(), client(config)?))
+    }
+
+    /// The instance a client built elsewhere reaches (the application's:
+    /// its address, database, credentials and TLS), named `label` in errors
+    /// and logs.
+    pub(crate) fn with_client(label: String, client: redis::Client) -> Arc<Self> {
+        Arc::new(Instance {
+            label,
+            client,
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
-        }))
+        })
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, CallError> {
@@ -223,6 +287,50 @@ impl Instance {
                 .invoke_async::<T>(&mut conn)
                 .await
                 .map_err(CallError::from_redis)
+        })
+        .await
+    }
+
+    /// Runs a script and then, with `acks` and when `wrote(&reply)` says
+    /// the script wrote what must survive (a grant, an extension), `WAIT`s
+    /// on the same connection until `acks.replicas` replicas acknowledged
+    /// every write sent on it so far, at most `acks.timeout`: one more round
+    /// trip. `Unreplicated` when fewer did (the write stands on the primary:
+    /// the caller undoes it). Without `acks`, [`invoke`](Self::invoke).
+    pub(crate) async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        acks: Option<Acks>,
+        wrote: impl Fn(&T) -> bool,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let Some(acks) = acks else {
+            return self.invoke(invocation, timeout).await;
+        };
+        self.bounded(timeout + acks.timeout, async {
+            let mut conn = self.connection().await?;
+            let reply: T = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(CallError::from_redis)?;
+            if !wrote(&reply) {
+                return Ok(reply);
+            }
+            let millis = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX);
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(millis.max(1))
+                .query_async(&mut conn)
+                .await
+                .map_err(CallError::from_redis)?;
+            if usize::try_from(acked).unwrap_or(0) < acks.replicas {
+                return Err(CallError::Unreplicated {
+                    acked,
+                    wanted: acks.replicas,
+                    within: acks.timeout,
+                });
+            }
+            Ok(reply)
         })
         .await
     }

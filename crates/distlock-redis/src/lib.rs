@@ -36,6 +36,11 @@
 //!   - `min_instance_timeout=` / `max_instance_timeout=` (legacy `_ms`
 //!     forms) Redlock: the per-instance timeout is `ttl / 10` clamped to
 //!     these, default 50 ms and 500 ms;
+//!   - `replicas=` (single instance) after each grant and extension,
+//!     `WAIT` until that many replicas acknowledged it, within
+//!     `replica_timeout=` (default 500 ms); fewer: the grant is given back
+//!     and the acquire fails with `Unavailable` (see
+//!     `docs/backends/redis.md` for what `WAIT` does not guarantee);
 //!   - `tls=` TLS to every instance (`rediss://` does it for one instance),
 //!     through rustls, verified against the system's root certificates or
 //!     `ca=<PEM file>`; `cert=<PEM file>&key=<PEM file>` present a client
@@ -46,7 +51,10 @@
 //!   Booleans are `true/false/1/0/on/off/yes/no` in any case; unknown
 //!   parameters are refused, naming them. The same settings by hand:
 //!   [`RedisConfig`] and its `with_*` setters, then
-//!   [`RedisBackend::from_config`] / [`RedlockBackend::from_config`].
+//!   [`RedisBackend::from_config`] / [`RedlockBackend::from_config`]; on
+//!   the application's own `redis::Client`s (address, credentials and TLS
+//!   from the client, the options from a [`RedisConfig`]):
+//!   [`RedisBackend::from_client`] / [`RedlockBackend::from_clients`].
 //!
 //! Passwords never appear in errors, logs or `Debug` output.
 //!
@@ -124,19 +132,26 @@
 //!   after at most its ttl. There are no sessions; [`LockClient`] guards
 //!   extend themselves at a third of the ttl.
 //! - **Fencing tokens** strictly increase over every grant of a name, in any
-//!   mode (readers granted together get distinct tokens). One instance: the
-//!   acquire script `INCR`s the name's counter. Redlock: every granting
-//!   instance increments its counter in the same script; the token is the
-//!   highest value among them, and unless a quorum of them reached that
-//!   value by their own `INCR`, it is written back (raise-only, only while we
-//!   hold there, and counted only where the write moved the counter up to
-//!   it) to a quorum before the lease is returned. Two quorums intersect,
-//!   so a grant requested later gets a higher counter, and no two grants
-//!   can both have moved one instance's counter to the same value. This survives instance
-//!   restarts only if the instances persist every write: `appendonly yes`
-//!   (Redis writes the AOF before replying, so a killed process loses
-//!   nothing) and `appendfsync always` to survive a machine crash too. An
-//!   instance that restarts empty forgets locks and counters (see
+//!   mode (readers granted together get distinct tokens). Every script that
+//!   grants issues `max(counter + 1, server clock in µs)` and stores it as
+//!   the name's counter (one rule, `scripts/lib/fence.lua`). One instance:
+//!   that is the token. Redlock: the client proposes its own clock (a
+//!   little ahead) so that the instances issue the same value (an instance
+//!   takes a proposal only above its own value and at most 100 ms ahead of
+//!   its clock); the token is the highest value among the granting instances,
+//!   and unless a quorum of them issued that value themselves, it is
+//!   written back (raise-only, only while we hold there, and counted only
+//!   where the write moved the counter up to it) to a quorum before the
+//!   lease is returned. Two quorums intersect, so a grant requested later
+//!   gets a higher token, and no two grants can both have moved one
+//!   instance's counter to the same value. The counter makes this exact
+//!   while the instances keep their data; the clock keeps tokens rising
+//!   across instances that forget it (a restart without persistence, a
+//!   failover to a replica that missed the last grant, any number of
+//!   Redlock instances), as long as the clock of the instance(s) granting
+//!   next has not stepped back by more than the time between the two
+//!   grants (Redlock: less 100 ms, how far an accepted proposal may run
+//!   ahead of a clock). A restarted empty instance still forgets its *locks* (see
 //!   `docs/backends/redis.md`).
 //! - **Waiting** is by notification: the release script `PUBLISH`es on the
 //!   lock's channel. A waiter subscribes before its second attempt, and each
@@ -178,7 +193,8 @@
 //!   batches of that size, each one script call per instance); release 1;
 //!   status 1; a waiter's first wait adds one SUBSCRIBE unless the channel is
 //!   still subscribed from an earlier wait (fair mode: one more on a new
-//!   pub/sub connection, for the client's liveness channel). Redlock
+//!   pub/sub connection, for the client's liveness channel); with
+//!   `replicas`, one `WAIT` more per grant and extension. Redlock
 //!   runs each round on all instances in parallel, each call bounded by the
 //!   per-instance timeout, so a dead instance costs at most that timeout.
 //! - **Partitions**: a holder cut off from its instances cannot extend; its
@@ -195,7 +211,8 @@
 //!
 //! Option and lease checks, lease validity, `extend_many` batching, tracing
 //! and metrics are the core's checked layer around this crate's
-//! [`LockBackend`] implementations: this crate is only the algorithm.
+//! [`LockBackend`](distlock_core::LockBackend) implementations: this crate
+//! is only the algorithm.
 //!
 //! ```no_run
 //! # async fn demo() -> distlock_core::Result<()> {
@@ -219,21 +236,24 @@ mod engine;
 mod instance;
 mod keys;
 mod notify;
+mod redlock;
+mod single;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use distlock_core::{
-    async_trait, AcquireRequest, Capabilities, ChangeNotices, DistributedLock, Grant, Lease,
-    LockBackend, LockError, LockName, LockStatus, Renewal, Result,
-};
+use distlock_core::{DistributedLock, Result};
 
 pub use config::{
     Credentials, InstanceConfig, RedisConfig, DEFAULT_MAX_INSTANCE_TIMEOUT,
-    DEFAULT_MIN_INSTANCE_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_WAITER_TIMEOUT,
+    DEFAULT_MIN_INSTANCE_TIMEOUT, DEFAULT_PREFIX, DEFAULT_REPLICA_TIMEOUT, DEFAULT_TIMEOUT,
+    DEFAULT_WAITER_TIMEOUT,
 };
-
-use engine::{Engine, WaiterLiveness, MAX_BATCH};
+/// The `redis` crate this backend is built on, for applications that share
+/// their clients with it ([`RedisBackend::from_client`],
+/// [`RedlockBackend::from_clients`]).
+pub use redis;
+pub use redlock::RedlockBackend;
+pub use single::RedisBackend;
 
 /// The kind of the single-instance backend, recorded in its leases.
 const REDIS: &str = "redis";
@@ -251,347 +271,5 @@ pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
         Ok(Arc::new(RedlockBackend::from_config(config).await?))
     } else {
         Ok(Arc::new(RedisBackend::from_config(config).await?))
-    }
-}
-
-/// A lock on one Redis instance (`redis://` or `rediss://`).
-///
-/// Cloning is cheap and shares connections.
-#[derive(Clone, Debug)]
-pub struct RedisBackend {
-    engine: Arc<Engine>,
-}
-
-impl RedisBackend {
-    /// Connects to the instance a `redis://` or `rediss://` URL names and
-    /// checks it answers (wrong credentials are an error here).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future abandons the connection attempt.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let config = RedisConfig::from_url(url)?;
-        if config.redlock {
-            return Err(LockError::invalid_config(
-                "a redlock:// URL names several instances: use RedlockBackend",
-            ));
-        }
-        Self::from_config(config).await
-    }
-
-    /// Connects with a configuration built by hand (one PING).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future abandons the connection attempt.
-    pub async fn from_config(config: RedisConfig) -> Result<Self> {
-        Self::with_liveness(config, WaiterLiveness::Checked).await
-    }
-
-    /// Not for use: a backend *without* waiter liveness, whose queue hands
-    /// a hold to a waiter with its full ttl whether the waiter is alive or
-    /// not, and never checks a waiter's process. It exists so that a test
-    /// can show the waiter-liveness tests failing without the check.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future abandons the connection attempt.
-    #[doc(hidden)]
-    pub async fn from_config_blind_to_dead_waiters(config: RedisConfig) -> Result<Self> {
-        Self::with_liveness(config, WaiterLiveness::Blind).await
-    }
-
-    async fn with_liveness(mut config: RedisConfig, liveness: WaiterLiveness) -> Result<Self> {
-        config.redlock = false;
-        let engine = Arc::new(Engine::new(REDIS, config, liveness)?);
-        engine.check().await?;
-        Ok(RedisBackend { engine })
-    }
-}
-
-#[async_trait]
-impl LockBackend for RedisBackend {
-    fn kind(&self) -> &'static str {
-        REDIS
-    }
-
-    /// Fencing, FIFO unless `fair=false`, notified waits, ttl expiry, lease
-    /// hand-off, batched extension, readers, semaphores, upgrades, leader
-    /// labels, change notices and lock-at-least-for; no sessions.
-    fn claims(&self) -> Capabilities {
-        self.engine.claims()
-    }
-
-    /// Takes the name in `request.mode` (writer, reader or permit), waiting
-    /// on its release channel between attempts; in fair mode only when the
-    /// queue admits it (nobody overtakes an earlier waiter).
-    ///
-    /// Round trips: one per attempt; the first wait adds one SUBSCRIBE
-    /// unless the channel is still subscribed (and one for the client's
-    /// liveness channel on a new pub/sub connection, fair mode); a hold
-    /// handed over by a release (fair mode) costs the attempt that confirms
-    /// it.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a dropped future leaves nothing held and nothing queued
-    /// (the owner token is released, or the queue left, in the background).
-    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
-        self.engine.grant(request).await
-    }
-
-    /// Turns the reader hold `lease` into the writer's in one script once
-    /// it is the only hold; while it waits it is first in the queue (fair
-    /// mode), so readers arriving meanwhile wait behind it.
-    ///
-    /// Round trips: as for [`grant`](LockBackend::grant); an upgrade
-    /// granted by the last other reader's release costs the attempt that
-    /// confirms it.
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future leaves the reader hold as it was: an upgrade that
-    /// may have happened is turned back into the reader hold, and the queue
-    /// left, in the background.
-    async fn upgrade(&self, lease: &Lease, request: &AcquireRequest) -> Result<Option<Grant>> {
-        let _ = lease; // `request` carries its name and owner
-        self.engine.upgrade(request).await
-    }
-
-    /// Extends the lease (any mode) if this owner still holds it (never
-    /// revives an expired one).
-    ///
-    /// Round trips: one.
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have extended the lease.
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
-        self.engine.renew(lease, ttl).await
-    }
-
-    /// Extends every lease of the batch, of any modes, in one script call.
-    ///
-    /// Round trips: one for the whole batch.
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have extended any of the leases.
-    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
-        self.engine.renew_batch(batch).await
-    }
-
-    /// The most leases one extend-script call carries.
-    fn max_batch(&self) -> usize {
-        MAX_BATCH
-    }
-
-    /// Releases the hold (any mode) and hands the name to every request the
-    /// queue admits now (fair mode; skipping waiters that vanished, each
-    /// hand-over living until its waiter confirms it or its queue entry
-    /// dies), or wakes every waiter.
-    ///
-    /// Round trips: one.
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have released the lock; if not, it
-    /// frees when its ttl ends.
-    async fn revoke(&self, lease: &Lease) -> Result<()> {
-        self.engine.revoke(lease).await
-    }
-
-    /// Holder's remaining ttl, fencing counter (the writer's own token while
-    /// one holds), the writer's label and queue length.
-    ///
-    /// Round trips: one.
-    ///
-    /// # Cancel safety
-    ///
-    /// Read-only: dropping the future changes nothing.
-    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
-        self.engine.inspect(name).await
-    }
-
-    /// Keeps a hold released before its lock-at-least-for minimum until
-    /// `hold` from now, and wakes the waiters to wait for that expiry.
-    ///
-    /// Round trips: one.
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have shortened the hold; if not, it
-    /// frees when its ttl ends (never before the minimum).
-    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
-        self.engine.release_after(lease, hold).await
-    }
-
-    /// Change notices: a watcher of the lock's release channel, woken by
-    /// every release, hand-over and leader's grant.
-    ///
-    /// Round trips: one SUBSCRIBE unless the channel is subscribed
-    /// already.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future or the stream stops watching.
-    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
-        self.engine.watch(name).await
-    }
-}
-
-/// Redlock over several independent Redis instances (`redlock://`).
-///
-/// Cloning is cheap and shares connections.
-#[derive(Clone, Debug)]
-pub struct RedlockBackend {
-    engine: Arc<Engine>,
-}
-
-impl RedlockBackend {
-    /// Connects to the instances a `redlock://` URL names. Instances that are
-    /// down are tolerated (they are retried on every operation); refused
-    /// credentials are an error.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future abandons the connection attempts.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let config = RedisConfig::from_url(url)?;
-        if !config.redlock {
-            return Err(LockError::invalid_config(
-                "RedlockBackend takes a redlock:// URL; use RedisBackend for one instance",
-            ));
-        }
-        Self::from_config(config).await
-    }
-
-    /// Connects with a configuration built by hand (one PING per instance,
-    /// in parallel).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future abandons the connection attempts.
-    pub async fn from_config(mut config: RedisConfig) -> Result<Self> {
-        config.redlock = true;
-        let engine = Arc::new(Engine::new(REDLOCK, config, WaiterLiveness::Checked)?);
-        engine.check().await?;
-        Ok(RedlockBackend { engine })
-    }
-
-    /// The number of instances that must agree.
-    pub fn quorum(&self) -> usize {
-        self.engine.quorum()
-    }
-}
-
-#[async_trait]
-impl LockBackend for RedlockBackend {
-    fn kind(&self) -> &'static str {
-        REDLOCK
-    }
-
-    /// Fencing, notified waits, ttl expiry, lease hand-off, batched
-    /// extension, readers, semaphores, leader labels, change notices and
-    /// lock-at-least-for; no FIFO (waiters race), no sessions, no upgrades.
-    fn claims(&self) -> Capabilities {
-        self.engine.claims()
-    }
-
-    /// Takes the name in `request.mode` on a quorum (a permit: one permit
-    /// slot on a quorum), waiting on the instances' release channels between
-    /// attempts.
-    ///
-    /// Round trips: one per attempt on every instance in parallel, plus one
-    /// when the fencing counters of the granting quorum disagree, plus one to
-    /// give back a partial hold; the first wait adds one SUBSCRIBE per
-    /// instance unless the channel is still subscribed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a dropped future leaves nothing held (the owner token is
-    /// released on every instance in the background).
-    async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
-        self.engine.grant(request).await
-    }
-
-    /// Extends the lease on every instance; renewed when a quorum extended
-    /// it (never revives an expired one).
-    ///
-    /// Round trips: one (every instance in parallel).
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have extended the lease.
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
-        self.engine.renew(lease, ttl).await
-    }
-
-    /// Extends every lease of the batch, of any modes, in one script call
-    /// per instance.
-    ///
-    /// Round trips: one for the whole batch (every instance in parallel).
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have extended any of the leases.
-    async fn renew_batch(&self, batch: &[(Lease, Duration)]) -> Vec<Result<Renewal>> {
-        self.engine.renew_batch(batch).await
-    }
-
-    /// The most leases one extend-script call carries.
-    fn max_batch(&self) -> usize {
-        MAX_BATCH
-    }
-
-    /// Releases the hold (any mode; a permit's slot) on every instance and
-    /// wakes every waiter.
-    ///
-    /// Round trips: one (every instance in parallel).
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have released the lock; if not, it
-    /// frees when its ttl ends.
-    async fn revoke(&self, lease: &Lease) -> Result<()> {
-        self.engine.revoke(lease).await
-    }
-
-    /// Held when a quorum reports a holder; a writer holding on a quorum
-    /// with its label and token, else the highest fencing counter.
-    ///
-    /// Round trips: one (every instance in parallel).
-    ///
-    /// # Cancel safety
-    ///
-    /// Read-only: dropping the future changes nothing.
-    async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
-        self.engine.inspect(name).await
-    }
-
-    /// Keeps a hold released before its lock-at-least-for minimum until
-    /// `hold` from now, and wakes the waiters to wait for that expiry.
-    ///
-    /// Round trips: one (every instance in parallel).
-    ///
-    /// # Cancel safety
-    ///
-    /// A dropped future may or may not have shortened the hold; if not, it
-    /// frees when its ttl ends (never before the minimum).
-    async fn release_after(&self, lease: &Lease, hold: Duration) -> Result<()> {
-        self.engine.release_after(lease, hold).await
-    }
-
-    /// Change notices: a watcher of the lock's release channel, woken by
-    /// every release, hand-over and leader's grant.
-    ///
-    /// Round trips: one SUBSCRIBE per instance, in parallel, unless the channel is subscribed
-    /// already.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future or the stream stops watching.
-    async fn watch(&self, name: &LockName) -> Result<Option<ChangeNotices>> {
-        self.engine.watch(name).await
     }
 }

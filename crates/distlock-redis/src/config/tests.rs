@@ -166,3 +166,36 @@ fn contradictory_tls_settings_are_refused_without_the_password() {
     let config = RedisConfig::single(InstanceConfig::new("h", 6379)).with_tls(both);
     assert!(config.validate().is_err());
 }
+
+#[test]
+fn replicas_and_their_timeout_come_from_the_url_or_by_hand() {
+    let c = RedisConfig::from_url("redis://h?replicas=2&replica_timeout=250ms").unwrap();
+    assert_eq!(
+        (c.replicas, c.replica_timeout),
+        (2, Duration::from_millis(250))
+    );
+    let d = RedisConfig::from_url("redis://h").unwrap();
+    assert_eq!(
+        (d.replicas, d.replica_timeout),
+        (0, DEFAULT_REPLICA_TIMEOUT)
+    );
+    let by_hand = RedisConfig::default()
+        .with_replicas(2)
+        .with_replica_timeout(Duration::from_millis(250));
+    assert_eq!(
+        (by_hand.replicas, by_hand.replica_timeout),
+        (c.replicas, c.replica_timeout)
+    );
+    for bad in [
+        "redis://h?replicas=-1",
+        "redis://h?replicas=two",
+        "redis://h?replicas=1&replica_timeout=0ms",
+        "redlock://h1,h2,h3?replicas=1",
+    ] {
+        let err = RedisConfig::from_url(bad).unwrap_err();
+        assert!(
+            matches!(err, LockError::InvalidConfig { .. }),
+            "{bad}: {err:?}"
+        );
+    }
+}

@@ -82,14 +82,17 @@ impl Engine {
     }
 
     /// Step 1: the acquire script on every instance (one round trip, in
-    /// parallel), each answer read as a vote.
+    /// parallel), each answer read as a vote. With `replicas`, a grant is
+    /// followed by a `WAIT` for them (one more round trip); one too few
+    /// replicas acknowledged is a failed vote, so the hold is given back.
     async fn run_acquire_script(&self, acq: &Acquisition) -> Vec<Vote> {
         let invocation = self.acquire_invocation(acq);
         let timeout = self.instance_timeout(acq.ttl);
+        let (acks, granted) = (self.acks(), |r: &Vec<i64>| r.first() == Some(&1));
         let answers = join_all(
             self.instances
                 .iter()
-                .map(|i| i.invoke::<Vec<i64>>(&invocation, timeout)),
+                .map(|i| i.invoke_acked(&invocation, acks, granted, timeout)),
         )
         .await;
         answers.into_iter().map(Self::read_vote).collect()
@@ -161,6 +164,7 @@ impl Engine {
                     .arg(random() % u64::from(*limit));
             }
         }
+        invocation.arg(self.proposed_token());
         invocation
     }
 
@@ -303,6 +307,17 @@ impl Engine {
                 Vote::Gone => return Err(LockError::not_held(acq.name.as_str())),
                 Vote::Granted { .. } => {}
             }
+        }
+        if let Some((_, e)) = failures
+            .iter()
+            .find(|(_, e)| matches!(e, CallError::Unreplicated { .. }))
+        {
+            let why = format!(
+                "acquiring `{}`: granted, then given back: {}",
+                acq.name,
+                e.describe()
+            );
+            return Err(LockError::unavailable(self.backend, why));
         }
         let auth_failed = failures
             .iter()

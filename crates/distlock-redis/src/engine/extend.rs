@@ -86,7 +86,9 @@ impl Engine {
     }
 
     /// The extend script with every lease of the batch, on every instance,
-    /// then (with `publish`) a PUBLISH `*` on that channel.
+    /// then (with `publish`) a PUBLISH `*` on that channel; with `replicas`
+    /// and anything extended, a `WAIT` for them (an extension too few
+    /// replicas acknowledged is a failure, `Unavailable`).
     async fn run_extend_script(
         &self,
         batch: &[(&Lease, Duration, &Hold)],
@@ -113,10 +115,11 @@ impl Engine {
         if let Some(channel) = publish {
             invocation.key(channel).arg("p").arg("").arg("").arg(0);
         }
+        let (acks, extended) = (self.acks(), |r: &Vec<i64>| r.contains(&1));
         join_all(
             self.instances
                 .iter()
-                .map(|i| i.invoke::<Vec<i64>>(&invocation, timeout)),
+                .map(|i| i.invoke_acked(&invocation, acks, extended, timeout)),
         )
         .await
     }

@@ -19,13 +19,13 @@ mod wait;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use distlock_core::{Capabilities, LockError, LockName, Result};
 use futures::future::join_all;
 
-use crate::config::RedisConfig;
-use crate::instance::{CallError, Instance};
+use crate::config::{InstanceConfig, RedisConfig};
+use crate::instance::{described, Acks, CallError, Instance};
 use crate::keys::LockKeys;
 use crate::notify::Notifier;
 
@@ -54,6 +54,73 @@ pub(crate) struct Engine {
     /// hand-over).
     alive_stem: String,
 }
+
+/// Where the engine's connections to its instances come from.
+pub(crate) enum Clients {
+    /// Clients built from the configuration's instances.
+    Configured,
+    /// The application's own clients, one per instance, in order; they
+    /// replace the configuration's instances.
+    Given(Vec<redis::Client>),
+}
+
+/// The instances of `config`, or those of the given clients (which then
+/// become `config`'s instances), after checking the configuration.
+fn instances(config: &mut RedisConfig, clients: Clients) -> Result<Vec<Arc<Instance>>> {
+    match clients {
+        Clients::Configured => {
+            config.validate()?;
+            config.instances.iter().map(Instance::new).collect()
+        }
+        Clients::Given(clients) => {
+            let described: Vec<(String, InstanceConfig)> = clients.iter().map(described).collect();
+            config.instances = described.iter().map(|(_, i)| i.clone()).collect();
+            config.validate()?;
+            let labels = described.into_iter().map(|(label, _)| label);
+            Ok(clients
+                .into_iter()
+                .zip(labels)
+                .map(|(client, label)| Instance::with_client(label, client))
+                .collect())
+        }
+    }
+}
+
+/// What the engine deliberately lacks: nothing ([`Variant::SHIPPED`]),
+/// except in the purpose-broken backends that tests show failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Variant {
+    /// How the queue treats waiters that may have vanished.
+    pub(crate) liveness: WaiterLiveness,
+    /// How the scripts issue fencing tokens.
+    pub(crate) tokens: TokenRule,
+}
+
+impl Variant {
+    /// The backend as shipped.
+    pub(crate) const SHIPPED: Variant = Variant {
+        liveness: WaiterLiveness::Checked,
+        tokens: TokenRule::ClockFloor,
+    };
+}
+
+/// How the scripts issue fencing tokens (`scripts/lib/fence.lua`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenRule {
+    /// max(counter + 1, the server's clock in µs), which becomes the
+    /// counter: tokens rise across an instance that forgot its counter
+    /// while its clock does not step back by more than the time between
+    /// two grants.
+    ClockFloor,
+    /// The counter alone (`INCR`), which starts again from 1 on an
+    /// instance that forgot it. Only for the test that shows tokens going
+    /// backwards without the clock.
+    CounterOnly,
+}
+
+/// How far ahead of the client's clock a Redlock acquire proposes its
+/// token (see [`Engine::proposed_token`]).
+const PROPOSAL_LEAD: Duration = Duration::from_millis(20);
 
 /// How the queue (fair mode) treats waiters that may have vanished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,18 +155,14 @@ impl Engine {
     /// An engine over the configured instances (no connection is made yet).
     pub(crate) fn new(
         backend: &'static str,
-        config: RedisConfig,
-        liveness: WaiterLiveness,
+        mut config: RedisConfig,
+        clients: Clients,
+        variant: Variant,
     ) -> Result<Self> {
-        config.validate()?;
-        let instances = config
-            .instances
-            .iter()
-            .map(Instance::new)
-            .collect::<Result<Vec<_>>>()?;
+        let instances = instances(&mut config, clients)?;
         let quorum = instances.len() / 2 + 1;
         let fair = !config.redlock && config.fair;
-        let alive_stem = if fair && liveness == WaiterLiveness::Checked {
+        let alive_stem = if fair && variant.liveness == WaiterLiveness::Checked {
             format!("{}alive:", config.prefix)
         } else {
             String::new()
@@ -112,7 +175,7 @@ impl Engine {
             alive_stem,
             config,
             instances,
-            scripts: Scripts::new(),
+            scripts: Scripts::new(variant.tokens),
             quorum,
         })
     }
@@ -174,6 +237,32 @@ impl Engine {
         }
     }
 
+    /// Redlock: the fencing token an acquire proposes to every instance, so
+    /// that they issue the same one and it is settled in one round: the
+    /// client's clock in µs, a little ahead (an instance takes it only when
+    /// it is above its own max(counter + 1, clock) and at most 100 ms ahead
+    /// of its clock; it never lowers a token). A request delayed past the
+    /// lead, or a client clock off by more, only costs the write-back round.
+    /// Empty on one instance, and when the client's clock reads before 1970.
+    fn proposed_token(&self) -> String {
+        if self.single() {
+            return String::new();
+        }
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|since| (since + PROPOSAL_LEAD).as_micros().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Single instance with `replicas`: how many replicas must acknowledge
+    /// each grant and extension, and how long to wait for them.
+    fn acks(&self) -> Option<Acks> {
+        (self.config.replicas > 0).then_some(Acks {
+            replicas: self.config.replicas,
+            timeout: self.config.replica_timeout,
+        })
+    }
+
     fn keys(&self, name: &LockName) -> LockKeys {
         LockKeys::new(&self.config.prefix, name)
     }
@@ -212,7 +301,7 @@ impl Engine {
 
     fn call_error(&self, label: &str, doing: &str, e: &CallError) -> LockError {
         let context = format!("{doing} {label}: {}", e.describe());
-        if e.is_unreachable() {
+        if e.is_unavailable() {
             LockError::unavailable(self.backend, context)
         } else {
             LockError::backend(self.backend, context.clone(), context)

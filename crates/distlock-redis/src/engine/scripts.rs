@@ -1,17 +1,30 @@
 //! The Lua scripts, one file each under `src/scripts/` (each file's header
 //! names its KEYS, ARGV and what it returns).
 //!
-//! Scripts that handle readers and permits include `scripts/lib/holds.lua`
-//! (server time, the holders set, the core's compatibility rule), those
-//! that serve the waiters' queue `scripts/lib/queue.lua` as well, each by a
-//! `-- @include lib/<file>` line. The mutex's fast paths (acquire without a
-//! queue or holders, release without a queue) come before that line: Lua
-//! creates a library's functions each time the script runs past it, so the
-//! uncontended mutex does not pay for them.
+//! Every script that grants a hold includes `scripts/lib/fence.lua` (the
+//! one rule that issues a fencing token: max(counter + 1, the server's
+//! clock in µs)); scripts that handle readers and permits include
+//! `scripts/lib/holds.lua` (server time, the holders set, the core's
+//! compatibility rule) after it, those that serve the waiters' queue
+//! `scripts/lib/queue.lua` as well, each by a `-- @include lib/<file>` line.
+//! The mutex's fast paths (acquire without a queue or holders, release
+//! without a queue) come before the `holds.lua` line: Lua creates a
+//! library's functions each time the script runs past it, so the
+//! uncontended mutex pays only for the one function of `fence.lua`.
 
 use redis::Script;
 
-/// The libraries a script may include, by the path its include line names.
+use super::TokenRule;
+
+/// The library that issues fencing tokens, by its include path.
+const FENCE_PATH: &str = "lib/fence.lua";
+/// The shipped token rule: max(counter + 1, server clock in µs).
+const FENCE: &str = include_str!("../scripts/lib/fence.lua");
+/// The purpose-broken token rule: the counter alone.
+const FENCE_COUNTER_ONLY: &str = include_str!("../scripts/lib/fence_counter_only.lua");
+
+/// The other libraries a script may include, by the path its include line
+/// names.
 const LIBRARIES: [(&str, &str); 2] = [
     ("lib/holds.lua", include_str!("../scripts/lib/holds.lua")),
     ("lib/queue.lua", include_str!("../scripts/lib/queue.lua")),
@@ -21,16 +34,24 @@ const LIBRARIES: [(&str, &str); 2] = [
 const INCLUDE: &str = "-- @include ";
 
 /// A script's source with each include line replaced by the library it
-/// names (an unknown name is left as the comment it is; a test checks that
-/// every include resolves).
-fn assemble(source: &str) -> String {
+/// names, `lib/fence.lua` by the one of `tokens` (an unknown name is left
+/// as the comment it is; a test checks that every include resolves).
+fn assemble(source: &str, tokens: TokenRule) -> String {
+    let fence = match tokens {
+        TokenRule::ClockFloor => FENCE,
+        TokenRule::CounterOnly => FENCE_COUNTER_ONLY,
+    };
     let mut text = String::with_capacity(source.len() + 8192);
     for line in source.lines() {
-        let library = line
-            .strip_prefix(INCLUDE)
-            .and_then(|path| LIBRARIES.iter().find(|(p, _)| *p == path.trim()));
+        let library = line.strip_prefix(INCLUDE).and_then(|path| {
+            let path = path.trim();
+            if path == FENCE_PATH {
+                return Some(fence);
+            }
+            LIBRARIES.iter().find(|(p, _)| *p == path).map(|(_, l)| *l)
+        });
         match library {
-            Some((_, lib)) => text.push_str(lib),
+            Some(lib) => text.push_str(lib),
             None => {
                 text.push_str(line);
                 text.push('\n');
@@ -42,8 +63,8 @@ fn assemble(source: &str) -> String {
 
 /// Every script the engine runs, hashed once.
 pub(super) struct Scripts {
-    /// SET NX PX + INCR unless readers or permits hold: the mutex without a
-    /// queue.
+    /// SET NX PX and a token unless readers or permits hold: the mutex
+    /// without a queue.
     pub(super) acquire: Script,
     /// A reader, or a permit on one instance, without a queue.
     pub(super) acquire_shared: Script,
@@ -81,13 +102,10 @@ const RELEASE: &str = include_str!("../scripts/release.lua");
 const RELEASE_SLOTS: &str = include_str!("../scripts/release_slots.lua");
 const STATUS: &str = include_str!("../scripts/status.lua");
 
-/// A script from its source, libraries included.
-fn load(source: &str) -> Script {
-    Script::new(&assemble(source))
-}
-
 impl Scripts {
-    pub(super) fn new() -> Self {
+    /// Every script, issuing tokens by `tokens`.
+    pub(super) fn new(tokens: TokenRule) -> Self {
+        let load = |source: &str| Script::new(&assemble(source, tokens));
         Scripts {
             acquire: load(ACQUIRE),
             acquire_shared: load(ACQUIRE_SHARED),
@@ -108,35 +126,65 @@ impl Scripts {
 mod tests {
     use super::*;
 
+    const ALL: [&str; 11] = [
+        ACQUIRE,
+        ACQUIRE_SHARED,
+        ACQUIRE_SLOT,
+        FAIR_ACQUIRE,
+        UPGRADE,
+        ABANDON,
+        RAISE_FENCE,
+        EXTEND,
+        RELEASE,
+        RELEASE_SLOTS,
+        STATUS,
+    ];
+
     #[test]
     fn every_include_resolves() {
-        let all = [
-            ACQUIRE,
-            ACQUIRE_SHARED,
-            ACQUIRE_SLOT,
-            FAIR_ACQUIRE,
-            UPGRADE,
-            ABANDON,
-            RAISE_FENCE,
-            EXTEND,
-            RELEASE,
-            RELEASE_SLOTS,
-            STATUS,
-        ];
-        for source in all {
-            let text = assemble(source);
-            let unresolved = text.lines().any(|l| l.starts_with(INCLUDE));
-            assert!(!unresolved, "an unknown include in:\n{source}");
+        for source in ALL {
+            for tokens in [TokenRule::ClockFloor, TokenRule::CounterOnly] {
+                let text = assemble(source, tokens);
+                let unresolved = text.lines().any(|l| l.starts_with(INCLUDE));
+                assert!(!unresolved, "an unknown include in:\n{source}");
+            }
         }
-        assert!(assemble(FAIR_ACQUIRE).contains("local function admit("));
+        assert!(assemble(FAIR_ACQUIRE, TokenRule::ClockFloor).contains("local function admit("));
     }
 
     #[test]
     fn the_mutex_fast_paths_come_before_the_libraries() {
         for source in [FAIR_ACQUIRE, RELEASE] {
             let fast = source.find("'SET'").or_else(|| source.find("'DEL'"));
-            let include = source.find(INCLUDE);
+            let include = source.find("-- @include lib/holds.lua");
             assert!(fast < include, "fast path after the include in:\n{source}");
+        }
+    }
+
+    /// Only `lib/fence.lua` issues tokens: no script or other library
+    /// touches a counter with `INCR`, and every script that calls
+    /// `next_fence` (directly, or through `take` in `holds.lua`) defines it
+    /// before its first call.
+    #[test]
+    fn every_token_comes_from_the_fence_library() {
+        let libraries = LIBRARIES.iter().map(|(_, l)| *l);
+        for source in ALL.into_iter().chain(libraries).chain([FENCE]) {
+            assert!(
+                !source.contains("'INCR'"),
+                "INCR outside the fence library:\n{source}"
+            );
+        }
+        const DEFINITION: &str = "local function next_fence(";
+        for source in ALL {
+            let text = assemble(source, TokenRule::ClockFloor);
+            let defined = text
+                .find(DEFINITION)
+                .map(|d| d + DEFINITION.len() - "next_fence(".len());
+            let first_call = text.find("next_fence(");
+            assert_eq!(
+                first_call, defined,
+                "next_fence called before it is defined:\n{source}"
+            );
         }
     }
 }

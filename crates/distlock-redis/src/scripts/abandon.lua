@@ -24,6 +24,7 @@
 -- Returns 1 when this owner held (as the acquire asked) and now released,
 -- 0 otherwise.
 
+-- @include lib/fence.lua
 -- @include lib/holds.lua
 -- @include lib/queue.lua
 

@@ -14,15 +14,18 @@
 -- ARGV[2]  the ttl in milliseconds
 -- ARGV[3]  the mode: 'p<n>'
 -- ARGV[4]  the slot to try first (0 <= first < n)
+-- ARGV[5]  the token the client proposes (lib/fence.lua), or ''
 --
 -- An owner that already holds a slot here (a retry after a lost reply)
 -- gets that slot again with a fresh expiry.
 --
--- Returns {1, counter, slot} when a slot was taken (`counter` after INCR).
+-- Returns {1, counter, slot} when a slot was taken (`counter`: the token
+-- issued).
 -- Returns {0, ms} when every slot is taken, or a writer or readers hold the
 -- name: `ms` is the time until that may change.
 -- Returns {-1, declared} when permits of another count hold the name.
 
+-- @include lib/fence.lua
 -- @include lib/holds.lua
 
 local k = {lock = KEYS[1], fence = KEYS[2], holders = KEYS[3]}
@@ -38,7 +41,7 @@ local n, first, member = permit_count(mode), tonumber(ARGV[4]), mode .. ':' .. o
 local function grant(slot)
   redis.call('ZADD', k.holders, now + ttl, member)
   touch(k.holders)
-  return {1, redis.call('INCR', k.fence), slot}
+  return {1, next_fence(k.fence, ARGV[5]), slot}
 end
 
 if holds_member(k.holders, member, now) then

@@ -19,6 +19,7 @@
 -- owner's and its expiry was reset to the new ttl, 0 when it was not
 -- (expired, released, or taken by someone else); 1 for a 'p' entry.
 
+-- @include lib/fence.lua
 -- @include lib/holds.lua
 
 local result = {}

@@ -22,7 +22,8 @@
 --          subscribed, or '' (not yet)
 --
 -- Without a queue or holders, an unlabelled exclusive request is SET NX PX
--- + INCR (the uncontended mutex, before the libraries are even loaded).
+-- and a token (the uncontended mutex, before the other libraries are even
+-- loaded).
 -- Otherwise the queue's head is admitted first
 -- (lib/queue.lua `admit`: every queued request that fits, in order, is
 -- granted and told); the caller then goes if it was among them, or if
@@ -32,17 +33,20 @@
 -- caller gets it again with its full ttl.
 --
 -- Returns {1, counter} when taken (the caller left the queue; `counter` is
--- the fencing counter after INCR).
+-- the token issued, lib/fence.lua).
 -- Returns {0, ms, counter} when not: `ms` is how long until the holds may
 -- change (the writer's remaining ttl or the earliest holder's expiry; -1
 -- when unknown); `counter` is the fencing counter now (a later hand-over to
 -- us carries a higher one).
 -- Returns {-1, declared} when a permit request meets holders or queued
 -- requests of another permit count (the caller is not queued).
+
+-- @include lib/fence.lua
+
 if ARGV[5] == 'x' and ARGV[6] == '' and redis.call('EXISTS', KEYS[3]) == 0
     and redis.call('EXISTS', KEYS[5]) == 0 then
   if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {1, redis.call('INCR', KEYS[2])}
+    return {1, next_fence(KEYS[2])}
   end
 end
 

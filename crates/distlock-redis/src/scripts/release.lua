@@ -40,6 +40,7 @@ if ARGV[2] == '' then
   released = 1
 end
 
+-- @include lib/fence.lua
 -- @include lib/holds.lua
 -- @include lib/queue.lua
 

@@ -12,6 +12,7 @@
 -- Publishes `*` when a slot was freed.
 -- Returns 1 when this owner held a slot here and released it, 0 otherwise.
 
+-- @include lib/fence.lua
 -- @include lib/holds.lua
 
 local owner, member, n = ARGV[1], ARGV[2], tonumber(ARGV[3])

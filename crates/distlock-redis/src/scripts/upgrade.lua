@@ -27,10 +27,11 @@
 --
 -- Returns {1, counter} when upgraded (or already upgraded, by this script
 -- or a release's hand-over: granted again with the full ttl); `counter` is
--- the fencing counter after INCR.
+-- the token issued (lib/fence.lua).
 -- Returns {0, ms, counter} while other holders remain (see fair_acquire).
 -- Returns {-2} when the reader's hold is gone (expired or released).
 
+-- @include lib/fence.lua
 -- @include lib/holds.lua
 -- @include lib/queue.lua
 

@@ -1,6 +1,6 @@
--- Library included (`-- @include lib/holds.lua`) by the scripts that handle
--- readers and permits: server time, the holders set, and the core's
--- compatibility rule.
+-- Library included (`-- @include lib/holds.lua`, after lib/fence.lua) by
+-- the scripts that handle readers and permits: server time, the holders
+-- set, and the core's compatibility rule.
 --
 -- Where a name's holds live:
 --   the lock key     the exclusive holder's owner token (PX ttl): the mutex,
@@ -110,12 +110,13 @@ local function record_label(k, owner, label)
   end
 end
 
--- Grants `owner` a hold in `mode` for `ttl` ms and advances the fencing
--- counter (returns the token). 'x' sets the lock key; 's' and 'p<n>' add
--- a member to the holders set; 'u' turns the owner's reader member into
--- the lock key (an upgrade). An exclusive hold may carry a `label`. `k`
--- names the keys: lock, holders, fence (and holder, channel for a label).
-local function take(k, owner, mode, ttl, now, label)
+-- Grants `owner` a hold in `mode` for `ttl` ms and issues a fencing token
+-- (lib/fence.lua `next_fence`, with the client's `proposal` if any;
+-- returns it). 'x' sets the lock key; 's' and 'p<n>' add a member to the
+-- holders set; 'u' turns the owner's reader member into the lock key (an
+-- upgrade). An exclusive hold may carry a `label`. `k` names the keys:
+-- lock, holders, fence (and holder, channel for a label).
+local function take(k, owner, mode, ttl, now, label, proposal)
   if mode == 'x' or mode == 'u' then
     if mode == 'u' then
       redis.call('ZREM', k.holders, 's:' .. owner)
@@ -126,7 +127,7 @@ local function take(k, owner, mode, ttl, now, label)
     redis.call('ZADD', k.holders, now + ttl, mode .. ':' .. owner)
     touch(k.holders)
   end
-  local fence = redis.call('INCR', k.fence)
+  local fence = next_fence(k.fence, proposal)
   record_label(k, owner, label)
   return fence
 end
