@@ -133,3 +133,15 @@ pub async fn told(case: &str) -> String {
     );
     line.trim().to_string()
 }
+
+/// The message of a task that panicked (empty for one that was cancelled).
+pub fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}

@@ -11,6 +11,9 @@
 //!   traffic on command, for partition tests.
 //! - [`services`]: stop and start the shared test servers' nodes (restarted
 //!   on drop), for fault tests.
+//! - [`child`]: child processes for the cases that kill a client;
+//!   [`dying_waiter`]: the waiter-liveness scenario of backends with a line
+//!   of their own.
 //! - [`workload`]: the contention workload — many clients taking turns on
 //!   one lock, every hold recorded in a [`History`].
 //!
@@ -40,6 +43,7 @@
 
 pub mod cases;
 pub mod child;
+pub mod dying_waiter;
 mod harness;
 mod history;
 mod proxy;

@@ -1,296 +1,108 @@
 //! A waiter that dies in line holds the others up for its waiter-liveness
-//! window, never until its client's etcd lease ends.
-//!
-//! A child process queues for a held name and is SIGKILLed while a client
-//! of this process waits behind it; then the turn comes to the dead one.
-//! The child's etcd lease (its session) is long: its key could not vanish
-//! with that lease before [`OLD_BOUND`] after the kill (its last keep-alive
-//! was at most a third of the lease before). The waiter behind must get the
-//! name well before that — which only the window can give. A child that
-//! queues the old way (its key on its client's lease, its turn never
-//! claimed: broken on purpose) holds the line up until its lease ends, and
-//! the case says so.
+//! window, never until its client's etcd lease ends: the scenario of
+//! [`distlock_conformance::dying_waiter`] on etcd. Broken on purpose, a
+//! waiter queues the old way (its key on its client's lease, its turn never
+//! claimed).
 
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use distlock_conformance::child::{report, ChildProcess};
-use distlock_core::{AcquireOptions, DistributedLock, Lease, LockName, Mode, Wait};
-use distlock_etcd::EtcdBackend;
-use futures::StreamExt;
+use distlock_conformance::dying_waiter::{self, DyingWaiterSetup, Handing, Scenario, SESSION};
+use distlock_core::{async_trait, DistributedLock, Lease, Mode};
 
-/// Turns this test binary into the dying waiter: `<prefix>|<name>|<mode
-/// code>|<broken: 0 or 1>`.
-const CHILD_ENV: &str = "DISTLOCK_ETCD_DYING_WAITER";
-/// The child is about to queue.
-const QUEUEING: &str = "DISTLOCK-CHILD-QUEUEING";
-/// The dying waiter's etcd lease.
-const SESSION: Duration = Duration::from_secs(15);
-/// The earliest its key could vanish with that lease after the kill.
-const OLD_BOUND: Duration = Duration::from_secs(10);
-/// Until when after the kill the waiter behind must have the name.
-const WITHIN: Duration = Duration::from_secs(8);
-const TTL: Duration = Duration::from_secs(30);
-const CASE: &str = "[a_dead_waiter_holds_the_line_for_its_window]";
+struct Setup;
 
-/// How the turn comes to the dead waiter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Handing {
-    /// The holder releases: its client checks the turn it handed on.
-    Release,
-    /// The holder's key is deleted by someone else (as when the releasing
-    /// client is gone): only the waiters behind look.
-    Vanish,
-}
-
-/// One scenario: who holds, how the dead child waits, who waits behind.
-struct Scenario {
-    /// The test's own name, as libtest runs it again for the child.
-    test: &'static str,
-    holder: Mode,
-    /// Holds taken before the child queues (a semaphore's permits).
-    holds: usize,
-    dying: Mode,
-    behind: Mode,
-    handing: Handing,
-    /// The child queues the old way.
-    broken: bool,
-}
-
-impl Scenario {
-    /// Runs the parent's side, or the child's when this is the child.
-    async fn run(self) {
-        match std::env::var(CHILD_ENV) {
-            Ok(spec) => child(&spec).await,
-            Err(_) => self.parent().await,
-        }
+#[async_trait]
+impl DyingWaiterSetup for Setup {
+    fn child_env(&self) -> &'static str {
+        "DISTLOCK_ETCD_DYING_WAITER"
     }
 
-    async fn parent(self) {
-        let prefix = common::unique_prefix("waiters");
-        let name = LockName::new(format!("dying/{:016x}", rand::random::<u64>())).unwrap();
-        let holder: Arc<dyn DistributedLock> =
-            Arc::new(common::connect(common::config(&prefix)).await);
-        let behind: Arc<dyn DistributedLock> =
-            Arc::new(common::connect(common::config(&prefix)).await);
-        let mut notices = holder
-            .changes(&name)
+    fn unique_prefix(&self) -> String {
+        common::unique_prefix("waiters")
+    }
+
+    async fn client(&self, prefix: &str) -> Arc<dyn DistributedLock> {
+        Arc::new(common::connect(common::config(prefix)).await)
+    }
+
+    async fn dying_client(&self, prefix: &str, broken: bool) -> Arc<dyn DistributedLock> {
+        let mut config = common::config(prefix).with_session_timeout(SESSION);
+        if broken {
+            config = config.without_waiter_claims();
+        }
+        Arc::new(common::connect(config).await)
+    }
+
+    async fn vanish(&self, lease: &Lease) {
+        let mut raw = etcd_client::Client::connect(common::endpoints(), None)
             .await
-            .unwrap()
-            .expect("etcd has notices");
-        let mut held = Vec::new();
-        for _ in 0..self.holds {
-            let lease = holder
-                .acquire_as(&name, self.holder, &opts(Wait::NoWait))
-                .await;
-            held.push(lease.unwrap().expect("the name is free"));
-        }
-        let spec = format!(
-            "{prefix}|{name}|{}|{}",
-            mode_code(self.dying),
-            u8::from(self.broken)
-        );
-        let mut dying = ChildProcess::spawn(
-            "a_dead_waiter_holds_the_line_for_its_window",
-            self.test,
-            &[(CHILD_ENV, spec.as_str())],
-            false,
-        );
-        let _ = dying.mark(QUEUEING).await;
-        until_waiting(&holder, &name, 1, &mut notices).await;
-        let next = {
-            let (behind, name, mode) = (behind.clone(), name.clone(), self.behind);
-            tokio::spawn(async move { behind.acquire_as(&name, mode, &opts(Wait::Forever)).await })
-        };
-        until_waiting(&holder, &name, 2, &mut notices).await;
-        dying.kill().await;
-        let killed = Instant::now();
-        hand_on(&holder, held.remove(0), self.handing).await;
-        let got = match tokio::time::timeout_at((killed + WITHIN).into(), next).await {
-            Ok(Ok(Ok(Some(lease)))) => lease,
-            Ok(other) => panic!("{CASE} the waiter behind the dead one failed: {other:?}"),
-            Err(_) => panic!(
-                "{CASE} the waiter behind a dead one did not get the name within {WITHIN:?} of \
-                 the kill (the dead waiter's own lease could not free it before {OLD_BOUND:?})"
-            ),
-        };
-        println!(
-            "{CASE} the waiter behind got the name {:?} after the kill",
-            killed.elapsed()
-        );
-        behind.release(&got).await.unwrap();
-        for lease in held {
-            holder.release(&lease).await.unwrap();
-        }
+            .unwrap();
+        raw.delete(lease.data(), None).await.unwrap();
     }
 }
 
-/// Waits, on change notices, until `name` has `count` waiters.
-async fn until_waiting(
-    client: &Arc<dyn DistributedLock>,
-    name: &LockName,
-    count: usize,
-    notices: &mut distlock_core::ChangeNotices,
-) {
-    let wait = async {
-        loop {
-            let status = client.status(name).await.unwrap();
-            if status.waiters.unwrap_or(0) >= count {
-                return;
-            }
-            if notices.next().await.is_none() {
-                *notices = client.changes(name).await.unwrap().expect("notices");
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("{CASE} `{name}` never had {count} waiters"));
-}
-
-/// Gives the turn up: a release, or the key deleted behind the client's
-/// back (no client checks the turn it hands on then).
-async fn hand_on(holder: &Arc<dyn DistributedLock>, lease: Lease, handing: Handing) {
-    match handing {
-        Handing::Release => holder.release(&lease).await.unwrap(),
-        Handing::Vanish => {
-            let mut raw = etcd_client::Client::connect(common::endpoints(), None)
-                .await
-                .unwrap();
-            raw.delete(lease.data(), None).await.unwrap();
-        }
+fn scenario(test: &'static str, holder: Mode, dying: Mode, behind: Mode) -> Scenario {
+    Scenario {
+        test,
+        holder,
+        holds: 1,
+        dying,
+        behind,
+        handing: Handing::Release,
+        broken: false,
     }
-}
-
-/// A mode as the child's spec carries it: `x`, `s` or `p<limit>`.
-fn mode_code(mode: Mode) -> String {
-    match mode {
-        Mode::Shared => "s".into(),
-        Mode::Permit { limit } => format!("p{limit}"),
-        _ => "x".into(),
-    }
-}
-
-fn opts(wait: Wait) -> AcquireOptions {
-    AcquireOptions::new(TTL).with_wait(wait)
-}
-
-/// The child's part: connect with a long session, say so, queue until
-/// killed.
-async fn child(spec: &str) {
-    let parts: Vec<&str> = spec.split('|').collect();
-    let [prefix, name, mode, broken] = parts.as_slice() else {
-        panic!("bad child spec `{spec}`");
-    };
-    let mut config = common::config(prefix).with_session_timeout(SESSION);
-    if *broken == "1" {
-        config = config.without_waiter_claims();
-    }
-    let client: EtcdBackend = common::connect(config).await;
-    let name = LockName::new(*name).unwrap();
-    let mode = match *mode {
-        "x" => Mode::Exclusive,
-        "s" => Mode::Shared,
-        permits => Mode::Permit {
-            limit: permits
-                .trim_start_matches('p')
-                .parse()
-                .expect("a permit count"),
-        },
-    };
-    report(QUEUEING, "");
-    let got = client.acquire_as(&name, mode, &opts(Wait::Forever)).await;
-    panic!("the dying waiter was to wait until killed, got {got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_waiter_holds_the_next_one_up_for_its_window_not_its_session() {
-    Scenario {
-        test: "a_dead_waiter_holds_the_next_one_up_for_its_window_not_its_session",
-        holder: Mode::Exclusive,
-        holds: 1,
-        dying: Mode::Exclusive,
-        behind: Mode::Exclusive,
-        handing: Handing::Release,
-        broken: false,
-    }
-    .run()
-    .await;
+    let x = Mode::Exclusive;
+    let test = "a_dead_waiter_holds_the_next_one_up_for_its_window_not_its_session";
+    dying_waiter::run(Setup, scenario(test, x, x, x)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_waiter_is_passed_over_by_the_waiters_behind_when_no_releaser_checks() {
-    Scenario {
-        test: "a_dead_waiter_is_passed_over_by_the_waiters_behind_when_no_releaser_checks",
-        holder: Mode::Exclusive,
-        holds: 1,
-        dying: Mode::Exclusive,
-        behind: Mode::Exclusive,
+    let x = Mode::Exclusive;
+    let test = "a_dead_waiter_is_passed_over_by_the_waiters_behind_when_no_releaser_checks";
+    let vanishing = Scenario {
         handing: Handing::Vanish,
-        broken: false,
-    }
-    .run()
-    .await;
+        ..scenario(test, x, x, x)
+    };
+    dying_waiter::run(Setup, vanishing).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_behind_a_dead_writer_go_within_its_window() {
-    Scenario {
-        test: "readers_behind_a_dead_writer_go_within_its_window",
-        holder: Mode::Shared,
-        holds: 1,
-        dying: Mode::Exclusive,
-        behind: Mode::Shared,
-        handing: Handing::Release,
-        broken: false,
-    }
-    .run()
-    .await;
+    let test = "readers_behind_a_dead_writer_go_within_its_window";
+    let (s, x) = (Mode::Shared, Mode::Exclusive);
+    dying_waiter::run(Setup, scenario(test, s, x, s)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_permit_waiter_is_passed_over() {
     let two = Mode::Permit { limit: 2 };
-    Scenario {
-        test: "a_dead_permit_waiter_is_passed_over",
-        holder: two,
+    let test = "a_dead_permit_waiter_is_passed_over";
+    let permits = Scenario {
         holds: 2,
-        dying: two,
-        behind: two,
-        handing: Handing::Release,
-        broken: false,
-    }
-    .run()
-    .await;
+        ..scenario(test, two, two, two)
+    };
+    dying_waiter::run(Setup, permits).await;
 }
 
-/// Broken on purpose: the child queues the old way, so its key stays until
-/// its lease ends, after the deadline.
+/// Broken on purpose: the child queues the old way, so its entry stays
+/// until its session ends, after the deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiter_queued_without_claims_is_caught_holding_the_line() {
+    let x = Mode::Exclusive;
     let test = "a_waiter_queued_without_claims_is_caught_holding_the_line";
-    let scenario = Scenario {
-        test,
-        holder: Mode::Exclusive,
-        holds: 1,
-        dying: Mode::Exclusive,
-        behind: Mode::Exclusive,
-        handing: Handing::Release,
+    let broken = Scenario {
         broken: true,
+        ..scenario(test, x, x, x)
     };
-    if std::env::var(CHILD_ENV).is_ok() {
-        return scenario.run().await;
-    }
-    let message = match tokio::spawn(scenario.run()).await {
-        Ok(()) => panic!("a waiter that never claims its turn passed the case"),
-        Err(e) => common::panic_message(e),
-    };
-    assert!(
-        message.contains(CASE) && message.contains("did not get the name"),
-        "the case failed, but not for the dead waiter: {message}"
-    );
+    dying_waiter::broken_is_caught(Setup, broken).await;
 }
 
 #[test]

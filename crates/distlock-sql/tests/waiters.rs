@@ -16,7 +16,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_conformance::child::{report, ChildProcess};
+use distlock_conformance::child::{panic_message, report, ChildProcess};
 use distlock_core::{AcquireOptions, DistributedLock, LockName, Wait};
 use distlock_sql::{SqlBackend, SqlConfig};
 use sqlx::{Connection, MySqlConnection, Row, SqliteConnection};
@@ -225,15 +225,7 @@ async fn places_that_outlive_their_waiters_are_caught_holding_the_line() {
     };
     let message = match tokio::spawn(scenario.run()).await {
         Ok(()) => panic!("places that outlive their waiters passed the case"),
-        Err(e) => e
-            .try_into_panic()
-            .ok()
-            .and_then(|p| {
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            })
-            .unwrap_or_default(),
+        Err(e) => panic_message(e),
     };
     assert!(
         message.contains(CASE) && message.contains("did not get the name"),

@@ -127,7 +127,7 @@ async fn a_minimum_kept_by_the_holders_process_is_caught() {
     });
     let message = match run.await {
         Ok(()) => panic!("a hold kept by the holder's process passed the case"),
-        Err(e) => common::panic_message(e),
+        Err(e) => distlock_conformance::child::panic_message(e),
     };
     assert!(
         message.contains("[lock_is_held_at_least_after_its_holder_exits]")

@@ -69,15 +69,3 @@ pub fn is_child_process() -> bool {
             .is_some_and(|k| k.starts_with("DISTLOCK_CONFORMANCE_CHILD"))
     })
 }
-
-/// The message of a task that panicked (empty for one that was cancelled).
-pub fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
