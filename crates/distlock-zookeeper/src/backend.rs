@@ -277,8 +277,9 @@ impl LockBackend for ZkBackend {
         status::inspect(&self.inner.sessions, &self.inner.tree, name).await
     }
 
-    /// A persistent watch on the name's directory: a notice per child
-    /// created or deleted (and per disconnect and reconnect). The stream
+    /// A persistent recursive watch on the name's directory: a notice per
+    /// child created, deleted or written — a waiter claiming its turn
+    /// writes its node — (and per disconnect and reconnect). The stream
     /// ends with the session.
     ///
     /// Round trips: 1 (`addWatch`); none per notice.

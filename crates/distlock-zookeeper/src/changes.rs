@@ -1,6 +1,12 @@
-//! Change notices of a name, for leader observers: a persistent watch on
-//! its directory, so every child created or deleted (a contender queued, a
-//! hold granted, released, kept or ended with its session) is a notice.
+//! Change notices of a name, for leader observers: a persistent recursive
+//! watch on its directory, so every child created, deleted or written (a
+//! contender queued, a hold granted, a waiter claiming its turn, a hold
+//! released, kept or ended with its session) is a notice.
+//!
+//! The writes matter: a waiter whose turn came holds only once it claimed
+//! it (see the `acquire::claim` module), one `setData` after its
+//! predecessor's deletion. An observer that reads at the deletion finds
+//! the name vacant; the claim is the notice that it is held again.
 
 use std::sync::Arc;
 
@@ -15,8 +21,8 @@ use crate::rpc::call;
 use crate::session::Session;
 use crate::sessions::Sessions;
 
-/// A persistent watch on `name`'s directory (it need not exist yet), on
-/// the current session. Every event is a notice — also a disconnect and a
+/// A persistent recursive watch on `name`'s directory (it need not exist
+/// yet), on the current session. Every event is a notice — also a disconnect and a
 /// reconnect, after which events may have been lost (ZOOKEEPER-4698), so
 /// the observer reads again. The stream ends with the session.
 ///
@@ -32,7 +38,12 @@ pub(crate) async fn notices(
 ) -> Result<ChangeNotices> {
     let session = sessions.current(None).await?;
     let dir = tree.dir(name);
-    let watching = session.client.watch(&dir, zk::AddWatchMode::Persistent);
+    let mode = if sessions.config().notice_claims() {
+        zk::AddWatchMode::PersistentRecursive
+    } else {
+        zk::AddWatchMode::Persistent
+    };
+    let watching = session.client.watch(&dir, mode);
     let watcher = call(&session, watching)
         .await
         .map_err(|e| to_lock_error(e, &format!("watching `{name}`")))?;

@@ -50,6 +50,9 @@ pub struct ZkConfig {
     waiter_timeout: Duration,
     /// Waiters claim their turn (off only in the tests that show why).
     waiter_claims: bool,
+    /// Change notices include the nodes' data changes (off only in the
+    /// test that shows why).
+    notice_claims: bool,
 }
 
 impl fmt::Debug for ZkConfig {
@@ -89,6 +92,7 @@ impl ZkConfig {
             tls: None,
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
             waiter_claims: true,
+            notice_claims: true,
         }
     }
 
@@ -294,6 +298,20 @@ impl ZkConfig {
     pub fn without_waiter_claims(mut self) -> Self {
         self.waiter_claims = false;
         self
+    }
+
+    /// Watches a name's directory for children created and deleted only,
+    /// not for their data changes: an observer then misses a waiter
+    /// claiming its turn. Only for the test that shows the difference.
+    #[doc(hidden)]
+    pub fn with_claims_unnoticed_broken_on_purpose(mut self) -> Self {
+        self.notice_claims = false;
+        self
+    }
+
+    /// Whether change notices include the nodes' data changes.
+    pub(crate) fn notice_claims(&self) -> bool {
+        self.notice_claims
     }
 
     /// The waiter-liveness window.

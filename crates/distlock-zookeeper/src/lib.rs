@@ -125,8 +125,9 @@
 //! - **Leader election and observers.** An elected leader's identity is
 //!   its node's data (sent with the create); `status` reads the newest
 //!   holder's data, so an exclusive holder's label and own token (the
-//!   term) come back. Change notices are a persistent watch on the lock's
-//!   directory: every child created or deleted, no re-arming.
+//!   term) come back. Change notices are a persistent recursive watch on
+//!   the lock's directory: every child created, deleted or written (a
+//!   waiter claiming its turn writes its node), no re-arming.
 //! - **Lock-at-least-for.** A lease released before its minimum hands its
 //!   node to a session of its own whose timeout is the time owed: one
 //!   multi-request deletes the node and creates it again at the same path
