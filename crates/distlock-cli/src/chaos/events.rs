@@ -77,8 +77,19 @@ impl Event {
 pub struct Fault {
     pub kind: &'static str,
     pub began: u64,
-    /// The client paused, when the fault paused a holder: (client, token).
-    pub paused: Option<(usize, u64)>,
+    /// The holder a pause stopped, if the fault was one.
+    pub paused: Option<Paused>,
+}
+
+/// A holder a pause stopped.
+#[derive(Clone, Copy, Debug)]
+pub struct Paused {
+    pub client: usize,
+    /// The hold's token.
+    pub token: u64,
+    /// When the process was seen stopped (wall ns): a hold it gave back
+    /// before then was not caught, however late its report arrived.
+    pub stopped_at: u64,
 }
 
 /// Everything the runner recorded.
@@ -219,7 +230,12 @@ fn paused_reported_lost(record: &Record) -> (usize, usize) {
     let mut caught = 0;
     let mut reported = 0;
     for fault in &record.faults {
-        let Some((client, token)) = fault.paused else {
+        let Some(Paused {
+            client,
+            token,
+            stopped_at,
+        }) = fault.paused
+        else {
             continue;
         };
         let of_hold = |e: &Event| match *e {
@@ -233,7 +249,7 @@ fn paused_reported_lost(record: &Record) -> (usize, usize) {
         for (c, e) in &record.events {
             match of_hold(e) {
                 Some((t, Some(until))) if *c == client && t == token => {
-                    released = Some(until >= fault.began);
+                    released = Some(until >= stopped_at);
                 }
                 Some((t, None)) if *c == client && t == token => lost = true,
                 _ => {}
@@ -357,11 +373,18 @@ mod tests {
 
     #[test]
     fn a_paused_holder_that_never_reports_lost_is_unsafe() {
+        let paused = |stopped_at| {
+            Some(Paused {
+                client: 0,
+                token: 1,
+                stopped_at,
+            })
+        };
         let mut r = record(&[(0, "acq 1 100"), (0, "rel 1 200")]);
         r.faults.push(Fault {
             kind: "pause",
             began: 150,
-            paused: Some((0, 1)),
+            paused: paused(160),
         });
         assert!(!analyse(&r).safe());
         r.events.insert(1, (0, Event::Lost { token: 1, at: 195 }));
@@ -371,7 +394,16 @@ mod tests {
         r.faults.push(Fault {
             kind: "pause",
             began: 150,
-            paused: Some((0, 1)),
+            paused: paused(160),
+        });
+        assert_eq!(analyse(&r).paused_reported_lost, (0, 0));
+        // Gave it back after the pause began but before the process
+        // stopped (the signal was still on its way): not caught either.
+        let mut r = record(&[(0, "acq 1 100"), (0, "rel 1 155")]);
+        r.faults.push(Fault {
+            kind: "pause",
+            began: 150,
+            paused: paused(160),
         });
         assert_eq!(analyse(&r).paused_reported_lost, (0, 0));
     }

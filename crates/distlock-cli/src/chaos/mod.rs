@@ -33,7 +33,7 @@ pub use client::{run as run_client, ClientSettings};
 pub use nemesis::FaultKind;
 
 use crate::exit;
-use events::{analyse, wall_ns, Event, Fault, Findings, Record};
+use events::{analyse, wall_ns, Event, Fault, Findings, Paused, Record};
 use nemesis::NodePick;
 
 /// How a chaos run goes.
@@ -376,12 +376,19 @@ impl Runner {
                 };
                 // Stopped past its ttl (or session), until another client
                 // has taken the lock and written with its newer token.
-                self.signal(victim, libc::SIGSTOP);
+                let stopped_at = match self.signal(victim, libc::SIGSTOP) {
+                    Some(pid) => nemesis::stopped_at(pid).await,
+                    None => wall_ns(),
+                };
                 tokio::time::sleep(outage).await;
                 self.until_within(OUTAGE_LIMIT, |s| (s.highest_written > token).then_some(()))
                     .await;
                 self.signal(victim, libc::SIGCONT);
-                paused = Some((victim, token));
+                paused = Some(Paused {
+                    client: victim,
+                    token,
+                    stopped_at,
+                });
                 // Its report of the hold (lost or not) comes before the next fault.
                 self.until(|s| s.released.contains(&(victim, token)).then_some(()))
                     .await;
@@ -455,17 +462,17 @@ impl Runner {
         Ok(())
     }
 
-    fn signal(&self, client: usize, signal: i32) {
-        if let Some(pid) = self.children[client]
+    /// Sends `signal` to client `client`; its pid, if it runs.
+    fn signal(&self, client: usize, signal: i32) -> Option<i32> {
+        let pid = self.children[client]
             .as_ref()
             .and_then(Child::id)
-            .and_then(|p| i32::try_from(p).ok())
-        {
-            // SAFETY: kill(2) on a child this runner started and has not reaped.
-            unsafe {
-                libc::kill(pid, signal);
-            }
+            .and_then(|p| i32::try_from(p).ok())?;
+        // SAFETY: kill(2) on a child this runner started and has not reaped.
+        unsafe {
+            libc::kill(pid, signal);
         }
+        Some(pid)
     }
 
     fn cut(&self, client: usize, mode: ProxyMode) {

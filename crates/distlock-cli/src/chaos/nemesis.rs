@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::events::wall_ns;
+
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
@@ -152,4 +154,27 @@ pub async fn leader(service: &str, hosts: &[String]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Once the process `pid`, just sent SIGSTOP, is stopped: the wall time
+/// (ns) then, read after the kernel shows it stopped (`/proc/<pid>/stat`),
+/// so that everything the process did before it stopped happened earlier.
+/// Where `/proc` cannot tell, the time after a short wait.
+pub async fn stopped_at(pid: i32) -> u64 {
+    let stat = format!("/proc/{pid}/stat");
+    for _ in 0..1000 {
+        let Ok(text) = tokio::fs::read_to_string(&stat).await else {
+            break;
+        };
+        // The state is the first field after the command name's ')'.
+        let state = text
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if matches!(state, Some('T' | 't')) {
+            return wall_ns();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    wall_ns()
 }
