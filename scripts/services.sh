@@ -687,6 +687,19 @@ node_start() {
   esac
 }
 
+# Is the process in the node's pid file alive (not a zombie), whatever it runs yet?
+# A node just spawned may not have exec'd its server yet on a loaded machine: its
+# command line is still this script's, so node_pid would not recognise it.
+node_alive() {
+  local f pid state
+  f="$(node_pidfile "$1" "$2")"
+  [[ -r $f ]] || return 1
+  pid="$(head -n 1 "$f")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [[ "$state" != Z && -n "$state" ]]
+}
+
 # Wait until a node answers; if its process died meanwhile, fail at once.
 node_wait() {
   local svc="$1" n="$2" label logf start=$SECONDS
@@ -695,7 +708,7 @@ node_wait() {
   local deadline=$((start + TIMEOUT))
   until node_probe "$svc" "$n" >/dev/null 2>&1; do
     # (postgres writes its pid file a moment after pg_ctl returns: allow 5 s for that)
-    if ! node_pid "$svc" "$n" >/dev/null && { [[ $svc != postgres* ]] || ((SECONDS > start + 5)); }; then
+    if ! node_alive "$svc" "$n" && { [[ $svc != postgres* ]] || ((SECONDS > start + 5)); }; then
       show_log "$logf"
       die "$label exited during startup"
     fi
