@@ -33,6 +33,43 @@ pub struct ClientSettings {
     pub unlocked: bool,
 }
 
+/// A command that starts a client: this same executable, which dies with
+/// the runner.
+pub fn command() -> Result<tokio::process::Command, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = tokio::process::Command::new(exe);
+    die_with_runner(&mut command);
+    Ok(command)
+}
+
+/// Makes the client that `command` starts die with the runner that starts
+/// it: the kernel sends the client SIGKILL when the runner's thread ends, so
+/// a runner killed mid-run leaves no client behind, not even one stopped by
+/// a pause (SIGKILL ends a stopped process too).
+#[cfg(target_os = "linux")]
+fn die_with_runner(command: &mut tokio::process::Command) {
+    let runner = std::process::id();
+    // SAFETY: the closure runs in the forked child before it execs, and
+    // calls only async-signal-safe functions (prctl, getppid); it does not
+    // allocate.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The runner may have ended before the call above took effect.
+            if u32::try_from(libc::getppid()).ok() != Some(runner) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere clients outlive a killed runner.
+#[cfg(not(target_os = "linux"))]
+fn die_with_runner(_command: &mut tokio::process::Command) {}
+
 /// Opens the fenced store: a SQLite file the runner's clients share.
 pub async fn open_store(path: &std::path::Path) -> Result<SqlStore<Sqlite>, String> {
     let options = SqliteConnectOptions::new()

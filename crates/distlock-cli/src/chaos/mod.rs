@@ -259,9 +259,8 @@ impl Runner {
 
     /// Starts client `i`; its lines go to the record.
     fn spawn(&self, i: usize) -> Result<Child, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let s = &self.settings;
-        let mut child = tokio::process::Command::new(exe)
+        let mut child = client::command()?
             .arg("chaos-client")
             .args(["--backend", &self.urls[i], "--name", &self.name])
             .args(["--ttl", &format!("{}ms", s.ttl.as_millis())])
