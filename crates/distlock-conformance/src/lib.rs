@@ -95,6 +95,7 @@ macro_rules! suite {
                 independent_names,
                 wait_timeout_is_honoured,
                 waiter_acquires_after_release,
+                lease_granted_after_a_long_wait_is_live,
                 wake_up_follows_release_promptly,
                 waiters_are_served_in_arrival_order,
                 non_owner_cannot_release_or_extend,

@@ -198,3 +198,15 @@ async fn suite_catches_a_minimum_ignored_on_release() {
     ];
     assert_caught(Breakage::IgnoresAtLeast, run, &expected).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_catches_leases_born_expired_after_a_long_wait() {
+    let run = |h: Arc<BrokenHarness>| async move {
+        cases::lease_granted_after_a_long_wait_is_live(&*h).await
+    };
+    let expected = [
+        "[lease_granted_after_a_long_wait_is_live]",
+        "already expired",
+    ];
+    assert_caught(Breakage::DatesGrantsFromTheWait, run, &expected).await;
+}

@@ -94,6 +94,7 @@ pub use semaphore::{
 };
 pub use support::unique_name;
 pub use waiting::{
-    mutual_exclusion_under_contention, wait_timeout_is_honoured, waiter_acquires_after_release,
-    waiters_are_served_in_arrival_order, wake_up_follows_release_promptly,
+    lease_granted_after_a_long_wait_is_live, mutual_exclusion_under_contention,
+    wait_timeout_is_honoured, waiter_acquires_after_release, waiters_are_served_in_arrival_order,
+    wake_up_follows_release_promptly,
 };

@@ -9,7 +9,7 @@ use distlock_core::{Backoff, DistributedLock, Lease, LockName, Wait};
 
 use super::support::{
     acquire, assert_fenced_after, assert_history, clients, joined, long_ttl, must_acquire,
-    must_release, opts, skip, unique_name, wait_until_queued,
+    must_release, opts, short_ttl, skip, unique_name, wait_until_queued,
 };
 use crate::harness::Harness;
 use crate::workload::Contention;
@@ -69,6 +69,41 @@ pub async fn waiter_acquires_after_release(h: &dyn Harness) {
         "[{CASE}] the waiter only got the lock near the holder's ttl, not on release"
     );
     assert_fenced_after(CASE, &caps, &got, &lease);
+    must_release(CASE, &b, &got).await;
+}
+
+/// A waiter granted the lock after waiting longer than its ttl gets a live
+/// lease: its validity counts from the grant, not from when it began to
+/// wait.
+pub async fn lease_granted_after_a_long_wait_is_live(h: &dyn Harness) {
+    const CASE: &str = "lease_granted_after_a_long_wait_is_live";
+    let (a, b) = (h.client().await, h.client().await);
+    let caps = a.capabilities();
+    let ttl = short_ttl(&caps);
+    let name = unique_name("long-wait");
+    let lease = must_acquire(CASE, &a, &name, &opts(long_ttl(&caps))).await;
+    let waiter = {
+        let (b, name) = (b.clone(), name.clone());
+        let o = opts(ttl).with_wait(Wait::For(Duration::from_secs(30)));
+        tokio::spawn(async move { acquire(CASE, &b, &name, &o).await })
+    };
+    wait_until_queued(CASE, &a, &name, 1).await;
+    // The scenario, not a synchronisation: the holder keeps the lock for
+    // longer than the waiter's ttl.
+    tokio::time::sleep(ttl * 2).await;
+    must_release(CASE, &a, &lease).await;
+    let got = joined(CASE, waiter.await).unwrap_or_else(|| {
+        panic!("[{CASE}] the waiter did not get the lock within its wait after the release")
+    });
+    let left = got.valid_until().saturating_duration_since(Instant::now());
+    assert!(
+        !left.is_zero(),
+        "[{CASE}] the lease was already expired when it was granted: its validity \
+         counted from the start of the wait, not from the grant"
+    );
+    if let Err(e) = b.extend(&got, ttl).await {
+        panic!("[{CASE}] the lease granted after a long wait could not be extended: {e}");
+    }
     must_release(CASE, &b, &got).await;
 }
 

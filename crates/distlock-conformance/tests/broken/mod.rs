@@ -58,6 +58,9 @@ pub enum Breakage {
     IgnoresAtLeast,
     /// Claims `watch`, but its change notices never come.
     SilentWatch,
+    /// Dates each grant from the start of its wait, so a lock granted after
+    /// a wait longer than the ttl comes already expired.
+    DatesGrantsFromTheWait,
 }
 
 /// State the clients of one broken service share.
@@ -235,6 +238,11 @@ impl LockBackend for Broken {
             Breakage::ServesNewestWaiterFirst => self.grant_newest_first(request).await,
             Breakage::LeaksCancelledAttempts => self.grant_leaky(request).await,
             Breakage::IgnoresWait => self.inner.grant(&once(request)).await,
+            Breakage::DatesGrantsFromTheWait => {
+                let began = std::time::Instant::now();
+                let grant = self.inner.grant(request).await?;
+                Ok(grant.map(|g| Grant { sent: began, ..g }))
+            }
             Breakage::AdmitsOneMorePermit => match request.mode {
                 Mode::Permit { limit } => {
                     let more = request.clone().with_mode(Mode::Permit { limit: limit + 1 });

@@ -521,7 +521,7 @@ impl Session {
     /// on: it heard from the session no earlier than `sent` plus that time
     /// (less 1 %, for its clock's rate).
     fn contacted(&self, sent: Instant, busy: Duration) {
-        let heard = sent + busy.mul_f64(0.99);
+        let heard = heard(sent, busy);
         {
             let mut b = lock(&self.book);
             if b.gone {
@@ -531,6 +531,14 @@ impl Session {
         }
         self.liveness.recover();
     }
+}
+
+/// The latest instant at which the server surely still had the session of
+/// a statement sent at `sent` that it spent `busy` on (by its clock, so
+/// less 1 % for that clock's rate): for a waiting take, when the lock was
+/// granted, give or take the token's drawing.
+pub(crate) fn heard(sent: Instant, busy: Duration) -> Instant {
+    sent + busy.mul_f64(0.99)
 }
 
 /// A statement counted on its session's queue.

@@ -59,16 +59,16 @@ async fn attempt(
     let how = (patience, engine.needs_own_session(request));
     let took = take(engine, key, Gate::Exclusive, how, request.owner, deadline).await?;
     match took {
-        Took::Taken(taken, token, sent) => {
-            acquired(engine, request, key, taken, (token, sent)).await
+        Took::Taken(taken, token, granted) => {
+            acquired(engine, request, key, taken, (token, granted)).await
         }
         Took::Readers(taken) => readers_leave(engine, request, key, taken, deadline).await,
         Took::Refused | Took::Joined(_) => Ok(Attempt::Held { remaining: None }),
     }
 }
 
-/// The lock taken for `request` with `token` by a statement sent at
-/// `sent`, kept as its lease; a labelled request's label row stored first
+/// The lock taken for `request` with `token`, no earlier than `sent`, kept
+/// as its lease (dated from `sent`); a labelled request's label row stored first
 /// (one statement, see [`rows`](super::rows)), the lock given back if that
 /// fails.
 ///

@@ -17,7 +17,7 @@ use distlock_core::cleanup::CleanupOnDrop;
 use distlock_core::waiting::request_bound;
 use distlock_core::{OwnerToken, Result, Wait};
 
-use super::connection::{Claim, Failure, Session};
+use super::connection::{heard, Claim, Failure, Session};
 use super::db::{Gate, Outcome, Patience};
 use super::keys::Key;
 use super::pool::Route;
@@ -27,7 +27,10 @@ use super::SessionEngine;
 pub(crate) enum Took {
     /// Not taken.
     Refused,
-    /// Taken, with this fencing token, by a statement sent at this instant.
+    /// Taken, with this fencing token, no earlier than this instant: when
+    /// the statement was sent plus the time the server spent on it (a
+    /// waiting take's wait), so that a lease granted after a long wait in
+    /// the server is dated from its grant, not from the start of the wait.
     Taken(Taken, u64, Instant),
     /// MySQL's writer: taken, but readers or permit holders are still in.
     Readers(Taken),
@@ -115,8 +118,8 @@ async fn take_on(
     if !own {
         claim.unblock();
     }
-    let outcome = match answered {
-        Ok(answer) => answer.outcome,
+    let (outcome, granted) = match answered {
+        Ok(answer) => (answer.outcome, heard(sent, answer.busy)),
         // The session ended: its locks are free.
         Err(failure @ Failure::Gone(_)) => {
             undo.disarm();
@@ -141,7 +144,7 @@ async fn take_on(
         undo,
     };
     Ok(match outcome {
-        Outcome::Taken(token) => Took::Taken(taken, token, sent),
+        Outcome::Taken(token) => Took::Taken(taken, token, granted),
         _ => Took::Readers(taken),
     })
 }
