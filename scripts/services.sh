@@ -14,7 +14,9 @@
 #   scripts/services.sh start-node SVC N   start one node, wait until it answers
 #       SVC N: redis 1..5 (Redlock instances), redis 6 (the password-protected one),
 #              zookeeper 1..3, etcd 1..3, postgres 1, mariadb 1, and the TLS servers
-#              redis-tls 1, zookeeper-tls 1, etcd-tls 1, postgres-tls 1, mariadb-tls 1
+#              redis-tls 1, zookeeper-tls 1, etcd-tls 1, postgres-tls 1, mariadb-tls 1,
+#              redis-sentinel 1..3 (data nodes; 1 starts as the primary), 4..6 (sentinels),
+#              redis-cluster 1..6 (Redis Cluster nodes)
 #
 # Everything binds to 127.0.0.1 only, on project-specific ports, and keeps its data,
 # logs and pid files under <repo>/target/services/ (note: `cargo clean` deletes them;
@@ -39,6 +41,10 @@
 #   DISTLOCK_REDIS_TLS_URL, DISTLOCK_ZK_TLS_HOSTS, DISTLOCK_ETCD_TLS_ENDPOINTS,
 #   DISTLOCK_POSTGRES_TLS_URL, DISTLOCK_MYSQL_TLS_URL   the TLS servers
 #                                 (scripts/services-tls.sh)
+#   DISTLOCK_REDIS_SENTINELS      the 3 sentinels (host:port, comma-separated)
+#   DISTLOCK_REDIS_SENTINEL_MASTER  the name they monitor the primary under
+#   DISTLOCK_REDIS_SENTINEL_DATA  the Sentinel set's 3 data nodes, in node order
+#   DISTLOCK_REDIS_CLUSTER_NODES  the 6 Redis Cluster nodes (host:port, comma-separated)
 #
 # Knobs: DISTLOCK_SERVICES_TIMEOUT (seconds to wait for each server, default 60).
 #
@@ -579,6 +585,182 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# Redis Sentinel: a primary, two replicas (`replicaof`) and three sentinels
+# monitoring it as `distlock` (quorum 2). Nodes 1..3 are the data nodes (1 starts
+# as the primary), 4..6 the sentinels (`redis-server --sentinel`). Short
+# `down-after-milliseconds` and `failover-timeout` so a failover takes seconds.
+# Each node's configuration is written on its first start only: afterwards the
+# sentinels own it (they rewrite it on every failover), so a restarted node
+# rejoins the topology as the sentinels last left it.
+# ---------------------------------------------------------------------------
+SENTINEL_DATA_PORTS=(16391 16392 16393)
+SENTINEL_PORTS=(26391 26392 26393)
+SENTINEL_MASTER=distlock
+SENTINEL_DATA_NODES=3
+
+sentinel_dir() { echo "$SVC_DIR/redis-sentinel/$1"; }
+sentinel_port() {
+  if (($1 <= SENTINEL_DATA_NODES)); then
+    echo "${SENTINEL_DATA_PORTS[$(($1 - 1))]}"
+  else
+    echo "${SENTINEL_PORTS[$(($1 - SENTINEL_DATA_NODES - 1))]}"
+  fi
+}
+sentinel_cli() { # node, redis-cli args...
+  local n="$1"
+  shift
+  timeout 3 redis-cli -h "$HOST" -p "$(sentinel_port "$n")" "$@"
+}
+sentinel_probe() { [[ "$(sentinel_cli "$1" ping 2>/dev/null)" == PONG ]]; }
+sentinel_list() { # host:port of the sentinels, or of the data nodes with `data`
+  local ports=("${SENTINEL_PORTS[@]}") p out=""
+  [[ ${1:-} == data ]] && ports=("${SENTINEL_DATA_PORTS[@]}")
+  for p in "${ports[@]}"; do out="${out:+$out,}$HOST:$p"; done
+  echo "$out"
+}
+
+# One field of what sentinel node $1 knows of the primary (`SENTINEL master`).
+sentinel_field() {
+  sentinel_cli "$1" sentinel master "$SENTINEL_MASTER" 2>/dev/null |
+    awk -v f="$2" 'NR % 2 == 1 { k = $0 } NR % 2 == 0 && k == f { print; exit }'
+}
+
+# Ready: every data node answers, and every sentinel sees a primary that is not
+# down, both replicas and the two other sentinels.
+sentinel_ready() {
+  local n
+  for ((n = 1; n <= SENTINEL_DATA_NODES; n++)); do sentinel_probe "$n" || return 1; done
+  for ((n = SENTINEL_DATA_NODES + 1; n <= 6; n++)); do
+    [[ "$(sentinel_field "$n" flags)" == master ]] || return 1
+    [[ "$(sentinel_field "$n" num-slaves)" == 2 ]] || return 1
+    [[ "$(sentinel_field "$n" num-other-sentinels)" == 2 ]] || return 1
+  done
+}
+
+sentinel_data_config() {
+  local n="$1" dir="$2"
+  echo "bind $HOST"
+  echo "port $(sentinel_port "$n")"
+  echo "protected-mode yes"
+  echo "daemonize no"
+  echo "dir \"$dir\""
+  echo 'logfile ""'
+  echo 'save ""'
+  echo "appendonly yes"
+  echo "appendfsync everysec"
+  echo "maxclients 10000"
+  echo "repl-diskless-sync-delay 0"
+  echo "enable-debug-command local"
+  ((n == 1)) || echo "replicaof $HOST ${SENTINEL_DATA_PORTS[0]}"
+}
+
+sentinel_sentinel_config() {
+  local n="$1" dir="$2"
+  echo "bind $HOST"
+  echo "port $(sentinel_port "$n")"
+  echo "daemonize no"
+  echo "dir \"$dir\""
+  echo 'logfile ""'
+  echo "sentinel monitor $SENTINEL_MASTER $HOST ${SENTINEL_DATA_PORTS[0]} 2"
+  echo "sentinel down-after-milliseconds $SENTINEL_MASTER 1000"
+  echo "sentinel failover-timeout $SENTINEL_MASTER 3000"
+  echo "sentinel parallel-syncs $SENTINEL_MASTER 1"
+}
+
+sentinel_start() {
+  local n="$1" dir conf
+  dir="$(sentinel_dir "$n")"
+  mkdir -p "$dir"
+  conf="$dir/redis.conf"
+  if ((n <= SENTINEL_DATA_NODES)); then
+    [[ -f $conf ]] || sentinel_data_config "$n" "$dir" >"$conf"
+    spawn "$dir/redis.pid" "$dir/redis.log" redis-server "$conf"
+  else
+    [[ -f $conf ]] || sentinel_sentinel_config "$n" "$dir" >"$conf"
+    spawn "$dir/redis.pid" "$dir/redis.log" redis-server "$conf" --sentinel
+  fi
+}
+
+# The role (master/slave/sentinel) node $1 reports.
+sentinel_role() { sentinel_cli "$1" role 2>/dev/null | head -n 1; }
+
+# ---------------------------------------------------------------------------
+# Redis Cluster: 6 nodes (`cluster-enabled yes`), 3 primaries and a replica of
+# each, created once with `redis-cli --cluster create`; the cluster's state
+# lives in each node's nodes.conf, so restarted nodes rejoin by themselves.
+# Cluster bus ports are the client ports + 10000.
+# ---------------------------------------------------------------------------
+CLUSTER_PORTS=(17001 17002 17003 17004 17005 17006)
+
+cluster_dir() { echo "$SVC_DIR/redis-cluster/$1"; }
+cluster_port() { echo "${CLUSTER_PORTS[$(($1 - 1))]}"; }
+cluster_cli() { # node, redis-cli args...
+  local n="$1"
+  shift
+  timeout 3 redis-cli -h "$HOST" -p "$(cluster_port "$n")" "$@"
+}
+cluster_probe() { [[ "$(cluster_cli "$1" ping 2>/dev/null)" == PONG ]]; }
+cluster_list() {
+  local p out=""
+  for p in "${CLUSTER_PORTS[@]}"; do out="${out:+$out,}$HOST:$p"; done
+  echo "$out"
+}
+# One field of node $1's `CLUSTER INFO`.
+cluster_info_field() {
+  cluster_cli "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+# Ready: every node sees all six and says the cluster is ok.
+cluster_ready() {
+  local n
+  for n in 1 2 3 4 5 6; do
+    [[ "$(cluster_info_field "$n" cluster_state)" == ok ]] || return 1
+    [[ "$(cluster_info_field "$n" cluster_known_nodes)" == 6 ]] || return 1
+  done
+}
+
+cluster_start() {
+  local n="$1" dir
+  dir="$(cluster_dir "$n")"
+  mkdir -p "$dir"
+  {
+    echo "bind $HOST"
+    echo "port $(cluster_port "$n")"
+    echo "protected-mode yes"
+    echo "daemonize no"
+    echo "dir \"$dir\""
+    echo 'logfile ""'
+    echo 'save ""'
+    echo "appendonly yes"
+    echo "appendfsync everysec"
+    echo "maxclients 10000"
+    echo "cluster-enabled yes"
+    echo "cluster-config-file nodes.conf"
+    echo "cluster-node-timeout 2000"
+    echo "enable-debug-command local"
+  } >"$dir/redis.conf"
+  spawn "$dir/redis.pid" "$dir/redis.log" redis-server "$dir/redis.conf"
+}
+
+# Creates the cluster when no node knows another yet (first start, or after
+# `down --wipe`); a half-formed cluster is left to the operator.
+cluster_create_once() {
+  local n fresh=0 addrs=() logf
+  for n in 1 2 3 4 5 6; do
+    [[ "$(cluster_info_field "$n" cluster_known_nodes)" == 1 ]] && fresh=$((fresh + 1))
+    addrs+=("$HOST:$(cluster_port "$n")")
+  done
+  ((fresh == 0)) && return 0
+  ((fresh == 6)) || die "redis-cluster: $fresh of 6 nodes know no other node; run \`$SCRIPT_PATH down --wipe\` and \`up\` again"
+  logf="$SVC_DIR/redis-cluster/create.log"
+  log "redis-cluster: creating the cluster (3 primaries, 3 replicas)"
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$logf" 2>&1 ||
+    {
+      show_log "$logf"
+      die "redis-cli --cluster create failed"
+    }
+}
+
+# ---------------------------------------------------------------------------
 # Per-node dispatch: SVC N -> probe / start / stop
 # ---------------------------------------------------------------------------
 node_count() {
@@ -587,7 +769,8 @@ node_count() {
   zookeeper) echo 3 ;;
   etcd) echo 3 ;;
   postgres | mariadb | redis-tls | zookeeper-tls | etcd-tls | postgres-tls | mariadb-tls) echo 1 ;;
-  *) die "unknown service '$1' (expected redis, zookeeper, etcd, postgres, mariadb or one of them with -tls)" ;;
+  redis-sentinel | redis-cluster) echo 6 ;;
+  *) die "unknown service '$1' (expected redis, zookeeper, etcd, postgres, mariadb, one of them with -tls, redis-sentinel or redis-cluster)" ;;
   esac
 }
 check_node() {
@@ -606,6 +789,8 @@ node_addr() {
   postgres) echo "$HOST:$PG_PORT" ;;
   mariadb) echo "$HOST:$MYSQL_PORT" ;;
   *-tls) echo "$HOST:$(tls_node_port "$1")" ;;
+  redis-sentinel) echo "$HOST:$(sentinel_port "$2")" ;;
+  redis-cluster) echo "$HOST:$(cluster_port "$2")" ;;
   esac
 }
 node_log() {
@@ -616,12 +801,14 @@ node_log() {
   postgres) echo "$PG_LOG" ;;
   mariadb) echo "$MY_LOG" ;;
   *-tls) tls_node_log "$1" ;;
+  redis-sentinel) echo "$(sentinel_dir "$2")/redis.log" ;;
+  redis-cluster) echo "$(cluster_dir "$2")/redis.log" ;;
   esac
 }
 # What the process's command line must contain (guards against reused pids).
 node_pattern() {
   case "$1" in
-  redis) echo "redis-server" ;;
+  redis | redis-sentinel | redis-cluster) echo "redis-server" ;;
   zookeeper) echo "QuorumPeerMain" ;;
   etcd) echo "etcd" ;;
   postgres) echo "postgres" ;;
@@ -637,6 +824,8 @@ node_pidfile() {
   postgres) echo "$PG_DATA/postmaster.pid" ;;
   mariadb) echo "$MY_DIR/mariadb.pid" ;;
   *-tls) tls_node_pidfile "$1" ;;
+  redis-sentinel) echo "$(sentinel_dir "$2")/redis.pid" ;;
+  redis-cluster) echo "$(cluster_dir "$2")/redis.pid" ;;
   esac
 }
 # Print the node's pid if its process is alive, else fail.
@@ -657,6 +846,8 @@ node_probe() {
   postgres) pg_probe ;;
   mariadb) my_probe ;;
   *-tls) tls_node_probe "$1" ;;
+  redis-sentinel) sentinel_probe "$2" ;;
+  redis-cluster) cluster_probe "$2" ;;
   esac
 }
 
@@ -684,6 +875,8 @@ node_start() {
   postgres) pg_start ;;
   mariadb) my_start ;;
   *-tls) tls_node_start "$1" ;;
+  redis-sentinel) sentinel_start "$2" ;;
+  redis-cluster) cluster_start "$2" ;;
   esac
 }
 
@@ -753,7 +946,10 @@ node_stop() {
 }
 
 ALL_NODES=(redis:1 redis:2 redis:3 redis:4 redis:5 redis:6
-  zookeeper:1 zookeeper:2 zookeeper:3 etcd:1 etcd:2 etcd:3 postgres:1 mariadb:1 "${TLS_NODES[@]}")
+  zookeeper:1 zookeeper:2 zookeeper:3 etcd:1 etcd:2 etcd:3 postgres:1 mariadb:1 "${TLS_NODES[@]}"
+  redis-sentinel:1 redis-sentinel:2 redis-sentinel:3 redis-sentinel:4 redis-sentinel:5
+  redis-sentinel:6 redis-cluster:1 redis-cluster:2 redis-cluster:3 redis-cluster:4
+  redis-cluster:5 redis-cluster:6)
 
 # ---------------------------------------------------------------------------
 # Commands
@@ -774,6 +970,10 @@ export DISTLOCK_ETCD_ENDPOINTS=$(etcd_all_urls)
 export DISTLOCK_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@$HOST:$PG_PORT/$DB_NAME
 export DISTLOCK_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@$HOST:$MYSQL_PORT/$DB_NAME
 export DISTLOCK_SERVICES_SCRIPT=$SCRIPT_PATH
+export DISTLOCK_REDIS_SENTINELS=$(sentinel_list)
+export DISTLOCK_REDIS_SENTINEL_MASTER=$SENTINEL_MASTER
+export DISTLOCK_REDIS_SENTINEL_DATA=$(sentinel_list data)
+export DISTLOCK_REDIS_CLUSTER_NODES=$(cluster_list)
 EOF
   tls_env
 }
@@ -797,6 +997,11 @@ cmd_up() {
   wait_until "zookeeper ensemble (one leader, two followers)" "$(node_log zookeeper 1)" zk_ensemble_ready
   wait_until "etcd cluster health" "$(node_log etcd 1)" \
     etcdctl_ --endpoints="$(etcd_all_urls)" endpoint health
+  wait_until "redis sentinels (a primary, 2 replicas, 3 sentinels)" \
+    "$(node_log redis-sentinel 4)" sentinel_ready
+  cluster_create_once
+  wait_until "redis cluster (cluster_state:ok on all 6 nodes)" \
+    "$(node_log redis-cluster 1)" cluster_ready
   # Databases: role/user and database for the tests.
   pg_setup_db
   my_setup_db
@@ -839,13 +1044,17 @@ cmd_status() {
     [[ $svc == redis && $n == "$REDIS_AUTH_NODE" ]] && extra="$extra (password-protected)"
     [[ $svc == *-tls ]] && extra="$extra (TLS, client certificates)"
     if [[ $svc == zookeeper && $state == up ]]; then extra="$extra mode=$(zk_mode "$n")"; fi
+    if [[ $svc == redis-sentinel && $state == up ]]; then extra="$extra role=$(sentinel_role "$n")"; fi
+    if [[ $svc == redis-cluster && $state == up ]]; then
+      extra="$extra role=$(cluster_cli "$n" role 2>/dev/null | head -n 1)"
+    fi
     printf '%-13s %-16s %-5s %s\n' "$(node_label "$svc" "$n")" "$(node_addr "$svc" "$n")" "$state" "$extra"
   done
   return $rc
 }
 
 usage() {
-  sed -n '2,19p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,21p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

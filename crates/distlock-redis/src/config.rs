@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use distlock_core::{BackendUrl, Host, LockError, Result, TlsSettings};
 
+use crate::sentinel::{self, SentinelConfig};
+
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "distlock:";
 
@@ -48,7 +50,7 @@ impl Credentials {
 
     /// The user and password of a URL host; an empty user is the `default`
     /// user, an empty password none.
-    fn of_host(host: &Host) -> Self {
+    pub(crate) fn of_host(host: &Host) -> Self {
         Credentials {
             username: host.user.clone().filter(|u| !u.is_empty()),
             password: host
@@ -190,6 +192,12 @@ pub struct RedisConfig {
     pub replicas: usize,
     /// How long one `WAIT` waits for the replicas (at least 1 ms).
     pub replica_timeout: Duration,
+    /// Sentinel: the one instance is the primary these sentinels name,
+    /// looked up again whenever the connection is lost or the server says
+    /// it is a replica now (`READONLY`); `instances` then holds only what
+    /// [`SentinelConfig`] says of the primary (its name, database and
+    /// credentials; no address).
+    pub sentinel: Option<SentinelConfig>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -205,6 +213,7 @@ impl fmt::Debug for RedisConfig {
             .field("waiter_timeout", &self.waiter_timeout)
             .field("replicas", &self.replicas)
             .field("replica_timeout", &self.replica_timeout)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }
@@ -234,6 +243,17 @@ impl RedisConfig {
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
             replicas: 0,
             replica_timeout: DEFAULT_REPLICA_TIMEOUT,
+            sentinel: None,
+        }
+    }
+
+    /// A single-instance configuration whose instance is the primary the
+    /// sentinels name, followed across failovers (URL:
+    /// `redis+sentinel://`).
+    pub fn sentinel(sentinel: SentinelConfig) -> Self {
+        RedisConfig {
+            sentinel: Some(sentinel.clone()),
+            ..RedisConfig::single(sentinel.primary())
         }
     }
 
@@ -319,6 +339,9 @@ impl RedisConfig {
                 "a single-instance redis configuration takes exactly one instance; use redlock:// for several",
             ));
         }
+        if let Some(sentinel) = &self.sentinel {
+            sentinel.check(self)?;
+        }
         if self.prefix.contains(['{', '}']) {
             return Err(LockError::invalid_config(
                 "the key prefix must not contain `{` or `}` (they delimit the hash tag)",
@@ -365,12 +388,17 @@ impl RedisConfig {
     /// Errors are `InvalidConfig` and show the URL with its passwords redacted.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut url = BackendUrl::parse(url)?;
+        if url.scheme() == sentinel::SCHEME {
+            return sentinel::config_from_url(url);
+        }
         let (scheme_tls, redlock) = match url.scheme() {
             "redis" => (false, false),
             "rediss" => (true, false),
             "redlock" => (false, true),
             other => {
-                let why = format!("unknown scheme `{other}` (expected redis, rediss or redlock)");
+                let why = format!(
+                    "unknown scheme `{other}` (expected redis, rediss, redis+sentinel or redlock)"
+                );
                 return Err(url.error(&why));
             }
         };
@@ -408,7 +436,7 @@ impl RedisConfig {
     }
 
     /// Takes every parameter this backend knows from `url`.
-    fn read_parameters(&mut self, url: &mut BackendUrl) -> Result<()> {
+    pub(crate) fn read_parameters(&mut self, url: &mut BackendUrl) -> Result<()> {
         if let Some(prefix) = url.string("prefix") {
             self.prefix = prefix;
         }

@@ -1,10 +1,13 @@
 //! One Redis server: a lazily (re)connecting multiplexed connection and the
-//! scripts run on it, each call bounded by a timeout.
+//! scripts run on it, each call bounded by a timeout. The server is fixed,
+//! or (Sentinel) the primary its sentinels name at each connect.
 //!
 //! The connection is made on first use and dropped after an I/O error or a
 //! timeout, so the next call reconnects: a server that is down costs a refused
 //! connect (or at most the timeout), never a hang, and a restarted server is
-//! picked up by the next call.
+//! picked up by the next call. With Sentinel, a `READONLY` reply (the server
+//! was demoted to a replica: nothing was written) also drops the connection,
+//! and the call is made once more on the primary the sentinels name now.
 //!
 //! The `redis` crate's `aio::ConnectionManager` does not replace this: it
 //! reconnects only when the connection reports itself dropped (not after a
@@ -29,6 +32,7 @@ use redis::{
 };
 
 use crate::config::InstanceConfig;
+use crate::sentinel::{Primary, SentinelConfig};
 
 /// Why a call to one instance failed.
 #[derive(Debug)]
@@ -73,7 +77,8 @@ impl CallError {
     }
 
     /// True for failures that say nothing about the lock (the server could
-    /// not be asked), as opposed to a server-side script error.
+    /// not be asked, or is no primary now), as opposed to a server-side
+    /// script error.
     pub(crate) fn is_unreachable(&self) -> bool {
         match self {
             CallError::Timeout => true,
@@ -84,8 +89,20 @@ impl CallError {
                     || e.is_connection_refusal()
                     || e.is_timeout()
                     || e.is_unrecoverable_error()
+                    || self.is_demoted()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::MasterNameNotFoundBySentinel
+                            | ErrorKind::NoValidReplicasFoundBySentinel
+                    )
             }
         }
+    }
+
+    /// True when the server refused a write because it is a replica
+    /// (`READONLY`): it was demoted, and the write was not made.
+    pub(crate) fn is_demoted(&self) -> bool {
+        matches!(self, CallError::Redis(e) if e.code() == Some("READONLY"))
     }
 
     /// A short description without secrets (Redis error texts never contain
@@ -215,10 +232,18 @@ pub(crate) fn described(client: &redis::Client) -> (String, InstanceConfig) {
     (label, config)
 }
 
+/// Which server an instance reaches.
+enum Origin {
+    /// Always this one.
+    Fixed(redis::Client),
+    /// The primary the sentinels name at each connect.
+    Sentinel(Primary),
+}
+
 /// A connection slot for one server.
 pub(crate) struct Instance {
     pub(crate) label: String,
-    pub(crate) client: redis::Client,
+    origin: Origin,
     conn: Mutex<Option<MultiplexedConnection>>,
     connecting: tokio::sync::Mutex<()>,
 }
@@ -241,12 +266,44 @@ impl Instance {
     /// its address, database, credentials and TLS), named `label` in errors
     /// and logs.
     pub(crate) fn with_client(label: String, client: redis::Client) -> Arc<Self> {
+        Self::with_origin(label, Origin::Fixed(client))
+    }
+
+    /// The primary `config`'s sentinels name, asked again at every connect
+    /// (no connection is made yet).
+    pub(crate) fn following(config: &SentinelConfig) -> distlock_core::Result<Arc<Self>> {
+        Ok(Self::with_origin(
+            config.label(),
+            Origin::Sentinel(Primary::new(config)?),
+        ))
+    }
+
+    fn with_origin(label: String, origin: Origin) -> Arc<Self> {
         Arc::new(Instance {
             label,
-            client,
+            origin,
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// A client of the server: the fixed one, or the primary the sentinels
+    /// name now (one lookup: a round trip to the sentinels, and a `ROLE`
+    /// on the server they name).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is kept from a lookup that was dropped.
+    pub(crate) async fn client(&self) -> Result<redis::Client, CallError> {
+        match &self.origin {
+            Origin::Fixed(client) => Ok(client.clone()),
+            Origin::Sentinel(primary) => primary.client().await.map_err(CallError::from_redis),
+        }
+    }
+
+    /// True when the server is looked up through sentinels.
+    fn follows_sentinels(&self) -> bool {
+        matches!(self.origin, Origin::Sentinel(_))
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, CallError> {
@@ -262,7 +319,8 @@ impl Instance {
             .set_connection_timeout(None)
             .set_response_timeout(None);
         let conn = self
-            .client
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(CallError::from_redis)?;
@@ -281,7 +339,7 @@ impl Instance {
         invocation: &ScriptInvocation<'_>,
         timeout: Duration,
     ) -> Result<T, CallError> {
-        self.bounded(timeout, async {
+        self.bounded(timeout, move || async move {
             let mut conn = self.connection().await?;
             invocation
                 .invoke_async::<T>(&mut conn)
@@ -307,7 +365,8 @@ impl Instance {
         let Some(acks) = acks else {
             return self.invoke(invocation, timeout).await;
         };
-        self.bounded(timeout + acks.timeout, async {
+        let wrote = &wrote;
+        self.bounded(timeout + acks.timeout, move || async move {
             let mut conn = self.connection().await?;
             let reply: T = invocation
                 .invoke_async(&mut conn)
@@ -341,7 +400,7 @@ impl Instance {
         cmd: &redis::Cmd,
         timeout: Duration,
     ) -> Result<T, CallError> {
-        self.bounded(timeout, async {
+        self.bounded(timeout, move || async move {
             let mut conn = self.connection().await?;
             cmd.query_async::<T>(&mut conn)
                 .await
@@ -352,12 +411,24 @@ impl Instance {
 
     /// Bounds `call` (connect included) by `timeout`; forgets the connection
     /// after a failure that says it is broken, so the next call reconnects.
-    async fn bounded<T>(
-        &self,
-        timeout: Duration,
-        call: impl Future<Output = Result<T, CallError>>,
-    ) -> Result<T, CallError> {
-        let result = match tokio::time::timeout(timeout, call).await {
+    /// With Sentinel, a call refused with `READONLY` (nothing was written)
+    /// is made once more, within the same bound, on the primary the
+    /// sentinels name now.
+    async fn bounded<T, F>(&self, timeout: Duration, call: impl Fn() -> F) -> Result<T, CallError>
+    where
+        F: Future<Output = Result<T, CallError>>,
+    {
+        let attempts = async {
+            match call().await {
+                Err(e) if e.is_demoted() && self.follows_sentinels() => {
+                    tracing::debug!(instance = %self.label, "distlock.redis.primary_demoted");
+                    self.forget_connection();
+                    call().await
+                }
+                other => other,
+            }
+        };
+        let result = match tokio::time::timeout(timeout, attempts).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout),
         };

@@ -5,7 +5,9 @@
 //! each other) using the Redlock algorithm, both with fencing tokens and with
 //! waiters woken by pub/sub. Both serve every mode of a name: the mutex
 //! (which is the write lock), readers and semaphore permits; one instance
-//! also upgrades a reader to the writer in place.
+//! also upgrades a reader to the writer in place. [`RedisBackend`] also
+//! runs on a primary found through Redis Sentinel (`redis+sentinel://`),
+//! following it across failovers.
 //!
 //! ## URLs
 //!
@@ -13,6 +15,7 @@
 //! redis://[user[:password]@]host[:port][/db][?params]      one instance
 //! rediss://[user[:password]@]host[:port][/db][?params]     one instance over TLS
 //! redlock://[user[:password]@]h1[:p1],[user[:password]@]h2[:p2],…[/db][?params]
+//! redis+sentinel://[user[:password]@]s1:p1[,s2:p2…]/<master>[?db=&user=&password=&params]
 //! ```
 //!
 //! - The port defaults to 6379, the database to 0. IPv6 hosts go in brackets.
@@ -22,6 +25,15 @@
 //!   user.
 //! - In a `redlock://` URL each instance may carry its own credentials; an
 //!   instance without any uses those of the *first* instance.
+//! - In a `redis+sentinel://` URL the hosts are the *sentinels* (with their
+//!   own credentials, if any, before the first host), the path is the name
+//!   they monitor the primary under, and `db=`, `user=`, `password=` are the
+//!   primary's database and credentials. The primary is asked for whenever
+//!   the connection is (re)made: after a lost connection, a timeout, or a
+//!   `READONLY` reply (a demoted primary; the call is then made once more on
+//!   the new one). Everything else is the one-instance backend's. TLS is not
+//!   supported with Sentinel. See [`SentinelConfig`] and
+//!   `docs/backends/redis.md` for what a failover does to held locks.
 //! - Parameters (the core's one vocabulary, read by
 //!   [`BackendUrl`](distlock_core::BackendUrl)):
 //!   - `prefix=` key prefix, default `distlock:`, no `{` or `}`;
@@ -237,6 +249,7 @@ mod instance;
 mod keys;
 mod notify;
 mod redlock;
+mod sentinel;
 mod single;
 
 use std::sync::Arc;
@@ -253,6 +266,7 @@ pub use config::{
 /// [`RedlockBackend::from_clients`]).
 pub use redis;
 pub use redlock::RedlockBackend;
+pub use sentinel::SentinelConfig;
 pub use single::RedisBackend;
 
 /// The kind of the single-instance backend, recorded in its leases.
@@ -260,7 +274,8 @@ const REDIS: &str = "redis";
 /// The kind of the Redlock backend, recorded in its leases.
 const REDLOCK: &str = "redlock";
 
-/// Connects to the backend a `redis://`, `rediss://` or `redlock://` URL names.
+/// Connects to the backend a `redis://`, `rediss://`, `redis+sentinel://` or
+/// `redlock://` URL names.
 ///
 /// # Cancel safety
 ///

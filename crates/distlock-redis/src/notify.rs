@@ -14,7 +14,10 @@
 //! Connections are made on first use. When one drops (server restart, network
 //! cut), its generation changes and every waiter is woken; each then
 //! re-subscribes on the next wait and retries at once, since a release may
-//! have been published while the connection was down.
+//! have been published while the connection was down. With Sentinel, each
+//! connect goes to the primary the sentinels name then; a failover drops the
+//! old primary's pub/sub clients (the sentinels kill them when they demote
+//! it, or it died), so the waiters follow.
 //!
 //! In fair mode each connection also subscribes the client's *liveness
 //! channel* (`<prefix>alive:<client id>`, a random id per backend client)
@@ -184,7 +187,11 @@ impl Shared {
                     return None;
                 }
             }
-            match slot.instance.client.get_async_pubsub().await {
+            let pubsub = match slot.instance.client().await {
+                Ok(client) => client.get_async_pubsub().await.map_err(|_| ()),
+                Err(_) => Err(()),
+            };
+            match pubsub {
                 Ok(pubsub) => {
                     let (sink, stream) = pubsub.split();
                     state.sink = Some(sink);

@@ -10,9 +10,12 @@ use distlock_core::{
 
 use crate::config::RedisConfig;
 use crate::engine::{Clients, Engine, TokenRule, Variant, WaiterLiveness, MAX_BATCH};
+use crate::sentinel::Primary;
 use crate::REDIS;
 
-/// A lock on one Redis instance (`redis://` or `rediss://`).
+/// A lock on one Redis instance (`redis://` or `rediss://`), or on the
+/// primary its sentinels name (`redis+sentinel://`), followed across
+/// failovers.
 ///
 /// Cloning is cheap and shares connections.
 #[derive(Clone, Debug)]
@@ -21,7 +24,8 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to the instance a `redis://` or `rediss://` URL names and
+    /// Connects to the instance a `redis://` or `rediss://` URL names, or to
+    /// the primary the sentinels of a `redis+sentinel://` URL name, and
     /// checks it answers (wrong credentials are an error here).
     ///
     /// # Cancel safety
@@ -113,6 +117,36 @@ impl RedisBackend {
             ..Variant::SHIPPED
         };
         Self::with_variant(config, Clients::Configured, variant).await
+    }
+
+    /// Not for use: a Sentinel backend that asks the sentinels for the
+    /// primary once, at connect, and stays with that server ever after
+    /// (no failover is followed). It exists so that a test can show the
+    /// failover test failing without the lookup on every connect.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection attempt.
+    #[doc(hidden)]
+    pub async fn from_config_pinned_to_first_primary(mut config: RedisConfig) -> Result<Self> {
+        config.validate()?;
+        let Some(sentinel) = config.sentinel.take() else {
+            return Err(LockError::invalid_config("not a Sentinel configuration"));
+        };
+        let lookup = Primary::new(&sentinel)?;
+        let bound = tokio::time::timeout(config.timeout, lookup.client());
+        let client = match bound.await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                let why = format!("asking the sentinels of {}: {e}", sentinel.label());
+                return Err(LockError::unavailable(REDIS, why));
+            }
+            Err(_) => {
+                let why = format!("asking the sentinels of {}: timed out", sentinel.label());
+                return Err(LockError::unavailable(REDIS, why));
+            }
+        };
+        Self::with_variant(config, Clients::Given(vec![client]), Variant::SHIPPED).await
     }
 
     async fn with_variant(

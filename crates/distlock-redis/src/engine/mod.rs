@@ -70,8 +70,14 @@ fn instances(config: &mut RedisConfig, clients: Clients) -> Result<Vec<Arc<Insta
     match clients {
         Clients::Configured => {
             config.validate()?;
-            config.instances.iter().map(Instance::new).collect()
+            match &config.sentinel {
+                Some(sentinel) => Ok(vec![Instance::following(sentinel)?]),
+                None => config.instances.iter().map(Instance::new).collect(),
+            }
         }
+        Clients::Given(_) if config.sentinel.is_some() => Err(LockError::invalid_config(
+            "a Sentinel configuration finds its primary itself: build the backend from it alone, without clients",
+        )),
         Clients::Given(clients) => {
             let described: Vec<(String, InstanceConfig)> = clients.iter().map(described).collect();
             config.instances = described.iter().map(|(_, i)| i.clone()).collect();
