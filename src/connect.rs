@@ -45,7 +45,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
         #[cfg(feature = "mysql")]
         BackendKind::MySql => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
         #[cfg(feature = "redis")]
-        BackendKind::Redis => Ok(Arc::new(distlock_redis::RedisBackend::connect(url).await?)),
+        BackendKind::Redis | BackendKind::RedisSentinel => {
+            Ok(Arc::new(distlock_redis::RedisBackend::connect(url).await?))
+        }
         #[cfg(feature = "redis")]
         BackendKind::Redlock => Ok(Arc::new(
             distlock_redis::RedlockBackend::connect(url).await?,

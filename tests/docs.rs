@@ -36,7 +36,7 @@ fn schemes_in(cell: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (at, _) in cell.match_indices("://") {
         let start = cell[..at]
-            .rfind(|c: char| !c.is_ascii_alphanumeric())
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
             .map_or(0, |i| i + 1);
         out.push(cell[start..at].to_ascii_lowercase());
     }

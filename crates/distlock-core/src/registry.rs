@@ -20,6 +20,8 @@ pub enum BackendKind {
     MySql,
     /// `distlock-redis`, one instance.
     Redis,
+    /// `distlock-redis`, one primary found through Redis Sentinel.
+    RedisSentinel,
     /// `distlock-redis`, Redlock over several instances.
     Redlock,
     /// `distlock-zookeeper`.
@@ -108,6 +110,17 @@ pub const SCHEMES: &[Scheme] = &[
         url_form: "redis://[:pw@]host:port[/db][?prefix=…&fair=true]",
         summary: "one Redis instance: fencing, fair queue, waiters woken by pub/sub",
         floor: "SET key token NX PX / compare-and-delete script",
+    },
+    Scheme {
+        name: "Redis Sentinel",
+        scheme: "redis+sentinel",
+        aliases: &[],
+        kind: BackendKind::RedisSentinel,
+        feature: "redis",
+        default_port: Some(26379),
+        url_form: "redis+sentinel://[user:pw@]s1:p1,s2:p2/master[?db=…&prefix=…]",
+        summary: "one Redis primary found through its sentinels and followed across failovers: the one-instance backend's fencing and fair queue",
+        floor: "none (the one-instance floor against the primary applies)",
     },
     Scheme {
         name: "Redlock",
