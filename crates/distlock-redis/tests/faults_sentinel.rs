@@ -11,7 +11,9 @@ mod sentinel_set;
 use std::time::Duration;
 
 use distlock_conformance::services::{self, StoppedNodes};
-use distlock_core::{AcquireOptions, DistributedLock, Lease, LockError, LockName, OwnerToken, Wait};
+use distlock_core::{
+    AcquireOptions, DistributedLock, Lease, LockError, LockName, OwnerToken, Wait,
+};
 use distlock_redis::{RedisBackend, RedisConfig};
 use sentinel_set::{Switches, SERVICE};
 
