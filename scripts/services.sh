@@ -242,6 +242,24 @@ redis_cli() { # node, redis-cli args...
 
 redis_probe() { [[ "$(redis_cli "$1" ping 2>/dev/null)" == PONG ]]; }
 
+# The settings every Redis server here shares: loopback, port $1, data in $2,
+# AOF persistence (see redis_start), DEBUG allowed from loopback.
+redis_base_config() {
+  local port="$1" dir="$2"
+  echo "bind $HOST"
+  echo "port $port"
+  echo "protected-mode yes"
+  echo "daemonize no"
+  echo "dir \"$dir\""
+  echo 'logfile ""'
+  echo 'save ""'
+  echo "appendonly yes"
+  echo "appendfsync everysec"
+  echo "maxclients 10000"
+  # Lets tests simulate a stalled server with DEBUG SLEEP (loopback clients only).
+  echo "enable-debug-command local"
+}
+
 redis_start() {
   local n="$1" dir port
   dir="$(redis_dir "$n")"
@@ -253,18 +271,7 @@ redis_start() {
   # tests' case) loses no acknowledged write; only a machine crash could lose <= 1 s,
   # which `appendfsync always` would prevent at a large cost per write.
   {
-    echo "bind $HOST"
-    echo "port $port"
-    echo "protected-mode yes"
-    echo "daemonize no"
-    echo "dir \"$dir\""
-    echo 'logfile ""'
-    echo 'save ""'
-    echo "appendonly yes"
-    echo "appendfsync everysec"
-    echo "maxclients 10000"
-    # Lets tests simulate a stalled server with DEBUG SLEEP (loopback clients only).
-    echo "enable-debug-command local"
+    redis_base_config "$port" "$dir"
     if [[ $n == "$REDIS_AUTH_NODE" ]]; then
       echo "requirepass $REDIS_AUTH_PASSWORD"
       echo "user $REDIS_ACL_USER on >$REDIS_ACL_PASSWORD ~* &* +@all"
@@ -639,18 +646,8 @@ sentinel_ready() {
 
 sentinel_data_config() {
   local n="$1" dir="$2"
-  echo "bind $HOST"
-  echo "port $(sentinel_port "$n")"
-  echo "protected-mode yes"
-  echo "daemonize no"
-  echo "dir \"$dir\""
-  echo 'logfile ""'
-  echo 'save ""'
-  echo "appendonly yes"
-  echo "appendfsync everysec"
-  echo "maxclients 10000"
+  redis_base_config "$(sentinel_port "$n")" "$dir"
   echo "repl-diskless-sync-delay 0"
-  echo "enable-debug-command local"
   ((n == 1)) || echo "replicaof $HOST ${SENTINEL_DATA_PORTS[0]}"
 }
 
@@ -723,20 +720,10 @@ cluster_start() {
   dir="$(cluster_dir "$n")"
   mkdir -p "$dir"
   {
-    echo "bind $HOST"
-    echo "port $(cluster_port "$n")"
-    echo "protected-mode yes"
-    echo "daemonize no"
-    echo "dir \"$dir\""
-    echo 'logfile ""'
-    echo 'save ""'
-    echo "appendonly yes"
-    echo "appendfsync everysec"
-    echo "maxclients 10000"
+    redis_base_config "$(cluster_port "$n")" "$dir"
     echo "cluster-enabled yes"
     echo "cluster-config-file nodes.conf"
     echo "cluster-node-timeout 2000"
-    echo "enable-debug-command local"
   } >"$dir/redis.conf"
   spawn "$dir/redis.pid" "$dir/redis.log" redis-server "$dir/redis.conf"
 }

@@ -42,7 +42,8 @@ pub(crate) const SCHEME: &str = "redis+sentinel";
 /// assert!(config.validate().is_ok());
 /// assert!(!format!("{config:?}").contains("app-pw"));
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+/// Its `Debug` output shows no password: [`Credentials`] redacts them.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SentinelConfig {
     /// The sentinels' addresses, with the sentinels' own credentials (when
     /// they have `requirepass` or ACL users; every sentinel is given the
@@ -59,18 +60,6 @@ pub struct SentinelConfig {
     /// Test hook: `(named, reached)` pairs of `host:port` (see
     /// [`with_address_map`](Self::with_address_map)).
     remap: Vec<(String, String)>,
-}
-
-impl fmt::Debug for SentinelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SentinelConfig")
-            .field("sentinels", &self.sentinels)
-            .field("master", &self.master)
-            .field("db", &self.db)
-            .field("credentials", &self.credentials)
-            .field("remap", &self.remap)
-            .finish()
-    }
 }
 
 impl SentinelConfig {
