@@ -421,22 +421,29 @@ impl RedisConfig {
                 .with_credentials(Credentials::of_host(h))
             })
             .collect();
-        let mut config = if redlock {
+        let config = if redlock {
             RedisConfig::redlock(instances)
         } else {
             RedisConfig::single(instances.remove(0))
         };
-        config.read_parameters(&mut url)?;
+        config.finish_from_url(&mut url)
+    }
+
+    /// Completes a configuration read from `url`: takes the parameters,
+    /// refuses any left over, and validates, naming the URL (redacted) in
+    /// every error.
+    pub(crate) fn finish_from_url(mut self, url: &mut BackendUrl) -> Result<Self> {
+        self.read_parameters(url)?;
         url.finish()?;
-        config.validate().map_err(|e| match e {
+        self.validate().map_err(|e| match e {
             LockError::InvalidConfig { reason } => url.error(&reason),
             other => other,
         })?;
-        Ok(config)
+        Ok(self)
     }
 
     /// Takes every parameter this backend knows from `url`.
-    pub(crate) fn read_parameters(&mut self, url: &mut BackendUrl) -> Result<()> {
+    fn read_parameters(&mut self, url: &mut BackendUrl) -> Result<()> {
         if let Some(prefix) = url.string("prefix") {
             self.prefix = prefix;
         }

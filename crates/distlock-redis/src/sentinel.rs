@@ -176,14 +176,7 @@ pub(crate) fn config_from_url(mut url: BackendUrl) -> Result<RedisConfig> {
     let sentinel = SentinelConfig::new(sentinels, master)
         .with_db(db)
         .with_credentials(credentials);
-    let mut config = RedisConfig::sentinel(sentinel);
-    config.read_parameters(&mut url)?;
-    url.finish()?;
-    config.validate().map_err(|e| match e {
-        LockError::InvalidConfig { reason } => url.error(&reason),
-        other => other,
-    })?;
-    Ok(config)
+    RedisConfig::sentinel(sentinel).finish_from_url(&mut url)
 }
 
 /// The primary's credentials from the `user` (or `username`) and `password`
