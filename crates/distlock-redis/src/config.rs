@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use distlock_core::{BackendUrl, Host, LockError, Result, TlsSettings};
 
+use crate::cluster::{self, ClusterConfig};
 use crate::sentinel::{self, SentinelConfig};
 
 /// The key prefix used when none is configured.
@@ -198,6 +199,10 @@ pub struct RedisConfig {
     /// [`SentinelConfig`] says of the primary (its name, database and
     /// credentials; no address).
     pub sentinel: Option<SentinelConfig>,
+    /// A Redis Cluster: its seed nodes and credentials
+    /// (`redis+cluster://`). The one instance in `instances` then stands for
+    /// the cluster (its address is not used).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -214,6 +219,7 @@ impl fmt::Debug for RedisConfig {
             .field("replicas", &self.replicas)
             .field("replica_timeout", &self.replica_timeout)
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -244,6 +250,7 @@ impl RedisConfig {
             replicas: 0,
             replica_timeout: DEFAULT_REPLICA_TIMEOUT,
             sentinel: None,
+            cluster: None,
         }
     }
 
@@ -254,6 +261,17 @@ impl RedisConfig {
         RedisConfig {
             sentinel: Some(sentinel.clone()),
             ..RedisConfig::single(sentinel.primary())
+        }
+    }
+
+    /// A single-instance configuration on a Redis Cluster: each lock lives
+    /// on the primary that serves its slot, found through the seeds and
+    /// followed across failovers and resharding (URL: `redis+cluster://`).
+    /// `replicas` then waits for that primary's replicas.
+    pub fn cluster(cluster: ClusterConfig) -> Self {
+        RedisConfig {
+            cluster: Some(cluster.clone()),
+            ..RedisConfig::single(cluster.entry())
         }
     }
 
@@ -342,6 +360,9 @@ impl RedisConfig {
         if let Some(sentinel) = &self.sentinel {
             sentinel.check(self)?;
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.check(self)?;
+        }
         if self.prefix.contains(['{', '}']) {
             return Err(LockError::invalid_config(
                 "the key prefix must not contain `{` or `}` (they delimit the hash tag)",
@@ -391,13 +412,16 @@ impl RedisConfig {
         if url.scheme() == sentinel::SCHEME {
             return sentinel::config_from_url(url);
         }
+        if url.scheme() == cluster::SCHEME {
+            return cluster::config_from_url(url);
+        }
         let (scheme_tls, redlock) = match url.scheme() {
             "redis" => (false, false),
             "rediss" => (true, false),
             "redlock" => (false, true),
             other => {
                 let why = format!(
-                    "unknown scheme `{other}` (expected redis, rediss, redis+sentinel or redlock)"
+                    "unknown scheme `{other}` (expected redis, rediss, redis+sentinel, redis+cluster or redlock)"
                 );
                 return Err(url.error(&why));
             }

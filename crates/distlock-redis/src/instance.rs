@@ -1,6 +1,8 @@
 //! One Redis server: a lazily (re)connecting multiplexed connection and the
 //! scripts run on it, each call bounded by a timeout. The server is fixed,
-//! or (Sentinel) the primary its sentinels name at each connect.
+//! or (Sentinel) the primary its sentinels name at each connect, or (Redis
+//! Cluster) the primary of each call's slot, through the `redis` crate's
+//! cluster connection.
 //!
 //! The connection is made on first use and dropped after an I/O error or a
 //! timeout, so the next call reconnects: a server that is down costs a refused
@@ -24,13 +26,16 @@ use std::time::Duration;
 use distlock_core::sync::lock;
 use distlock_core::tls::ensure_crypto_provider;
 use distlock_core::{LockError, TlsSettings};
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    AsyncConnectionConfig, ClientTlsConfig, ConnectionAddr, ConnectionInfo, ErrorKind,
-    FromRedisValue, IntoConnectionInfo, RedisConnectionInfo, RedisError, ScriptInvocation,
-    TlsCertificates,
+    AsyncConnectionConfig, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    FromRedisValue, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
+    ScriptInvocation, TlsCertificates, Value,
 };
 
+use crate::cluster::{ClusterConfig, Nodes};
 use crate::config::InstanceConfig;
 use crate::sentinel::{Primary, SentinelConfig};
 
@@ -238,13 +243,69 @@ enum Origin {
     Fixed(redis::Client),
     /// The primary the sentinels name at each connect.
     Sentinel(Primary),
+    /// The primary of each call's slot in a Redis Cluster.
+    Cluster(Nodes),
+}
+
+/// A connection: to one server, or to a cluster (routing each call by its
+/// first key to the primary of that key's slot).
+#[derive(Clone)]
+enum Conn {
+    Server(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Server(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Server(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// `WAIT` for `replicas` replicas, `millis` at most, on the connection
+    /// the writes to `key` went on (in a cluster: the primary of its slot).
+    async fn wait(&mut self, key: &str, replicas: usize, millis: u64) -> redis::RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(millis);
+        match self {
+            Conn::Server(c) => wait.query_async(c).await,
+            Conn::Cluster(c) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let answer = c.route_command(wait, to).await?;
+                Ok(i64::from_redis_value(answer)?)
+            }
+        }
+    }
 }
 
 /// A connection slot for one server.
 pub(crate) struct Instance {
     pub(crate) label: String,
     origin: Origin,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Conn>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -278,6 +339,15 @@ impl Instance {
         ))
     }
 
+    /// The cluster `config`'s seeds belong to, each call routed to the
+    /// primary of its slot (no connection is made yet).
+    pub(crate) fn cluster(config: &ClusterConfig) -> distlock_core::Result<Arc<Self>> {
+        Ok(Self::with_origin(
+            config.label(),
+            Origin::Cluster(Nodes::new(config)?),
+        ))
+    }
+
     fn with_origin(label: String, origin: Origin) -> Arc<Self> {
         Arc::new(Instance {
             label,
@@ -289,7 +359,9 @@ impl Instance {
 
     /// A client of the server: the fixed one, or the primary the sentinels
     /// name now (one lookup: a round trip to the sentinels, and a `ROLE`
-    /// on the server they name).
+    /// on the server they name), or in a cluster one seed node, another
+    /// one at each call (the pub/sub connection's: the cluster forwards
+    /// every `PUBLISH` to every node).
     ///
     /// # Cancel safety
     ///
@@ -298,6 +370,12 @@ impl Instance {
         match &self.origin {
             Origin::Fixed(client) => Ok(client.clone()),
             Origin::Sentinel(primary) => primary.client().await.map_err(CallError::from_redis),
+            Origin::Cluster(nodes) => nodes.seed().ok_or_else(|| {
+                CallError::Redis(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "no cluster seed node",
+                )))
+            }),
         }
     }
 
@@ -306,7 +384,7 @@ impl Instance {
         matches!(self.origin, Origin::Sentinel(_))
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, CallError> {
+    async fn connection(&self) -> Result<Conn, CallError> {
         if let Some(conn) = lock(&self.conn).clone() {
             return Ok(conn);
         }
@@ -314,16 +392,25 @@ impl Instance {
         if let Some(conn) = lock(&self.conn).clone() {
             return Ok(conn);
         }
-        // Our callers bound the whole call (connect included) by their timeout.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(None)
-            .set_response_timeout(None);
-        let conn = self
-            .client()
-            .await?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(CallError::from_redis)?;
+        let conn = match &self.origin {
+            Origin::Cluster(nodes) => {
+                Conn::Cluster(nodes.connect().await.map_err(CallError::from_redis)?)
+            }
+            Origin::Fixed(_) | Origin::Sentinel(_) => {
+                // Our callers bound the whole call (connect included) by
+                // their timeout.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(None)
+                    .set_response_timeout(None);
+                let conn = self
+                    .client()
+                    .await?
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(CallError::from_redis)?;
+                Conn::Server(conn)
+            }
+        };
         *lock(&self.conn) = Some(conn.clone());
         Ok(conn)
     }
@@ -351,13 +438,15 @@ impl Instance {
 
     /// Runs a script and then, with `acks` and when `wrote(&reply)` says
     /// the script wrote what must survive (a grant, an extension), `WAIT`s
-    /// on the same connection until `acks.replicas` replicas acknowledged
-    /// every write sent on it so far, at most `acks.timeout`: one more round
-    /// trip. `Unreplicated` when fewer did (the write stands on the primary:
+    /// on the same connection (in a cluster: to the primary of `key`'s
+    /// slot, the script's first key) until `acks.replicas` replicas
+    /// acknowledged every write sent on it so far, at most `acks.timeout`:
+    /// one more round trip. `Unreplicated` when fewer did (the write stands on the primary:
     /// the caller undoes it). Without `acks`, [`invoke`](Self::invoke).
     pub(crate) async fn invoke_acked<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
+        key: &str,
         acks: Option<Acks>,
         wrote: impl Fn(&T) -> bool,
         timeout: Duration,
@@ -376,10 +465,8 @@ impl Instance {
                 return Ok(reply);
             }
             let millis = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX);
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(acks.replicas)
-                .arg(millis.max(1))
-                .query_async(&mut conn)
+            let acked = conn
+                .wait(key, acks.replicas, millis.max(1))
                 .await
                 .map_err(CallError::from_redis)?;
             if usize::try_from(acked).unwrap_or(0) < acks.replicas {

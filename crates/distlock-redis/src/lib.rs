@@ -243,6 +243,7 @@
 
 #![warn(missing_docs)]
 
+mod cluster;
 mod config;
 mod engine;
 mod instance;
@@ -256,6 +257,7 @@ use std::sync::Arc;
 
 use distlock_core::{DistributedLock, Result};
 
+pub use cluster::ClusterConfig;
 pub use config::{
     Credentials, InstanceConfig, RedisConfig, DEFAULT_MAX_INSTANCE_TIMEOUT,
     DEFAULT_MIN_INSTANCE_TIMEOUT, DEFAULT_PREFIX, DEFAULT_REPLICA_TIMEOUT, DEFAULT_TIMEOUT,

@@ -9,7 +9,7 @@ use distlock_core::{
 };
 
 use crate::config::RedisConfig;
-use crate::engine::{Clients, Engine, TokenRule, Variant, WaiterLiveness, MAX_BATCH};
+use crate::engine::{Clients, Engine, TokenRule, Variant, WaiterLiveness};
 use crate::sentinel::Primary;
 use crate::REDIS;
 
@@ -235,7 +235,7 @@ impl LockBackend for RedisBackend {
 
     /// The most leases one extend-script call carries.
     fn max_batch(&self) -> usize {
-        MAX_BATCH
+        self.engine.max_batch()
     }
 
     /// Releases the hold (any mode) and hands the name to every request the

@@ -92,7 +92,7 @@ impl Engine {
         let answers = join_all(
             self.instances
                 .iter()
-                .map(|i| i.invoke_acked(&invocation, acks, granted, timeout)),
+                .map(|i| i.invoke_acked(&invocation, &acq.keys.lock, acks, granted, timeout)),
         )
         .await;
         answers.into_iter().map(Self::read_vote).collect()

@@ -100,6 +100,11 @@ impl Engine {
         let shortest = batch.iter().map(|(_, t, _)| *t).min().unwrap_or_default();
         let timeout = self.instance_timeout(shortest);
         let mut invocation = self.scripts.extend.prepare_invoke();
+        // Every key of a batch shares a slot in a cluster (one lease a call).
+        let route = batch
+            .first()
+            .map(|(lease, _, _)| self.keys(lease.name()).lock)
+            .unwrap_or_default();
         for (lease, ttl, hold) in batch {
             let keys = self.keys(lease.name());
             invocation.key(hold.owning_key(&keys));
@@ -119,7 +124,7 @@ impl Engine {
         join_all(
             self.instances
                 .iter()
-                .map(|i| i.invoke_acked(&invocation, acks, extended, timeout)),
+                .map(|i| i.invoke_acked(&invocation, &route, acks, extended, timeout)),
         )
         .await
     }

@@ -70,6 +70,9 @@ fn instances(config: &mut RedisConfig, clients: Clients) -> Result<Vec<Arc<Insta
     match clients {
         Clients::Configured => {
             config.validate()?;
+            if let Some(cluster) = &config.cluster {
+                return Ok(vec![Instance::cluster(cluster)?]);
+            }
             match &config.sentinel {
                 Some(sentinel) => Ok(vec![Instance::following(sentinel)?]),
                 None => config.instances.iter().map(Instance::new).collect(),
@@ -77,6 +80,9 @@ fn instances(config: &mut RedisConfig, clients: Clients) -> Result<Vec<Arc<Insta
         }
         Clients::Given(_) if config.sentinel.is_some() => Err(LockError::invalid_config(
             "a Sentinel configuration finds its primary itself: build the backend from it alone, without clients",
+        )),
+        Clients::Given(_) if config.cluster.is_some() => Err(LockError::invalid_config(
+            "a Redis Cluster configuration finds its nodes itself: build the backend from it alone, without clients",
         )),
         Clients::Given(clients) => {
             let described: Vec<(String, InstanceConfig)> = clients.iter().map(described).collect();
@@ -173,7 +179,10 @@ impl Engine {
         } else {
             String::new()
         };
-        let notified_stem = Some(alive_stem.as_str()).filter(|s| !s.is_empty());
+        // A cluster's `PUBSUB NUMSUB` counts one node's subscribers only:
+        // waiters there are judged by their queue entries' deadlines.
+        let notified_stem = Some(alive_stem.as_str())
+            .filter(|s| !s.is_empty() && config.cluster.is_none());
         Ok(Engine {
             fair,
             backend,
@@ -217,6 +226,16 @@ impl Engine {
 
     fn single(&self) -> bool {
         !self.config.redlock
+    }
+
+    /// The most leases one extend-script call carries: [`MAX_BATCH`], or one
+    /// in a cluster (a script's keys must share a slot).
+    pub(crate) fn max_batch(&self) -> usize {
+        if self.config.cluster.is_some() {
+            1
+        } else {
+            MAX_BATCH
+        }
     }
 
     /// How many instances may fail (or refuse) before a quorum is out of reach.
