@@ -3,9 +3,10 @@
 //! --appendonly no`) are stopped with `SHUTDOWN NOSAVE` and started again
 //! empty on the same port, and every token granted after is above every
 //! token granted before — on one instance (fair and `fair=false`) and on
-//! Redlock (every instance restarted, or a minority), in every mode. The
-//! backend that issues tokens from the counter alone must fail the same
-//! check.
+//! Redlock (every instance restarted, or a minority), in every mode, and on
+//! a private Redis Cluster whose every primary restarts empty (rejoining
+//! with its slots from `nodes.conf`). The backend that issues tokens from
+//! the counter alone must fail the same check.
 
 mod private_redis;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use distlock_core::{AcquireOptions, DistributedLock, LockName, Mode, OwnerToken};
 use distlock_redis::{RedisBackend, RedisConfig, RedlockBackend};
+use private_redis::cluster::PrivateCluster;
 use private_redis::PrivateRedis;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -203,6 +205,38 @@ async fn counter_only_redlock_tokens_go_back_when_every_instance_restarts_empty(
     assert!(
         outcome.is_err(),
         "counter-only Redlock tokens rose across a restart"
+    );
+}
+
+/// Tokens before and after every primary of a private three-primary
+/// cluster (no replicas) restarts empty, on names spread over its slots.
+async fn across_cluster_restart(tokens: Tokens) -> Result<(), String> {
+    let mut cluster = PrivateCluster::start(3, 0).await;
+    let url = cluster.url(&format!("prefix={PREFIX}"));
+    let names: Vec<(Mode, LockName)> = (0..4).flat_map(|_| names()).collect();
+    let c = connect(&url, tokens).await;
+    let before = take_tokens(&c, &names).await;
+    drop(c);
+    for node in &mut cluster.nodes {
+        node.shutdown_nosave().await;
+        node.restart();
+    }
+    cluster.wait_ok().await;
+    let c = connect(&url, tokens).await;
+    let after = take_tokens(&c, &names).await;
+    rose(&names, &before, &after)
+}
+
+#[tokio::test]
+async fn cluster_tokens_rise_when_every_primary_restarts_empty() {
+    assert_eq!(across_cluster_restart(Tokens::Shipped).await, Ok(()));
+}
+
+#[tokio::test]
+async fn counter_only_cluster_tokens_go_back_when_every_primary_restarts_empty() {
+    assert!(
+        across_cluster_restart(Tokens::CounterOnly).await.is_err(),
+        "counter-only cluster tokens rose across a restart"
     );
 }
 

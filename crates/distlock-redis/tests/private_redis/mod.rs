@@ -4,6 +4,8 @@
 //! servers of `scripts/services.sh` are never touched.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -94,6 +96,29 @@ impl PrivateRedis {
         if let Some(mut child) = self.child.take() {
             let status = child.wait().expect("wait for redis-server");
             assert!(status.success(), "redis-server exited with {status}");
+        }
+    }
+
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the server's process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("a running server");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
+    /// Kills the server (`SIGKILL`: it persists nothing) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
