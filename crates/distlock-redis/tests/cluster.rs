@@ -194,7 +194,10 @@ fn bad_cluster_urls_are_refused_clearly() {
         "same credentials",
     );
     refused("redis+cluster://n1:7000?color=red", "color");
-    refused("redis+cluster://n1:7000?min_instance_timeout=x", "min_instance_timeout");
+    refused(
+        "redis+cluster://n1:7000?min_instance_timeout=x",
+        "min_instance_timeout",
+    );
 }
 
 #[tokio::test]

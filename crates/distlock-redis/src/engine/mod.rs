@@ -181,8 +181,8 @@ impl Engine {
         };
         // A cluster's `PUBSUB NUMSUB` counts one node's subscribers only:
         // waiters there are judged by their queue entries' deadlines.
-        let notified_stem = Some(alive_stem.as_str())
-            .filter(|s| !s.is_empty() && config.cluster.is_none());
+        let notified_stem =
+            Some(alive_stem.as_str()).filter(|s| !s.is_empty() && config.cluster.is_none());
         Ok(Engine {
             fair,
             backend,

@@ -100,7 +100,9 @@ pub async fn connection(addr: &str) -> redis::aio::MultiplexedConnection {
         .unwrap_or_else(|e| panic!("`{addr}`: {e}"))
         .get_multiplexed_async_connection()
         .await
-        .unwrap_or_else(|e| panic!("redis-cluster node {addr} is not reachable: {e}; {START_SERVERS}"))
+        .unwrap_or_else(|e| {
+            panic!("redis-cluster node {addr} is not reachable: {e}; {START_SERVERS}")
+        })
 }
 
 /// One `field:value` line of `CLUSTER INFO`.

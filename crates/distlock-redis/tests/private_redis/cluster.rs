@@ -38,7 +38,10 @@ pub async fn conn(addr: &str) -> redis::aio::MultiplexedConnection {
 }
 
 /// `CLUSTER <args>` on `addr`.
-pub async fn cluster_cmd<T: redis::FromRedisValue>(addr: &str, args: &[&str]) -> redis::RedisResult<T> {
+pub async fn cluster_cmd<T: redis::FromRedisValue>(
+    addr: &str,
+    args: &[&str],
+) -> redis::RedisResult<T> {
     let mut c = conn(addr).await;
     let mut cmd = redis::cmd("CLUSTER");
     for a in args {
@@ -50,8 +53,11 @@ pub async fn cluster_cmd<T: redis::FromRedisValue>(addr: &str, args: &[&str]) ->
 /// One `field:value` line of `CLUSTER INFO` on `addr`.
 pub async fn info(addr: &str, field: &str) -> Option<String> {
     let text: String = cluster_cmd(addr, &["INFO"]).await.ok()?;
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{field}:")).map(str::to_string))
+    text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(&format!("{field}:"))
+            .map(str::to_string)
+    })
 }
 
 impl PrivateCluster {
@@ -99,14 +105,14 @@ impl PrivateCluster {
                 .await
                 .unwrap();
         }
-        cluster
-            .settle(|| async { cluster.knows_all().await })
-            .await;
+        cluster.settle(|| async { cluster.knows_all().await }).await;
         for i in 0..primaries {
             let id = cluster.id(i).await;
             for j in 0..replicas {
                 let replica = &cluster.nodes[primaries + i * replicas + j];
-                let _: () = cluster_cmd(&replica.addr(), &["REPLICATE", &id]).await.unwrap();
+                let _: () = cluster_cmd(&replica.addr(), &["REPLICATE", &id])
+                    .await
+                    .unwrap();
             }
         }
         cluster.wait_ok().await;
@@ -126,7 +132,8 @@ impl PrivateCluster {
 
     async fn knows_all(&self) -> bool {
         for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
-            if info(&node.addr(), "cluster_known_nodes").await != Some(self.nodes.len().to_string()) {
+            if info(&node.addr(), "cluster_known_nodes").await != Some(self.nodes.len().to_string())
+            {
                 return false;
             }
         }
@@ -169,7 +176,10 @@ impl PrivateCluster {
     {
         let deadline = Instant::now() + SETTLE;
         while !ready().await {
-            assert!(Instant::now() < deadline, "the private cluster did not settle within {SETTLE:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the private cluster did not settle within {SETTLE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -184,16 +194,24 @@ impl PrivateCluster {
 
     /// The slot `key` hashes to.
     pub async fn slot_of(&self, key: &str) -> u16 {
-        cluster_cmd(&self.nodes[0].addr(), &["KEYSLOT", key]).await.unwrap()
+        cluster_cmd(&self.nodes[0].addr(), &["KEYSLOT", key])
+            .await
+            .unwrap()
     }
 
     /// The index in `nodes` of the primary serving `slot` now, as the
     /// running node `asked` says.
     pub async fn primary_of(&self, slot: u16, asked: usize) -> usize {
-        let ranges: Vec<redis::Value> = cluster_cmd(&self.nodes[asked].addr(), &["SLOTS"]).await.unwrap();
+        let ranges: Vec<redis::Value> = cluster_cmd(&self.nodes[asked].addr(), &["SLOTS"])
+            .await
+            .unwrap();
         for range in ranges {
-            let redis::Value::Array(parts) = range else { continue };
-            let (Some(redis::Value::Int(lo)), Some(redis::Value::Int(hi))) = (parts.first(), parts.get(1)) else {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let (Some(redis::Value::Int(lo)), Some(redis::Value::Int(hi))) =
+                (parts.first(), parts.get(1))
+            else {
                 continue;
             };
             if (*lo..=*hi).contains(&i64::from(slot)) {
