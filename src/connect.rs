@@ -45,7 +45,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn DistributedLock>> {
         #[cfg(feature = "mysql")]
         BackendKind::MySql => Ok(Arc::new(distlock_sql::SqlBackend::connect(url).await?)),
         #[cfg(feature = "redis")]
-        BackendKind::Redis | BackendKind::RedisSentinel => {
+        BackendKind::Redis | BackendKind::RedisSentinel | BackendKind::RedisCluster => {
             Ok(Arc::new(distlock_redis::RedisBackend::connect(url).await?))
         }
         #[cfg(feature = "redis")]

@@ -37,6 +37,7 @@
 //! | MySQL / MariaDB | `mysql` | `mysql://user:pw@host:port/db[?strategy=…&table=…]` (or `mariadb://`) | GET_LOCK held by the client's sessions, waiters queued in the server (`strategy=session`, default); or a locks table with a queue of polling waiters (`strategy=table`) |
 //! | Redis | `redis` | `redis://[:pw@]host:port[/db][?prefix=…&fair=true]` (or `rediss://`) | one Redis instance: fencing, fair queue, waiters woken by pub/sub |
 //! | Redis Sentinel | `redis` | `redis+sentinel://[user:pw@]s1:p1,s2:p2/master[?db=…&prefix=…]` | one Redis primary found through its sentinels and followed across failovers: the one-instance backend's fencing and fair queue |
+//! | Redis Cluster | `redis` | `redis+cluster://[user:pw@]n1:p1,n2:p2[?prefix=…&replicas=…]` | a Redis Cluster: each lock on the primary of its slot, followed across failovers and resharding; the one-instance backend's fencing and fair queue |
 //! | Redlock | `redis` | `redlock://h1:p1,h2:p2,h3:p3[?prefix=…]` | Redlock over N independent Redis instances (majority quorum) |
 //! | ZooKeeper | `zookeeper` | `zk://[user:pw@]h1:p1,h2:p2[/chroot][?session_timeout=…&prefix=…]` (or `zookeeper://`) | ephemeral sequential nodes on a ZooKeeper ensemble, waiters woken by predecessor watches |
 //! | etcd | `etcd` | `etcd://[user:pw@]h1:p1,h2:p2[/prefix][?session_timeout=…&tls=true]` | leases + create-revision queue on an etcd v3 cluster, waiters woken by watches |

@@ -22,6 +22,8 @@ pub enum BackendKind {
     Redis,
     /// `distlock-redis`, one primary found through Redis Sentinel.
     RedisSentinel,
+    /// `distlock-redis`, a Redis Cluster (each lock on its slot's primary).
+    RedisCluster,
     /// `distlock-redis`, Redlock over several instances.
     Redlock,
     /// `distlock-zookeeper`.
@@ -121,6 +123,17 @@ pub const SCHEMES: &[Scheme] = &[
         url_form: "redis+sentinel://[user:pw@]s1:p1,s2:p2/master[?db=…&prefix=…]",
         summary: "one Redis primary found through its sentinels and followed across failovers: the one-instance backend's fencing and fair queue",
         floor: "none (the one-instance floor against the primary applies)",
+    },
+    Scheme {
+        name: "Redis Cluster",
+        scheme: "redis+cluster",
+        aliases: &[],
+        kind: BackendKind::RedisCluster,
+        feature: "redis",
+        default_port: Some(6379),
+        url_form: "redis+cluster://[user:pw@]n1:p1,n2:p2[?prefix=…&replicas=…]",
+        summary: "a Redis Cluster: each lock on the primary of its slot, followed across failovers and resharding; the one-instance backend's fencing and fair queue",
+        floor: "none (the one-instance floor against one primary applies)",
     },
     Scheme {
         name: "Redlock",

@@ -7,7 +7,8 @@
 //! (which is the write lock), readers and semaphore permits; one instance
 //! also upgrades a reader to the writer in place. [`RedisBackend`] also
 //! runs on a primary found through Redis Sentinel (`redis+sentinel://`),
-//! following it across failovers.
+//! following it across failovers, and on a Redis Cluster
+//! (`redis+cluster://`), each lock on the primary of its slot.
 //!
 //! ## URLs
 //!
@@ -16,6 +17,7 @@
 //! rediss://[user[:password]@]host[:port][/db][?params]     one instance over TLS
 //! redlock://[user[:password]@]h1[:p1],[user[:password]@]h2[:p2],…[/db][?params]
 //! redis+sentinel://[user[:password]@]s1:p1[,s2:p2…]/<master>[?db=&user=&password=&params]
+//! redis+cluster://[user[:password]@]n1:p1[,n2:p2…][?params]
 //! ```
 //!
 //! - The port defaults to 6379, the database to 0. IPv6 hosts go in brackets.
@@ -34,6 +36,14 @@
 //!   the new one). Everything else is the one-instance backend's. TLS is not
 //!   supported with Sentinel. See [`SentinelConfig`] and
 //!   `docs/backends/redis.md` for what a failover does to held locks.
+//! - In a `redis+cluster://` URL the hosts are seed nodes of the cluster
+//!   (any; the rest are found), with the credentials every node takes
+//!   (given once). Each lock's scripts go to the primary of its slot (its
+//!   keys share a hash tag), following `MOVED`/`ASK` through failovers and
+//!   resharding. A dead waiter is dropped when its queue entry dies (the
+//!   liveness channel check is per node), and each lease of an
+//!   `extend_many` is extended by its own call. TLS is not supported with
+//!   Cluster. See [`ClusterConfig`] and `docs/backends/redis.md`.
 //! - Parameters (the core's one vocabulary, read by
 //!   [`BackendUrl`](distlock_core::BackendUrl)):
 //!   - `prefix=` key prefix, default `distlock:`, no `{` or `}`;
@@ -276,8 +286,8 @@ const REDIS: &str = "redis";
 /// The kind of the Redlock backend, recorded in its leases.
 const REDLOCK: &str = "redlock";
 
-/// Connects to the backend a `redis://`, `rediss://`, `redis+sentinel://` or
-/// `redlock://` URL names.
+/// Connects to the backend a `redis://`, `rediss://`, `redis+sentinel://`,
+/// `redis+cluster://` or `redlock://` URL names.
 ///
 /// # Cancel safety
 ///

@@ -13,9 +13,10 @@ use crate::engine::{Clients, Engine, TokenRule, Variant, WaiterLiveness};
 use crate::sentinel::Primary;
 use crate::REDIS;
 
-/// A lock on one Redis instance (`redis://` or `rediss://`), or on the
+/// A lock on one Redis instance (`redis://` or `rediss://`), on the
 /// primary its sentinels name (`redis+sentinel://`), followed across
-/// failovers.
+/// failovers, or on a Redis Cluster (`redis+cluster://`), each lock on the
+/// primary of its slot.
 ///
 /// Cloning is cheap and shares connections.
 #[derive(Clone, Debug)]
@@ -24,9 +25,10 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to the instance a `redis://` or `rediss://` URL names, or to
-    /// the primary the sentinels of a `redis+sentinel://` URL name, and
-    /// checks it answers (wrong credentials are an error here).
+    /// Connects to the instance a `redis://` or `rediss://` URL names, to
+    /// the primary the sentinels of a `redis+sentinel://` URL name, or to
+    /// the cluster a `redis+cluster://` URL's seeds belong to, and checks it
+    /// answers (wrong credentials are an error here).
     ///
     /// # Cancel safety
     ///
