@@ -5,7 +5,8 @@
 //! token granted before — on one instance (fair and `fair=false`) and on
 //! Redlock (every instance restarted, or a minority), in every mode, and on
 //! a private Redis Cluster whose every primary restarts empty (rejoining
-//! with its slots from `nodes.conf`). The backend that issues tokens from
+//! with its slots from `nodes.conf`), and on a primary found through a
+//! private sentinel. The backend that issues tokens from
 //! the counter alone must fail the same check.
 
 mod private_redis;
@@ -237,6 +238,28 @@ async fn counter_only_cluster_tokens_go_back_when_every_primary_restarts_empty()
     assert!(
         across_cluster_restart(Tokens::CounterOnly).await.is_err(),
         "counter-only cluster tokens rose across a restart"
+    );
+}
+
+/// Tokens before and after the primary a private sentinel names restarts
+/// empty.
+async fn across_sentinel_restart(tokens: Tokens) -> Result<(), String> {
+    let mut primary = PrivateRedis::start(&[]);
+    let sentinel = PrivateRedis::sentinel(&primary, "locks");
+    let url = format!("redis+sentinel://{}/locks?prefix={PREFIX}", sentinel.addr());
+    across_restart(&mut [&mut primary], &url, tokens).await
+}
+
+#[tokio::test]
+async fn sentinel_tokens_rise_when_the_primary_restarts_empty() {
+    assert_eq!(across_sentinel_restart(Tokens::Shipped).await, Ok(()));
+}
+
+#[tokio::test]
+async fn counter_only_sentinel_tokens_go_back_when_the_primary_restarts_empty() {
+    assert!(
+        across_sentinel_restart(Tokens::CounterOnly).await.is_err(),
+        "counter-only tokens rose across the primary's restart"
     );
 }
 

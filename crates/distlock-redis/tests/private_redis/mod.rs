@@ -27,6 +27,10 @@ pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// A configuration file given first (a sentinel needs one it can write).
+    config: Option<PathBuf>,
+    /// The log line that says the server is ready.
+    ready: &'static str,
 }
 
 /// A port nobody listens on now.
@@ -52,12 +56,36 @@ impl PrivateRedis {
     /// Starts a server without persistence; `extra` are more
     /// `redis-server` arguments (e.g. `["--replicaof", "127.0.0.1", "6379"]`).
     pub fn start(extra: &[&str]) -> Self {
-        let mut server = PrivateRedis {
+        Self::launch(PrivateRedis {
             child: None,
             port: 0,
             dir: scratch_dir(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+            config: None,
+            ready: READY,
+        })
+    }
+
+    /// Starts a sentinel monitoring `primary` as `master` (quorum 1; it
+    /// fails nothing over within a test: `down-after-milliseconds` stays
+    /// at its 30 s).
+    pub fn sentinel(primary: &PrivateRedis, master: &str) -> Self {
+        let dir = scratch_dir();
+        let config = dir.join("sentinel.conf");
+        let monitor = format!("sentinel monitor {master} 127.0.0.1 {} 1\n", primary.port());
+        std::fs::write(&config, monitor)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+        Self::launch(PrivateRedis {
+            child: None,
+            port: 0,
+            dir,
+            extra: vec!["--sentinel".to_string()],
+            config: Some(config),
+            ready: "+monitor",
+        })
+    }
+
+    fn launch(mut server: PrivateRedis) -> Self {
         let mut last = String::new();
         for _ in 0..5 {
             server.port = free_port();
@@ -156,6 +184,13 @@ impl PrivateRedis {
             "",
         ];
         args.extend(self.extra.iter().map(String::as_str));
+        let config = self
+            .config
+            .as_ref()
+            .map(|c| c.to_string_lossy().to_string());
+        if let Some(config) = &config {
+            args.insert(0, config);
+        }
         let mut child = Command::new("redis-server")
             .args(&args)
             .stdin(Stdio::null())
@@ -167,6 +202,7 @@ impl PrivateRedis {
             });
         let stdout = child.stdout.take().expect("piped stdout");
         let (ready_tx, ready_rx) = mpsc::channel();
+        let ready = self.ready;
         // Reads the log to its end (so the server never blocks on a full
         // pipe), telling when the ready line came, or the log so far when
         // the server exited first.
@@ -174,7 +210,7 @@ impl PrivateRedis {
             let mut log = String::new();
             let mut told = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !told && line.contains(READY) {
+                if !told && line.contains(ready) {
                     told = ready_tx.send(Ok(())).is_ok();
                 }
                 log.push_str(&line);
@@ -196,7 +232,7 @@ impl PrivateRedis {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(format!("no `{READY}` within {START_TIMEOUT:?}"))
+                Err(format!("no `{}` within {START_TIMEOUT:?}", self.ready))
             }
         }
     }
