@@ -6,6 +6,7 @@
 //! (`sentinel.rs`) uses, and `cargo test` runs one test binary at a time.
 //! The killed node is restarted by a drop guard, also when the test fails.
 
+mod common;
 mod sentinel_set;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! the primary these tests use, and `cargo test` runs one test binary at a
 //! time.
 
+mod common;
 mod sentinel_set;
 
 use std::sync::Arc;

@@ -3,12 +3,11 @@
 //! what its nodes say.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use distlock_conformance::{FaultProxy, ProxiedClient};
+use distlock_conformance::ProxiedClient;
 use distlock_core::DistributedLock;
-use distlock_redis::{ClusterConfig, InstanceConfig, RedisBackend, RedisConfig};
+use distlock_redis::{ClusterConfig, RedisBackend, RedisConfig};
 
 pub const DEFAULT_NODES: &str = "127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003,127.0.0.1:17004,127.0.0.1:17005,127.0.0.1:17006";
 pub const START_SERVERS: &str = "start the servers with scripts/services.sh up";
@@ -37,25 +36,12 @@ pub async fn backend(prefix: &str) -> Arc<dyn DistributedLock> {
 
 /// A client of the cluster with the URL parameters `params`.
 pub async fn backend_with(params: &str) -> Arc<dyn DistributedLock> {
-    let url = url(params);
-    Arc::new(
-        RedisBackend::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the cluster {url}: {e}; {START_SERVERS}")),
-    )
+    crate::common::connected(&url(params), "the cluster").await
 }
 
 /// The seeds' part of a configuration by hand.
 pub fn cluster_config() -> ClusterConfig {
-    let seeds = nodes()
-        .iter()
-        .map(|a| {
-            let (host, port) = a
-                .rsplit_once(':')
-                .unwrap_or_else(|| panic!("`{a}` is not host:port"));
-            InstanceConfig::new(host, port.parse().unwrap_or_else(|e| panic!("`{a}`: {e}")))
-        })
-        .collect();
+    let seeds = crate::common::instance_configs(&nodes());
     ClusterConfig::new(seeds)
 }
 
@@ -63,18 +49,9 @@ pub fn cluster_config() -> ClusterConfig {
 /// cluster names the nodes by their own addresses; the client maps each to
 /// its proxy).
 pub async fn proxied(prefix: &str) -> ProxiedClient {
-    let mut proxies = Vec::new();
-    let mut map = Vec::new();
-    for node in nodes() {
-        let upstream: SocketAddr = node
-            .parse()
-            .unwrap_or_else(|e| panic!("`{node}` is not host:port: {e}"));
-        let proxy = FaultProxy::start(upstream)
-            .await
-            .unwrap_or_else(|e| panic!("cannot start a fault proxy in front of {node}: {e}"));
-        map.push((node, proxy.addr().to_string()));
-        proxies.push(proxy);
-    }
+    let nodes = nodes();
+    let proxies = crate::common::proxies_for(&nodes).await;
+    let map = nodes.into_iter().zip(crate::common::proxy_addrs(&proxies));
     let config = RedisConfig::cluster(cluster_config().with_address_map(map)).with_prefix(prefix);
     let backend = RedisBackend::from_config(config).await.unwrap_or_else(|e| {
         panic!("cannot reach the cluster through proxies: {e}; {START_SERVERS}")

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use distlock_conformance::{FaultProxy, ProxiedClient};
 use distlock_core::DistributedLock;
-use distlock_redis::{RedisBackend, RedlockBackend};
+use distlock_redis::{InstanceConfig, RedisBackend, RedlockBackend};
 
 pub const DEFAULT_URLS: &str = "redis://127.0.0.1:16379,redis://127.0.0.1:16380,redis://127.0.0.1:16381,redis://127.0.0.1:16382,redis://127.0.0.1:16383";
 pub const START_SERVERS: &str = "start the servers with scripts/services.sh up";
@@ -53,6 +53,29 @@ pub async fn redlock(addrs: &[String], prefix: &str) -> Arc<dyn DistributedLock>
             .await
             .unwrap_or_else(|e| panic!("cannot reach redis at {url}: {e}; {START_SERVERS}")),
     )
+}
+
+/// A connect-by-URL client of the one-instance backend (any of its
+/// schemes), failing the test with `what` when it cannot connect.
+pub async fn connected(url: &str, what: &str) -> Arc<dyn DistributedLock> {
+    Arc::new(
+        RedisBackend::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach {what} {url}: {e}; {START_SERVERS}")),
+    )
+}
+
+/// `host:port` addresses as instance settings.
+pub fn instance_configs(addrs: &[String]) -> Vec<InstanceConfig> {
+    addrs
+        .iter()
+        .map(|a| {
+            let (host, port) = a
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("`{a}` is not host:port"));
+            InstanceConfig::new(host, port.parse().unwrap_or_else(|e| panic!("`{a}`: {e}")))
+        })
+        .collect()
 }
 
 /// One fault proxy in front of each instance, in order.

@@ -3,13 +3,12 @@
 //! primary, and what the sentinels say.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock_conformance::{FaultProxy, ProxiedClient};
+use distlock_conformance::ProxiedClient;
 use distlock_core::DistributedLock;
-use distlock_redis::{InstanceConfig, RedisBackend, RedisConfig, SentinelConfig};
+use distlock_redis::{RedisBackend, RedisConfig, SentinelConfig};
 use futures::StreamExt;
 
 pub const DEFAULT_SENTINELS: &str = "127.0.0.1:26391,127.0.0.1:26392,127.0.0.1:26393";
@@ -54,26 +53,12 @@ pub fn url(params: &str) -> String {
 
 /// A client of the primary, found through the sentinels.
 pub async fn backend(prefix: &str) -> Arc<dyn DistributedLock> {
-    let url = url(&format!("prefix={prefix}"));
-    Arc::new(
-        RedisBackend::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the primary of {url}: {e}; {START_SERVERS}")),
-    )
+    crate::common::connected(&url(&format!("prefix={prefix}")), "the primary of").await
 }
 
 /// The sentinels' part of a configuration by hand.
 pub fn sentinel_config() -> SentinelConfig {
-    let sentinels = sentinels()
-        .iter()
-        .map(|a| {
-            let (host, port) = a
-                .rsplit_once(':')
-                .unwrap_or_else(|| panic!("`{a}` is not host:port"));
-            let port = port.parse().unwrap_or_else(|e| panic!("`{a}`: {e}"));
-            InstanceConfig::new(host, port)
-        })
-        .collect();
+    let sentinels = crate::common::instance_configs(&sentinels());
     SentinelConfig::new(sentinels, master())
 }
 
@@ -81,18 +66,9 @@ pub fn sentinel_config() -> SentinelConfig {
 /// sentinels are asked directly; the servers they name are reached through
 /// the proxies).
 pub async fn proxied(prefix: &str) -> ProxiedClient {
-    let mut proxies = Vec::new();
-    let mut map = Vec::new();
-    for node in data_nodes() {
-        let upstream: SocketAddr = node
-            .parse()
-            .unwrap_or_else(|e| panic!("`{node}` is not host:port: {e}"));
-        let proxy = FaultProxy::start(upstream)
-            .await
-            .unwrap_or_else(|e| panic!("cannot start a fault proxy in front of {node}: {e}"));
-        map.push((node, proxy.addr().to_string()));
-        proxies.push(proxy);
-    }
+    let nodes = data_nodes();
+    let proxies = crate::common::proxies_for(&nodes).await;
+    let map = nodes.into_iter().zip(crate::common::proxy_addrs(&proxies));
     let config = RedisConfig::sentinel(sentinel_config().with_address_map(map)).with_prefix(prefix);
     let backend = RedisBackend::from_config(config).await.unwrap_or_else(|e| {
         panic!("cannot reach the primary through proxies: {e}; {START_SERVERS}")
