@@ -31,6 +31,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 
 use crate::config::{Credentials, InstanceConfig, RedisConfig};
+use crate::instance::tcp_settings;
 
 /// The URL scheme of a Redis Cluster.
 pub(crate) const SCHEME: &str = "redis+cluster";
@@ -203,7 +204,7 @@ impl Nodes {
             .iter()
             .map(|s| ConnectionAddr::Tcp(s.host.clone(), s.port))
             .collect();
-        let mut builder = ClusterClient::builder(named.clone());
+        let mut builder = ClusterClient::builder(named.clone()).tcp_settings(tcp_settings());
         if let Some(user) = &config.credentials.username {
             builder = builder.username(user);
         }
@@ -268,7 +269,11 @@ fn seed_client(
     if let Some(password) = &login.password {
         settings = settings.set_password(password);
     }
-    redis::Client::open(addr.into_connection_info()?.set_redis_settings(settings))
+    redis::Client::open(
+        addr.into_connection_info()?
+            .set_redis_settings(settings)
+            .set_tcp_settings(tcp_settings()),
+    )
 }
 
 /// The address map, as the cluster client takes it.

@@ -29,6 +29,7 @@ use distlock_core::{LockError, TlsSettings};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::io::tcp::TcpSettings;
 use redis::{
     AsyncConnectionConfig, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
     FromRedisValue, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
@@ -186,6 +187,15 @@ fn client(config: &InstanceConfig) -> distlock_core::Result<redis::Client> {
     redis::Client::build_with_tls(info, certificates).map_err(|e| bad("bad TLS settings", e))
 }
 
+/// The TCP settings of every connection the backend makes: `TCP_NODELAY`,
+/// so a request written while another is in flight on a multiplexed
+/// connection goes out at once (without it, Nagle's algorithm holds it
+/// back until the server acknowledges the earlier one, up to the server's
+/// delayed-ACK time, tens of milliseconds).
+pub(crate) fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
 /// Address (TLS or not), database and credentials.
 fn connection_info(config: &InstanceConfig) -> redis::RedisResult<ConnectionInfo> {
     let addr = match &config.tls {
@@ -204,7 +214,10 @@ fn connection_info(config: &InstanceConfig) -> redis::RedisResult<ConnectionInfo
     if let Some(password) = &config.credentials.password {
         redis_info = redis_info.set_password(password);
     }
-    Ok(addr.into_connection_info()?.set_redis_settings(redis_info))
+    Ok(addr
+        .into_connection_info()?
+        .set_redis_settings(redis_info)
+        .set_tcp_settings(tcp_settings()))
 }
 
 /// The CA and client certificate files, read and checked (the system roots

@@ -20,6 +20,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisError};
 
 use crate::config::{Credentials, InstanceConfig, RedisConfig};
+use crate::instance::tcp_settings;
 
 /// The URL scheme of a primary found through its sentinels.
 pub(crate) const SCHEME: &str = "redis+sentinel";
@@ -224,7 +225,9 @@ impl Primary {
         let mut builder =
             SentinelClientBuilder::new(addrs, &config.master, SentinelServerType::Master)
                 .map_err(bad)?
-                .set_client_to_redis_db(config.db);
+                .set_client_to_redis_db(config.db)
+                .set_client_to_redis_tcp_settings(tcp_settings())
+                .set_client_to_sentinel_tcp_settings(tcp_settings());
         if let Some(sentinel) = config.sentinels.first() {
             let login = &sentinel.credentials;
             if let Some(user) = &login.username {
@@ -261,7 +264,8 @@ impl Primary {
             Some((_, (host, port))) => {
                 let reached = ConnectionAddr::Tcp(host.clone(), *port)
                     .into_connection_info()?
-                    .set_redis_settings(info.redis_settings().clone());
+                    .set_redis_settings(info.redis_settings().clone())
+                    .set_tcp_settings(tcp_settings());
                 redis::Client::open(reached)
             }
             None => Ok(client),
