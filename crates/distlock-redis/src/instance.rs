@@ -256,8 +256,9 @@ enum Origin {
     Fixed(redis::Client),
     /// The primary the sentinels name at each connect.
     Sentinel(Primary),
-    /// The primary of each call's slot in a Redis Cluster.
-    Cluster(Nodes),
+    /// The primary of each call's slot in a Redis Cluster (boxed: the
+    /// cluster client's settings are large).
+    Cluster(Box<Nodes>),
 }
 
 /// A connection: to one server, or to a cluster (routing each call by its
@@ -357,7 +358,7 @@ impl Instance {
     pub(crate) fn cluster(config: &ClusterConfig) -> distlock_core::Result<Arc<Self>> {
         Ok(Self::with_origin(
             config.label(),
-            Origin::Cluster(Nodes::new(config)?),
+            Origin::Cluster(Box::new(Nodes::new(config)?)),
         ))
     }
 
@@ -372,9 +373,8 @@ impl Instance {
 
     /// A client of the server: the fixed one, or the primary the sentinels
     /// name now (one lookup: a round trip to the sentinels, and a `ROLE`
-    /// on the server they name), or in a cluster one seed node, another
-    /// one at each call (the pub/sub connection's: the cluster forwards
-    /// every `PUBLISH` to every node).
+    /// on the server they name). A cluster has no one server (an error;
+    /// see [`nodes`](Self::nodes)).
     ///
     /// # Cancel safety
     ///
@@ -383,12 +383,18 @@ impl Instance {
         match &self.origin {
             Origin::Fixed(client) => Ok(client.clone()),
             Origin::Sentinel(primary) => primary.client().await.map_err(CallError::from_redis),
-            Origin::Cluster(nodes) => nodes.seed().ok_or_else(|| {
-                CallError::Redis(RedisError::from((
-                    ErrorKind::InvalidClientConfig,
-                    "no cluster seed node",
-                )))
-            }),
+            Origin::Cluster(_) => Err(CallError::Redis(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "a Redis Cluster has no one server",
+            )))),
+        }
+    }
+
+    /// The cluster this instance stands for, if it is one.
+    pub(crate) fn nodes(&self) -> Option<&Nodes> {
+        match &self.origin {
+            Origin::Cluster(nodes) => Some(nodes),
+            Origin::Fixed(_) | Origin::Sentinel(_) => None,
         }
     }
 

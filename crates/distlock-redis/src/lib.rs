@@ -40,9 +40,10 @@
 //!   (any; the rest are found), with the credentials every node takes
 //!   (given once). Each lock's scripts go to the primary of its slot (its
 //!   keys share a hash tag), following `MOVED`/`ASK` through failovers and
-//!   resharding. A dead waiter is dropped when its queue entry dies (the
-//!   liveness channel check is per node), and each lease of an
-//!   `extend_many` is extended by its own call. TLS is not supported with
+//!   resharding. Release notices go on sharded channels (`SPUBLISH`,
+//!   `SSUBSCRIBE` on the lock's shard). A dead waiter is dropped when its
+//!   queue entry dies (the liveness channel check is per node), and each
+//!   lease of an `extend_many` is extended by its own call. TLS is not supported with
 //!   Cluster. See [`ClusterConfig`] and `docs/backends/redis.md`.
 //! - Parameters (the core's one vocabulary, read by
 //!   [`BackendUrl`](distlock_core::BackendUrl)):

@@ -29,7 +29,7 @@ use crate::instance::{described, Acks, CallError, Instance};
 use crate::keys::LockKeys;
 use crate::notify::Notifier;
 
-use scripts::Scripts;
+use scripts::{Channels, Scripts};
 
 /// The shortest ttl accepted: a lease must outlive a few round trips and the
 /// drift allowance.
@@ -183,6 +183,11 @@ impl Engine {
         // waiters there are judged by their queue entries' deadlines.
         let notified_stem =
             Some(alive_stem.as_str()).filter(|s| !s.is_empty() && config.cluster.is_none());
+        let channels = if config.cluster.is_some() {
+            Channels::Sharded
+        } else {
+            Channels::Classic
+        };
         Ok(Engine {
             fair,
             backend,
@@ -190,7 +195,7 @@ impl Engine {
             alive_stem,
             config,
             instances,
-            scripts: Scripts::new(variant.tokens),
+            scripts: Scripts::new(variant.tokens, channels),
             quorum,
         })
     }

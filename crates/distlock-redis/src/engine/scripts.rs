@@ -11,10 +11,31 @@
 //! without a queue) come before the `holds.lua` line: Lua creates a
 //! library's functions each time the script runs past it, so the
 //! uncontended mutex pays only for the one function of `fence.lua`.
+//!
+//! On a Redis Cluster the scripts publish on *sharded* channels
+//! (`SPUBLISH`, delivered by the lock's own shard), where one server or a
+//! primary found by Sentinel uses classic pub/sub (`PUBLISH`, which a
+//! cluster would forward to every node over its bus): the one word is
+//! swapped when the scripts are assembled ([`Channels`]).
 
 use redis::Script;
 
 use super::TokenRule;
+
+/// How the scripts publish release notices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Channels {
+    /// `PUBLISH`: one server, Sentinel, Redlock.
+    Classic,
+    /// `SPUBLISH`: a Redis Cluster (subscribers `SSUBSCRIBE` on the
+    /// lock's shard).
+    Sharded,
+}
+
+/// How a script publishes, as written in the sources.
+const PUBLISH: &str = "redis.call('PUBLISH',";
+/// The same call on a sharded channel.
+const SPUBLISH: &str = "redis.call('SPUBLISH',";
 
 /// The library that issues fencing tokens, by its include path.
 const FENCE_PATH: &str = "lib/fence.lua";
@@ -35,8 +56,17 @@ const INCLUDE: &str = "-- @include ";
 
 /// A script's source with each include line replaced by the library it
 /// names, `lib/fence.lua` by the one of `tokens` (an unknown name is left
-/// as the comment it is; a test checks that every include resolves).
-fn assemble(source: &str, tokens: TokenRule) -> String {
+/// as the comment it is; a test checks that every include resolves), and
+/// with `channels` sharded, every `PUBLISH` an `SPUBLISH`.
+fn assemble(source: &str, tokens: TokenRule, channels: Channels) -> String {
+    let text = include(source, tokens);
+    match channels {
+        Channels::Classic => text,
+        Channels::Sharded => text.replace(PUBLISH, SPUBLISH),
+    }
+}
+
+fn include(source: &str, tokens: TokenRule) -> String {
     let fence = match tokens {
         TokenRule::ClockFloor => FENCE,
         TokenRule::CounterOnly => FENCE_COUNTER_ONLY,
@@ -103,9 +133,10 @@ const RELEASE_SLOTS: &str = include_str!("../scripts/release_slots.lua");
 const STATUS: &str = include_str!("../scripts/status.lua");
 
 impl Scripts {
-    /// Every script, issuing tokens by `tokens`.
-    pub(super) fn new(tokens: TokenRule) -> Self {
-        let load = |source: &str| Script::new(&assemble(source, tokens));
+    /// Every script, issuing tokens by `tokens` and publishing on
+    /// `channels`.
+    pub(super) fn new(tokens: TokenRule, channels: Channels) -> Self {
+        let load = |source: &str| Script::new(&assemble(source, tokens, channels));
         Scripts {
             acquire: load(ACQUIRE),
             acquire_shared: load(ACQUIRE_SHARED),
@@ -144,12 +175,15 @@ mod tests {
     fn every_include_resolves() {
         for source in ALL {
             for tokens in [TokenRule::ClockFloor, TokenRule::CounterOnly] {
-                let text = assemble(source, tokens);
+                let text = assemble(source, tokens, Channels::Classic);
                 let unresolved = text.lines().any(|l| l.starts_with(INCLUDE));
                 assert!(!unresolved, "an unknown include in:\n{source}");
             }
         }
-        assert!(assemble(FAIR_ACQUIRE, TokenRule::ClockFloor).contains("local function admit("));
+        assert!(
+            assemble(FAIR_ACQUIRE, TokenRule::ClockFloor, Channels::Classic)
+                .contains("local function admit(")
+        );
     }
 
     #[test]
@@ -176,7 +210,7 @@ mod tests {
         }
         const DEFINITION: &str = "local function next_fence(";
         for source in ALL {
-            let text = assemble(source, TokenRule::ClockFloor);
+            let text = assemble(source, TokenRule::ClockFloor, Channels::Classic);
             let defined = text
                 .find(DEFINITION)
                 .map(|d| d + DEFINITION.len() - "next_fence(".len());
@@ -184,6 +218,29 @@ mod tests {
             assert_eq!(
                 first_call, defined,
                 "next_fence called before it is defined:\n{source}"
+            );
+        }
+    }
+
+    /// Every publish is written one way (so the swap finds it), and the
+    /// sharded assembly publishes only on sharded channels.
+    #[test]
+    fn sharded_scripts_publish_only_on_sharded_channels() {
+        let libraries = LIBRARIES.iter().map(|(_, l)| *l);
+        let mut publishing = 0;
+        for source in ALL.into_iter().chain(libraries) {
+            let calls = source.matches("'PUBLISH'").count();
+            assert_eq!(calls, source.matches(PUBLISH).count(), "{source}");
+            publishing += usize::from(calls > 0);
+        }
+        assert!(publishing >= 4, "the scripts publish in {publishing} files");
+        for source in ALL {
+            let text = assemble(source, TokenRule::ClockFloor, Channels::Sharded);
+            assert!(!text.contains("'PUBLISH'"), "{text}");
+            let classic = assemble(source, TokenRule::ClockFloor, Channels::Classic);
+            assert_eq!(
+                text.matches(SPUBLISH).count(),
+                classic.matches(PUBLISH).count()
             );
         }
     }

@@ -17,7 +17,11 @@
 //! have been published while the connection was down. With Sentinel, each
 //! connect goes to the primary the sentinels name then; a failover drops the
 //! old primary's pub/sub clients (the sentinels kill them when they demote
-//! it, or it died), so the waiters follow.
+//! it, or it died), so the waiters follow. On a Redis Cluster the
+//! connection is a cluster connection and the channels are sharded
+//! ([`link`]): each subscription goes to its lock's shard, a lost node
+//! connection counts as a lost connection, and a subscription the server
+//! ends (its slot moved) wakes that channel's waiters, who subscribe again.
 //!
 //! In fair mode each connection also subscribes the client's *liveness
 //! channel* (`<prefix>alive:<client id>`, a random id per backend client)
@@ -37,11 +41,14 @@ use std::time::{Duration, Instant};
 use distlock_core::cleanup::CleanupOnDrop;
 use distlock_core::sync::lock;
 use distlock_core::OwnerToken;
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use redis::aio::PubSubSink;
 use tokio::sync::watch;
 
 use crate::instance::Instance;
+use link::{Event, Sink};
+
+mod link;
 
 /// After a failed pub/sub connect, how long before trying that instance again.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
@@ -154,7 +161,7 @@ struct Slot {
 
 #[derive(Default)]
 struct SlotState {
-    sink: Option<PubSubSink>,
+    sink: Option<Sink>,
     retry_after: Option<Instant>,
 }
 
@@ -163,6 +170,24 @@ impl Shared {
     fn wake(&self, channel: &str, message: &str) {
         if let Some(c) = lock(&self.channels).get(channel) {
             c.wake(message);
+        }
+    }
+
+    /// The server ended `channel`'s subscription on instance `index`'s
+    /// connection `generation` (a cluster moved the channel's slot): unless
+    /// we unsubscribed it ourselves (then it is no longer active), its
+    /// waiters retry at once and subscribe again, on the new shard.
+    fn dropped(&self, index: usize, generation: u64, channel: &str) {
+        let key = (index, channel.to_string());
+        let was = {
+            let mut active = lock(&self.active);
+            match active.get(&key) {
+                Some(g) if *g == generation => active.remove(&key),
+                _ => None,
+            }
+        };
+        if was.is_some() {
+            self.wake(channel, EVERYONE);
         }
     }
 
@@ -187,13 +212,8 @@ impl Shared {
                     return None;
                 }
             }
-            let pubsub = match slot.instance.client().await {
-                Ok(client) => client.get_async_pubsub().await.map_err(|_| ()),
-                Err(_) => Err(()),
-            };
-            match pubsub {
-                Ok(pubsub) => {
-                    let (sink, stream) = pubsub.split();
+            match link::open(&slot.instance).await {
+                Ok((sink, events)) => {
                     state.sink = Some(sink);
                     state.retry_after = None;
                     let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -202,7 +222,7 @@ impl Shared {
                         Arc::downgrade(self),
                         index,
                         generation,
-                        stream,
+                        events,
                         self.shutdown.subscribe(),
                     ));
                 }
@@ -226,7 +246,7 @@ impl Shared {
     /// connection (one round trip, on the first wait of the connection).
     /// Without it (refused, say, by an ACL) waiters are judged by their
     /// queue entries' deadlines alone.
-    async fn subscribe_alive(&self, slot: &Slot, sink: &mut PubSubSink, generation: u64) {
+    async fn subscribe_alive(&self, slot: &Slot, sink: &mut Sink, generation: u64) {
         if let Some(alive) = &self.alive {
             if sink.subscribe(&alive.channel).await.is_ok() {
                 slot.alive.store(generation, Ordering::SeqCst);
@@ -275,18 +295,16 @@ async fn read_messages(
     shared: Weak<Shared>,
     index: usize,
     generation: u64,
-    mut stream: redis::aio::PubSubStream,
+    mut events: BoxStream<'static, Event>,
     mut shutdown: watch::Receiver<()>,
 ) {
     loop {
         tokio::select! {
-            msg = stream.next() => {
+            event = events.next() => {
                 let Some(shared) = shared.upgrade() else { return };
-                match msg {
-                    Some(msg) => {
-                        let who: String = msg.get_payload().unwrap_or_else(|_| EVERYONE.to_string());
-                        shared.wake(msg.get_channel_name(), &who);
-                    }
+                match event {
+                    Some(Event::Message { channel, payload }) => shared.wake(&channel, &payload),
+                    Some(Event::Dropped(channel)) => shared.dropped(index, generation, &channel),
                     None => {
                         let slot = &shared.slots[index];
                         {
