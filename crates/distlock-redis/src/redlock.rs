@@ -9,7 +9,7 @@ use distlock_core::{
 };
 
 use crate::config::RedisConfig;
-use crate::engine::{Clients, Engine, TokenRule, Variant, MAX_BATCH};
+use crate::engine::{Clients, Engine, QueueOrder, TokenRule, Variant, WaiterLiveness, MAX_BATCH};
 use crate::REDLOCK;
 
 /// Redlock over several independent Redis instances (`redlock://`).
@@ -51,9 +51,8 @@ impl RedlockBackend {
     /// Shares `redis::Client`s the application already has, one per
     /// independent instance: their addresses, databases, credentials and
     /// TLS settings are used, and `config` gives only the options (prefix,
-    /// timeouts; its instances are replaced by the clients', and its
-    /// `fair` is ignored since Redlock never queues, so
-    /// [`RedisConfig::default`] will do). Connections are opened through the
+    /// timeouts, fairness, waiter timeout; its instances are replaced by the
+    /// clients', so [`RedisConfig::default`] will do). Connections are opened through the
     /// clients on first use; one PING per instance, in parallel, as for
     /// [`from_config`](Self::from_config).
     ///
@@ -80,10 +79,6 @@ impl RedlockBackend {
     ///
     /// Dropping the future abandons the connection attempts.
     pub async fn from_clients(clients: Vec<redis::Client>, config: RedisConfig) -> Result<Self> {
-        let config = RedisConfig {
-            fair: false,
-            ..config
-        };
         Self::with_variant(config, Clients::Given(clients), Variant::SHIPPED).await
     }
 
@@ -99,6 +94,41 @@ impl RedlockBackend {
     pub async fn from_config_counter_only_tokens(config: RedisConfig) -> Result<Self> {
         let variant = Variant {
             tokens: TokenRule::CounterOnly,
+            ..Variant::SHIPPED
+        };
+        Self::with_variant(config, Clients::Configured, variant).await
+    }
+
+    /// Not for use: a backend without waiter liveness — a hold handed to a
+    /// queued waiter gets its full ttl whether the waiter is alive or not.
+    /// It exists so that a test can show a vanished waiter holding up the
+    /// line for its ttl without the check.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection attempts.
+    #[doc(hidden)]
+    pub async fn from_config_blind_to_dead_waiters(config: RedisConfig) -> Result<Self> {
+        let variant = Variant {
+            liveness: WaiterLiveness::Blind,
+            ..Variant::SHIPPED
+        };
+        Self::with_variant(config, Clients::Configured, variant).await
+    }
+
+    /// Not for use: a fair backend whose instances order their queues by
+    /// when each waiter's request reached them (each its own clock) rather
+    /// than by the waiter's ticket, so instances that a request reached in
+    /// different orders disagree on who is next. It exists so that a test
+    /// can show waiters served out of arrival order without the tickets.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection attempts.
+    #[doc(hidden)]
+    pub async fn from_config_queued_by_arrival(config: RedisConfig) -> Result<Self> {
+        let variant = Variant {
+            order: QueueOrder::Arrival,
             ..Variant::SHIPPED
         };
         Self::with_variant(config, Clients::Configured, variant).await
@@ -127,9 +157,10 @@ impl LockBackend for RedlockBackend {
         REDLOCK
     }
 
-    /// Fencing, notified waits, ttl expiry, lease hand-off, batched
+    /// Fencing, FIFO unless `fair=false` (the writer and readers; permits
+    /// do not queue), notified waits, ttl expiry, lease hand-off, batched
     /// extension, readers, semaphores, leader labels, change notices and
-    /// lock-at-least-for; no FIFO (waiters race), no sessions, no upgrades.
+    /// lock-at-least-for; no sessions, no upgrades.
     fn claims(&self) -> Capabilities {
         self.engine.claims()
     }

@@ -46,6 +46,15 @@ impl Vote {
     }
 }
 
+/// What one attempt draws once and sends to every instance alike.
+struct Drawn {
+    /// Redlock: the fencing token proposed (see [`Engine::proposed_token`]).
+    proposal: String,
+    /// Redlock permits: where the search for a free slot starts (modulo
+    /// the permit count), the same on every instance so they agree.
+    first_slot: u64,
+}
+
 /// The instances that granted, each with its counter and permit slot.
 type Granted = Vec<(usize, u64, Option<u32>)>;
 
@@ -86,25 +95,40 @@ impl Engine {
     /// followed by a `WAIT` for them (one more round trip); one too few
     /// replicas acknowledged is a failed vote, so the hold is given back.
     async fn run_acquire_script(&self, acq: &Acquisition) -> Vec<Vote> {
-        let invocation = self.acquire_invocation(acq);
+        let drawn = Drawn {
+            proposal: self.proposed_token(),
+            first_slot: random(),
+        };
+        let invocations: Vec<ScriptInvocation<'_>> = (0..self.instances.len())
+            .map(|i| self.acquire_invocation(acq, i, &drawn))
+            .collect();
         let timeout = self.instance_timeout(acq.ttl);
         let (acks, granted) = (self.acks(), |r: &Vec<i64>| r.first() == Some(&1));
         let answers = join_all(
             self.instances
                 .iter()
-                .map(|i| i.invoke_acked(&invocation, acks, granted, timeout)),
+                .zip(&invocations)
+                .map(|(i, invocation)| i.invoke_acked(invocation, acks, granted, timeout)),
         )
         .await;
         answers.into_iter().map(Self::read_vote).collect()
     }
 
-    /// The acquire script's call: in fair mode the queue-aware script (a
-    /// caller that waits joins or refreshes its place, naming its client
-    /// while the client's liveness channel is subscribed), for an upgrade
-    /// the upgrade script; otherwise the plain script of the hold's kind.
-    fn acquire_invocation(&self, acq: &Acquisition) -> ScriptInvocation<'_> {
+    /// The acquire script's call on instance `index`: for a request that
+    /// queues (fair mode) the queue-aware script (a caller that waits joins
+    /// or refreshes its place, naming its client while the client's
+    /// liveness channel is subscribed on that instance), for an upgrade the
+    /// upgrade script; otherwise the plain script of the hold's kind. Every
+    /// instance gets the same `drawn` values.
+    fn acquire_invocation(
+        &self,
+        acq: &Acquisition,
+        index: usize,
+        drawn: &Drawn,
+    ) -> ScriptInvocation<'_> {
+        let proposal = drawn.proposal.as_str();
         let (keys, owner, ttl) = (&acq.keys, acq.owner.to_hex(), ttl_millis(acq.ttl));
-        if self.fair || acq.upgrade {
+        if self.queues(&acq.hold) || acq.upgrade {
             let queues = self.fair && acq.waits;
             if queues {
                 acq.joins_queue();
@@ -132,7 +156,10 @@ impl Engine {
             }
             invocation
                 .arg(&self.alive_stem)
-                .arg(self.notifier.alive_client().unwrap_or(""));
+                .arg(self.notifier.alive_client(index).unwrap_or(""));
+            if !acq.upgrade {
+                invocation.arg(proposal).arg(&acq.ticket);
+            }
             return invocation;
         }
         let script = match &acq.hold {
@@ -161,10 +188,10 @@ impl Engine {
                 invocation
                     .key(&keys.permits)
                     .arg(mode)
-                    .arg(random() % u64::from(*limit));
+                    .arg(drawn.first_slot % u64::from(*limit));
             }
         }
-        invocation.arg(self.proposed_token());
+        invocation.arg(proposal);
         invocation
     }
 
@@ -327,13 +354,22 @@ impl Engine {
                 failures.iter().map(|(i, e)| (*i, e)).collect();
             return Err(self.quorum_error(&format!("acquiring `{}`", acq.name), &failures));
         }
-        let contended = split_vote || held == 0;
+        // Refused by a quorum: someone holds it, and its release (or a
+        // hand-over) wakes us. Otherwise a split vote between contenders (or
+        // validity spent): retry after a short random pause so contenders
+        // do not collide again — at once when queued, since the queues, not
+        // the timing, decide who goes next (and the retry takes our place
+        // back where our partial hold was given up).
+        let contended = held < self.quorum && (split_vote || held == 0);
         acq.set_contended(contended);
         if contended {
-            // A split vote between contenders (or validity spent): retry
-            // after a short random pause so contenders do not collide again.
+            let pause = if self.queues(&acq.hold) && acq.waits {
+                Duration::ZERO
+            } else {
+                contention_pause()
+            };
             return Ok(Attempt::Held {
-                remaining: Some(contention_pause()),
+                remaining: Some(pause),
             });
         }
         Ok(Attempt::Held { remaining })

@@ -1,5 +1,5 @@
-//! Release: compare owner, free the hold, and grant whoever may go now (or
-//! wake every waiter), on every instance.
+//! Release: compare owner, free the hold, leave the queue, and grant
+//! whoever may go now (or wake every waiter), on every instance.
 
 use std::time::Duration;
 
@@ -91,10 +91,11 @@ impl Engine {
         .await
     }
 
-    /// Single instance: leaves the queue and undoes what this owner may have
-    /// been granted (one round trip): releases the hold it asked for, or, for
-    /// an `upgrade`, turns the writer it became back into the reader it was.
-    /// Grants whoever may go afterwards.
+    /// Fair mode: leaves the queue and undoes what this owner may have been
+    /// granted, on every instance (one round trip, in parallel): releases
+    /// the hold it asked for, or, for an `upgrade` (one instance), turns the
+    /// writer it became back into the reader it was. Grants whoever may go
+    /// afterwards.
     pub(super) async fn abandon(
         &self,
         keys: &LockKeys,
@@ -102,7 +103,7 @@ impl Engine {
         hold: &Hold,
         upgrade: bool,
         ttl: Duration,
-    ) -> std::result::Result<i64, CallError> {
+    ) -> Vec<std::result::Result<i64, CallError>> {
         let mut invocation = self.scripts.abandon.prepare_invoke();
         invocation
             .key(&keys.lock)
@@ -116,8 +117,12 @@ impl Engine {
             .arg(hold.member(owner))
             .arg(if upgrade { "1" } else { "0" })
             .arg(&self.alive_stem);
-        self.instances[0]
-            .invoke::<i64>(&invocation, self.instance_timeout(ttl))
-            .await
+        let timeout = self.instance_timeout(ttl);
+        join_all(
+            self.instances
+                .iter()
+                .map(|i| i.invoke::<i64>(&invocation, timeout)),
+        )
+        .await
     }
 }

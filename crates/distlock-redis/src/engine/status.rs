@@ -33,6 +33,8 @@ impl Engine {
     /// quorum, the fencing token is its own (the highest counter among
     /// those instances: no grant moves it while the writer holds) and the
     /// holder is its label; otherwise the token is the highest counter seen.
+    /// In fair mode the waiters are those queued on a quorum (the
+    /// quorum-th longest queue).
     pub(crate) async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let keys = self.keys(name);
         let timeout = self.instance_timeout(STATUS_TTL);
@@ -82,7 +84,10 @@ impl Engine {
         let expires_in = quorum_pttl
             .and_then(|p| u64::try_from(p).ok())
             .map(Duration::from_millis);
-        let waiters = readings.iter().map(|r| r.queued).max().unwrap_or(0);
+        // The waiters queued on a quorum: the quorum-th longest queue.
+        let mut queued: Vec<usize> = readings.iter().map(|r| r.queued).collect();
+        queued.sort_unstable_by(|a, b| b.cmp(a));
+        let waiters = queued.get(self.quorum - 1).copied().unwrap_or(0);
         let (fence, holder) = match self.quorum_writer(&readings) {
             Some(writer) => (writer.counter, Some(writer.label).filter(|l| !l.is_empty())),
             None => (readings.iter().map(|r| r.counter).max().unwrap_or(0), None),
