@@ -167,17 +167,21 @@ impl LockBackend for RedlockBackend {
 
     /// Takes the name in `request.mode` on a quorum (a permit: one permit
     /// slot on a quorum), waiting on the instances' release channels between
-    /// attempts.
+    /// attempts; in fair mode (the default) the writer and readers wait in
+    /// every instance's queue, by their ticket, and a release hands the
+    /// name to the head, which confirms it with its next attempt.
     ///
     /// Round trips: one per attempt on every instance in parallel, plus one
     /// when the fencing counters of the granting quorum disagree, plus one to
     /// give back a partial hold; the first wait adds one SUBSCRIBE per
-    /// instance unless the channel is still subscribed.
+    /// instance unless the channel is still subscribed (fair mode: one more
+    /// per new pub/sub connection, for the client's liveness channel).
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a dropped future leaves nothing held (the owner token is
-    /// released on every instance in the background).
+    /// Cancel safe: a dropped future leaves nothing held and nothing queued
+    /// (the owner token is released, and the queue entries removed, on
+    /// every instance in the background).
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         self.engine.grant(request).await
     }
@@ -211,8 +215,9 @@ impl LockBackend for RedlockBackend {
         MAX_BATCH
     }
 
-    /// Releases the hold (any mode; a permit's slot) on every instance and
-    /// wakes every waiter.
+    /// Releases the hold (any mode; a permit's slot) on every instance,
+    /// leaves any queue the owner is still in, and hands each instance to
+    /// the head of its queue (fair mode), or wakes every waiter.
     ///
     /// Round trips: one (every instance in parallel).
     ///

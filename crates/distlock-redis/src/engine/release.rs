@@ -38,8 +38,9 @@ impl Engine {
     }
 
     /// Runs the release script on the given instances in parallel (one round
-    /// trip): compare owner, free the hold, then grant the requests the queue
-    /// admits now (fair mode) or PUBLISH `*`. A Redlock permit whose slot is
+    /// trip): compare owner, free the hold, leave the queue (a Redlock owner
+    /// may still be queued where it was refused), then grant the requests
+    /// the queue admits now (fair mode) or PUBLISH `*`. A Redlock permit whose slot is
     /// not known (an unfinished acquire) is released from whichever slot
     /// this owner holds. Each answer is 1 when that instance released the
     /// hold, 0 when it did not hold it for `owner`.
