@@ -200,7 +200,10 @@
 //!   of its own: an instance whose queue lost a waiter (a missed request,
 //!   an entry expired) hands over to the next one, whose attempt then
 //!   fails there while the others hand over to the first; partial holds
-//!   are given back, and the waiter's next attempt rejoins at its ticket.
+//!   are given back (or, when a quorum still refused — the confirmation
+//!   overtook the release there — kept once, shortened to the
+//!   waiter-liveness window), and the waiter's next attempt rejoins at its
+//!   ticket.
 //!   Order is by the clients' clocks: a client whose clock runs behind
 //!   gets ahead in line (never ahead of a holder). A holder leaves any
 //!   queue it is still in when it releases. Readers queue too; Redlock

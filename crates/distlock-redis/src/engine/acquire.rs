@@ -79,7 +79,12 @@ impl Engine {
             self.release_strays(acq, &split.strays).await;
             return Ok(Attempt::Acquired(grant));
         }
-        let clean = self.undo_failed_quorum(acq, &votes).await;
+        let clean = if self.keeps_partial_hold(acq, &votes, &granted) {
+            self.shorten(acq, &granted).await;
+            false
+        } else {
+            self.undo_failed_quorum(acq, &votes).await
+        };
         if votes
             .iter()
             .any(|v| matches!(v, Vote::Mismatch(_) | Vote::Gone))
@@ -274,6 +279,53 @@ impl Engine {
         .await;
         let recorded = at_token + raised.iter().filter(|r| matches!(r, Ok(1))).count();
         (recorded >= self.quorum).then_some(token)
+    }
+
+    /// Step 5 (no grant, fair Redlock): whether to keep the partial hold
+    /// rather than give it back. A queued waiter woken by the first
+    /// instance that handed it the name may confirm there before the other
+    /// instances have run the release (they still refuse, a quorum of
+    /// them): giving its hold back would hand that instance to the next in
+    /// line, whose confirmation would fail in turn. It keeps it instead —
+    /// shortened to the waiter-liveness window, as a hand-over lives — and
+    /// its next attempt, woken by the other hand-overs, confirms them all.
+    /// Only every other time in a row, so that waiters that each keep one
+    /// instance cannot stall each other; never with an instance unanswered.
+    fn keeps_partial_hold(&self, acq: &Acquisition, votes: &[Vote], granted: &Granted) -> bool {
+        let refused = votes.iter().filter(|v| matches!(v, Vote::Held(_))).count();
+        let answered = votes.iter().all(|v| !matches!(v, Vote::Failed(_)));
+        !self.single()
+            && self.queues(&acq.hold)
+            && acq.waits
+            && !granted.is_empty()
+            && refused >= self.quorum
+            && answered
+            && acq.keep_partial_hold()
+    }
+
+    /// Step 5 (a partial hold kept): shortens it to the waiter-liveness
+    /// window (at most the ttl) on the instances that granted it, with the
+    /// extend script (one round trip), so that it lives no longer than a
+    /// hand-over unless the next attempt confirms it.
+    async fn shorten(&self, acq: &Acquisition, granted: &Granted) {
+        let life = ttl_millis(self.config.waiter_timeout.min(acq.ttl));
+        let mut invocation = self.scripts.extend.prepare_invoke();
+        invocation.key(acq.hold.owning_key(&acq.keys));
+        if !matches!(acq.hold, Hold::Exclusive) {
+            invocation.key(&acq.keys.holders);
+        }
+        invocation
+            .arg(acq.hold.extend_kind())
+            .arg(acq.owner.to_hex())
+            .arg(acq.hold.member(acq.owner))
+            .arg(life);
+        let timeout = self.instance_timeout(acq.ttl);
+        join_all(
+            granted
+                .iter()
+                .map(|(i, _, _)| self.instances[*i].invoke::<Vec<i64>>(&invocation, timeout)),
+        )
+        .await;
     }
 
     /// Step 5 (Redlock permits, granted): gives back the other slots some

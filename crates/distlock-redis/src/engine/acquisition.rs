@@ -48,6 +48,8 @@ pub(super) struct Acquisition {
     /// validity was spent): retry after a short random pause rather than
     /// waiting for a release message.
     contended: AtomicBool,
+    /// Fair Redlock: the last failed attempt kept its partial hold.
+    kept: AtomicBool,
 }
 
 impl Acquisition {
@@ -83,6 +85,7 @@ impl Acquisition {
             undo: Mutex::new(CleanupOnDrop::new(engine.backend, "acquire attempt")),
             queued: AtomicBool::new(false),
             contended: AtomicBool::new(false),
+            kept: AtomicBool::new(false),
         }
     }
 
@@ -98,6 +101,12 @@ impl Acquisition {
 
     pub(super) fn set_contended(&self, contended: bool) {
         self.contended.store(contended, Ordering::SeqCst);
+    }
+
+    /// Fair Redlock: whether this failed attempt may keep its partial
+    /// hold — every other time in a row (see `Engine::keeps_partial_hold`).
+    pub(super) fn keep_partial_hold(&self) -> bool {
+        !self.kept.fetch_xor(true, Ordering::SeqCst)
     }
 
     /// The attempt about to be sent may put us in the queue.
