@@ -44,6 +44,10 @@ pub struct Numbers {
     /// The fewest cycles any one client completed: zero means a client
     /// was never served.
     pub fewest: u64,
+    /// Contended workload: how many grants went to another client than the
+    /// grant before (at most `ops - 1`; a lock that always passes to the
+    /// next client changes holder on every grant). `None` elsewhere.
+    pub changes: Option<u64>,
 }
 
 /// One measured row: distlock on one backend for one workload, and the
@@ -252,10 +256,15 @@ async fn measure(
     let names = Arc::new(names_for(workload, settings)?);
     let stop_at = Instant::now() + settings.duration;
     let start = Instant::now();
+    // Contended: the client of each grant, in grant order (each client
+    // notes its grant while it holds the one name, so the notes are in the
+    // order of the holds).
+    let holders = (workload == Workload::Contended).then(|| Arc::new(Mutex::new(Vec::new())));
     let mut tasks = Vec::new();
     for (client, c) in contenders.into_iter().enumerate() {
         let names = names.clone();
         let hold = settings.hold;
+        let holders = holders.clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut cycle = 0;
@@ -265,6 +274,9 @@ async fn measure(
                 cycle += 1;
                 let t = Instant::now();
                 c.take(name, mode).await?;
+                if let Some(holders) = &holders {
+                    lock(holders).push(client);
+                }
                 if !hold.is_zero() {
                     tokio::time::sleep(hold).await;
                 }
@@ -283,7 +295,14 @@ async fn measure(
     }
     let mut numbers = summarize(all, start.elapsed());
     numbers.fewest = if fewest == u64::MAX { 0 } else { fewest };
+    numbers.changes = holders.map(|h| holder_changes(&lock(&h)));
     Ok(numbers)
+}
+
+/// How many grants in `holders` (the client of each grant, in order) went
+/// to another client than the grant before.
+fn holder_changes(holders: &[usize]) -> u64 {
+    holders.windows(2).filter(|w| w[0] != w[1]).count() as u64
 }
 
 /// Cycle count, rate, percentiles and longest of `samples` taken over
@@ -305,6 +324,7 @@ fn summarize(mut samples: Vec<Duration>, elapsed: Duration) -> Numbers {
         p99: pick(0.99),
         max: pick(1.0),
         fewest: ops,
+        changes: None,
     }
 }
 
@@ -320,6 +340,7 @@ mod tests {
             p99: Duration::from_micros(p50_us * 2),
             max: Duration::from_micros(p50_us * 3),
             fewest: 10,
+            changes: None,
         }
     }
 
@@ -381,6 +402,14 @@ mod tests {
             assert!(row.floor.is_some_and(|n| n.ops > 0), "{row:?}");
             assert!(row.floor_recipe.is_some(), "{row:?}");
         }
+    }
+
+    #[test]
+    fn holder_changes_count_grants_to_another_client() {
+        assert_eq!(holder_changes(&[]), 0);
+        assert_eq!(holder_changes(&[3]), 0);
+        assert_eq!(holder_changes(&[0, 0, 0, 1, 1, 0]), 2);
+        assert_eq!(holder_changes(&[0, 1, 2, 0, 1, 2]), 5);
     }
 
     #[test]

@@ -58,11 +58,11 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
     );
     let _ = writeln!(
         s,
-        "| backend | workload | ops | ops/s | p50 | p99 | max | fewest per client | floor ops/s | floor p50 | floor max | floor fewest per client | {LATENCY_RATIO} | {THROUGHPUT_RATIO} |"
+        "| backend | workload | ops | ops/s | p50 | p99 | max | fewest per client | holder changes | floor ops/s | floor p50 | floor max | floor fewest per client | {LATENCY_RATIO} | {THROUGHPUT_RATIO} |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let floor = match r.floor {
@@ -82,9 +82,11 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
                 fmt_d(n.p99),
                 fmt_d(n.max),
                 n.fewest.to_string(),
+                n.changes.map_or_else(|| "–".into(), |c| c.to_string()),
             ],
             None => [
                 NOT_SERVED.into(),
+                "–".into(),
                 "–".into(),
                 "–".into(),
                 "–".into(),
@@ -94,7 +96,7 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.backend,
             r.workload.name(),
             ours[0],
@@ -103,6 +105,7 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
             ours[3],
             ours[4],
             ours[5],
+            ours[6],
             floor[0],
             floor[1],
             floor[2],
@@ -116,7 +119,10 @@ pub fn markdown(rows: &[Row], settings: Settings) -> String {
         "\nBoth ratios are slow-down factors against the raw floor: 2.00 means distlock's \
          median cycle takes twice the floor's, or distlock completes half the floor's cycles \
          per second; below 1.00 distlock is faster than the floor. \"{NOT_SERVED}\": the \
-         backend's capabilities do not claim the workload's mode."
+         backend's capabilities do not claim the workload's mode. \"holder changes\" \
+         (contended only): how many grants went to another client than the grant before, \
+         out of ops − 1; a lock that the releasing client keeps re-taking changes holder \
+         rarely."
     );
     write_recipes(&mut s, rows);
     s
@@ -389,6 +395,7 @@ mod tests {
             p99: Duration::from_micros(p50_us),
             max: Duration::from_micros(p50_us),
             fewest: 1,
+            changes: (workload == Workload::Contended).then_some(9),
         };
         Row {
             backend: "redis://127.0.0.1:6379".into(),
@@ -459,6 +466,27 @@ mod tests {
         assert!(!table.contains("1.33x"), "{table}");
         assert!(table.contains("slow-down"), "{table}");
         assert!(table.contains("SET key NX PX / DEL"), "{table}");
+    }
+
+    #[test]
+    fn only_the_contended_row_counts_holder_changes() {
+        let rows = [
+            row(Workload::Contended, 750.0, 1000.0),
+            row(Workload::ManyNames, 750.0, 1000.0),
+        ];
+        let table = markdown(&rows, settings());
+        assert!(
+            table.contains("| fewest per client | holder changes |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| contended | 10 | 750 | 400 µs | 400 µs | 400 µs | 1 | 9 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| many-names | 10 | 750 | 400 µs | 400 µs | 400 µs | 1 | – |"),
+            "{table}"
+        );
     }
 
     #[test]

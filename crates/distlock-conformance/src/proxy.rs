@@ -157,6 +157,12 @@ async fn pump(
                     return (Stop::Eof, (from, to));
                 }
                 Ok(n) => {
+                    // Bytes that arrive as the mode turns to blackhole are
+                    // held back too, not forwarded by a race between the
+                    // read and the mode change.
+                    if let Stop::Reset = wait_for_pass(&mut mode).await {
+                        return (Stop::Reset, (from, to));
+                    }
                     if to.write_all(&buf[..n]).await.is_err() {
                         return (Stop::Eof, (from, to));
                     }

@@ -175,8 +175,8 @@ pub struct RedisConfig {
     pub max_instance_timeout: Duration,
     /// Whether this is a Redlock configuration (also with one instance).
     pub redlock: bool,
-    /// Single instance: serve waiters in arrival order through a queue kept
-    /// on the server (default on; Redlock is never fair).
+    /// Serve waiters in arrival order through a queue kept on the server
+    /// (Redlock: on each instance, for the writer and readers; default on).
     pub fair: bool,
     /// Fair mode: the waiter-liveness window. A waiter refreshes its queue
     /// entry every third of this while waiting; one that stops is dropped
@@ -280,7 +280,6 @@ impl RedisConfig {
         RedisConfig {
             instances,
             redlock: true,
-            fair: false,
             ..RedisConfig::single(InstanceConfig::new("localhost", 6379))
         }
     }
@@ -297,7 +296,7 @@ impl RedisConfig {
         self
     }
 
-    /// Turns the waiters' queue on or off, single instance only (URL: `fair`).
+    /// Turns the waiters' queue on or off (URL: `fair`).
     pub fn with_fair(mut self, fair: bool) -> Self {
         self.fair = fair;
         self
@@ -371,11 +370,6 @@ impl RedisConfig {
         if self.prefix.len() > 256 {
             return Err(LockError::invalid_config(
                 "the key prefix must be at most 256 bytes",
-            ));
-        }
-        if self.redlock && self.fair {
-            return Err(LockError::invalid_config(
-                "fair (queued) waiting is only available on a single instance, not with redlock",
             ));
         }
         if self.redlock && self.replicas > 0 {

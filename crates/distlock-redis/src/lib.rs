@@ -51,8 +51,8 @@
 //!   - `timeout=` (duration: `2s`, `500ms`; legacy `timeout_ms=<ms>`) the
 //!     bound on one request to a single instance and on the connection
 //!     check, default 2 s;
-//!   - `fair=` (single instance) serve waiters in arrival order, default
-//!     `true`;
+//!   - `fair=` serve waiters in arrival order (Redlock: the writer and
+//!     readers), default `true`;
 //!   - `waiter_timeout=` (older names `queue_ttl=`, `queue_ttl_ms=`) fair
 //!     mode: the waiter-liveness window, default 1 s (see *Waiter
 //!     liveness*);
@@ -91,9 +91,9 @@
 //! kept, trusted only while the lock key holds that owner), the
 //! channel `{<prefix><n'>}:released`, with Redlock permits
 //! `{<prefix><n'>}:permit:<i>` (permit slot `i`), and in fair mode
-//! `{<prefix><n'>}:queue` and `{<prefix><n'>}:waiters` (expiring when nobody
-//! waits) and, per client, the liveness channel `<prefix>alive:<client
-//! id>`. `n'` is `n` with `%`, `{`, `}` percent-escaped (so the hash tag
+//! `{<prefix><n'>}:queue` and `{<prefix><n'>}:waiters` (on every Redlock
+//! instance; expiring when nobody waits) and, per client, the liveness
+//! channel `<prefix>alive:<client id>`. `n'` is `n` with `%`, `{`, `}` percent-escaped (so the hash tag
 //! cannot be broken and all keys of a lock share a cluster slot) and
 //! shortened with a hash suffix when longer than 512 bytes.
 //!
@@ -114,8 +114,9 @@
 //! - **Reader** ([`Mode::Shared`](distlock_core::Mode::Shared)): a member of
 //!   the holders set, refused while the lock key is held; one script per
 //!   operation, one round trip. Redlock: the same on every instance with a
-//!   majority; a reader majority and a writer majority share an instance,
-//!   where the later of the two was refused, so they never overlap.
+//!   majority (queued like the writer in fair mode); a reader majority and
+//!   a writer majority share an instance, where the later of the two was
+//!   refused, so they never overlap.
 //! - **Semaphore** ([`Mode::Permit`](distlock_core::Mode::Permit)): one
 //!   instance counts the holders set's members (at most `limit`); a request
 //!   with another count than the holders or queued requests is
@@ -126,7 +127,9 @@
 //!   instance takes the first free slot from a random start in the same
 //!   script (one round trip); when instances gave different slots, the
 //!   majority's slot is kept and the others given back (one more round
-//!   trip). All slots share the name's fencing counter.
+//!   trip). All slots share the name's fencing counter. Redlock permits do
+//!   not queue (in fair mode too): they race for the slots, and may pass a
+//!   queued writer.
 //! - **Upgrade** (one instance): one script turns the reader's member into
 //!   the lock key once it is the only holder; while it waits it is first in
 //!   the queue. Not on Redlock (see `docs/backends/redis.md`).
@@ -194,12 +197,34 @@
 //!   waiters wake (no herd); each confirms its hold with its next attempt,
 //!   which grants it the full ttl. A client that releases and re-acquires
 //!   at once goes to the back of the line (`fifo = true`). A try without
-//!   waiting does not queue and fails while anyone waits. Redlock has no
-//!   queue (`fifo = false`): every waiter wakes on a release and they race;
-//!   each waiter is bounded only by its own wait, and nothing keeps readers
-//!   from overtaking a waiting writer (the same with `fair=false`).
-//! - **Waiter liveness** (fair mode): a dead waiter delays the next live
-//!   one by at most `waiter_timeout` (default 1 s), whatever its ttl. A
+//!   waiting does not queue and fails while anyone waits. Redlock (fair by
+//!   default, `fifo = true`): every instance keeps such a queue for the
+//!   writer and readers, ordered by the waiter's *ticket* — its client's
+//!   clock in µs when the acquire began, then its owner token — the same
+//!   on every instance, so all instances put the same waiters in the same
+//!   order whenever each request reaches them, and a waiter that (re)joins
+//!   an instance late takes the same place there. A release hands each
+//!   instance to its head; the head, woken, confirms with one attempt on
+//!   every instance and holds once a quorum granted it, with the fencing
+//!   token settled as below (hand-overs are grants like any other, so the
+//!   token rule and its argument are unchanged). The queue needs no quorum
+//!   of its own: an instance whose queue lost a waiter (a missed request,
+//!   an entry expired) hands over to the next one, whose attempt then
+//!   fails there while the others hand over to the first; partial holds
+//!   are given back (or, when a quorum still refused — the confirmation
+//!   overtook the release there — kept once, shortened to the
+//!   waiter-liveness window), and the waiter's next attempt rejoins at its
+//!   ticket.
+//!   Order is by the clients' clocks: a client whose clock runs behind
+//!   gets ahead in line (never ahead of a holder). A holder leaves any
+//!   queue it is still in when it releases. Readers queue too; Redlock
+//!   permits do not. With `fair=false` there is no queue: every waiter
+//!   wakes on a release and they race; each waiter is bounded only by its
+//!   own wait, and nothing keeps readers from overtaking a waiting
+//!   writer.
+//! - **Waiter liveness** (fair mode, on each instance): a dead waiter delays
+//!   the next live one by at most `waiter_timeout` (default 1 s), whatever
+//!   its ttl. A
 //!   waiter refreshes its queue entry every third of the window and is
 //!   dropped once the entry is a window old; a waiter whose process died is
 //!   skipped at once, since the server dropped its client's liveness

@@ -9,7 +9,7 @@ use distlock_core::{
 };
 
 use crate::config::RedisConfig;
-use crate::engine::{Clients, Engine, TokenRule, Variant, MAX_BATCH};
+use crate::engine::{Clients, Engine, QueueOrder, TokenRule, Variant, WaiterLiveness, MAX_BATCH};
 use crate::REDLOCK;
 
 /// Redlock over several independent Redis instances (`redlock://`).
@@ -51,9 +51,8 @@ impl RedlockBackend {
     /// Shares `redis::Client`s the application already has, one per
     /// independent instance: their addresses, databases, credentials and
     /// TLS settings are used, and `config` gives only the options (prefix,
-    /// timeouts; its instances are replaced by the clients', and its
-    /// `fair` is ignored since Redlock never queues, so
-    /// [`RedisConfig::default`] will do). Connections are opened through the
+    /// timeouts, fairness, waiter timeout; its instances are replaced by the
+    /// clients', so [`RedisConfig::default`] will do). Connections are opened through the
     /// clients on first use; one PING per instance, in parallel, as for
     /// [`from_config`](Self::from_config).
     ///
@@ -80,10 +79,6 @@ impl RedlockBackend {
     ///
     /// Dropping the future abandons the connection attempts.
     pub async fn from_clients(clients: Vec<redis::Client>, config: RedisConfig) -> Result<Self> {
-        let config = RedisConfig {
-            fair: false,
-            ..config
-        };
         Self::with_variant(config, Clients::Given(clients), Variant::SHIPPED).await
     }
 
@@ -99,6 +94,41 @@ impl RedlockBackend {
     pub async fn from_config_counter_only_tokens(config: RedisConfig) -> Result<Self> {
         let variant = Variant {
             tokens: TokenRule::CounterOnly,
+            ..Variant::SHIPPED
+        };
+        Self::with_variant(config, Clients::Configured, variant).await
+    }
+
+    /// Not for use: a backend without waiter liveness — a hold handed to a
+    /// queued waiter gets its full ttl whether the waiter is alive or not.
+    /// It exists so that a test can show a vanished waiter holding up the
+    /// line for its ttl without the check.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection attempts.
+    #[doc(hidden)]
+    pub async fn from_config_blind_to_dead_waiters(config: RedisConfig) -> Result<Self> {
+        let variant = Variant {
+            liveness: WaiterLiveness::Blind,
+            ..Variant::SHIPPED
+        };
+        Self::with_variant(config, Clients::Configured, variant).await
+    }
+
+    /// Not for use: a fair backend whose instances order their queues by
+    /// when each waiter's request reached them (each its own clock) rather
+    /// than by the waiter's ticket, so instances that a request reached in
+    /// different orders disagree on who is next. It exists so that a test
+    /// can show waiters served out of arrival order without the tickets.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the connection attempts.
+    #[doc(hidden)]
+    pub async fn from_config_queued_by_arrival(config: RedisConfig) -> Result<Self> {
+        let variant = Variant {
+            order: QueueOrder::Arrival,
             ..Variant::SHIPPED
         };
         Self::with_variant(config, Clients::Configured, variant).await
@@ -127,26 +157,31 @@ impl LockBackend for RedlockBackend {
         REDLOCK
     }
 
-    /// Fencing, notified waits, ttl expiry, lease hand-off, batched
+    /// Fencing, FIFO unless `fair=false` (the writer and readers; permits
+    /// do not queue), notified waits, ttl expiry, lease hand-off, batched
     /// extension, readers, semaphores, leader labels, change notices and
-    /// lock-at-least-for; no FIFO (waiters race), no sessions, no upgrades.
+    /// lock-at-least-for; no sessions, no upgrades.
     fn claims(&self) -> Capabilities {
         self.engine.claims()
     }
 
     /// Takes the name in `request.mode` on a quorum (a permit: one permit
     /// slot on a quorum), waiting on the instances' release channels between
-    /// attempts.
+    /// attempts; in fair mode (the default) the writer and readers wait in
+    /// every instance's queue, by their ticket, and a release hands the
+    /// name to the head, which confirms it with its next attempt.
     ///
     /// Round trips: one per attempt on every instance in parallel, plus one
     /// when the fencing counters of the granting quorum disagree, plus one to
     /// give back a partial hold; the first wait adds one SUBSCRIBE per
-    /// instance unless the channel is still subscribed.
+    /// instance unless the channel is still subscribed (fair mode: one more
+    /// per new pub/sub connection, for the client's liveness channel).
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a dropped future leaves nothing held (the owner token is
-    /// released on every instance in the background).
+    /// Cancel safe: a dropped future leaves nothing held and nothing queued
+    /// (the owner token is released, and the queue entries removed, on
+    /// every instance in the background).
     async fn grant(&self, request: &AcquireRequest) -> Result<Option<Grant>> {
         self.engine.grant(request).await
     }
@@ -180,8 +215,9 @@ impl LockBackend for RedlockBackend {
         MAX_BATCH
     }
 
-    /// Releases the hold (any mode; a permit's slot) on every instance and
-    /// wakes every waiter.
+    /// Releases the hold (any mode; a permit's slot) on every instance,
+    /// leaves any queue the owner is still in, and hands each instance to
+    /// the head of its queue (fair mode), or wakes every waiter.
     ///
     /// Round trips: one (every instance in parallel).
     ///

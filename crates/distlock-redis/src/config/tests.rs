@@ -44,7 +44,6 @@ fn bad_urls_are_invalid_config_without_the_password() {
         "redis://:secret@",
         "redis://:secret@h1:1,h2:2",
         "redlock://:secret@h:1,,h:2",
-        "redlock://:secret@h:1?fair=true",
         "redis://:secret@h:1?queue_ttl=1ms",
         "memcached://:secret@h:1",
     ] {
@@ -99,6 +98,13 @@ fn booleans_accept_any_case() {
     let c = RedisConfig::from_url("redis://h?fair=No").unwrap();
     assert!(!c.fair);
     assert!(RedisConfig::from_url("redis://h?fair=maybe").is_err());
+}
+
+#[test]
+fn redlock_queues_its_waiters_unless_told_not_to() {
+    assert!(RedisConfig::from_url("redlock://h1,h2,h3").unwrap().fair);
+    let unfair = RedisConfig::from_url("redlock://h1,h2,h3?fair=false").unwrap();
+    assert!(!unfair.fair && unfair.validate().is_ok());
 }
 
 #[test]

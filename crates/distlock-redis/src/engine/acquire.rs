@@ -46,6 +46,15 @@ impl Vote {
     }
 }
 
+/// What one attempt draws once and sends to every instance alike.
+struct Drawn {
+    /// Redlock: the fencing token proposed (see [`Engine::proposed_token`]).
+    proposal: String,
+    /// Redlock permits: where the search for a free slot starts (modulo
+    /// the permit count), the same on every instance so they agree.
+    first_slot: u64,
+}
+
 /// The instances that granted, each with its counter and permit slot.
 type Granted = Vec<(usize, u64, Option<u32>)>;
 
@@ -70,7 +79,12 @@ impl Engine {
             self.release_strays(acq, &split.strays).await;
             return Ok(Attempt::Acquired(grant));
         }
-        let clean = self.undo_failed_quorum(acq, &votes).await;
+        let clean = if self.keeps_partial_hold(acq, &votes, &granted) {
+            self.shorten(acq, &granted).await;
+            false
+        } else {
+            self.undo_failed_quorum(acq, &votes).await
+        };
         if votes
             .iter()
             .any(|v| matches!(v, Vote::Mismatch(_) | Vote::Gone))
@@ -86,25 +100,42 @@ impl Engine {
     /// followed by a `WAIT` for them (one more round trip); one too few
     /// replicas acknowledged is a failed vote, so the hold is given back.
     async fn run_acquire_script(&self, acq: &Acquisition) -> Vec<Vote> {
-        let invocation = self.acquire_invocation(acq);
+        let drawn = Drawn {
+            proposal: self.proposed_token(),
+            first_slot: random(),
+        };
+        let invocations: Vec<ScriptInvocation<'_>> = (0..self.instances.len())
+            .map(|i| self.acquire_invocation(acq, i, &drawn))
+            .collect();
         let timeout = self.instance_timeout(acq.ttl);
         let (acks, granted) = (self.acks(), |r: &Vec<i64>| r.first() == Some(&1));
         let answers = join_all(
             self.instances
                 .iter()
-                .map(|i| i.invoke_acked(&invocation, &acq.keys.lock, acks, granted, timeout)),
+                .zip(&invocations)
+                .map(|(i, invocation)| {
+                    i.invoke_acked(invocation, &acq.keys.lock, acks, granted, timeout)
+                }),
         )
         .await;
         answers.into_iter().map(Self::read_vote).collect()
     }
 
-    /// The acquire script's call: in fair mode the queue-aware script (a
-    /// caller that waits joins or refreshes its place, naming its client
-    /// while the client's liveness channel is subscribed), for an upgrade
-    /// the upgrade script; otherwise the plain script of the hold's kind.
-    fn acquire_invocation(&self, acq: &Acquisition) -> ScriptInvocation<'_> {
+    /// The acquire script's call on instance `index`: for a request that
+    /// queues (fair mode) the queue-aware script (a caller that waits joins
+    /// or refreshes its place, naming its client while the client's
+    /// liveness channel is subscribed on that instance), for an upgrade the
+    /// upgrade script; otherwise the plain script of the hold's kind. Every
+    /// instance gets the same `drawn` values.
+    fn acquire_invocation(
+        &self,
+        acq: &Acquisition,
+        index: usize,
+        drawn: &Drawn,
+    ) -> ScriptInvocation<'_> {
+        let proposal = drawn.proposal.as_str();
         let (keys, owner, ttl) = (&acq.keys, acq.owner.to_hex(), ttl_millis(acq.ttl));
-        if self.fair || acq.upgrade {
+        if self.queues(&acq.hold) || acq.upgrade {
             let queues = self.fair && acq.waits;
             if queues {
                 acq.joins_queue();
@@ -132,7 +163,10 @@ impl Engine {
             }
             invocation
                 .arg(&self.alive_stem)
-                .arg(self.notifier.alive_client().unwrap_or(""));
+                .arg(self.notifier.alive_client(index).unwrap_or(""));
+            if !acq.upgrade {
+                invocation.arg(proposal).arg(&acq.ticket);
+            }
             return invocation;
         }
         let script = match &acq.hold {
@@ -161,10 +195,10 @@ impl Engine {
                 invocation
                     .key(&keys.permits)
                     .arg(mode)
-                    .arg(random() % u64::from(*limit));
+                    .arg(drawn.first_slot % u64::from(*limit));
             }
         }
-        invocation.arg(self.proposed_token());
+        invocation.arg(proposal);
         invocation
     }
 
@@ -249,6 +283,53 @@ impl Engine {
         (recorded >= self.quorum).then_some(token)
     }
 
+    /// Step 5 (no grant, fair Redlock): whether to keep the partial hold
+    /// rather than give it back. A queued waiter woken by the first
+    /// instance that handed it the name may confirm there before the other
+    /// instances have run the release (they still refuse, a quorum of
+    /// them): giving its hold back would hand that instance to the next in
+    /// line, whose confirmation would fail in turn. It keeps it instead —
+    /// shortened to the waiter-liveness window, as a hand-over lives — and
+    /// its next attempt, woken by the other hand-overs, confirms them all.
+    /// Only every other time in a row, so that waiters that each keep one
+    /// instance cannot stall each other; never with an instance unanswered.
+    fn keeps_partial_hold(&self, acq: &Acquisition, votes: &[Vote], granted: &Granted) -> bool {
+        let refused = votes.iter().filter(|v| matches!(v, Vote::Held(_))).count();
+        let answered = votes.iter().all(|v| !matches!(v, Vote::Failed(_)));
+        !self.single()
+            && self.queues(&acq.hold)
+            && acq.waits
+            && !granted.is_empty()
+            && refused >= self.quorum
+            && answered
+            && acq.keep_partial_hold()
+    }
+
+    /// Step 5 (a partial hold kept): shortens it to the waiter-liveness
+    /// window (at most the ttl) on the instances that granted it, with the
+    /// extend script (one round trip), so that it lives no longer than a
+    /// hand-over unless the next attempt confirms it.
+    async fn shorten(&self, acq: &Acquisition, granted: &Granted) {
+        let life = ttl_millis(self.config.waiter_timeout.min(acq.ttl));
+        let mut invocation = self.scripts.extend.prepare_invoke();
+        invocation.key(acq.hold.owning_key(&acq.keys));
+        if !matches!(acq.hold, Hold::Exclusive) {
+            invocation.key(&acq.keys.holders);
+        }
+        invocation
+            .arg(acq.hold.extend_kind())
+            .arg(acq.owner.to_hex())
+            .arg(acq.hold.member(acq.owner))
+            .arg(life);
+        let timeout = self.instance_timeout(acq.ttl);
+        join_all(
+            granted
+                .iter()
+                .map(|(i, _, _)| self.instances[*i].invoke::<Vec<i64>>(&invocation, timeout)),
+        )
+        .await;
+    }
+
     /// Step 5 (Redlock permits, granted): gives back the other slots some
     /// instances gave us (one round trip, only when instances disagreed).
     async fn release_strays(&self, acq: &Acquisition, strays: &[(usize, Option<u32>)]) {
@@ -327,13 +408,22 @@ impl Engine {
                 failures.iter().map(|(i, e)| (*i, e)).collect();
             return Err(self.quorum_error(&format!("acquiring `{}`", acq.name), &failures));
         }
-        let contended = split_vote || held == 0;
+        // Refused by a quorum: someone holds it, and its release (or a
+        // hand-over) wakes us. Otherwise a split vote between contenders (or
+        // validity spent): retry after a short random pause so contenders
+        // do not collide again — at once when queued, since the queues, not
+        // the timing, decide who goes next (and the retry takes our place
+        // back where our partial hold was given up).
+        let contended = held < self.quorum && (split_vote || held == 0);
         acq.set_contended(contended);
         if contended {
-            // A split vote between contenders (or validity spent): retry
-            // after a short random pause so contenders do not collide again.
+            let pause = if self.queues(&acq.hold) && acq.waits {
+                Duration::ZERO
+            } else {
+                contention_pause()
+            };
             return Ok(Attempt::Held {
-                remaining: Some(contention_pause()),
+                remaining: Some(pause),
             });
         }
         Ok(Attempt::Held { remaining })

@@ -36,6 +36,9 @@ pub(super) struct Acquisition {
     /// The holder label of an election (`""` for none), stored with the
     /// hold.
     pub(super) label: String,
+    /// Redlock fair mode: this acquire's place in every instance's queue
+    /// (see [`Engine::ticket`]); `""` elsewhere.
+    pub(super) ticket: String,
     /// Gives back what an unfinished acquire may hold, or leaves the queue,
     /// when the acquire's future is dropped or its wait ran out.
     undo: Mutex<CleanupOnDrop>,
@@ -45,6 +48,8 @@ pub(super) struct Acquisition {
     /// validity was spent): retry after a short random pause rather than
     /// waiting for a release message.
     contended: AtomicBool,
+    /// Fair Redlock: the last failed attempt kept its partial hold.
+    kept: AtomicBool,
 }
 
 impl Acquisition {
@@ -76,9 +81,11 @@ impl Acquisition {
             upgrade,
             waits: request.options.wait.as_duration() != Some(Duration::ZERO),
             label: request.label.clone().unwrap_or_default(),
+            ticket: engine.ticket(),
             undo: Mutex::new(CleanupOnDrop::new(engine.backend, "acquire attempt")),
             queued: AtomicBool::new(false),
             contended: AtomicBool::new(false),
+            kept: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +101,12 @@ impl Acquisition {
 
     pub(super) fn set_contended(&self, contended: bool) {
         self.contended.store(contended, Ordering::SeqCst);
+    }
+
+    /// Fair Redlock: whether this failed attempt may keep its partial
+    /// hold — every other time in a row (see `Engine::keeps_partial_hold`).
+    pub(super) fn keep_partial_hold(&self) -> bool {
+        !self.kept.fetch_xor(true, Ordering::SeqCst)
     }
 
     /// The attempt about to be sent may put us in the queue.
@@ -122,15 +135,16 @@ impl Acquisition {
         }
     }
 
-    /// Fair mode or an upgrade: leave the queue (and release a hold handed
-    /// to us, or turn an upgraded hold back into the reader it was);
-    /// otherwise release the owner token on every instance. One round trip.
+    /// A queued request or an upgrade: leave the queue on every instance
+    /// (and release a hold handed to us, or turn an upgraded hold back into
+    /// the reader it was); otherwise release the owner token on every
+    /// instance. One round trip (every instance in parallel).
     fn undo_task(&self) -> impl Future<Output = ()> + Send + 'static {
         let (engine, keys, owner, ttl) =
             (self.engine.clone(), self.keys.clone(), self.owner, self.ttl);
         let (hold, upgrade) = (self.hold.clone(), self.upgrade);
         async move {
-            if engine.fair || upgrade {
+            if engine.queues(&hold) || upgrade {
                 let _ = engine.abandon(&keys, owner, &hold, upgrade, ttl).await;
             } else {
                 let _ = engine

@@ -29,6 +29,7 @@ use crate::instance::{described, Acks, CallError, Instance};
 use crate::keys::LockKeys;
 use crate::notify::Notifier;
 
+use hold::Hold;
 use scripts::{Channels, Scripts};
 
 /// The shortest ttl accepted: a lease must outlive a few round trips and the
@@ -47,8 +48,12 @@ pub(crate) struct Engine {
     notifier: Notifier,
     scripts: Scripts,
     quorum: usize,
-    /// Single instance with the waiters' queue.
+    /// The waiters' queue (one instance, or on each Redlock instance for
+    /// the writer and readers).
     fair: bool,
+    /// Redlock fair mode: waiters queue by their tickets (the client's
+    /// clock at the acquire's start), not by each instance's clock.
+    tickets: bool,
     /// Fair mode: the stem of the clients' liveness channels, which the
     /// queue scripts check a waiter's client against (`""` for the blind
     /// hand-over).
@@ -106,6 +111,8 @@ pub(crate) struct Variant {
     pub(crate) liveness: WaiterLiveness,
     /// How the scripts issue fencing tokens.
     pub(crate) tokens: TokenRule,
+    /// How Redlock instances order their waiters' queues.
+    pub(crate) order: QueueOrder,
 }
 
 impl Variant {
@@ -113,7 +120,23 @@ impl Variant {
     pub(crate) const SHIPPED: Variant = Variant {
         liveness: WaiterLiveness::Checked,
         tokens: TokenRule::ClockFloor,
+        order: QueueOrder::Ticket,
     };
+}
+
+/// How the instances of a fair Redlock order their waiters' queues (one
+/// instance always orders by its own clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QueueOrder {
+    /// By the waiter's ticket: its client's clock in µs when the acquire
+    /// began, then its owner token; the same on every instance, so every
+    /// instance puts the same waiters in the same order, whenever each
+    /// request reaches it.
+    Ticket,
+    /// By each instance's clock when the waiter's request reached it. Only
+    /// for the test that shows waiters served out of order when requests
+    /// reach the instances in different orders.
+    Arrival,
 }
 
 /// How the scripts issue fencing tokens (`scripts/lib/fence.lua`).
@@ -173,7 +196,8 @@ impl Engine {
     ) -> Result<Self> {
         let instances = instances(&mut config, clients)?;
         let quorum = instances.len() / 2 + 1;
-        let fair = !config.redlock && config.fair;
+        let fair = config.fair;
+        let tickets = fair && config.redlock && variant.order == QueueOrder::Ticket;
         let alive_stem = if fair && variant.liveness == WaiterLiveness::Checked {
             format!("{}alive:", config.prefix)
         } else {
@@ -190,6 +214,7 @@ impl Engine {
         };
         Ok(Engine {
             fair,
+            tickets,
             backend,
             notifier: Notifier::new(backend, &instances, notified_stem),
             alive_stem,
@@ -241,6 +266,25 @@ impl Engine {
         } else {
             MAX_BATCH
         }
+    }
+
+    /// Whether a request for `hold` waits in the queue (fair mode; Redlock
+    /// permits, each a mutex on a slot of its own, do not).
+    fn queues(&self, hold: &Hold) -> bool {
+        self.fair && !matches!(hold, Hold::Slot { .. })
+    }
+
+    /// Redlock fair mode: a new acquire's ticket, its place in every
+    /// instance's queue (the client's clock in µs); empty where each
+    /// instance orders by its own clock.
+    fn ticket(&self) -> String {
+        if !self.tickets {
+            return String::new();
+        }
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|since| since.as_micros().to_string())
+            .unwrap_or_default()
     }
 
     /// How many instances may fail (or refuse) before a quorum is out of reach.

@@ -1,5 +1,5 @@
-//! Release: compare owner, free the hold, and grant whoever may go now (or
-//! wake every waiter), on every instance.
+//! Release: compare owner, free the hold, leave the queue, and grant
+//! whoever may go now (or wake every waiter), on every instance.
 
 use std::time::Duration;
 
@@ -38,8 +38,9 @@ impl Engine {
     }
 
     /// Runs the release script on the given instances in parallel (one round
-    /// trip): compare owner, free the hold, then grant the requests the queue
-    /// admits now (fair mode) or PUBLISH `*`. A Redlock permit whose slot is
+    /// trip): compare owner, free the hold, leave the queue (a Redlock owner
+    /// may still be queued where it was refused), then grant the requests
+    /// the queue admits now (fair mode) or PUBLISH `*`. A Redlock permit whose slot is
     /// not known (an unfinished acquire) is released from whichever slot
     /// this owner holds. Each answer is 1 when that instance released the
     /// hold, 0 when it did not hold it for `owner`.
@@ -91,10 +92,11 @@ impl Engine {
         .await
     }
 
-    /// Single instance: leaves the queue and undoes what this owner may have
-    /// been granted (one round trip): releases the hold it asked for, or, for
-    /// an `upgrade`, turns the writer it became back into the reader it was.
-    /// Grants whoever may go afterwards.
+    /// Fair mode: leaves the queue and undoes what this owner may have been
+    /// granted, on every instance (one round trip, in parallel): releases
+    /// the hold it asked for, or, for an `upgrade` (one instance), turns the
+    /// writer it became back into the reader it was. Grants whoever may go
+    /// afterwards.
     pub(super) async fn abandon(
         &self,
         keys: &LockKeys,
@@ -102,7 +104,7 @@ impl Engine {
         hold: &Hold,
         upgrade: bool,
         ttl: Duration,
-    ) -> std::result::Result<i64, CallError> {
+    ) -> Vec<std::result::Result<i64, CallError>> {
         let mut invocation = self.scripts.abandon.prepare_invoke();
         invocation
             .key(&keys.lock)
@@ -116,8 +118,12 @@ impl Engine {
             .arg(hold.member(owner))
             .arg(if upgrade { "1" } else { "0" })
             .arg(&self.alive_stem);
-        self.instances[0]
-            .invoke::<i64>(&invocation, self.instance_timeout(ttl))
-            .await
+        let timeout = self.instance_timeout(ttl);
+        join_all(
+            self.instances
+                .iter()
+                .map(|i| i.invoke::<i64>(&invocation, timeout)),
+        )
+        .await
     }
 }

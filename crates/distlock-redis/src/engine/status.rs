@@ -30,9 +30,11 @@ impl Engine {
     /// Held when a quorum reports a holder (of any mode); `expires_in` is
     /// how long until fewer than a quorum do (for readers and permits: until
     /// the longest-lived of them expires). When one writer holds on a
-    /// quorum, the fencing token is its own (the highest counter among
-    /// those instances: no grant moves it while the writer holds) and the
+    /// quorum, the fencing token is its own (the quorum-th highest counter
+    /// among the instances where it holds, see `quorum_writer`) and the
     /// holder is its label; otherwise the token is the highest counter seen.
+    /// In fair mode the waiters are those queued on a quorum (the
+    /// quorum-th longest queue).
     pub(crate) async fn inspect(&self, name: &LockName) -> Result<LockStatus> {
         let keys = self.keys(name);
         let timeout = self.instance_timeout(STATUS_TTL);
@@ -82,7 +84,10 @@ impl Engine {
         let expires_in = quorum_pttl
             .and_then(|p| u64::try_from(p).ok())
             .map(Duration::from_millis);
-        let waiters = readings.iter().map(|r| r.queued).max().unwrap_or(0);
+        // The waiters queued on a quorum: the quorum-th longest queue.
+        let mut queued: Vec<usize> = readings.iter().map(|r| r.queued).collect();
+        queued.sort_unstable_by(|a, b| b.cmp(a));
+        let waiters = queued.get(self.quorum - 1).copied().unwrap_or(0);
         let (fence, holder) = match self.quorum_writer(&readings) {
             Some(writer) => (writer.counter, Some(writer.label).filter(|l| !l.is_empty())),
             None => (readings.iter().map(|r| r.counter).max().unwrap_or(0), None),
@@ -96,15 +101,22 @@ impl Engine {
         .with_holder(holder))
     }
 
-    /// The writer holding on a quorum, if one does: its label and the
-    /// highest counter among the instances it holds.
+    /// The writer holding on a quorum, if one does: its label and its
+    /// token, the quorum-th highest counter among the instances it holds.
+    /// Its token was recorded on a quorum of them, and no grant moves a
+    /// counter where it holds, except a hand-over to it (fair mode) where
+    /// it was still queued: on instances that had not granted it, at most
+    /// N − quorum of them, fewer than a quorum. (The highest counter on one
+    /// instance.)
     fn quorum_writer(&self, readings: &[Reading]) -> Option<Writer> {
         let mut by_writer: HashMap<&str, Vec<&Reading>> = HashMap::new();
         for r in readings.iter().filter(|r| !r.writer.is_empty()) {
             by_writer.entry(r.writer.as_str()).or_default().push(r);
         }
         let holding = by_writer.into_values().find(|rs| rs.len() >= self.quorum)?;
-        let counter = holding.iter().map(|r| r.counter).max().unwrap_or(0);
+        let mut counters: Vec<u64> = holding.iter().map(|r| r.counter).collect();
+        counters.sort_unstable_by(|a, b| b.cmp(a));
+        let counter = counters.get(self.quorum - 1).copied().unwrap_or(0);
         let label = holding
             .iter()
             .map(|r| r.label.as_str())

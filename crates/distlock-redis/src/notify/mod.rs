@@ -425,12 +425,12 @@ impl Notifier {
     }
 
     /// Fair mode: this client's id while its liveness channel is subscribed
-    /// on the current connection to the (one) instance, so that a queue
-    /// entry naming it is dropped as soon as the connection closes. `None`
-    /// before the first wait, and while reconnecting.
-    pub(crate) fn alive_client(&self) -> Option<&str> {
+    /// on the current connection to instance `index`, so that a queue
+    /// entry naming it there is dropped as soon as the connection closes.
+    /// `None` before the first wait, and while reconnecting.
+    pub(crate) fn alive_client(&self, index: usize) -> Option<&str> {
         let alive = self.shared.alive.as_ref()?;
-        let slot = self.shared.slots.first()?;
+        let slot = self.shared.slots.get(index)?;
         let subscribed = slot.alive.load(Ordering::SeqCst);
         (subscribed != 0 && subscribed == slot.generation.load(Ordering::SeqCst))
             .then_some(alive.client.as_str())

@@ -1,5 +1,6 @@
--- Takes the name in any mode for a request the queue admits (single
--- instance, fair mode), keeping the waiters' queue.
+-- Takes the name in any mode for a request the queue admits (fair mode;
+-- on Redlock the writer and readers, on each instance), keeping the
+-- waiters' queue.
 --
 -- KEYS[1]  the lock key
 -- KEYS[2]  the fencing counter
@@ -20,6 +21,11 @@
 --          hand-over; see lib/queue.lua)
 -- ARGV[8]  the id of the caller's client, whose liveness channel is
 --          subscribed, or '' (not yet)
+-- ARGV[9]  Redlock: the token the client proposes (lib/fence.lua), or ''
+-- ARGV[10] Redlock: the caller's ticket, its place in line (the client's
+--          clock in µs when this acquire began, the same on every
+--          instance, so that every instance orders the same waiters the
+--          same way), or '' for the server's clock now (one instance)
 --
 -- Without a queue or holders, an unlabelled exclusive request is SET NX PX
 -- and a token (the uncontended mutex, before the other libraries are even
@@ -46,7 +52,7 @@
 if ARGV[5] == 'x' and ARGV[6] == '' and redis.call('EXISTS', KEYS[3]) == 0
     and redis.call('EXISTS', KEYS[5]) == 0 then
   if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {1, next_fence(KEYS[2])}
+    return {1, next_fence(KEYS[2], ARGV[9])}
   end
 end
 
@@ -58,7 +64,7 @@ local k = {
   holders = KEYS[5], channel = KEYS[6], holder = KEYS[7], alive = ARGV[7],
 }
 local owner, ttl, waits, life, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local label, client = ARGV[6], ARGV[8]
+local label, client, proposal = ARGV[6], ARGV[8], ARGV[9]
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -74,7 +80,7 @@ else
 end
 if ours then
   leave(k, owner)
-  return {1, take(k, owner, mode, ttl, now, label)}
+  return {1, take(k, owner, mode, ttl, now, label, proposal)}
 end
 
 if string.sub(mode, 1, 1) == 'p' then
@@ -93,19 +99,19 @@ if string.sub(mode, 1, 1) == 'p' then
   end
 end
 
-local mine = admit(k, now, owner)
+local mine = admit(k, now, owner, proposal)
 if mine then
   return {1, mine}
 end
 if redis.call('EXISTS', k.queue) == 0 then
   local kind, count = holding(k.lock, k.holders, now)
   if fits(mode, kind, count) == 'fits' then
-    return {1, take(k, owner, mode, ttl, now, label)}
+    return {1, take(k, owner, mode, ttl, now, label, proposal)}
   end
 end
 
 if waits == '1' then
-  enqueue(k, owner, now_us, life, ttl, mode, now, label, client)
+  enqueue(k, owner, tonumber(ARGV[10]) or now_us, life, ttl, mode, now, label, client)
 end
 local counter = tonumber(redis.call('GET', k.fence) or '0')
 return {0, blocked_for(k.lock, k.holders, now), counter}

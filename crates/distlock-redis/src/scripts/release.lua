@@ -18,7 +18,9 @@
 --
 -- A writer's release without a queue is compare, DEL, PUBLISH `*` (wake
 -- every waiter; they race), before the libraries are even loaded.
--- With one, every request the queue admits now is granted in arrival order
+-- With one, the owner leaves it (Redlock: a holder granted by a quorum may
+-- still be queued on an instance that refused it; one instance: nothing
+-- to leave), then every request the queue admits now is granted in arrival order
 -- (lib/queue.lua `admit`: readers together, permits up to the count, or the
 -- one writer; waiters whose process is gone are skipped), each told
 -- `<owner token>:<counter>` and holding until its queue entry's deadline,
@@ -29,15 +31,16 @@
 -- (an expired member is dropped but counts as not held).
 local released = 0
 if ARGV[2] == '' then
-  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return 0
+  if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    released = 1
   end
-  redis.call('DEL', KEYS[1])
   if redis.call('EXISTS', KEYS[3]) == 0 then
-    redis.call('PUBLISH', KEYS[2], '*')
-    return 1
+    if released == 1 then
+      redis.call('PUBLISH', KEYS[2], '*')
+    end
+    return released
   end
-  released = 1
 end
 
 -- @include lib/fence.lua
@@ -67,12 +70,8 @@ if member ~= '' then
     end
   end
 end
-if released == 0 then
+if leave(k, owner) == 0 and released == 0 then
   return 0
 end
-if redis.call('EXISTS', k.queue) == 0 then
-  redis.call('PUBLISH', k.channel, '*')
-  return 1
-end
 wake(k, now)
-return 1
+return released

@@ -1,8 +1,12 @@
 -- Library included (after lib/holds.lua) by the scripts that serve the
--- waiters' queue (single instance, fair mode).
+-- waiters' queue (fair mode: one instance, or each Redlock instance).
 --
--- The queue: a sorted set of owner tokens by arrival (server time in µs;
--- an upgrade waits at 0, first), and a hash owner token ->
+-- The queue: a sorted set of owner tokens by arrival (one instance: server
+-- time in µs; an upgrade waits at 0, first. Redlock: the waiter's ticket,
+-- its client's clock in µs when its acquire began, the same on every
+-- instance; ties go by owner token, so every instance orders the same
+-- waiters the same way, and a waiter that (re)joins an instance late
+-- takes the same place there), and a hash owner token ->
 -- 'deadline_ms:ttl_ms:mode:client[:label]' (when the entry dies unless
 -- refreshed, the ttl the waiter wants, its mode, the id of the waiter's
 -- client, and the holder label an exclusive request carries; an entry
@@ -105,10 +109,11 @@ end
 -- gone) are dropped. An upgrade goes once its own reader hold is the only
 -- hold, and is dropped when that hold is gone. Each request granted leaves
 -- the queue and is told `<owner>:<token>` on the channel; the caller `me`
--- gets its full ttl, any other waiter a hold living until its entry's
--- deadline, which its next attempt confirms.
+-- gets its full ttl (and its token by the `proposal` it made, Redlock),
+-- any other waiter a hold living until its entry's deadline, which its
+-- next attempt confirms.
 -- Returns the token granted to `me` (nil if none) and how many were granted.
-local function admit(k, now, me)
+local function admit(k, now, me, proposal)
   local kind, count = holding(k.lock, k.holders, now)
   local mine, granted = nil, 0
   while true do
@@ -133,12 +138,13 @@ local function admit(k, now, me)
       break
     end
     if go == 'take' then
-      local life = ttl
+      local life, proposed = ttl, proposal
       if head ~= me then
         life = hand_over_life(k, head, mode, ttl, deadline, now)
+        proposed = nil
       end
       leave(k, head)
-      local fence = take(k, head, mode, life, now, label)
+      local fence = take(k, head, mode, life, now, label, proposed)
       redis.call('PUBLISH', k.channel, head .. ':' .. fence)
       granted = granted + 1
       if head == me then
