@@ -148,34 +148,8 @@ async fn behind_a_vanished_waiter(blind: bool) -> Option<()> {
         .unwrap()
         .expect("free");
 
-    let client = redis::Client::open(format!("redis://{}", common::instance_addrs()[0])).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let tag = format!("{{{prefix}{lock}}}");
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut raw).await.unwrap();
-    let now_ms = secs * 1000 + micros / 1000;
-    let ghost = "0".repeat(32);
-    let _: () = redis::pipe()
-        .cmd("ZADD")
-        .arg(format!("{tag}:queue"))
-        .arg(0)
-        .arg(&ghost)
-        .ignore()
-        .cmd("HSET")
-        .arg(format!("{tag}:waiters"))
-        .arg(&ghost)
-        .arg(format!("{}:30000:x:", now_ms + 300))
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(format!("{tag}:queue"))
-        .arg(5000)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(format!("{tag}:waiters"))
-        .arg(5000)
-        .ignore()
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    common::plant_vanished_waiter(&common::instance_addrs()[0], &tag).await;
 
     let waiting = tokio::spawn(async move {
         let o = AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_secs(5)));

@@ -354,7 +354,7 @@ async fn behind_a_vanished_waiter(blind: bool) -> bool {
         .unwrap()
         .expect("free");
     for addr in &addrs {
-        plant_vanished_waiter(addr, &format!("{{{prefix}{lock}}}")).await;
+        common::plant_vanished_waiter(addr, &format!("{{{prefix}{lock}}}")).await;
     }
     let waiting = tokio::spawn(async move {
         let got = waiter
@@ -371,38 +371,6 @@ async fn behind_a_vanished_waiter(blind: bool) -> bool {
         }
         None => false,
     }
-}
-
-/// Queues a waiter that never comes back on the instance at `addr`: ticket
-/// 0 (first in line), its entry living 300 ms, asking for 30 s.
-async fn plant_vanished_waiter(addr: &str, tag: &str) {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut raw).await.unwrap();
-    let now_ms = secs * 1000 + micros / 1000;
-    let ghost = "0".repeat(32);
-    let _: () = redis::pipe()
-        .cmd("ZADD")
-        .arg(format!("{tag}:queue"))
-        .arg(0)
-        .arg(&ghost)
-        .ignore()
-        .cmd("HSET")
-        .arg(format!("{tag}:waiters"))
-        .arg(&ghost)
-        .arg(format!("{}:30000:x:", now_ms + 300))
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(format!("{tag}:queue"))
-        .arg(5000)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(format!("{tag}:waiters"))
-        .arg(5000)
-        .ignore()
-        .query_async(&mut raw)
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
