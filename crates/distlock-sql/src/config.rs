@@ -288,7 +288,7 @@ impl SqlConfig {
         // Only a server has a connection to establish, and sessions.
         if self.database != Database::Sqlite {
             self.connect_timeout = positive(url, "connect_timeout")?;
-            self.sessions.read(url)?;
+            self.sessions.read(url, self.database)?;
         }
         if let Some(strategy) = SessionSettings::read_strategy(url, self.database)? {
             self.strategy = strategy;

@@ -78,6 +78,10 @@ pub(crate) const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The default interval between checks of a session holding locks.
 pub(crate) const DEFAULT_SESSION_PING: Duration = Duration::from_millis(250);
+/// Presence slots of a name by default (MySQL/MariaDB).
+pub(crate) const DEFAULT_SHARED_SLOTS: u32 = 8;
+/// The most presence slots a name may have.
+pub(crate) const MAX_SHARED_SLOTS: u32 = 64;
 /// The shortest interval between checks.
 pub(crate) const MIN_SESSION_PING: Duration = Duration::from_millis(10);
 
@@ -95,6 +99,13 @@ pub(crate) struct SessionSettings {
     /// session that holds it, where the database's re-entrant locks grant
     /// it again.
     pub reentrant: bool,
+    /// MySQL/MariaDB: how many presence slots a name has — how many
+    /// sessions may hold its read locks or permits at once.
+    pub slots: u32,
+    /// Broken on purpose (tests only): MySQL's readers and permit holders
+    /// take no presence slot, so writers that find every slot free miss
+    /// them.
+    pub unmarked: bool,
 }
 
 impl Default for SessionSettings {
@@ -104,6 +115,8 @@ impl Default for SessionSettings {
             timeout: DEFAULT_SESSION_TIMEOUT,
             ping: None,
             reentrant: false,
+            slots: DEFAULT_SHARED_SLOTS,
+            unmarked: false,
         }
     }
 }
@@ -126,8 +139,14 @@ impl SessionSettings {
     }
 
     /// Reads `sessions`, `session_timeout` and `session_ping` (servers only:
-    /// on SQLite they stay unread, and so are refused as unknown).
-    pub fn read(&mut self, url: &mut BackendUrl) -> Result<()> {
+    /// on SQLite they stay unread, and so are refused as unknown), and
+    /// `shared_slots` on MySQL/MariaDB (unread, and so refused, elsewhere).
+    pub fn read(&mut self, url: &mut BackendUrl, database: Database) -> Result<()> {
+        if database == Database::MySql {
+            if let Some(n) = url.number::<u32>("shared_slots")? {
+                self.slots = checked_slots(n).map_err(|why| url.error(&why))?;
+            }
+        }
         if let Some(n) = url.number::<u32>("sessions")? {
             if !(1..=MAX_SESSIONS).contains(&n) {
                 return Err(url.error(&format!(
@@ -171,5 +190,50 @@ impl SessionSettings {
             Some(why) => Err(url.error(&why)),
             None => Ok(Some(strategy)),
         }
+    }
+}
+
+/// `n` presence slots, if in range (1..=64).
+pub(crate) fn checked_slots(n: u32) -> std::result::Result<u32, String> {
+    if (1..=MAX_SHARED_SLOTS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "`shared_slots={n}` is out of range (1..={MAX_SHARED_SLOTS})"
+        ))
+    }
+}
+
+impl super::SqlConfig {
+    /// MySQL/MariaDB under `strategy=session`: how many presence slots a
+    /// name has (default 8; the URL's `shared_slots`). Each session with
+    /// read locks or permits of a name holds one while it has them, so at
+    /// most this many sessions hold one name's read locks or permits at
+    /// once (more wait for a slot); a writer's statement checks every slot.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfig`](distlock_core::LockError::InvalidConfig)
+    /// outside 1 to 64, or on another database.
+    pub fn with_shared_slots(mut self, slots: u32) -> Result<Self> {
+        if self.database != Database::MySql {
+            return Err(distlock_core::LockError::invalid_config(format!(
+                "`shared_slots` is for MySQL/MariaDB, not {}",
+                self.database.backend_name()
+            )));
+        }
+        self.sessions.slots =
+            checked_slots(slots).map_err(distlock_core::LockError::invalid_config)?;
+        Ok(self)
+    }
+
+    /// Breaks the session strategy on purpose, for the tests that prove
+    /// they would catch it: MySQL's readers and permit holders take no
+    /// presence slot, so a writer that finds every slot free takes the
+    /// lock beside them. Never use it.
+    #[doc(hidden)]
+    pub fn with_presence_unmarked_broken_on_purpose(mut self) -> Self {
+        self.sessions.unmarked = true;
+        self
     }
 }

@@ -233,15 +233,16 @@ impl Session {
         })
     }
 
-    /// Joins `owner` to the shared hold of `key` this session has, if it
-    /// has one and no request for the key is in flight here.
-    pub fn join(&self, key: i64, owner: OwnerToken) -> bool {
+    /// Joins `owner` to the hold of `key` through `gate` (shared or
+    /// presence) this session has, if it has one and no request for the
+    /// key is in flight here.
+    pub fn join(&self, key: i64, gate: Gate, owner: OwnerToken) -> bool {
         let mut b = lock(&self.book);
         if b.gone || b.dedicated || b.blocking.is_some() || b.claimed.contains_key(&key) {
             return false;
         }
         match b.held.get_mut(&key) {
-            Some(h) if h.gate == Gate::Shared => {
+            Some(h) if h.gate == gate && gate != Gate::Exclusive => {
                 h.owners.push(owner);
                 b.used = Instant::now();
                 true

@@ -20,6 +20,13 @@ pub(crate) enum Gate {
     /// The readers' and permits' gate: PostgreSQL's shared advisory lock,
     /// held with the hold; MySQL's `GET_LOCK`, held only around the grant.
     Shared,
+    /// MySQL's readers and permit holders: one of the name's presence
+    /// slots (`GET_LOCK` on `<name>:<i>`, never waiting), held with the
+    /// hold — one per session, whatever the number of local holders; the
+    /// writer's statement reads the holders table only while some slot is
+    /// held.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Presence,
 }
 
 /// How long a take statement may wait in the server.
@@ -49,9 +56,8 @@ pub(crate) enum Outcome {
     /// Not taken: others hold it, or the wait ran out.
     Refused,
     /// MySQL's writer: the lock is this session's, but readers' or permit
-    /// holders' rows, or a hold kept after its release (lock-at-least-for),
-    /// are still in the way; the soonest of them ends within this much (if
-    /// any was read). No token was drawn.
+    /// holders' rows are still in the way; the soonest of them ends within
+    /// this much (if any was read). No token was drawn.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     Readers(Option<Duration>),
 }
@@ -78,9 +84,8 @@ pub(crate) trait SessionConn: Send + 'static {
         patience: Patience,
     ) -> Result<Answer, sqlx::Error>;
 
-    /// MySQL's writer, holding `key`: whether readers, permit holders or a
-    /// kept hold are still in; a token ([`Outcome::Taken`]) once they are
-    /// gone.
+    /// MySQL's writer, holding `key`: whether readers or permit holders
+    /// are still in; a token ([`Outcome::Taken`]) once they are gone.
     async fn readers_left(&mut self, key: &Key) -> Result<Outcome, sqlx::Error>;
 
     /// A fresh fencing token.
@@ -96,13 +101,12 @@ pub(crate) trait SessionConn: Send + 'static {
     /// Readies the session to keep its one lock after its release
     /// ([`hold_then_give_back`](SessionConn::hold_then_give_back)): the
     /// server must run a statement to its end even when the client is gone.
-    /// Only where [`SessionDb::keeps_by_statement`].
     async fn ready_to_hold(&mut self) -> Result<(), sqlx::Error>;
 
     /// Keeps `gate` of `key` for `hold`, on the server, then gives it back
     /// and deletes `owner`'s label row of it (if any): one statement that
     /// runs to its end whether or not the client stays. Whether the lock
-    /// was given back. Only where [`SessionDb::keeps_by_statement`].
+    /// was given back.
     async fn hold_then_give_back(
         &mut self,
         key: &Key,
@@ -162,6 +166,10 @@ pub(crate) trait SessionDb: Send + Sync + 'static {
     /// hold (PostgreSQL), rather than only around its grant (MySQL).
     fn keeps_shared_gate(&self) -> bool;
 
+    /// Whether readers and permit holders hold a [`Gate::Presence`] slot
+    /// with their hold (MySQL), which their leases then live by.
+    fn marks_presence(&self) -> bool;
+
     /// Whether storing and deleting a label row notifies observers
     /// (PostgreSQL's `NOTIFY`), so that the engine can claim `watch`.
     fn notifies(&self) -> bool;
@@ -193,30 +201,15 @@ pub(crate) trait SessionDb: Send + Sync + 'static {
     /// pool).
     async fn unlabel(&self, key: &Key, owner: &str) -> Result<(), sqlx::Error>;
 
-    /// How an exclusive hold released before its lock-at-least-for minimum
-    /// is kept until then: by a statement on its own session that sleeps
-    /// on the server, then gives the lock back (PostgreSQL: true; such
-    /// holds are taken on a session of their own); or by a row of the
-    /// holders table that every grant respects (MySQL: false).
-    fn keeps_by_statement(&self) -> bool;
-
-    /// Keeps `owner`'s exclusive hold of `key` (fencing token `term`) for
-    /// `hold` from now in a row every grant respects, its label row turned
-    /// into it: lock-at-least-for. One round trip (two for an unlabelled
-    /// hold), on the table's pool. Only where not
-    /// [`keeps_by_statement`](SessionDb::keeps_by_statement).
-    async fn keep_row(
-        &self,
-        key: &Key,
-        owner: &str,
-        term: u64,
-        hold: Duration,
-    ) -> Result<(), sqlx::Error>;
+    /// Whether the statement that keeps a hold after its release
+    /// ([`hold_then_give_back`](SessionConn::hold_then_give_back)) also
+    /// deletes the hold's label row (PostgreSQL); if not (MySQL), the row
+    /// is made to end with the minimum.
+    fn deletes_kept_label(&self) -> bool;
 
     /// Whether the session whose server id is `server_id` is running its
     /// [`hold_then_give_back`](SessionConn::hold_then_give_back) statement
-    /// (one round trip, on the table's pool). Only where
-    /// [`keeps_by_statement`](SessionDb::keeps_by_statement).
+    /// (one round trip, on the table's pool).
     async fn holding(&self, server_id: i64) -> Result<bool, sqlx::Error>;
 
     /// Whether `e` means the session is gone (its connection broken, or

@@ -31,6 +31,11 @@ pub(crate) struct Key {
     pub row: String,
 }
 
+/// Tells a name's presence slots apart from its lock in a session's book
+/// (a different id, so that holding one never keeps a request for the
+/// other away from the session).
+const PRESENCE: i64 = 0x5f3c_9a1d_27e4_b6c3;
+
 impl Key {
     /// The keys of `name` in `table`.
     pub fn of(table: &str, name: &LockName) -> Key {
@@ -45,6 +50,18 @@ impl Key {
             id: i64::from_be_bytes(first),
             named: format!("dl:{}", hex(&digest[..20])),
             row: row_key(name),
+        }
+    }
+
+    /// The keys of the name's presence slots (MySQL/MariaDB): `GET_LOCK`
+    /// names `<named>:0`, `<named>:1`, … (at most 46 characters), held by
+    /// the sessions of readers and permit holders. The row key is the
+    /// name's.
+    pub fn presence(&self) -> Key {
+        Key {
+            id: self.id ^ PRESENCE,
+            named: self.named.clone(),
+            row: self.row.clone(),
         }
     }
 }

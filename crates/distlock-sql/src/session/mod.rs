@@ -7,7 +7,9 @@
 //!   one polls — and one to release. Its fencing token is drawn in the
 //!   granting statement, after the grant.
 //! - A reader or permit is a row of the table strategy's holders table
-//!   behind a gate on the name's session lock ([`shared`]).
+//!   behind a gate on the name's session lock, and lives by a session
+//!   lock too: the name's shared lock (PostgreSQL) or one of its presence
+//!   slots (MySQL) ([`shared`]).
 //! - A lock lives as long as the session that took it. The server ends a
 //!   session it has not heard from for the session timeout; the
 //!   [`keeper`] of each session proves it alive and reports its liveness,
@@ -15,8 +17,8 @@
 //!   lease on it is lost at once.
 //! - A leader's label is a row of the holders table beside its session
 //!   lock; a hold released before its lock-at-least-for time is kept until
-//!   then by the database alone — on PostgreSQL by its own session's last
-//!   statement, which sleeps on the server, on MySQL by a row ([`rows`]).
+//!   then by the database alone: by its own session's last statement,
+//!   which sleeps on the server ([`rows`]).
 //!
 //! Code map: [`keys`] turns a name into keys; [`db`] is what the engine
 //! needs of a database, [`postgres`] and [`mysql`] provide it;
@@ -60,7 +62,7 @@ use tokio::sync::watch;
 use crate::config::{Database, SqlConfig};
 use crate::store::{driver_error, Store};
 use connection::{Failure, Session};
-use db::SessionDb;
+use db::{Gate, SessionDb};
 use keys::Key;
 use pool::Sessions;
 use release::{PingResult, Pinged};
@@ -197,7 +199,7 @@ impl SessionEngine {
 
     /// The liveness of the session behind `lease`: its channel while it
     /// lives, `Lost` once it is gone; `None` for a lease without a session
-    /// of this engine (a MySQL reader's, or another client's).
+    /// of this engine (another client's).
     pub fn liveness(&self, lease: &Lease) -> Option<watch::Receiver<Liveness>> {
         let id = self.session_id(lease)?;
         match self.sessions.find(id) {
@@ -239,12 +241,32 @@ impl SessionEngine {
         self.sessions.db().keeps_shared_gate()
     }
 
+    /// Whether readers and permit holders hold presence slots (MySQL).
+    fn marks_presence(&self) -> bool {
+        self.sessions.db().marks_presence()
+    }
+
     /// Whether `request` is taken on a session of its own: it has a
     /// lock-at-least-for minimum, kept after an early release by a
-    /// statement on its session (PostgreSQL) — which must then hold
-    /// nothing else.
+    /// statement on its session — which must then hold nothing else. Not a
+    /// hold by a presence slot (a MySQL reader's or permit's), which a
+    /// session shares among its local holders.
     fn needs_own_session(&self, request: &AcquireRequest) -> bool {
-        request.options.at_least.is_some() && self.sessions.db().keeps_by_statement()
+        request.options.at_least.is_some()
+            && (request.mode == Mode::Exclusive || !self.marks_presence())
+    }
+
+    /// The session lock that `lease` holds on its session, and its gate:
+    /// the name's exclusive lock for a mutex or writer; for a reader or
+    /// permit, the name's shared lock (PostgreSQL) or presence slot
+    /// (MySQL).
+    fn held(&self, lease: &Lease) -> (Key, Gate) {
+        let key = self.key(lease.name());
+        match lease.mode() {
+            Mode::Exclusive => (key, Gate::Exclusive),
+            _ if self.marks_presence() => (key.presence(), Gate::Presence),
+            _ => (key, Gate::Shared),
+        }
     }
 
     /// The grant of a lock taken with `token` by a statement sent at
@@ -297,8 +319,7 @@ impl SessionEngine {
     /// lease's owner holds its session lock there; `NotHeld` otherwise.
     async fn alive(&self, lease: &Lease, pinged: &mut Pinged) -> Result<Instant> {
         let name = lease.name();
-        let key = self.key(name);
-        let gate = release::gate(lease);
+        let (key, gate) = self.held(lease);
         let session = self
             .session_of(lease)
             .filter(|s| s.holds(key.id, gate, lease.owner()))
@@ -403,7 +424,14 @@ fn database(config: &SqlConfig, store: &Store) -> Result<(Arc<dyn SessionDb>, bo
         Database::MySql => {
             let pool = store.dialect().mysql_pool().ok_or_else(missing)?.clone();
             let options = (*pool.connect_options()).clone();
-            let db = mysql::MySqlSessions::new(options, pool, config.table(), settings.timeout);
+            let presence = (settings.slots, settings.unmarked);
+            let db = mysql::MySqlSessions::new(
+                options,
+                pool,
+                config.table(),
+                settings.timeout,
+                presence,
+            );
             Ok((Arc::new(db), true))
         }
         #[allow(unreachable_patterns)]

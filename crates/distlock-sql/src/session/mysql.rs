@@ -4,11 +4,20 @@
 //! (`wait_timeout`, whole seconds).
 //!
 //! `GET_LOCK` has no shared mode. A reader or permit takes the name's
-//! `GET_LOCK` only around the grant of its row in the holders table; the
-//! writer takes it and, in the same statement, looks for live readers' and
-//! permits' rows — and for a hold kept after its release (lock-at-least-for,
-//! a row of kind `a`), in the same probe. While it finds some it keeps the
-//! lock (so no new reader comes in) and asks again until they are gone.
+//! `GET_LOCK` only around the grant of its row in the holders table, and
+//! before that one of the name's presence slots (`GET_LOCK` on
+//! `<name>:<i>`, `shared_slots` of them, never waiting), which its session
+//! keeps while it has readers or permit holders of the name. The writer
+//! takes the name's `GET_LOCK` and, in the same statement, looks at the
+//! slots: all free, nobody is in, and it reads no table; some held, it
+//! asks (another statement) for live readers' and permits' rows. While it
+//! finds some it keeps the lock (so no new reader comes in) and asks again
+//! until they are gone.
+//!
+//! A hold released before its lock-at-least-for minimum is kept, as on
+//! PostgreSQL, by a statement on its own session that sleeps on the server
+//! and then gives the `GET_LOCK` back; its label row is made to end with
+//! the minimum.
 //!
 //! A leader's label lives in a row of the holders table beside its
 //! `GET_LOCK` (kind `l`); MySQL cannot notify, so observers poll.
@@ -39,6 +48,10 @@ const PING: &str = "SELECT CONNECTION_ID()";
 const TOKEN: &str = "SELECT UUID_SHORT()";
 /// Sets the session timeout, in whole seconds. Returns nothing.
 const SET_TIMEOUT: &str = "SET SESSION wait_timeout = ?";
+/// Whether a connection sleeps in its kept hold's statement.
+const HOLDING: &str = include_str!("../sql/mysql/session_holding.sql");
+/// Keeps a lock until its minimum, then gives it back.
+const HOLD: &str = include_str!("../sql/mysql/session_hold.sql");
 
 /// The longest wait `GET_LOCK` is given for "until granted": a year.
 const FOREVER_SECS: f64 = 365.0 * 24.0 * 3600.0;
@@ -48,11 +61,30 @@ const FOREVER_SECS: f64 = 365.0 * 24.0 * 3600.0;
 /// idling past `wait_timeout` (MySQL 8).
 const FATAL_ERRORS: [u16; 5] = [1927, 1053, 1152, 1184, 4031];
 
-/// The statements of one table, with its name spliced in.
+/// The statements of one table, with its name and its presence slots
+/// spliced in.
 struct Statements {
     take: String,
     gate: String,
     readers: String,
+    presence: String,
+    presence_release: String,
+    /// How many presence slots a name has.
+    slots: u32,
+}
+
+impl Statements {
+    /// Binds the GET_LOCK name once per presence slot.
+    fn slots<'q>(
+        &self,
+        mut query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+        key: &'q Key,
+    ) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+        for _ in 0..self.slots {
+            query = query.bind(key.named.as_str());
+        }
+        query
+    }
 }
 
 /// The statements on the holders table's rows beside the session locks,
@@ -62,8 +94,6 @@ struct RowStatements {
     label: String,
     relabel: String,
     unlabel: String,
-    keep_label: String,
-    keep: String,
 }
 
 /// MySQL or MariaDB, for the session engine.
@@ -74,19 +104,41 @@ pub(crate) struct MySqlSessions {
     rows: RowStatements,
     /// `wait_timeout`, in whole seconds (rounded up).
     idle_secs: u64,
+    /// Whether readers and permit holders take presence slots (not when
+    /// broken on purpose).
+    marks: bool,
 }
 
 impl MySqlSessions {
     /// Sessions opened with `options`, on `table`; the status read runs on
     /// `pool`. The server ends a session idle for `timeout` (rounded up to
-    /// whole seconds).
+    /// whole seconds). Each name has `slots` presence slots; readers and
+    /// permit holders take none if `unmarked` (broken on purpose).
     pub fn new(
         options: MySqlConnectOptions,
         pool: MySqlPool,
         table: &str,
         timeout: Duration,
+        (slots, unmarked): (u32, bool),
     ) -> Self {
-        let load = |text: &str| text.replace("{table}", table);
+        let slots = slots.max(1);
+        let each =
+            |f: &dyn Fn(u32) -> String, by: &str| (0..slots).map(f).collect::<Vec<_>>().join(by);
+        let free = each(&|i| format!("IS_FREE_LOCK(CONCAT(?, ':{i}'))"), "\n AND ");
+        let take_slot = each(
+            &|i| format!("WHEN GET_LOCK(CONCAT(?, ':{i}'), 0) = 1 THEN {}", i + 1),
+            "\n ",
+        );
+        let release = each(
+            &|i| format!("COALESCE(RELEASE_LOCK(CONCAT(?, ':{i}')), 0)"),
+            "\n + ",
+        );
+        let load = |text: &str| {
+            text.replace("{table}", table)
+                .replace("{free}", &free)
+                .replace("{slots}", &take_slot)
+                .replace("{release}", &release)
+        };
         MySqlSessions {
             options,
             pool,
@@ -94,16 +146,18 @@ impl MySqlSessions {
                 take: load(include_str!("../sql/mysql/session_take.sql")),
                 gate: load(include_str!("../sql/mysql/session_gate.sql")),
                 readers: load(include_str!("../sql/mysql/session_readers.sql")),
+                presence: load(include_str!("../sql/mysql/session_presence.sql")),
+                presence_release: load(include_str!("../sql/mysql/session_presence_release.sql")),
+                slots,
             }),
             rows: RowStatements {
                 seen: load(include_str!("../sql/mysql/session_seen.sql")),
                 label: load(include_str!("../sql/mysql/session_label.sql")),
                 relabel: load(include_str!("../sql/mysql/session_relabel.sql")),
                 unlabel: load(include_str!("../sql/mysql/session_unlabel.sql")),
-                keep_label: load(include_str!("../sql/mysql/session_keep_label.sql")),
-                keep: load(include_str!("../sql/mysql/session_keep.sql")),
             },
             idle_secs: timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0),
+            marks: !unmarked,
         }
     }
 }
@@ -118,7 +172,11 @@ impl SessionDb for MySqlSessions {
         false
     }
 
-    fn keeps_by_statement(&self) -> bool {
+    fn marks_presence(&self) -> bool {
+        self.marks
+    }
+
+    fn deletes_kept_label(&self) -> bool {
         false
     }
 
@@ -144,10 +202,10 @@ impl SessionDb for MySqlSessions {
         Ok(())
     }
 
-    /// A label row counts while a session holds the `GET_LOCK`; a kept
-    /// hold by itself.
+    /// A label row counts while a session holds the `GET_LOCK`.
     async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error> {
-        let row = sqlx::query(&self.rows.seen)
+        let query = self.statements.slots(sqlx::query(&self.rows.seen), key);
+        let row = query
             .bind(key.row.as_bytes())
             .bind(key.named.as_str())
             .bind(key.row.as_bytes())
@@ -155,13 +213,7 @@ impl SessionDb for MySqlSessions {
             .await?;
         let locked: i64 = row.try_get("locked")?;
         let held: i64 = row.try_get("held")?;
-        let kind: Option<Vec<u8>> = row.try_get("kind")?;
-        let counts = match kind.as_deref() {
-            Some(b"a") => true,
-            Some(b"l") => locked != 0,
-            _ => false,
-        };
-        let holder = match (counts, row.try_get::<Option<u64>, _>("term")?) {
+        let holder = match (locked != 0, row.try_get::<Option<u64>, _>("term")?) {
             (true, Some(term)) => {
                 let label: Option<Vec<u8>> = row.try_get("label")?;
                 Some(SeenHolder {
@@ -195,9 +247,12 @@ impl SessionDb for MySqlSessions {
         Ok(())
     }
 
-    /// Never asked: MySQL keeps such a hold by a row.
-    async fn holding(&self, _: i64) -> Result<bool, sqlx::Error> {
-        Err(never_by_statement())
+    async fn holding(&self, server_id: i64) -> Result<bool, sqlx::Error> {
+        let holding: i64 = sqlx::query_scalar(HOLDING)
+            .bind(server_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(holding != 0)
     }
 
     async fn relabel(&self, key: &Key, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
@@ -214,36 +269,6 @@ impl SessionDb for MySqlSessions {
         sqlx::query(&self.rows.unlabel)
             .bind(key.row.as_bytes())
             .bind(owner.as_bytes())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The label row turned into the kept hold (one statement), or, for
-    /// an unlabelled hold, a new row (one more).
-    async fn keep_row(
-        &self,
-        key: &Key,
-        owner: &str,
-        term: u64,
-        hold: Duration,
-    ) -> Result<(), sqlx::Error> {
-        let hold = ttl_micros(hold);
-        let converted = sqlx::query(&self.rows.keep_label)
-            .bind(hold)
-            .bind(key.row.as_bytes())
-            .bind(owner.as_bytes())
-            .execute(&self.pool)
-            .await?;
-        if converted.rows_affected() == 1 {
-            return Ok(());
-        }
-        sqlx::query(&self.rows.keep)
-            .bind(key.row.as_bytes())
-            .bind(owner.as_bytes())
-            .bind(term)
-            .bind(hold)
-            .bind(hold)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -270,8 +295,9 @@ struct MySqlSession {
 
 #[async_trait]
 impl SessionConn for MySqlSession {
-    /// One statement: the writer's `GET_LOCK` with its look for readers'
-    /// rows, or the readers' gate.
+    /// One statement: the writer's `GET_LOCK` with its look at the
+    /// presence slots (reading no table); the readers' gate; or a presence
+    /// slot (never waiting).
     async fn take(
         &mut self,
         key: &Key,
@@ -285,11 +311,12 @@ impl SessionConn for MySqlSession {
         };
         let s = &self.statements;
         let query = match gate {
-            Gate::Exclusive => sqlx::query(&s.take)
-                .bind(key.named.as_str())
-                .bind(secs)
-                .bind(key.row.as_bytes()),
+            Gate::Exclusive => {
+                let query = sqlx::query(&s.take).bind(key.named.as_str()).bind(secs);
+                s.slots(query, key)
+            }
             Gate::Shared => sqlx::query(&s.gate).bind(key.named.as_str()).bind(secs),
+            Gate::Presence => s.slots(sqlx::query(&s.presence), key),
         };
         let row = query.fetch_one(&mut self.conn).await?;
         let token: Option<u64> = row.try_get("token")?;
@@ -305,7 +332,10 @@ impl SessionConn for MySqlSession {
     }
 
     async fn readers_left(&mut self, key: &Key) -> Result<Outcome, sqlx::Error> {
-        let row = sqlx::query(&self.statements.readers)
+        let query = self
+            .statements
+            .slots(sqlx::query(&self.statements.readers), key);
+        let row = query
             .bind(key.row.as_bytes())
             .bind(key.row.as_bytes())
             .fetch_one(&mut self.conn)
@@ -321,7 +351,17 @@ impl SessionConn for MySqlSession {
         sqlx::query_scalar(TOKEN).fetch_one(&mut self.conn).await
     }
 
-    async fn give_back(&mut self, key: &Key, _gate: Gate) -> Result<bool, sqlx::Error> {
+    /// The name's `GET_LOCK`, or the presence slot this session holds.
+    async fn give_back(&mut self, key: &Key, gate: Gate) -> Result<bool, sqlx::Error> {
+        if gate == Gate::Presence {
+            let s = &self.statements;
+            let row = s
+                .slots(sqlx::query(&s.presence_release), key)
+                .fetch_one(&mut self.conn)
+                .await?;
+            let given: i64 = row.try_get("given")?;
+            return Ok(given > 0);
+        }
         let released: Option<i64> = sqlx::query_scalar(RELEASE)
             .bind(key.named.as_str())
             .fetch_one(&mut self.conn)
@@ -334,25 +374,28 @@ impl SessionConn for MySqlSession {
         Ok(i64::try_from(id).unwrap_or(i64::MAX))
     }
 
-    /// Never asked: MySQL keeps such a hold by a row.
+    /// Nothing to set: a statement that runs is never ended for idling
+    /// (`wait_timeout`), and `max_statement_time` is the server's default
+    /// (none) unless set for the user.
     async fn ready_to_hold(&mut self) -> Result<(), sqlx::Error> {
-        Err(never_by_statement())
+        Ok(())
     }
 
-    /// Never asked: MySQL keeps such a hold by a row.
+    /// One statement, sleeping on the server for `hold`, then giving the
+    /// exclusive lock back (a presence slot is never kept this way). The
+    /// label row was made to end with the minimum.
     async fn hold_then_give_back(
         &mut self,
-        _: &Key,
-        _: Gate,
-        _: Duration,
-        _: &str,
+        key: &Key,
+        _gate: Gate,
+        hold: Duration,
+        _owner: &str,
     ) -> Result<bool, sqlx::Error> {
-        Err(never_by_statement())
+        let given: Option<i64> = sqlx::query_scalar(HOLD)
+            .bind(hold.as_secs_f64())
+            .bind(key.named.as_str())
+            .fetch_one(&mut self.conn)
+            .await?;
+        Ok(given == Some(1))
     }
-}
-
-/// The error of a statement-kept hold asked of MySQL, which keeps such
-/// holds by rows.
-fn never_by_statement() -> sqlx::Error {
-    sqlx::Error::Protocol("a kept hold is a row on MySQL, not a statement".into())
 }

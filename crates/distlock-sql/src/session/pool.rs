@@ -12,6 +12,8 @@
 //!   session with the fewest statements queued;
 //! - a reader whose key every usable session holds already may join a
 //!   shared hold of it (PostgreSQL), locally;
+//! - a reader's or permit's presence slot (MySQL) goes first to the
+//!   session that holds one for the name, which it joins, locally;
 //! - one that asks for a session of its own (a hold with a
 //!   lock-at-least-for minimum, where such holds are kept by a statement on
 //!   their own session) goes only to a session that holds nothing, which
@@ -214,6 +216,14 @@ impl Sessions {
     fn plan(&self, key: i64, gate: Gate, waits: bool, owner: OwnerToken) -> Plan<'_> {
         let mut state = lock(&self.state);
         state.sessions.retain(|s| !s.is_gone());
+        // A presence slot is shared by every local holder of the name: a
+        // session that holds one is joined first, so that one backend
+        // takes one slot.
+        if gate == Gate::Presence {
+            if let Some(s) = state.sessions.iter().find(|s| s.join(key, gate, owner)) {
+                return Plan::Go(Route::Joined(Arc::clone(s)));
+            }
+        }
         let max = self.settings.max;
         let count = u32::try_from(state.sessions.len()).unwrap_or(u32::MAX);
         let room = count.saturating_add(state.opening) < max;
@@ -248,7 +258,7 @@ impl Sessions {
             return Plan::Open(self.slot(), false);
         }
         if gate == Gate::Shared && self.db.keeps_shared_gate() {
-            if let Some(s) = state.sessions.iter().find(|s| s.join(key, owner)) {
+            if let Some(s) = state.sessions.iter().find(|s| s.join(key, gate, owner)) {
                 return Plan::Go(Route::Joined(Arc::clone(s)));
             }
         }

@@ -176,7 +176,12 @@ impl SessionDb for PgSessions {
         true
     }
 
-    fn keeps_by_statement(&self) -> bool {
+    /// Never: the shared advisory lock keeps writers out.
+    fn marks_presence(&self) -> bool {
+        false
+    }
+
+    fn deletes_kept_label(&self) -> bool {
         true
     }
 
@@ -277,13 +282,6 @@ impl SessionDb for PgSessions {
         Ok(())
     }
 
-    /// Never asked: PostgreSQL keeps such a hold by a statement.
-    async fn keep_row(&self, _: &Key, _: &str, _: u64, _: Duration) -> Result<(), sqlx::Error> {
-        Err(sqlx::Error::Protocol(
-            "a kept hold is a statement on PostgreSQL, not a row".into(),
-        ))
-    }
-
     async fn holding(&self, server_id: i64) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(self.rows.holding)
             .bind(server_id)
@@ -320,7 +318,7 @@ impl SessionConn for PgSession {
             Patience::Try => {
                 let text = match gate {
                     Gate::Exclusive => &s.take,
-                    Gate::Shared => &s.take_shared,
+                    Gate::Shared | Gate::Presence => &s.take_shared,
                 };
                 let token: Option<i64> = sqlx::query_scalar(text)
                     .bind(key.id)
@@ -336,7 +334,7 @@ impl SessionConn for PgSession {
         };
         let text = match gate {
             Gate::Exclusive => &s.wait,
-            Gate::Shared => &s.wait_shared,
+            Gate::Shared | Gate::Presence => &s.wait_shared,
         };
         let answer = sqlx::query(text)
             .bind(key.id)
@@ -373,7 +371,7 @@ impl SessionConn for PgSession {
     async fn give_back(&mut self, key: &Key, gate: Gate) -> Result<bool, sqlx::Error> {
         let text = match gate {
             Gate::Exclusive => UNLOCK,
-            Gate::Shared => UNLOCK_SHARED,
+            Gate::Shared | Gate::Presence => UNLOCK_SHARED,
         };
         sqlx::query_scalar(text)
             .bind(key.id)
@@ -404,7 +402,7 @@ impl SessionConn for PgSession {
         let s = &self.statements;
         let text = match gate {
             Gate::Exclusive => &s.hold,
-            Gate::Shared => &s.hold_shared,
+            Gate::Shared | Gate::Presence => &s.hold_shared,
         };
         let row = sqlx::query(text)
             .bind(key.id)

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | mutex, writer | yes | no |
 //! | reader, permit on PostgreSQL | yes (the shared gate) | yes |
-//! | reader, permit on MySQL/MariaDB | no | yes |
+//! | reader, permit on MySQL/MariaDB | yes (a presence slot) | yes |
 //!
 //! A session lock lives as long as its session: renewing it costs no round
 //! trip while the session is known alive (the renewal reports when the
@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use distlock_core::{Lease, LockError, Mode, Renewal, Result};
 
 use super::connection::Failure;
-use super::db::Gate;
 use super::rows::{relabel, unlabel};
 use super::take::leave;
 use super::{is_labelled, SessionEngine};
@@ -48,14 +47,6 @@ pub(crate) fn parts(lease: &Lease) -> Parts {
         (Mode::Exclusive, _) => Parts::Session,
         (_, false) => Parts::Both,
         (_, true) => Parts::Row,
-    }
-}
-
-/// The gate of a lease's session lock.
-pub(crate) fn gate(lease: &Lease) -> Gate {
-    match lease.mode() {
-        Mode::Exclusive => Gate::Exclusive,
-        _ => Gate::Shared,
     }
 }
 
@@ -217,8 +208,8 @@ async fn release_session_lock(engine: &SessionEngine, lease: &Lease) -> Result<b
     let Some(session) = engine.session_of(lease) else {
         return Ok(false);
     };
-    let key = engine.key(lease.name());
-    let left = leave(engine.backend, &session, &key, gate(lease), lease.owner());
+    let (key, gate) = engine.held(lease);
+    let left = leave(engine.backend, &session, &key, gate, lease.owner());
     match tokio::time::timeout(engine.timeout, left).await {
         Ok(Ok(held)) => Ok(held),
         // The session ended: its locks are free, the lease was lost.

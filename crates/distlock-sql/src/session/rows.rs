@@ -13,22 +13,20 @@
 //!   (releases' channel).
 //! - **Kept holds** (lock-at-least-for). A session lock dies with its
 //!   connection, so a hold released before its minimum must be kept by the
-//!   database alone:
-//!   - PostgreSQL: such a hold is taken on a session of its own; released
-//!     early, that session's connection is handed one statement that
-//!     sleeps on the server for what is left of the minimum and then gives
-//!     the lock back, and the release returns once the server shows it
-//!     running. The server runs it to its end whether or not the client
-//!     is still there, so the lock is kept through the holder's exit, and
-//!     no grant reads anything for it: waiters wait in the server's queue.
-//!     A reader's or permit's row is kept as long (the others count it).
-//!   - MySQL/MariaDB: a row of kind `a` (the label row becomes it) living
-//!     until then on the database clock, which the writer's take looks
-//!     for in the probe it makes for readers anyway, and readers' and
-//!     permits' grant transactions read as an exclusive hold; it is
-//!     written before the `GET_LOCK` is given back, so the name is never
-//!     free in between. MySQL's readers and permits are rows already:
-//!     theirs is kept.
+//!   database alone. Such a hold is taken on a session of its own;
+//!   released early, that session's connection is handed one statement
+//!   that sleeps on the server for what is left of the minimum and then
+//!   gives the lock back, and the release returns once the server shows it
+//!   running. The server runs it to its end whether or not the client is
+//!   still there, so the lock is kept through the holder's exit, and no
+//!   grant reads anything for it: waiters wait in the server's queue. The
+//!   label row is kept as long (PostgreSQL's statement deletes it at the
+//!   end; on MySQL it is made to end with the minimum).
+//!   - A reader's or permit's row is kept as long too. On PostgreSQL its
+//!     shared lock is kept by the same statement.
+//!   - On MySQL a reader's or permit's presence slot, shared by the local
+//!     holders of its session, is kept by this process: the minimum of a
+//!     MySQL read lock or permit ends early if the process exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,9 +36,9 @@ use distlock_core::{AcquireRequest, Lease, LockError, Mode, Result};
 use tokio::sync::oneshot;
 
 use super::connection::{Failure, Session};
-use super::db::{Label, SessionDb};
+use super::db::{Gate, Label, SessionDb};
 use super::keys::Key;
-use super::release::{gate, parts, Parts};
+use super::release::{parts, Parts};
 use super::take::leave;
 use super::{failure_error, is_labelled, SessionEngine};
 use crate::store::Store;
@@ -120,14 +118,12 @@ async fn unlabel_quietly(db: Arc<dyn SessionDb>, key: Key, owner: String) {
 
 /// Releases `lease` but keeps it held for `hold` from now (see the module
 /// docs): by a statement on its own session that sleeps on the server and
-/// then gives it back (PostgreSQL), or by a row of the holders table, then
-/// the give-back (MySQL). A MySQL reader's or permit's lease (a row only)
-/// is renewed to `hold`.
+/// then gives it back; a MySQL reader's or permit's presence slot by this
+/// process. A lease that is a row only is renewed to `hold`.
 ///
-/// Round trips: PostgreSQL, the label row's or the reader's row's renewal
-/// (one, for those), the session readied (one), the statement sent and
-/// seen running (one or a few looks at `pg_stat_activity`); MySQL, the
-/// kept row (one; two for an unlabelled hold) and the give-back (one).
+/// Round trips: the label row's or the reader's row's renewal (one, for
+/// those), the session readied (one on PostgreSQL), the statement sent and
+/// seen running (one or a few looks at the server's sessions).
 ///
 /// Broken on purpose when not `by_server` (tests only): this process keeps
 /// the hold, giving the session lock back once `hold` has passed.
@@ -146,10 +142,10 @@ pub(crate) async fn release_after(
     if parts(lease) == Parts::Row {
         return crate::renew::renew(store, lease, hold).await.map(|_| ());
     }
-    let key = engine.key(lease.name());
+    let (key, gate) = engine.held(lease);
     let session = engine
         .session_of(lease)
-        .filter(|s| s.holds(key.id, gate(lease), lease.owner()))
+        .filter(|s| s.holds(key.id, gate, lease.owner()))
         .ok_or_else(|| LockError::not_held(lease.name().as_str()))?;
     let (done, answer) = oneshot::channel();
     let keeping = Keeping {
@@ -161,6 +157,7 @@ pub(crate) async fn release_after(
         labelled: is_labelled(lease),
         session,
         key,
+        gate,
         hold,
     };
     if !by_server {
@@ -188,53 +185,33 @@ struct Keeping {
     lease: Lease,
     labelled: bool,
     session: Arc<Session>,
+    /// The session lock the lease holds, and its gate.
     key: Key,
+    gate: Gate,
     hold: Duration,
 }
 
 impl Keeping {
-    /// Keeps the hold as the database does, then gives the session lock
-    /// back. When that cannot be done on the server, this process keeps
-    /// the session lock until `hold` has passed instead, and says so.
+    /// Keeps the hold on the server: the rows beside the session lock kept
+    /// as long, then the session's connection detached, readied, and given
+    /// the statement that sleeps on the server and then gives the lock
+    /// back — seen running before this returns, so the server has it
+    /// whatever this process does next. A hold not taken on a session of
+    /// its own (a MySQL reader's or permit's presence slot, or a hold taken
+    /// without a minimum) is kept by this process instead, its rows kept as
+    /// long.
     async fn run(self) -> Result<()> {
-        if self.db.keeps_by_statement() {
-            self.by_statement().await
-        } else {
-            self.by_row().await
-        }
-    }
-
-    /// MySQL: the kept row, then the give-back.
-    async fn by_row(self) -> Result<()> {
-        let owner = self.lease.owner().to_hex();
-        let term = self.lease.fencing_token().get();
-        let write = self.db.keep_row(&self.key, &owner, term, self.hold);
-        if let Err(e) = self.bounded(write).await {
-            self.give_back_later();
-            return Err(e);
-        }
-        self.give_back().await
-    }
-
-    /// PostgreSQL: the label row (or the reader's row) kept as long, then
-    /// the session's connection detached, readied, and given the statement
-    /// that sleeps on the server and then gives the lock back — seen
-    /// running before this returns, so the server has it whatever this
-    /// process does next.
-    async fn by_statement(self) -> Result<()> {
+        self.keep_rows_beside().await?;
         if !self.session.is_dedicated() {
-            // Not taken with its minimum on a session of its own: kept by
-            // this process.
             self.give_back_later();
             return Ok(());
         }
-        self.keep_rows_beside().await?;
         let why = "its lock was released before its minimum and is kept on the server until then";
         let Some(mut conn) = self.session.detach(why).await else {
             return Err(LockError::not_held(self.lease.name().as_str()));
         };
         if let Err(e) = self.bounded(conn.ready_to_hold()).await {
-            let (key, gate, hold) = (self.key.clone(), gate(&self.lease), self.hold);
+            let (key, gate, hold) = (self.key.clone(), self.gate, self.hold);
             tokio::spawn(async move {
                 tokio::time::sleep(hold).await;
                 let _ = conn.give_back(&key, gate).await;
@@ -242,7 +219,7 @@ impl Keeping {
             return Err(e);
         }
         let server_id = self.session.server_id();
-        let (key, gate, hold) = (self.key.clone(), gate(&self.lease), self.hold);
+        let (key, gate, hold) = (self.key.clone(), self.gate, self.hold);
         let owner = self.lease.owner().to_hex();
         tokio::spawn(async move {
             let held = conn.hold_then_give_back(&key, gate, hold, &owner).await;
@@ -264,7 +241,10 @@ impl Keeping {
         }
         if self.labelled {
             let owner = lease.owner().to_hex();
-            let until = self.hold + self.timeout;
+            let until = match self.db.deletes_kept_label() {
+                true => self.hold + self.timeout,
+                false => self.hold,
+            };
             let renewed = self
                 .bounded(self.db.relabel(&self.key, &owner, until))
                 .await?;
@@ -300,11 +280,11 @@ impl Keeping {
         }
     }
 
-    /// Gives the session lock back: the kept row holds the name now. A
-    /// session found gone has given it back already.
+    /// Gives the session lock back (or leaves the presence slot others
+    /// still share). A session found gone has given it back already.
     async fn give_back(&self) -> Result<()> {
-        let (gate, owner) = (gate(&self.lease), self.lease.owner());
-        let left = leave(self.backend, &self.session, &self.key, gate, owner);
+        let owner = self.lease.owner();
+        let left = leave(self.backend, &self.session, &self.key, self.gate, owner);
         match tokio::time::timeout(self.timeout, left).await {
             Ok(Ok(_)) | Ok(Err(Failure::Gone(_))) => Ok(()),
             Ok(Err(failure)) => Err(failure_error(

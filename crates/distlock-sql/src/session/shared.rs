@@ -10,8 +10,13 @@
 //!   lock conflicts with it. A reader that finds every usable session
 //!   holding its key shared joins one of those holds, locally.
 //! - MySQL/MariaDB: the gate is the name's `GET_LOCK`, held only around the
-//!   grant of the row (a writer holding it keeps new readers out); the
-//!   writer looks for live rows after taking it.
+//!   grant of the row (a writer holding it keeps new readers out). Under
+//!   it, before the row, the reader takes one of the name's presence slots
+//!   — or joins the one a session of this backend holds — and keeps it
+//!   with the hold; its lease lives by that session. The writer, after
+//!   taking the `GET_LOCK`, looks for live rows only while some slot is
+//!   held. When every slot is held by other sessions the reader waits as
+//!   when the name is held (polling).
 //!
 //! Then one grant transaction of the table strategy adds the row. If the
 //! table says wait (permits all taken, or readers and permits mixed), the
@@ -63,6 +68,14 @@ impl Gated {
                 undo.disarm();
                 None
             }
+        }
+    }
+
+    /// Keeps a presence slot taken or joined for `owner`: the session's id.
+    fn hold(self, owner: distlock_core::OwnerToken) -> u64 {
+        match self {
+            Gated::Taken(taken) => taken.keep(owner),
+            Gated::Joined(joined) => joined.keep(),
         }
     }
 
@@ -132,12 +145,29 @@ async fn attempt(
         }
         Took::Refused | Took::Readers(_) => return Ok(Attempt::Held { remaining: None }),
     };
+    let presence = match engine.marks_presence() {
+        true => match mark(engine, key, request.owner, deadline).await? {
+            Some(presence) => Some(presence),
+            None => {
+                gate.give_back().await;
+                return Ok(Attempt::Held { remaining: None });
+            }
+        },
+        false => None,
+    };
     let (granted, verdict) = grant_row(a, hold).await?;
     if let Some(row) = granted {
         let session = gate.keep(engine, a).await;
+        let session = match presence {
+            Some(presence) => Some(presence.hold(request.owner)),
+            None => session,
+        };
         return Ok(Attempt::Acquired(
             engine.granted(token, row.sent, session, false),
         ));
+    }
+    if let Some(presence) = presence {
+        presence.give_back().await;
     }
     gate.give_back().await;
     match verdict {
@@ -154,6 +184,32 @@ async fn attempt(
         }),
         _ => Ok(Attempt::Held { remaining: None }),
     }
+}
+
+/// A presence slot of `key` for `owner` (MySQL): the one a session of this
+/// backend holds for the name, joined, or a free one taken (one statement,
+/// never waiting); `None` when every slot is held by other sessions (the
+/// attempt then waits as when the name is held).
+///
+/// # Cancel safety
+///
+/// A slot taken or joined by a dropped future is given back or left in the
+/// background.
+async fn mark(
+    engine: &SessionEngine,
+    key: &Key,
+    owner: distlock_core::OwnerToken,
+    deadline: Option<Instant>,
+) -> Result<Option<Gated>> {
+    let how = (super::db::Patience::Try, false);
+    let slot = key.presence();
+    Ok(
+        match take(engine, &slot, Gate::Presence, how, owner, deadline).await? {
+            Took::Taken(taken, _, _) => Some(Gated::Taken(taken)),
+            Took::Joined(joined) => Some(Gated::Joined(joined)),
+            Took::Refused | Took::Readers(_) => None,
+        },
+    )
 }
 
 /// One grant transaction of the table strategy for the reader or permit

@@ -80,7 +80,7 @@ pub(crate) async fn take(
         let claim = match route {
             None => return Ok(Took::Refused),
             Some(Route::Joined(session)) => {
-                return Ok(Took::Joined(Joined::new(engine, session, key, owner)))
+                return Ok(Took::Joined(Joined::new(engine, session, key, gate, owner)))
             }
             Some(Route::Claimed(claim)) => claim,
         };
@@ -212,19 +212,33 @@ impl Taken {
     }
 }
 
-/// A reader joined to its key's shared hold on a session (PostgreSQL),
-/// not yet a lease: leaves it (in the background, if dropped) unless kept.
+/// A reader joined to its key's shared hold (PostgreSQL) or presence slot
+/// (MySQL) on a session, not yet a lease: leaves it (in the background, if
+/// dropped) unless kept.
 pub(crate) struct Joined {
     session: Arc<Session>,
     undo: CleanupOnDrop,
 }
 
 impl Joined {
-    fn new(engine: &SessionEngine, session: Arc<Session>, key: &Key, owner: OwnerToken) -> Self {
+    fn new(
+        engine: &SessionEngine,
+        session: Arc<Session>,
+        key: &Key,
+        gate: Gate,
+        owner: OwnerToken,
+    ) -> Self {
+        let left = leave_quietly(
+            engine.backend,
+            Arc::clone(&session),
+            key.clone(),
+            gate,
+            owner,
+        );
         let undo = CleanupOnDrop::armed(
             engine.backend,
             "shared hold joined by a dropped acquire",
-            leave_quietly(engine.backend, Arc::clone(&session), key.clone(), owner),
+            left,
         );
         Joined { session, undo }
     }
@@ -292,9 +306,15 @@ async fn give_back_quietly(claim: Arc<Claim>, key: Key, gate: Gate) {
     log_give_back(&outcome);
 }
 
-/// Takes `owner` off the shared hold it joined.
-async fn leave_quietly(backend: &'static str, session: Arc<Session>, key: Key, owner: OwnerToken) {
-    let outcome = leave(backend, &session, &key, Gate::Shared, owner).await;
+/// Takes `owner` off the shared hold or presence slot it joined.
+async fn leave_quietly(
+    backend: &'static str,
+    session: Arc<Session>,
+    key: Key,
+    gate: Gate,
+    owner: OwnerToken,
+) {
+    let outcome = leave(backend, &session, &key, gate, owner).await;
     log_give_back(&outcome);
 }
 

@@ -14,23 +14,20 @@
 --   label: the exclusive holder's label (an elected leader's identity, UTF-8),
 --     NULL when it was granted without one; meaningful only while that hold lives.
 -- {table}_holders: one row per reader, semaphore permit, waiting writer or
---   queued waiter, and under the session strategy per leader's label and per
---   hold kept after its release (lock-at-least-for).
---   name: the lock key (a row of {table} exists for it, except for 'l' and 'a').
+--   queued waiter, and under the session strategy per leader's label.
+--   name: the lock key (a row of {table} exists for it, except for 'l').
 --   owner: the owner token of the hold (or of the waiting writer).
 --   kind: 's' a reader, 'p' a semaphore permit, 'w' a waiting writer's intent
 --     (not a hold: while one lives, no new reader or permit is granted), 'q'
 --     an exclusive waiter's place in the name's queue (not a hold: while one
 --     lives, the lock goes to the first place only); session strategy: 'l' the
 --     label of the session lock's exclusive holder (not a hold: the session
---     lock is), 'a' an exclusive hold kept after its release until its
---     lock-at-least-for time (a hold: every grant waits for it).
+--     lock is).
 --   permits: the semaphore's size for 'p' (every holder of a name declares
 --     the same), the place's ticket for 'q' (first come first served), the
---     holder's fencing token for 'l' and 'a', 0 otherwise.
+--     holder's fencing token for 'l', 0 otherwise.
 --   expires_at: the expiry in UTC on the database clock.
---   label: the leader's identity for 'l' and 'a' (NULL for an unlabelled hold
---     kept), NULL otherwise.
+--   label: the leader's identity for 'l', NULL otherwise.
 CREATE TABLE IF NOT EXISTS `{table}` (
     name         VARBINARY(255) NOT NULL PRIMARY KEY,
     owner        VARBINARY(32) NULL,
