@@ -18,7 +18,8 @@
 //!
 //! Query parameters `table`, `create_table`, `pool_size`, `timeout` (legacy
 //! `timeout_ms`), `strategy` and, for servers, `connect_timeout`,
-//! `sessions`, `session_timeout` and `session_ping` are read by distlock
+//! `sessions`, `session_timeout`, `session_ping` and (MySQL)
+//! `shared_slots` are read by distlock
 //! and never reach the driver, nor do the TLS parameters `tls`, `ca`,
 //! `cert`, `key`, `danger_accept_invalid_certs` (mapped onto the driver's
 //! options; [`SqlConfig::with_tls`]; TLS needs the `tls-rustls` feature);
@@ -85,11 +86,12 @@
 //!   waits in `pg_advisory_lock`; either draws the fencing token from the
 //!   sequence `<table>_fence` in the same statement, after the grant.
 //!   Release: `pg_advisory_unlock`. MySQL/MariaDB: `GET_LOCK(name,
-//!   timeout)` and, in the same statement, a look for live readers' and
-//!   permits' rows; the token is `UUID_SHORT()`. While readers are in, the
-//!   writer keeps the lock (no new reader comes in: writers are not
-//!   starved) and asks again, polling, until they leave. Release:
-//!   `RELEASE_LOCK`.
+//!   timeout)` and, in the same statement, a look at the name's presence
+//!   slots (`IS_FREE_LOCK`, no table read); the token is `UUID_SHORT()`.
+//!   While some slot is held it asks for live readers' and permits' rows;
+//!   while readers are in, the writer keeps the lock (no new reader comes
+//!   in: writers are not starved) and asks again, polling, until they
+//!   leave. Release: `RELEASE_LOCK`.
 //! - **Readers and permits** keep the table strategy's rows in the holders
 //!   table (so the core's rule decides among them, with
 //!   [`PermitMismatch`](distlock_core::LockError::PermitMismatch) and
@@ -97,9 +99,14 @@
 //!   PostgreSQL's shared advisory lock, held for the hold's life (a
 //!   writer's exclusive request waits for every reader's; shared requests
 //!   queue behind a waiting writer); MySQL's `GET_LOCK`, held only around
-//!   the row's grant (one statement more). The token is drawn with the
-//!   gate. A reader's or permit's row lives by its ttl, renewed as under
-//!   the table strategy.
+//!   the row's grant (one statement more), under which the reader also
+//!   takes one of the name's `shared_slots` presence slots (default 8;
+//!   one per backend and name, kept while the backend has holders of it;
+//!   at most that many backends hold one name's read locks or permits at
+//!   once). The token is drawn with the gate. A reader's or permit's row
+//!   lives by its ttl, renewed as under the table strategy, and the lease
+//!   also by its session (PostgreSQL: the shared lock's; MySQL: the
+//!   slot's).
 //! - **Sessions.** Each backend opens at most `sessions` (default 8)
 //!   connections for its session locks, beside its pool (`pool_size`,
 //!   default 4) and, on PostgreSQL, one listening connection: at most
@@ -160,12 +167,12 @@
 //!
 //! | operation | PostgreSQL | MySQL/MariaDB |
 //! |---|---|---|
-//! | mutex/writer acquire (try, or wait in the server) | 1 | 1 (+1 per look while readers leave) |
+//! | mutex/writer acquire (try, or wait in the server) | 1 | 1 (+1 per look while a presence slot is held) |
 //! | mutex/writer release | 1 | 1 |
 //! | mutex/writer extend, one or a batch | 0 (1 ping per session not heard from lately) | the same |
-//! | reader or permit acquire (per attempt) | 1 (the gate) + the table's grant transaction | 1 + the grant transaction + 1 (the gate given back) |
+//! | reader or permit acquire (per attempt) | 1 (the gate) + the table's grant transaction | 1 + 1 (the slot, for a backend's first holder of the name) + the grant transaction + 1 (the gate given back) |
 //! | reader or permit extend | 1 (its row) | 1 |
-//! | reader or permit release | 1 (row) and 1 (gate), at once | 1 |
+//! | reader or permit release | 1 (row) and 1 (gate), at once | 1 (row) and 1 (the slot, for the last holder), at once |
 //! | status | 1 (`pg_locks`; tells how many wait) | 1 |
 //! | opening a session connection (once) | connection + 2 | connection + 3 |
 //!
@@ -180,10 +187,10 @@
 //! to take, renew and release; reported only while the lock is held). A
 //! hold released before its minimum stays held with no client: under the
 //! table strategy its expiry becomes the minimum; under the session
-//! strategy, on PostgreSQL, the hold was taken on a session of its own,
+//! strategy the hold was taken on a session of its own,
 //! whose last statement sleeps on the server until the minimum and then
-//! gives the lock back (the grants read nothing for it); on MySQL a row of
-//! kind `a` that the writer's take already probes. Costs and guarantees:
+//! gives the lock back (the grants read nothing for it), on MySQL as on
+//! PostgreSQL. Costs and guarantees:
 //! `docs/backends/sql.md`, *Leader election, observers and
 //! lock-at-least-for*.
 //!

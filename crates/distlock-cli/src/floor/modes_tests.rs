@@ -1,8 +1,8 @@
-//! Each floor's semaphore and reader-writer recipe against the test servers
-//! (addresses from `scripts/services.sh env`, with its defaults): a floor
-//! that admitted more holders than its recipe says would flatter itself in
-//! the benchmark, and one that never let two holders overlap would measure
-//! a mutex.
+//! Each floor's mutex, semaphore and reader-writer recipe against the test
+//! servers (addresses from `scripts/services.sh env`, with its defaults): a
+//! floor that admitted more holders than its recipe says would flatter
+//! itself in the benchmark, and one that never let two holders overlap
+//! would measure a mutex.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,9 +95,11 @@ async fn most_shared(floor: &RawFloor, workload: Workload) -> usize {
     most
 }
 
-/// Checks both recipes of the floor of `url`.
+/// Checks the three recipes of the floor of `url`: its mutex never lets two
+/// holders overlap (the tally asserts it at every take).
 async fn check(url: &str) {
     let floor = for_url(url).await.unwrap().expect("a floor");
+    most_shared(&floor, Workload::Contended).await;
     let permits = most_shared(&floor, Workload::Semaphore).await;
     assert!(permits > 1, "{url}: the permits never overlapped");
     let readers = most_shared(&floor, Workload::ReadWrite).await;
@@ -126,14 +128,18 @@ async fn the_sqlite_floor_admits_what_its_recipes_say() {
 #[tokio::test]
 async fn the_postgres_floor_admits_what_its_recipes_say() {
     let default = "postgres://distlock:distlock-pw@127.0.0.1:15432/distlock";
-    check(&env("DISTLOCK_POSTGRES_URL", default)).await;
+    let url = env("DISTLOCK_POSTGRES_URL", default);
+    check(&url).await;
+    check(&format!("{url}?strategy=table")).await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test]
 async fn the_mysql_floor_admits_what_its_recipes_say() {
     let default = "mysql://distlock:distlock-pw@127.0.0.1:13306/distlock";
-    check(&env("DISTLOCK_MYSQL_URL", default)).await;
+    let url = env("DISTLOCK_MYSQL_URL", default);
+    check(&url).await;
+    check(&format!("{url}?strategy=table")).await;
 }
 
 #[cfg(feature = "redis")]

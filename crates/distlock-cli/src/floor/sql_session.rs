@@ -45,11 +45,13 @@ static POSTGRES: SessionStatements = SessionStatements {
              one connection per client, no fencing",
 };
 
+/// MySQL reads a negative wait as "forever"; MariaDB refuses it (a warning
+/// and NULL, taking nothing), so the floor waits a year, as distlock does.
 static MYSQL: SessionStatements = SessionStatements {
-    take: "SELECT GET_LOCK(?, -1)",
+    take: "SELECT GET_LOCK(?, 31536000)",
     give_back: "SELECT RELEASE_LOCK(?)",
     kind: BackendKind::MySql,
-    recipe: "GET_LOCK(name, -1), waiting in the server, / RELEASE_LOCK(name), \
+    recipe: "GET_LOCK(name, 31536000), waiting in the server, / RELEASE_LOCK(name), \
              one connection per client, no fencing",
 };
 
@@ -114,30 +116,46 @@ impl SessionContender {
         Ok(Arc::new(SessionContender { conn, statements }))
     }
 
+    /// Runs `statement` on `name`'s key; an error unless it did its work
+    /// (`GET_LOCK` granted, `RELEASE_LOCK` / `pg_advisory_unlock` gave a
+    /// held lock back: a floor that took nothing would flatter itself).
     async fn run(&self, statement: &'static str, name: &LockName) -> Result<(), String> {
         let digest = name.digest_hex();
         let fail = |e: sqlx::Error| format!("sql session floor: {e}");
-        match &self.conn {
+        let done = match &self.conn {
             #[cfg(feature = "postgres")]
             Connection::Postgres(conn) => {
                 let key = u64::from_str_radix(&digest[..16], 16)
                     .map_err(|e| format!("sql session floor: {e}"))?;
-                sqlx::query(statement)
+                let row = sqlx::query(statement)
                     .bind(key as i64)
-                    .execute(&mut *conn.lock().await)
+                    .fetch_one(&mut *conn.lock().await)
                     .await
                     .map_err(fail)?;
+                // `pg_advisory_lock` returns nothing (as text, ''), and
+                // errors when it cannot wait.
+                match sqlx::Row::try_get::<Option<bool>, _>(&row, 0) {
+                    Ok(answer) => answer == Some(true),
+                    Err(_) => true,
+                }
             }
             #[cfg(feature = "mysql")]
             Connection::MySql(conn) => {
-                sqlx::query(statement)
+                let answer: Option<i64> = sqlx::query_scalar(statement)
                     .bind(format!("dl:{}", &digest[..40]))
-                    .execute(&mut *conn.lock().await)
+                    .fetch_one(&mut *conn.lock().await)
                     .await
                     .map_err(fail)?;
+                answer == Some(1)
             }
+        };
+        if done {
+            Ok(())
+        } else {
+            Err(format!(
+                "sql session floor: `{statement}` on `{name}` did not do its work"
+            ))
         }
-        Ok(())
     }
 }
 

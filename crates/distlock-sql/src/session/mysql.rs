@@ -50,6 +50,10 @@ const TOKEN: &str = "SELECT UUID_SHORT()";
 const SET_TIMEOUT: &str = "SET SESSION wait_timeout = ?";
 /// Whether a connection sleeps in its kept hold's statement.
 const HOLDING: &str = include_str!("../sql/mysql/session_holding.sql");
+/// Lifts MariaDB's bound on a statement's time. Returns nothing.
+const NO_STATEMENT_BOUND_MARIADB: &str = "SET SESSION max_statement_time = 0";
+/// Lifts MySQL's bound on a `SELECT`'s time. Returns nothing.
+const NO_STATEMENT_BOUND_MYSQL: &str = "SET SESSION max_execution_time = 0";
 /// Keeps a lock until its minimum, then gives it back.
 const HOLD: &str = include_str!("../sql/mysql/session_hold.sql");
 
@@ -374,10 +378,19 @@ impl SessionConn for MySqlSession {
         Ok(i64::try_from(id).unwrap_or(i64::MAX))
     }
 
-    /// Nothing to set: a statement that runs is never ended for idling
-    /// (`wait_timeout`), and `max_statement_time` is the server's default
-    /// (none) unless set for the user.
+    /// No bound on the session's statements: MariaDB's
+    /// `max_statement_time`, or MySQL's `max_execution_time` where MariaDB's
+    /// is unknown (either would cut the sleep short; a statement that runs
+    /// is never ended for idling, `wait_timeout`). One or two round trips.
     async fn ready_to_hold(&mut self) -> Result<(), sqlx::Error> {
+        let mariadb = sqlx::query(NO_STATEMENT_BOUND_MARIADB)
+            .execute(&mut self.conn)
+            .await;
+        if mariadb.is_err() {
+            sqlx::query(NO_STATEMENT_BOUND_MYSQL)
+                .execute(&mut self.conn)
+                .await?;
+        }
         Ok(())
     }
 

@@ -122,7 +122,7 @@ async fn unlabel_quietly(db: Arc<dyn SessionDb>, key: Key, owner: String) {
 /// process. A lease that is a row only is renewed to `hold`.
 ///
 /// Round trips: the label row's or the reader's row's renewal (one, for
-/// those), the session readied (one on PostgreSQL), the statement sent and
+/// those), the session readied (one; two on MySQL), the statement sent and
 /// seen running (one or a few looks at the server's sessions).
 ///
 /// Broken on purpose when not `by_server` (tests only): this process keeps
