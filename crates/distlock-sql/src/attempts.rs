@@ -262,10 +262,12 @@ impl Opened {
 /// options' backoff otherwise; never sleeping past the time the holders
 /// in the way have left. `subscription` was taken before the first
 /// attempt, so a release between an attempt and its wait is not missed.
+/// With `shares` (a reader's or permit's request), a wake it got in on
+/// goes on to the next waiter, who may get in beside it.
 pub(crate) async fn retry<A, F>(
     options: &AcquireOptions,
     subscription: Option<Subscription>,
-    key: &str,
+    (key, shares): (&str, bool),
     attempt: A,
 ) -> Result<Option<Grant>>
 where
@@ -276,7 +278,7 @@ where
     let waits = Waits {
         options,
         key,
-        shares: false,
+        shares,
         pace: &pace,
     };
     waits.run(subscription, attempt).await

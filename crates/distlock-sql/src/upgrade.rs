@@ -36,7 +36,10 @@ pub(crate) async fn upgrade(
 ) -> Result<Option<Grant>> {
     let (key, owner) = (key(lease.name()), lease.owner().to_hex());
     let a = Attempts::new(store, request, key, owner, "upgrade's intent");
-    let result = retry(&request.options, subscription, &a.key, || attempt(&a)).await;
+    let result = retry(&request.options, subscription, (&a.key, false), || {
+        attempt(&a)
+    })
+    .await;
     // The upgrading transaction removed the intent.
     a.end_intent(matches!(result, Ok(Some(_)))).await;
     result

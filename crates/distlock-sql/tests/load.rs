@@ -237,14 +237,16 @@ async fn contending_clients_are_served_in_turn(what: &str, url: &str) {
 
 /// One release wakes one waiter of a backend, and readers that get in
 /// on a wake pass it on: three readers waiting (only notifications wake
-/// them: their wait ends long after) behind a writer all get in promptly
-/// after its release, which sends one notification.
-async fn woken_readers_pass_the_wake_on(what: &str, url: &str) {
+/// them: their wait ends long after) behind a `holder` (a writer, or under
+/// the session strategy a permit: readers wait for a writer in the
+/// server's queue there) all get in promptly after its release, which
+/// sends one notification.
+async fn woken_readers_pass_the_wake_on(what: &str, url: &str, holder: Mode) {
     let (writer, readers) = (connect(what, url).await, connect(what, url).await);
     let lock = name("wake", "readers");
     let ttl = Duration::from_secs(60);
     let held = writer
-        .acquire(&lock, &AcquireOptions::try_once(ttl))
+        .acquire_as(&lock, holder, &AcquireOptions::try_once(ttl))
         .await
         .unwrap()
         .expect("free");
@@ -370,6 +372,7 @@ mod sqlite {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::common::postgres_table_url;
+    use distlock_core::Mode;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn many_acquisitions_in_flight_are_served() {
@@ -378,7 +381,15 @@ mod postgres {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn woken_readers_pass_the_wake_on() {
-        super::woken_readers_pass_the_wake_on("postgres", &postgres_table_url()).await;
+        let url = postgres_table_url();
+        super::woken_readers_pass_the_wake_on("postgres", &url, Mode::Exclusive).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn woken_readers_pass_the_wake_on_under_the_session_strategy() {
+        let url = super::common::postgres_session_url();
+        let permit = Mode::Permit { limit: 1 };
+        super::woken_readers_pass_the_wake_on("postgres session", &url, permit).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

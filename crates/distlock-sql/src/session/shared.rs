@@ -116,7 +116,7 @@ pub(crate) async fn grant(
         _ => store.subscribe().await?,
     };
     let attempt = || attempt(engine, &a, &key, hold, deadline);
-    retry(&request.options, subscription, &key.row, attempt).await
+    retry(&request.options, subscription, (&key.row, true), attempt).await
 }
 
 /// One attempt: the gate (one statement, waiting in the server when it
