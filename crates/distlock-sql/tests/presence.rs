@@ -67,42 +67,28 @@ async fn slot_holders(name: &LockName, slots: u32) -> Vec<Option<i64>> {
     out
 }
 
-/// Five readers on one backend of two sessions hold one slot between them;
-/// a writer waits for the last of them; once they are gone every slot is
-/// free.
+/// Five readers on one backend of two sessions hold one slot between them
+/// (that readers there keep a writer out until the last leaves is
+/// `session.rs`'s case); once they are gone every slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_backend_takes_one_slot_for_all_its_readers() {
     let readers = backend("sessions=2").await;
-    let writer = backend("").await;
     let n = name("one-slot");
     let mut held = Vec::new();
     for _ in 0..5 {
-        let r = readers
-            .acquire_as(&n, Mode::Shared, &try_once())
-            .await
-            .unwrap();
-        held.push(r.expect("readers share"));
+        let r = readers.acquire_as(&n, Mode::Shared, &try_once()).await;
+        held.push(r.unwrap().expect("readers share"));
     }
     let taken = slot_holders(&n, 8).await;
+    let count = taken.iter().filter(|s| s.is_some()).count();
     assert_eq!(
-        taken.iter().filter(|s| s.is_some()).count(),
-        1,
+        count, 1,
         "five readers of one backend hold the slots {taken:?}"
     );
-    let last = held.pop().unwrap();
     for r in held {
         readers.release(&r).await.unwrap();
-        assert!(writer.acquire(&n, &try_once()).await.unwrap().is_none());
     }
-    readers.release(&last).await.unwrap();
     assert_eq!(slot_holders(&n, 8).await, vec![None; 8]);
-    let w = writer
-        .acquire(&n, &try_once())
-        .await
-        .unwrap()
-        .expect("readers gone");
-    assert!(w.fencing_token() > last.fencing_token());
-    writer.release(&w).await.unwrap();
 }
 
 /// With two slots, readers of two backends fill them: a third backend's
