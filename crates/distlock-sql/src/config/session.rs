@@ -106,6 +106,9 @@ pub(crate) struct SessionSettings {
     /// take no presence slot, so writers that find every slot free miss
     /// them.
     pub unmarked: bool,
+    /// Broken on purpose (tests only): PostgreSQL's fencing tokens come
+    /// from the sequence alone, and fall back when it does.
+    pub sequence_tokens: bool,
 }
 
 impl Default for SessionSettings {
@@ -117,6 +120,7 @@ impl Default for SessionSettings {
             reentrant: false,
             slots: DEFAULT_SHARED_SLOTS,
             unmarked: false,
+            sequence_tokens: false,
         }
     }
 }
@@ -234,6 +238,16 @@ impl super::SqlConfig {
     #[doc(hidden)]
     pub fn with_presence_unmarked_broken_on_purpose(mut self) -> Self {
         self.sessions.unmarked = true;
+        self
+    }
+
+    /// Breaks the session strategy on purpose, for the tests that prove
+    /// they would catch it: PostgreSQL's fencing tokens come from the
+    /// sequence alone, so a sequence brought back lower (a restart that
+    /// lost its last writes) hands out tokens again. Never use it.
+    #[doc(hidden)]
+    pub fn with_sequence_tokens_broken_on_purpose(mut self) -> Self {
+        self.sessions.sequence_tokens = true;
         self
     }
 }

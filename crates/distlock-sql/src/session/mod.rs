@@ -415,8 +415,8 @@ fn database(config: &SqlConfig, store: &Store) -> Result<(Arc<dyn SessionDb>, bo
                 options,
                 pool,
                 config.table(),
-                settings.timeout,
-                settings.ping(),
+                (settings.timeout, settings.ping()),
+                settings.sequence_tokens,
             );
             Ok((Arc::new(db), true))
         }

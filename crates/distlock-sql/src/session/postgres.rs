@@ -95,9 +95,13 @@ impl RowStatements {
 }
 
 impl Statements {
-    fn new(table: &str) -> Self {
+    /// The statements on `table`, drawing tokens from the sequence alone if
+    /// `sequence_only` (broken on purpose, tests only).
+    fn new(table: &str, sequence_only: bool) -> Self {
+        let token = if sequence_only { SEQUENCE_TOKEN } else { TOKEN };
         let load = |text: &str, mode: &str| {
-            text.replace("{token}", TOKEN)
+            text.replace("{token}", token)
+                .replace("{lead}", &LEAD.as_micros().to_string())
                 .replace("{table}", table)
                 .replace("{mode}", mode)
         };
@@ -119,18 +123,31 @@ impl Statements {
     }
 }
 
-/// The fencing token a grant draws: the larger of the sequence's next value
-/// and 2^52 plus the server's clock in microseconds, which the sequence is
-/// then set to. A sequence's value is not made durable by a statement that
-/// writes nothing else (its WAL is flushed later), so after a crash it can
-/// come back lower than tokens already handed out; the clock cannot, as long
-/// as it does not step back. While the clock leads, tokens are its readings;
-/// the sequence keeps them rising if it stalls (more than one grant in a
-/// microsecond) and makes them larger than the plain sequence values of
-/// earlier versions.
-const TOKEN: &str = "(SELECT CASE WHEN v.n < v.c THEN setval('\"{table}_fence\"', v.c) ELSE v.n END \
+/// The fencing token a grant draws: the sequence's next value, unless the
+/// server's clock (2^52 plus its reading in microseconds) is ahead of it;
+/// then the clock plus [`LEAD`], which the sequence is set to.
+///
+/// The sequence alone is not enough: a restart that loses its last writes
+/// (a server without persistence, a replica promoted before it had them)
+/// brings it back lower than tokens already handed out. The clock cannot
+/// fall back as long as it does not step back, and every token is at most
+/// the clock at its grant plus `LEAD` (while fewer than one grant a
+/// microsecond are drawn), so the first grant after such a restart, more
+/// than `LEAD` after the last one before it, is above them all.
+///
+/// Setting the sequence writes to the log, so it is set once per `LEAD` at
+/// most, not at every grant: in between, grants draw its next values.
+const TOKEN: &str = "(SELECT CASE WHEN v.n < v.c THEN setval('\"{table}_fence\"', v.c + {lead}) ELSE v.n END \
      FROM (SELECT nextval('\"{table}_fence\"') AS n, \
                   4503599627370496 + (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS c) v)";
+
+/// How far ahead of the server's clock a grant sets the fencing sequence
+/// when the clock has caught up with it (see [`TOKEN`]).
+const LEAD: Duration = Duration::from_millis(10);
+
+/// Broken on purpose (tests only): the token from the sequence alone, which
+/// falls back when the sequence does.
+const SEQUENCE_TOKEN: &str = "nextval('\"{table}_fence\"')";
 
 /// PostgreSQL, for the session engine.
 pub(crate) struct PgSessions {
@@ -152,13 +169,13 @@ impl PgSessions {
         options: PgConnectOptions,
         pool: PgPool,
         table: &str,
-        timeout: Duration,
-        check: Duration,
+        (timeout, check): (Duration, Duration),
+        sequence_only: bool,
     ) -> Self {
         PgSessions {
             options,
             pool,
-            statements: std::sync::Arc::new(Statements::new(table)),
+            statements: std::sync::Arc::new(Statements::new(table, sequence_only)),
             rows: RowStatements::new(table),
             idle: timeout.as_millis().to_string(),
             check: check.as_millis().max(1).to_string(),
@@ -342,10 +359,21 @@ impl SessionConn for PgSession {
             .fetch_one(&mut self.conn)
             .await;
         match answer {
-            Ok(row) => Ok(Answer {
-                outcome: taken(row.try_get("token")?),
-                busy: micros(row.try_get("busy_us")?),
-            }),
+            Ok(row) => {
+                let granted: Vec<i64> = row.try_get("granted")?;
+                let (token, busy) = match granted[..] {
+                    [token, busy] => (token, busy),
+                    _ => {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "unexpected grant {granted:?}"
+                        )))
+                    }
+                };
+                Ok(Answer {
+                    outcome: taken(Some(token)),
+                    busy: micros(Some(busy)),
+                })
+            }
             // The wait ran out: the server spent at least `lock_timeout` on it.
             Err(e) if sqlstate(&e).as_deref() == Some(LOCK_TIMEOUT) => Ok(Answer {
                 outcome: Outcome::Refused,
