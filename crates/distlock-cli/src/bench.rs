@@ -12,7 +12,9 @@
 //! *raw floor* ([`crate::floor`]): the bare commands an expert would issue by
 //! hand (a put-if-absent and a delete, or a counter per name, with no
 //! fencing, no waiting queue and no validity bookkeeping). Ratios compare
-//! distlock to that floor, measured in the same run on the same servers;
+//! distlock to that floor, measured in the same run on the same servers,
+//! in alternating slices ([`SLICES`] of each, ABBA…), so that a machine
+//! that slows down or speeds up during a run weighs on both alike;
 //! [`crate::report`] writes them out. A backend whose capabilities do not
 //! claim a workload's mode gets its row reported as not served.
 
@@ -145,8 +147,13 @@ pub async fn run(
     Ok(rows)
 }
 
-/// Measures `workload` on distlock at `url`, then on its floor; two
-/// progress steps.
+/// How many slices each side of a row is measured in: distlock and its
+/// floor take turns, each running `duration / SLICES` at a time, in the
+/// order ours, floor, floor, ours, ours, floor…
+pub const SLICES: u32 = 6;
+
+/// Measures `workload` on distlock at `url` and on its floor, in
+/// alternating slices; two progress steps.
 async fn run_workload(
     url: &str,
     label: &str,
@@ -163,21 +170,32 @@ async fn run_workload(
         floor: None,
         floor_recipe: floor.and_then(|f| f.recipe(primitive)),
     };
-    let Some(contenders) = distlock_contenders(url, settings, workload).await? else {
+    let Some(ours) = distlock_contenders(url, settings, workload).await? else {
         // Not served: no floor either, nothing to compare it with.
         row.floor_recipe = None;
         progress.inc(2);
         return Ok(row);
     };
-    row.ours = Some(measure(workload, contenders, settings).await?);
-    progress.inc(1);
-    if let Some(f) = floor {
-        progress.set_message(format!("{label}: {} (raw floor)", workload.name()));
-        if let Some(contenders) = floor_contenders(f, settings, workload).await? {
-            row.floor = Some(measure(workload, contenders, settings).await?);
+    let theirs = match floor {
+        Some(f) => floor_contenders(f, settings, workload).await?,
+        None => None,
+    };
+    let slice = settings.duration / SLICES;
+    let (mut our_tally, mut floor_tally) = (Tally::default(), Tally::default());
+    for i in 0..SLICES {
+        // ours, floor, floor, ours, ours, floor, …
+        let ours_first = i % 2 == 0;
+        for side in [ours_first, !ours_first] {
+            match (side, &theirs) {
+                (true, _) => our_tally.add(measure(workload, &ours, settings, slice).await?),
+                (false, Some(t)) => floor_tally.add(measure(workload, t, settings, slice).await?),
+                (false, None) => {}
+            }
         }
     }
-    progress.inc(1);
+    row.ours = Some(our_tally.numbers());
+    row.floor = theirs.is_some().then(|| floor_tally.numbers());
+    progress.inc(2);
     Ok(row)
 }
 
@@ -250,18 +268,20 @@ fn names_for(workload: Workload, settings: Settings) -> Result<Vec<LockName>, St
 /// contention, the wait is part of the cycle).
 async fn measure(
     workload: Workload,
-    contenders: Vec<Arc<dyn Contender>>,
+    contenders: &[Arc<dyn Contender>],
     settings: Settings,
-) -> Result<Numbers, String> {
+    duration: Duration,
+) -> Result<Tally, String> {
     let names = Arc::new(names_for(workload, settings)?);
-    let stop_at = Instant::now() + settings.duration;
+    let stop_at = Instant::now() + duration;
     let start = Instant::now();
     // Contended: the client of each grant, in grant order (each client
     // notes its grant while it holds the one name, so the notes are in the
     // order of the holds).
     let holders = (workload == Workload::Contended).then(|| Arc::new(Mutex::new(Vec::new())));
     let mut tasks = Vec::new();
-    for (client, c) in contenders.into_iter().enumerate() {
+    for (client, c) in contenders.iter().enumerate() {
+        let c = Arc::clone(c);
         let names = names.clone();
         let hold = settings.hold;
         let holders = holders.clone();
@@ -286,17 +306,55 @@ async fn measure(
             Ok::<_, String>(samples)
         }));
     }
-    let mut all = Vec::new();
-    let mut fewest = u64::MAX;
+    let mut tally = Tally::default();
     for t in tasks {
         let samples = t.await.map_err(|e| e.to_string())??;
-        fewest = fewest.min(samples.len() as u64);
-        all.extend(samples);
+        tally.per_client.push(samples.len() as u64);
+        tally.samples.extend(samples);
     }
-    let mut numbers = summarize(all, start.elapsed());
-    numbers.fewest = if fewest == u64::MAX { 0 } else { fewest };
-    numbers.changes = holders.map(|h| holder_changes(&lock(&h)));
-    Ok(numbers)
+    tally.elapsed = start.elapsed();
+    tally.changes = holders.map(|h| holder_changes(&lock(&h)));
+    Ok(tally)
+}
+
+/// The cycles of one side of a row, over one or more slices.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Every cycle's time.
+    samples: Vec<Duration>,
+    /// Cycles per client (clients in the same order in every slice).
+    per_client: Vec<u64>,
+    /// Time spent measuring.
+    elapsed: Duration,
+    /// Holder changes within the slices (contended workload only).
+    changes: Option<u64>,
+}
+
+impl Tally {
+    /// Adds the cycles of another slice.
+    fn add(&mut self, slice: Tally) {
+        self.samples.extend(slice.samples);
+        if self.per_client.len() < slice.per_client.len() {
+            self.per_client.resize(slice.per_client.len(), 0);
+        }
+        for (total, n) in self.per_client.iter_mut().zip(slice.per_client) {
+            *total += n;
+        }
+        self.elapsed += slice.elapsed;
+        self.changes = match (self.changes, slice.changes) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
+
+    /// The numbers of the report.
+    fn numbers(self) -> Numbers {
+        let fewest = self.per_client.iter().copied().min().unwrap_or(0);
+        let mut numbers = summarize(self.samples, self.elapsed);
+        numbers.fewest = fewest;
+        numbers.changes = self.changes;
+        numbers
+    }
 }
 
 /// How many grants in `holders` (the client of each grant, in order) went
@@ -402,6 +460,31 @@ mod tests {
             assert!(row.floor.is_some_and(|n| n.ops > 0), "{row:?}");
             assert!(row.floor_recipe.is_some(), "{row:?}");
         }
+    }
+
+    #[test]
+    fn slices_add_up_per_client() {
+        let slice = |per_client: Vec<u64>, changes: Option<u64>| Tally {
+            samples: per_client
+                .iter()
+                .flat_map(|n| (0..*n).map(|_| Duration::from_millis(1)))
+                .collect(),
+            per_client,
+            elapsed: Duration::from_millis(500),
+            changes,
+        };
+        let mut tally = Tally::default();
+        tally.add(slice(vec![5, 1, 3], Some(4)));
+        tally.add(slice(vec![1, 6, 3], Some(7)));
+        let n = tally.numbers();
+        // The least-served client over the whole run, not in one slice.
+        assert_eq!(n.fewest, 6);
+        assert_eq!(n.ops, 19);
+        assert_eq!(n.changes, Some(11));
+        assert!((n.per_sec - 19.0).abs() < 1e-9);
+        let mut uncounted = Tally::default();
+        uncounted.add(slice(vec![2], None));
+        assert_eq!(uncounted.numbers().changes, None);
     }
 
     #[test]
