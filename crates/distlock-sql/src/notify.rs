@@ -61,15 +61,21 @@ impl Slot {
 }
 
 impl Registry {
-    /// Wakes the first waiter of `key` that is asleep, if any.
+    /// Wakes the first waiter of `key` that is asleep, if any; else the
+    /// first one trying on an earlier wake, which tries again once its
+    /// attempt is done: that attempt may have found the lock taken before
+    /// this release, and the release would otherwise wake nobody.
     fn wake_next(&mut self, key: &str) {
         let Some(queue) = self.queues.get(key) else {
             return;
         };
-        let next = queue
-            .iter()
-            .find(|id| self.slots.get(id).is_some_and(Slot::asleep))
-            .copied();
+        let first = |wanted: fn(&Slot) -> bool| {
+            queue
+                .iter()
+                .find(|id| self.slots.get(id).is_some_and(wanted))
+                .copied()
+        };
+        let next = first(Slot::asleep).or_else(|| first(|s| s.in_hand && !s.woken));
         if let Some(slot) = next.and_then(|id| self.slots.get_mut(&id)) {
             slot.woken = true;
             slot.bell.notify_waiters();
@@ -294,6 +300,25 @@ mod tests {
         assert_eq!(woken(&[&subs[0], &subs[1]]), [false, false]);
         waiters.released("k");
         assert_eq!(woken(&[&subs[0], &subs[1]]), [true, false]);
+    }
+
+    #[test]
+    fn a_release_during_an_attempt_on_a_wake_is_not_lost() {
+        // The attempt looked before the release and finds the lock taken:
+        // with nobody else asleep, the release is its to try again on.
+        let (waiters, subs) = queue(1);
+        waiters.released("k");
+        subs[0].attempting();
+        waiters.released("k");
+        subs[0].found_held();
+        assert_eq!(woken(&[&subs[0]]), [true]);
+        // With a waiter asleep behind it, that one is woken instead.
+        let (waiters, subs) = queue(2);
+        waiters.released("k");
+        subs[0].attempting();
+        waiters.released("k");
+        subs[0].found_held();
+        assert_eq!(woken(&[&subs[0], &subs[1]]), [false, true]);
     }
 
     #[test]
