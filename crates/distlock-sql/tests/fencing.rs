@@ -1,10 +1,11 @@
 //! PostgreSQL's fencing tokens under the session strategy keep rising when
 //! the fencing sequence falls back, as it does after a restart that lost its
 //! last writes (a server without persistence, a replica promoted before it
-//! had them): these tests set the sequence back by hand, as such a restart
-//! would, and show that the next grant's token is above every earlier one —
-//! and that a backend drawing its tokens from the sequence alone (broken on
-//! purpose) would hand out lower ones.
+//! had them): these tests do what such a restart does to one client — set
+//! the sequence back and end every connection of the client — and show
+//! that the next grant's token is above every earlier one, and that a
+//! backend whose sessions do not set the sequence ahead of the clock when
+//! they open (broken on purpose) would hand out lower ones.
 #![cfg(feature = "postgres")]
 
 mod common;
@@ -19,10 +20,11 @@ const SEQUENCE_START: i64 = 4_503_599_627_370_496;
 
 /// A session-strategy backend on a table of its own (the test sets its
 /// sequence back, which no other test may see).
+/// Its connections carry the table's name as their `application_name`.
 async fn backend(table: &str, broken: bool) -> SqlBackend {
     let url = common::with_params(
         &common::postgres_url(),
-        &format!("strategy=session&table={table}"),
+        &format!("strategy=session&table={table}&application_name={table}"),
     );
     let mut config = SqlConfig::from_url(&url).unwrap();
     if broken {
@@ -76,14 +78,33 @@ async fn set_back(backend: &SqlBackend) {
     assert_eq!(set, SEQUENCE_START);
 }
 
+/// Ends every connection of the backend on table `table` from the server's
+/// side, as a restart does (other tests' connections live on): how many.
+async fn end_connections(table: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(&common::postgres_url())
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+         FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(table)
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+}
+
 /// The highest token of a burst of grants, and the first token after the
-/// sequence was set back.
+/// sequence was set back and the client's connections ended, as a restart
+/// that lost the sequence's last writes would.
 async fn before_and_after(broken: bool) -> (u64, u64) {
     let table = format!("fence_{}", common::unique().replace('-', "_"));
     let backend = backend(&table, broken).await;
     let name = LockName::new(format!("fencing/{}", common::unique())).unwrap();
     let before = tokens(&backend, &name, 40).await;
     set_back(&backend).await;
+    let ended = end_connections(&table).await;
+    assert!(ended >= 1, "the backend's session connection was ended");
     let after = tokens(&backend, &name, 1).await;
     common::drop_tables(&backend).await;
     let highest = before.iter().copied().max().unwrap_or(0);

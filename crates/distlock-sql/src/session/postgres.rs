@@ -22,6 +22,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::postgres::types::PgInterval;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Row};
 
@@ -52,6 +53,7 @@ pub(crate) fn sequence_ddl(table: &str) -> String {
 
 /// The statements of one table, with its name spliced in.
 struct Statements {
+    open: String,
     take: String,
     take_shared: String,
     wait: String,
@@ -95,12 +97,14 @@ impl RowStatements {
 }
 
 impl Statements {
-    /// The statements on `table`, drawing tokens from the sequence alone if
-    /// `sequence_only` (broken on purpose, tests only).
+    /// The statements on `table`; a session opens without setting the
+    /// fencing sequence ahead of the clock if `sequence_only` (broken on
+    /// purpose, tests only).
     fn new(table: &str, sequence_only: bool) -> Self {
-        let token = if sequence_only { SEQUENCE_TOKEN } else { TOKEN };
+        let floor = if sequence_only { NO_FLOOR } else { FLOOR };
         let load = |text: &str, mode: &str| {
-            text.replace("{token}", token)
+            text.replace("{floor}", floor)
+                .replace("{token}", TOKEN)
                 .replace("{lead}", &LEAD.as_micros().to_string())
                 .replace("{table}", table)
                 .replace("{mode}", mode)
@@ -109,6 +113,7 @@ impl Statements {
         let wait = include_str!("../sql/postgres/session_wait.sql");
         let hold = include_str!("../sql/postgres/session_hold.sql");
         Statements {
+            open: load(include_str!("../sql/postgres/session_open.sql"), ""),
             take: load(take, ""),
             take_shared: load(take, "_shared"),
             wait: load(wait, ""),
@@ -123,31 +128,44 @@ impl Statements {
     }
 }
 
-/// The fencing token a grant draws: the sequence's next value, unless the
-/// server's clock (2^52 plus its reading in microseconds) is ahead of it;
-/// then the clock plus [`LEAD`], which the sequence is set to.
+/// The fencing token a grant draws: the fencing sequence's next value.
 ///
-/// The sequence alone is not enough: a restart that loses its last writes
-/// (a server without persistence, a replica promoted before it had them)
-/// brings it back lower than tokens already handed out. The clock cannot
-/// fall back as long as it does not step back, and every token is at most
-/// the clock at its grant plus `LEAD` (while fewer than one grant a
-/// microsecond are drawn), so the first grant after such a restart, more
-/// than `LEAD` after the last one before it, is above them all.
+/// The sequence alone would not be enough: a restart that loses its last
+/// writes (a server without persistence, a replica promoted before it had
+/// them, a crash before the log of `nextval` reached the disk) brings it
+/// back lower than tokens already handed out. So every session sets it
+/// ahead of the server's clock when it opens ([`FLOOR`]), before any grant
+/// on it:
 ///
-/// Setting the sequence writes to the log, so it is set once per `LEAD` at
-/// most, not at every grant: in between, grants draw its next values.
-const TOKEN: &str = "(SELECT CASE WHEN v.n < v.c THEN setval('\"{table}_fence\"', v.c + {lead}) ELSE v.n END \
+/// - the sequence only ever moves up, by one per grant or to the clock plus
+///   [`LEAD`] at an open, so while fewer than one grant a microsecond are
+///   drawn it is never more than `LEAD` ahead of the clock, and neither is
+///   any token;
+/// - a restart ends every session, so every grant after it runs on a
+///   session opened after it, which set the sequence to at least the clock
+///   at that open plus `LEAD`: above every earlier token, as long as the
+///   clock does not step back.
+///
+/// A grant's statement therefore holds one function call for its token,
+/// not the dozen of a clock comparison: the server sets up every call of a
+/// statement at each run, whether the call runs or not.
+const TOKEN: &str = "nextval('\"{table}_fence\"')";
+
+/// What a new session does before any grant on it (see [`TOKEN`]): sets the
+/// fencing sequence to 2^52 plus the server's clock in microseconds plus
+/// [`LEAD`], if it is behind that. The sequence's value after.
+const FLOOR: &str = "(SELECT CASE WHEN v.n < v.c THEN setval('\"{table}_fence\"', v.c + {lead}) ELSE v.n END \
      FROM (SELECT nextval('\"{table}_fence\"') AS n, \
                   4503599627370496 + (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS c) v)";
 
-/// How far ahead of the server's clock a grant sets the fencing sequence
-/// when the clock has caught up with it (see [`TOKEN`]).
+/// How far ahead of the server's clock a new session sets the fencing
+/// sequence (see [`FLOOR`]); earlier versions set it this far ahead at a
+/// grant, so the bound on tokens is the same for both.
 const LEAD: Duration = Duration::from_millis(10);
 
-/// Broken on purpose (tests only): the token from the sequence alone, which
-/// falls back when the sequence does.
-const SEQUENCE_TOKEN: &str = "nextval('\"{table}_fence\"')";
+/// Broken on purpose (tests only): a session that opens without setting the
+/// sequence ahead of the clock, so that tokens fall back with the sequence.
+const NO_FLOOR: &str = "NULL::bigint";
 
 /// PostgreSQL, for the session engine.
 pub(crate) struct PgSessions {
@@ -207,7 +225,7 @@ impl SessionDb for PgSessions {
     /// mode would hand the statements to different sessions).
     async fn open(&self) -> Result<Opened, sqlx::Error> {
         let mut conn = self.options.connect().await?;
-        let setup = sqlx::query(include_str!("../sql/postgres/session_open.sql"))
+        let setup = sqlx::query(&self.statements.open)
             .bind(&self.idle)
             .bind(&self.check)
             .fetch_one(&mut conn)
@@ -360,18 +378,11 @@ impl SessionConn for PgSession {
             .await;
         match answer {
             Ok(row) => {
-                let granted: Vec<i64> = row.try_get("granted")?;
-                let (token, busy) = match granted[..] {
-                    [token, busy] => (token, busy),
-                    _ => {
-                        return Err(sqlx::Error::Protocol(format!(
-                            "unexpected grant {granted:?}"
-                        )))
-                    }
-                };
+                let token: Option<i64> = row.try_get(0)?;
+                let busy: PgInterval = row.try_get(1)?;
                 Ok(Answer {
-                    outcome: taken(Some(token)),
-                    busy: micros(Some(busy)),
+                    outcome: taken(token),
+                    busy: interval(&busy),
                 })
             }
             // The wait ran out: the server spent at least `lock_timeout` on it.
@@ -442,6 +453,13 @@ impl SessionConn for PgSession {
             .await?;
         row.try_get("given")
     }
+}
+
+/// A non-negative interval as a duration (days of 24 hours; none of its
+/// months), zero when negative.
+fn interval(i: &PgInterval) -> Duration {
+    let days = i64::from(i.days).saturating_mul(86_400_000_000);
+    micros(Some(days.saturating_add(i.microseconds)))
 }
 
 /// A take's token column: taken with it, or refused.

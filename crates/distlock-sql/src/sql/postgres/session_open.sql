@@ -7,8 +7,12 @@
 --      PostgreSQL 14 and later), so that a wait whose client went away
 --      leaves the server's queue at once.
 -- Settings the server does not have are skipped (read from pg_settings).
--- Returns one row (pid, bounded): the session's backend process id, and
--- whether the server took the session timeout.
+-- The fencing sequence is then set ahead of the server's clock, if it is
+-- behind it: the floor placeholder is replaced by that statement (see
+-- session/postgres.rs), the table and lead placeholders before use.
+-- Returns one row (pid, bounded, fence): the session's backend process id,
+-- whether the server took the session timeout, and the sequence's value
+-- after it was set ahead (not used).
 SELECT pg_backend_pid()::bigint AS pid,
        (SELECT count(*) > 0
           FROM (SELECT set_config(name,
@@ -16,4 +20,5 @@ SELECT pg_backend_pid()::bigint AS pid,
                                   false)
                   FROM pg_settings
                  WHERE name IN ('idle_session_timeout', 'client_connection_check_interval')) AS s
-       ) AS bounded
+       ) AS bounded,
+       {floor} AS fence

@@ -11,16 +11,15 @@
 -- statement only (set_config never returns NULL, so that branch never
 -- answers), and the lock waited for. When the wait runs out the statement
 -- fails with SQLSTATE 55P03 (lock_not_available), nothing taken.
--- Returns one row, one bigint[] column (granted): the fencing token (the
--- sequence's next value or the server's clock, whichever is larger; see
--- session/postgres.rs), drawn after the grant, and how long the server spent
--- on the statement (its wait) in microseconds, 0 when the try took it.
+-- The statement is kept small: the server sets up every function call in
+-- it at each run, whether the call runs or not.
+-- Returns one row (token, busy): the fencing token, the fencing sequence's
+-- next value, drawn after the grant (see session/postgres.rs); and how long
+-- the server had spent on the statement once it was granted (its wait), an
+-- interval, evaluated after the token.
 SELECT CASE
-         WHEN pg_try_advisory_lock{mode}($1)
-           THEN ARRAY[{token}, 0]
-         WHEN set_config('lock_timeout', $2, true) IS NULL
-           THEN NULL
-         WHEN pg_advisory_lock{mode}($1)::text = ''
-           THEN ARRAY[{token},
-                      (EXTRACT(EPOCH FROM clock_timestamp() - statement_timestamp()) * 1000000)::bigint]
-       END AS granted
+         WHEN pg_try_advisory_lock{mode}($1) THEN {token}
+         WHEN set_config('lock_timeout', $2, true) IS NULL THEN NULL
+         WHEN pg_advisory_lock{mode}($1)::text = '' THEN {token}
+       END AS token,
+       clock_timestamp() - statement_timestamp() AS busy
