@@ -5,13 +5,16 @@
 //! instant. Rust has no async drop, so the clean-up is armed before the
 //! round trip that may need it, disarmed once the operation completed, and
 //! spawned onto the current tokio runtime if the holder is dropped while
-//! still armed. [`CleanupOnDrop`] is that pattern, written once.
+//! still armed. [`CleanupOnDrop`] is that pattern, written once;
+//! [`DeferredCleanup`] is the same for a clean-up kept as plain data until
+//! it must run, for hot paths that arm and disarm at every call.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// A clean-up's work, as it is spawned.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Work that runs in the background if this value is dropped while armed.
 ///
@@ -93,20 +96,132 @@ impl CleanupOnDrop {
 
 impl Drop for CleanupOnDrop {
     fn drop(&mut self) {
-        let Some(task) = self.task.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                tracing::debug!(backend = self.backend, what = self.what, "distlock.cleanup");
-                crate::layer::telemetry::cleanup(self.backend);
-                rt.spawn(task);
-            }
-            Err(_) => tracing::warn!(
-                backend = self.backend,
-                what = self.what,
-                "distlock.cleanup_skipped: dropped outside a tokio runtime; the server frees it at its ttl or session end"
-            ),
+        if let Some(task) = self.task.take() {
+            spawn(self.backend, self.what, task);
         }
+    }
+}
+
+/// A clean-up kept as data (`S`) while armed, turned into its task by `run`
+/// only if dropped armed: arming and disarming cost no allocation.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use distlock_core::cleanup::{DeferredCleanup, Task};
+/// type Removed = tokio::sync::oneshot::Sender<&'static str>;
+/// fn remove(tx: Removed) -> Task {
+///     Box::pin(async move { let _ = tx.send("removed"); })
+/// }
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// let mut cleanup = DeferredCleanup::new("etcd", "queue entry", remove);
+/// cleanup.arm(tx);
+/// drop(cleanup); // as if the operation's future had been dropped
+/// assert_eq!(rx.await.unwrap(), "removed");
+/// # }
+/// ```
+pub struct DeferredCleanup<S: Send + 'static> {
+    backend: &'static str,
+    what: &'static str,
+    state: Option<S>,
+    run: fn(S) -> Task,
+}
+
+impl<S: Send + 'static> fmt::Debug for DeferredCleanup<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeferredCleanup")
+            .field("backend", &self.backend)
+            .field("what", &self.what)
+            .field("armed", &self.state.is_some())
+            .finish()
+    }
+}
+
+impl<S: Send + 'static> DeferredCleanup<S> {
+    /// A disarmed clean-up for `what` (a short noun for logs), whose work
+    /// for an armed state is `run(state)`.
+    pub fn new(backend: &'static str, what: &'static str, run: fn(S) -> Task) -> Self {
+        DeferredCleanup {
+            backend,
+            what,
+            state: None,
+            run,
+        }
+    }
+
+    /// Arms it with `state` (replacing any earlier one, which is dropped).
+    pub fn arm(&mut self, state: S) {
+        self.state = Some(state);
+    }
+
+    /// Disarms it: the state it was armed with, if any.
+    pub fn disarm(&mut self) -> Option<S> {
+        self.state.take()
+    }
+
+    /// Runs the clean-up now, if armed, instead of on drop.
+    pub async fn run_now(mut self) {
+        if let Some(state) = self.state.take() {
+            (self.run)(state).await;
+        }
+    }
+}
+
+impl<S: Send + 'static> Drop for DeferredCleanup<S> {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            spawn(self.backend, self.what, (self.run)(state));
+        }
+    }
+}
+
+/// Spawns an armed clean-up's `task` onto the current runtime.
+fn spawn(backend: &'static str, what: &'static str, task: Task) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            tracing::debug!(backend, what, "distlock.cleanup");
+            crate::layer::telemetry::cleanup(backend);
+            rt.spawn(task);
+        }
+        Err(_) => tracing::warn!(
+            backend,
+            what,
+            "distlock.cleanup_skipped: dropped outside a tokio runtime; the server frees it at its ttl or session end"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Done = tokio::sync::oneshot::Sender<()>;
+
+    fn finish(tx: Done) -> Task {
+        Box::pin(async move {
+            let _ = tx.send(());
+        })
+    }
+
+    #[tokio::test]
+    async fn a_disarmed_deferred_cleanup_does_not_run() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut cleanup = DeferredCleanup::new("test", "nothing", finish);
+        cleanup.arm(tx);
+        let state = cleanup.disarm();
+        drop(cleanup);
+        assert!(state.is_some(), "disarming hands back the state");
+        drop(state);
+        // The sender was dropped, not sent on: the clean-up never ran.
+        assert!(rx.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_deferred_cleanup_runs_now_once() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let mut cleanup = DeferredCleanup::new("test", "something", finish);
+        cleanup.arm(tx);
+        cleanup.run_now().await;
+        assert!(rx.try_recv().is_ok(), "run_now ran it at once");
     }
 }

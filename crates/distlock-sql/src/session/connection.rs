@@ -19,7 +19,6 @@
 //! its release may [detach](Session::detach) the connection for that
 //! statement.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use distlock_core::sync::lock;
 use distlock_core::{Liveness, OwnerToken, SessionLiveness};
 use tokio::sync::{watch, Notify};
 
+use super::book::{Book, ById, Holding};
 use super::db::{Answer, Gate, Outcome, Patience, SessionConn, SessionDb};
 use super::keys::Key;
 
@@ -45,40 +45,6 @@ pub(crate) enum Failure {
     Db(sqlx::Error),
     /// No answer within this bound: the statement's outcome is unknown.
     NoAnswer(Duration),
-}
-
-/// A key this session holds, and for whom.
-#[derive(Debug)]
-struct Holding {
-    gate: Gate,
-    /// Several only for a shared hold that local readers joined.
-    owners: Vec<OwnerToken>,
-}
-
-/// What a session holds and is doing.
-struct Book {
-    held: HashMap<i64, Holding>,
-    /// Keys claimed by a request in flight (or its clean-up), by claim id.
-    claimed: HashMap<i64, u64>,
-    /// The claim whose waiting statement occupies the connection.
-    blocking: Option<u64>,
-    /// The server heard from the session no earlier than this.
-    contact: Instant,
-    /// When a request last used it.
-    used: Instant,
-    /// Statements waiting for or running on the connection.
-    queued: usize,
-    /// Closed or lost.
-    gone: bool,
-    /// Dedicated to the one hold it has: no other request goes here.
-    dedicated: bool,
-}
-
-impl Book {
-    /// Neither holds nor claims `key`.
-    fn has_not(&self, key: i64) -> bool {
-        !self.held.contains_key(&key) && !self.claimed.contains_key(&key)
-    }
 }
 
 /// One database session: a connection of its own.
@@ -118,8 +84,8 @@ impl Session {
             db,
             conn: tokio::sync::Mutex::new(Some(conn)),
             book: std::sync::Mutex::new(Book {
-                held: HashMap::new(),
-                claimed: HashMap::new(),
+                held: ById::default(),
+                claimed: ById::default(),
                 blocking: None,
                 contact,
                 used: contact,

@@ -243,6 +243,13 @@ pub(crate) fn micros(us: Option<i64>) -> Duration {
     Duration::from_micros(us.and_then(|us| u64::try_from(us).ok()).unwrap_or(0))
 }
 
+/// `text` without its comment lines (those starting with `--`): what the
+/// client hashes to find the prepared statement at every run.
+pub(crate) fn uncommented(text: &str) -> String {
+    let lines = text.lines().filter(|l| !l.trim_start().starts_with("--"));
+    lines.collect::<Vec<_>>().join("\n")
+}
+
 /// The error for a session whose statements reach another server session
 /// than the one that set it up (`first`, then `then`).
 /// A new session, whose server session was `id`, once the same server

@@ -26,7 +26,7 @@ pub(crate) struct Key {
     /// apart as if they were one).
     pub id: i64,
     /// The MySQL/MariaDB `GET_LOCK` name.
-    pub named: String,
+    pub named: Named,
     /// The name's key in the locks and holders tables.
     pub row: String,
 }
@@ -46,9 +46,15 @@ impl Key {
         let digest = digest.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
+        let mut named = [0u8; NAMED_LEN];
+        named[..3].copy_from_slice(b"dl:");
+        for (i, b) in digest[..20].iter().enumerate() {
+            named[3 + 2 * i] = HEX[usize::from(b >> 4)];
+            named[4 + 2 * i] = HEX[usize::from(b & 15)];
+        }
         Key {
             id: i64::from_be_bytes(first),
-            named: format!("dl:{}", hex(&digest[..20])),
+            named: Named(named),
             row: row_key(name),
         }
     }
@@ -60,21 +66,34 @@ impl Key {
     pub fn presence(&self) -> Key {
         Key {
             id: self.id ^ PRESENCE,
-            named: self.named.clone(),
+            named: self.named,
             row: self.row.clone(),
         }
     }
 }
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
+/// The length of a `GET_LOCK` name: `dl:` and 40 hex digits.
+const NAMED_LEN: usize = 43;
+
+/// Lower-case hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A `GET_LOCK` name (`dl:` and 40 lower-case hex digits), kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Named([u8; NAMED_LEN]);
+
+impl Named {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or("dl:")
     }
-    out
+}
+
+impl std::fmt::Debug for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 #[cfg(test)]
@@ -102,9 +121,10 @@ mod tests {
     fn the_named_key_fits_mysql() {
         let long = "x".repeat(1000);
         let k = key("t", &long);
-        assert_eq!(k.named.len(), 43);
-        assert!(k.named.starts_with("dl:"));
-        assert!(k.named[3..].chars().all(|c| c.is_ascii_hexdigit()));
+        let named = k.named.as_str();
+        assert_eq!(named.len(), 43);
+        assert!(named.starts_with("dl:"));
+        assert!(named[3..].chars().all(|c| c.is_ascii_hexdigit()));
         assert!(k.row.len() <= crate::key::MAX_KEY_BYTES);
     }
 
@@ -114,6 +134,7 @@ mod tests {
         let digest = Sha256::digest(b"t\0n");
         let expected = i64::from_be_bytes(digest[..8].try_into().unwrap());
         assert_eq!(key("t", "n").id, expected);
-        assert_eq!(&key("t", "n").named[3..19], &hex(&digest[..8]));
+        let hex: String = digest[..20].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(key("t", "n").named.as_str(), format!("dl:{hex}"));
     }
 }

@@ -22,7 +22,7 @@
 //!
 //! Code map: [`keys`] turns a name into keys; [`db`] is what the engine
 //! needs of a database, [`postgres`] and [`mysql`] provide it;
-//! [`connection`] is one session and its book of held and claimed keys,
+//! [`connection`] is one session and its [`book`] of held and claimed keys,
 //! [`pool`] the sessions and the routing of requests, [`keeper`] their
 //! liveness; [`take`] runs one take cancel-safely; [`exclusive`],
 //! [`shared`] and [`release`] are the operations, [`rows`] the rows
@@ -35,6 +35,7 @@
     allow(dead_code, unused_imports, unused_variables)
 )]
 
+mod book;
 mod connection;
 mod db;
 mod exclusive;
@@ -92,8 +93,8 @@ pub(crate) struct SessionEngine {
     tag: String,
     /// The server answered within this much: the session is known alive.
     fresh: Duration,
-    /// Whether waiters are served in arrival order.
-    fifo: bool,
+    /// What it promises (see [`claims`](SessionEngine::claims)).
+    caps: Capabilities,
 }
 
 impl SessionEngine {
@@ -118,6 +119,7 @@ impl SessionEngine {
             }
         }
         let tag = OwnerToken::random().to_hex();
+        let caps = promises(fifo, db.notifies());
         Ok(SessionEngine {
             sessions: Sessions::new(
                 db,
@@ -131,31 +133,14 @@ impl SessionEngine {
             timeout: config.timeout(),
             tag: tag[..16].to_string(),
             fresh: settings.suspend_after(),
-            fifo,
+            caps,
         })
     }
 
     /// What the session strategy promises. Change notices where the
     /// database notifies (PostgreSQL): labelled grants and releases.
     pub fn claims(&self) -> Capabilities {
-        Capabilities::builder()
-            .fencing(true)
-            .fifo(self.fifo)
-            .wait_notification(true)
-            .session_liveness(true)
-            .ttl_expiry(false)
-            .lease_handoff(false)
-            .cross_process(true)
-            .batch_extend(true)
-            .shared(true)
-            .semaphore(true)
-            .upgrade(false)
-            .labels(true)
-            .watch(self.sessions.db().notifies())
-            .at_least(true)
-            .min_ttl(Duration::from_millis(1))
-            .max_ttl(Duration::from_secs(7 * 24 * 3600))
-            .build()
+        self.caps
     }
 
     /// Takes `request.name` in its mode (see [`exclusive`], [`shared`]).
@@ -371,6 +356,29 @@ impl SessionEngine {
             key.row, self.table
         )
     }
+}
+
+/// What the session strategy promises: waiters in arrival order if `fifo`,
+/// change notices if the database `notifies`.
+fn promises(fifo: bool, notifies: bool) -> Capabilities {
+    Capabilities::builder()
+        .fencing(true)
+        .fifo(fifo)
+        .wait_notification(true)
+        .session_liveness(true)
+        .ttl_expiry(false)
+        .lease_handoff(false)
+        .cross_process(true)
+        .batch_extend(true)
+        .shared(true)
+        .semaphore(true)
+        .upgrade(false)
+        .labels(true)
+        .watch(notifies)
+        .at_least(true)
+        .min_ttl(Duration::from_millis(1))
+        .max_ttl(Duration::from_secs(7 * 24 * 3600))
+        .build()
 }
 
 /// The error for a statement on a session that gave no answer, in

@@ -35,7 +35,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySq
 use sqlx::{ConnectOptions, Row};
 
 use super::db::{broken, micros, sqlstate, Answer, Gate, Opened, Outcome, Patience, SessionConn};
-use super::db::{Label, Seen, SeenHolder, SessionDb};
+use super::db::{uncommented, Label, Seen, SeenHolder, SessionDb};
 use super::keys::Key;
 use crate::dialect::ttl_micros;
 
@@ -138,7 +138,8 @@ impl MySqlSessions {
             "\n + ",
         );
         let load = |text: &str| {
-            text.replace("{table}", table)
+            uncommented(text)
+                .replace("{table}", table)
                 .replace("{free}", &free)
                 .replace("{slots}", &take_slot)
                 .replace("{release}", &release)

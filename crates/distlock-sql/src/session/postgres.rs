@@ -27,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Row};
 
 use super::db::{broken, micros, sqlstate, Answer, Gate, Opened, Outcome, Patience, SessionConn};
-use super::db::{Label, Seen, SeenHolder, SessionDb};
+use super::db::{uncommented, Label, Seen, SeenHolder, SessionDb};
 use super::keys::Key;
 use crate::dialect::ttl_micros;
 use crate::statement::granted_channel;
@@ -83,7 +83,7 @@ struct RowStatements {
 
 impl RowStatements {
     fn new(table: &str) -> Self {
-        let load = |text: &str| text.replace("{table}", table);
+        let load = |text: &str| uncommented(text).replace("{table}", table);
         RowStatements {
             seen: load(include_str!("../sql/postgres/session_seen.sql")),
             label: load(include_str!("../sql/postgres/session_label.sql")),
@@ -102,16 +102,24 @@ impl Statements {
     /// purpose, tests only).
     fn new(table: &str, sequence_only: bool) -> Self {
         let floor = if sequence_only { NO_FLOOR } else { FLOOR };
-        let load = |text: &str, mode: &str| {
+        let fill = |text: String, mode: &str| {
             text.replace("{floor}", floor)
                 .replace("{token}", TOKEN)
                 .replace("{lead}", &LEAD.as_micros().to_string())
                 .replace("{table}", table)
                 .replace("{mode}", mode)
         };
+        let load = |text: &str, mode: &str| fill(uncommented(text), mode);
+        // The kept hold's statement keeps its comments: its first words are
+        // how the client finds it running on the server (`holding`).
+        let kept = |mode: &str| {
+            fill(
+                include_str!("../sql/postgres/session_hold.sql").into(),
+                mode,
+            )
+        };
         let take = include_str!("../sql/postgres/session_take.sql");
         let wait = include_str!("../sql/postgres/session_wait.sql");
-        let hold = include_str!("../sql/postgres/session_hold.sql");
         Statements {
             open: load(include_str!("../sql/postgres/session_open.sql"), ""),
             take: load(take, ""),
@@ -121,8 +129,8 @@ impl Statements {
             token: load("SELECT {token}", ""),
             exists: load(SEQUENCE_EXISTS, ""),
             create: sequence_ddl(table),
-            hold: load(hold, ""),
-            hold_shared: load(hold, "_shared"),
+            hold: kept(""),
+            hold_shared: kept("_shared"),
             released: table.to_string(),
         }
     }

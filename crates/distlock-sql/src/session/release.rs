@@ -209,13 +209,12 @@ async fn release_session_lock(engine: &SessionEngine, lease: &Lease) -> Result<b
         return Ok(false);
     };
     let (key, gate) = engine.held(lease);
-    let left = leave(engine.backend, &session, &key, gate, lease.owner());
-    match tokio::time::timeout(engine.timeout, left).await {
-        Ok(Ok(held)) => Ok(held),
+    // Bounded by the statement timeout (the give-back's).
+    match leave(engine.backend, &session, &key, gate, lease.owner()).await {
+        Ok(held) => Ok(held),
         // The session ended: its locks are free, the lease was lost.
-        Ok(Err(Failure::Gone(_))) => Ok(false),
-        Ok(Err(failure)) => Err(engine.failed("releasing", &key, failure)),
-        Err(_) => Err(engine.no_answer("releasing", &key)),
+        Err(Failure::Gone(_)) => Ok(false),
+        Err(failure) => Err(engine.failed("releasing", &key, failure)),
     }
 }
 

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_core::cleanup::CleanupOnDrop;
+use distlock_core::cleanup::{CleanupOnDrop, DeferredCleanup, Task};
 use distlock_core::waiting::request_bound;
 use distlock_core::{OwnerToken, Result, Wait};
 
@@ -135,7 +135,7 @@ async fn take_on(
         return Ok(Took::Refused);
     }
     // Taken: from now on the clean-up gives it back.
-    undo.arm(give_back_quietly(Arc::clone(&claim), key.clone(), gate));
+    undo.arm(Undone::GiveBack(Arc::clone(&claim), key.clone(), gate));
     let taken = Taken {
         claim,
         key: key.clone(),
@@ -162,10 +162,14 @@ fn prepare(
     gate: Gate,
     patience: Patience,
     deadline: Option<Instant>,
-) -> (Patience, Option<Duration>, CleanupOnDrop) {
-    let mut undo = CleanupOnDrop::new(engine.backend, "session lock taken by a dropped acquire");
+) -> (Patience, Option<Duration>, Undo) {
+    let mut undo = DeferredCleanup::new(
+        engine.backend,
+        "session lock taken by a dropped acquire",
+        undo,
+    );
     if claim.is_blocking() {
-        undo.arm(close_quietly(Arc::clone(claim)));
+        undo.arm(Undone::Close(Arc::clone(claim)));
         let limit = match patience {
             Patience::Upto(wait) => Some(wait + engine.timeout),
             Patience::Try => Some(request_bound(engine.timeout, deadline)),
@@ -173,9 +177,28 @@ fn prepare(
         };
         (patience, limit, undo)
     } else {
-        undo.arm(give_back_quietly(Arc::clone(claim), key.clone(), gate));
+        undo.arm(Undone::GiveBack(Arc::clone(claim), key.clone(), gate));
         let limit = request_bound(engine.timeout, deadline);
         (Patience::Try, Some(limit), undo)
+    }
+}
+
+/// What a take or a release dropped half-way leaves to do.
+pub(crate) enum Undone {
+    /// Close the claim's session (its waiting statement was dropped).
+    Close(Arc<Claim>),
+    /// Give the key back through the gate on the claim's session.
+    GiveBack(Arc<Claim>, Key, Gate),
+}
+
+/// A clean-up armed with what is left to do, if anything.
+type Undo = DeferredCleanup<Undone>;
+
+/// The work of a clean-up for `undone`.
+fn undo(undone: Undone) -> Task {
+    match undone {
+        Undone::Close(claim) => Box::pin(close_quietly(claim)),
+        Undone::GiveBack(claim, key, gate) => Box::pin(give_back_quietly(claim, key, gate)),
     }
 }
 
@@ -187,7 +210,7 @@ pub(crate) struct Taken {
     gate: Gate,
     /// Taken on a session of its own, dedicated to it once kept.
     own: bool,
-    undo: CleanupOnDrop,
+    undo: Undo,
 }
 
 impl Taken {
@@ -263,8 +286,8 @@ impl Joined {
 }
 
 /// Takes `owner` off `key`'s hold through `gate` on `session`, giving the
-/// lock back to the server when it was the last local owner: whether
-/// `owner` held it.
+/// lock back to the server when it was the last local owner (within the
+/// statement timeout): whether `owner` held it.
 ///
 /// # Cancel safety
 ///
@@ -281,11 +304,12 @@ pub(crate) async fn leave(
         Some(None) => return Ok(true),
         Some(Some(claim)) => Arc::new(claim),
     };
-    let mut undo = CleanupOnDrop::armed(
+    let mut undo = DeferredCleanup::new(
         backend,
         "session lock given back by a dropped release",
-        give_back_quietly(Arc::clone(&claim), key.clone(), gate),
+        undo,
     );
+    undo.arm(Undone::GiveBack(Arc::clone(&claim), key.clone(), gate));
     let given = session.give_back(key, gate).await;
     undo.disarm();
     given
