@@ -180,6 +180,12 @@ async fn run_workload(
         Some(f) => floor_contenders(f, settings, workload).await?,
         None => None,
     };
+    // Connections a side opens on its first cycles (distlock's session
+    // connections, opened on demand) are opened before either is measured.
+    warm_up(workload, &ours, settings).await?;
+    if let Some(t) = &theirs {
+        warm_up(workload, t, settings).await?;
+    }
     let slice = settings.duration / SLICES;
     let (mut our_tally, mut floor_tally) = (Tally::default(), Tally::default());
     for i in 0..SLICES {
@@ -262,6 +268,25 @@ fn names_for(workload: Workload, settings: Settings) -> Result<Vec<LockName>, St
         .map(|i| LockName::new(format!("bench/{tag:x}/{i}")))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())
+}
+
+/// One unmeasured take + give-back by every client at once, each on a name
+/// of its own, in the mode of its first cycle: what a side sets up on its
+/// first use (a connection opened on demand) is not counted in its cycles.
+async fn warm_up(
+    workload: Workload,
+    contenders: &[Arc<dyn Contender>],
+    settings: Settings,
+) -> Result<(), String> {
+    let tag: u64 = rand::thread_rng().gen();
+    let cycles = contenders.iter().enumerate().map(|(client, c)| async move {
+        let name =
+            LockName::new(format!("bench/{tag:x}/warm-up/{client}")).map_err(|e| e.to_string())?;
+        let mode = workload.mode(settings, client, 0);
+        c.take(&name, mode).await?;
+        c.give_back(&name, mode).await
+    });
+    futures::future::try_join_all(cycles).await.map(|_| ())
 }
 
 /// Runs one workload: the numbers of take + give-back cycles (for
