@@ -270,21 +270,23 @@ fn names_for(workload: Workload, settings: Settings) -> Result<Vec<LockName>, St
         .map_err(|e| e.to_string())
 }
 
-/// One unmeasured take + give-back by every client at once, each on a name
-/// of its own, in the mode of its first cycle: what a side sets up on its
-/// first use (a connection opened on demand) is not counted in its cycles.
+/// One unmeasured take + give-back by every client at once, as the
+/// workload's first cycle does (on a name of the workload's kind, in the
+/// mode of the client's first cycle): what a side sets up on its first use
+/// (a connection opened on demand) is not counted in its cycles.
 async fn warm_up(
     workload: Workload,
     contenders: &[Arc<dyn Contender>],
     settings: Settings,
 ) -> Result<(), String> {
-    let tag: u64 = rand::thread_rng().gen();
-    let cycles = contenders.iter().enumerate().map(|(client, c)| async move {
-        let name =
-            LockName::new(format!("bench/{tag:x}/warm-up/{client}")).map_err(|e| e.to_string())?;
-        let mode = workload.mode(settings, client, 0);
-        c.take(&name, mode).await?;
-        c.give_back(&name, mode).await
+    let names = names_for(workload, settings)?;
+    let cycles = contenders.iter().enumerate().map(|(client, c)| {
+        let name = &names[client % names.len()];
+        async move {
+            let mode = workload.mode(settings, client, 0);
+            c.take(name, mode).await?;
+            c.give_back(name, mode).await
+        }
     });
     futures::future::try_join_all(cycles).await.map(|_| ())
 }
