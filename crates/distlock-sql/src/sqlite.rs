@@ -2,7 +2,9 @@
 //!
 //! Connections use WAL (readers never block the writer), `synchronous = FULL`
 //! (a committed acquire survives power loss, so fencing tokens never repeat)
-//! and a busy timeout equal to the configured operation timeout. Every
+//! and a busy handler that looks for the write lock every millisecond up to
+//! the configured operation timeout ([`busy`]; a pool of the application's
+//! own keeps the busy handling it was opened with). Every
 //! statement of the mutex path is a single autocommit statement; SQLite
 //! takes the write lock at the start of a writing statement and retries
 //! through the busy handler. The grant of a reader or permit reads, then
@@ -32,6 +34,8 @@ use crate::statement::Answer::{One, Row as Fetched};
 use crate::statement::Param::{self, Fence, Key, Kind, Label, Owner, Permits, Ticket, Ttl};
 use crate::statement::{granted_channel, HolderSql, Outcome, QueueSql, Sql, Statement};
 use crate::tables::Tables;
+
+mod busy;
 
 /// What is particular to SQLite.
 pub(crate) struct SqliteFlavor {
@@ -81,10 +85,12 @@ async fn open_pool(
 ) -> Result<SqlitePool, sqlx::Error> {
     let deadline = Instant::now() + config.connect_timeout();
     let mut delays = Backoff::default().delays();
+    let timeout = config.timeout();
     loop {
         let opened = SqlitePoolOptions::new()
             .max_connections(config.pool_size())
             .acquire_timeout(config.timeout())
+            .after_connect(move |conn, _| Box::pin(busy::install(conn, timeout)))
             .connect_with(options.clone())
             .await;
         match opened {

@@ -133,6 +133,45 @@ async fn in_memory_sqlite_is_in_process_only() {
     backend.release(&lease).await.unwrap();
 }
 
+/// Another process holding the file's write lock: an acquire waits for it
+/// in the busy handler and gives up within the statement timeout with
+/// `Unavailable` (not hanging, not a backend error); once the file is free
+/// the lock is taken.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_sqlite_file_kept_busy_is_unavailable_within_the_timeout() {
+    use distlock_sql::sqlx::{Connection, Executor, SqliteConnection};
+    let file = common::SqliteFile::new("busy");
+    let timeout = Duration::from_millis(400);
+    let url = format!("{}?timeout={}ms", file.url, timeout.as_millis());
+    let backend = SqlBackend::connect(&url).await.expect("connect");
+    let mut other = SqliteConnection::connect(&file.url).await.expect("open");
+    other.execute("BEGIN IMMEDIATE").await.expect("write lock");
+
+    let name = LockName::new("busy").unwrap();
+    let opts = AcquireOptions::try_once(DEFAULT_TTL);
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), backend.acquire(&name, &opts))
+        .await
+        .expect("the acquire gives up on its own");
+    let took = start.elapsed();
+    let err = outcome.expect_err("the file's write lock is held");
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
+    assert!(
+        took >= timeout,
+        "gave up after {took:?}, before the timeout"
+    );
+
+    other.execute("COMMIT").await.expect("free the file");
+    let waiting = AcquireOptions::new(DEFAULT_TTL).with_wait(Wait::For(Duration::from_secs(10)));
+    let lease = backend
+        .acquire(&name, &waiting)
+        .await
+        .expect("the file is free")
+        .expect("nobody holds the lock");
+    backend.release(&lease).await.unwrap();
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_file_is_created_when_missing() {
