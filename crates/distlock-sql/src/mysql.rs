@@ -16,9 +16,13 @@
 //!
 //! InnoDB's gap locks can still make two of these wait on each other (a
 //! writer's intent removed while a grant deletes and inserts holders rows
-//! beside it); InnoDB then rolls one back with a deadlock error, which is
-//! meant to be retried: every statement and transaction on the holders
-//! table is tried again, up to [`DEADLOCK_RETRIES`] times.
+//! beside it; grants at once on names new to the table, whose deletions of
+//! expired holders lock the same gap their insertions then wait for);
+//! InnoDB then rolls one back with a deadlock error, which is meant to be
+//! retried: every statement and transaction on the holders table is tried
+//! again, up to [`DEADLOCK_RETRIES`] times, after a short jittered pause
+//! (`run::retrying`) so that the same transactions do not meet again in
+//! step.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,6 +36,7 @@ use crate::dialect::{remaining_from_micros, statements, ttl_micros};
 use crate::dialect::{ConnectError, Extension, Holder, Queue, Take};
 use crate::flavor::{json_rows, Batches, Cell, Flavor, Query};
 use crate::holds::Held;
+use crate::run::retrying;
 use crate::statement::Answer::{Any, One, Row as Fetched};
 use crate::statement::Param::{self, Count, Fence, Key, Kind, Label, Owner, Permits, Ttl};
 use crate::statement::{granted_channel, HolderSql, Outcome, QueueSql, Sql, Statement};
@@ -39,7 +44,7 @@ use crate::tables::Tables;
 
 /// How many times a statement or transaction InnoDB rolled back as a
 /// deadlock's victim is tried again.
-const DEADLOCK_RETRIES: usize = 3;
+const DEADLOCK_RETRIES: usize = 10;
 
 /// The SQLSTATE of a deadlock victim ("try restarting transaction").
 const DEADLOCK: &str = "40001";
@@ -367,16 +372,13 @@ impl Flavor for MySqlFlavor {
         batch: &[Extension],
     ) -> Result<Vec<bool>, sqlx::Error> {
         let (rows, names) = batch_json(batch, b.per_name);
-        let mut tries = 0;
-        let matched = loop {
-            let outcome = sqlx::query(&b.update)
-                .bind(rows.as_str())
-                .execute(pool)
-                .await;
-            if !(b.per_name && Self::retry_after(&outcome, &mut tries)) {
-                break outcome?.rows_affected();
-            }
-        };
+        let update = || sqlx::query(&b.update).bind(rows.as_str()).execute(pool);
+        let matched = if b.per_name {
+            retrying::<Self, _, _, _>((), |()| async { ((), update().await) }).await
+        } else {
+            update().await
+        }?
+        .rows_affected();
         let all = batch.len() + if b.per_name { names } else { 0 };
         if usize::try_from(matched).is_ok_and(|m| m == all) {
             return Ok(vec![true; batch.len()]);

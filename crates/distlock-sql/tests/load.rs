@@ -2,7 +2,9 @@
 //! acquisitions in flight is served without `Unavailable` (a busy pool is
 //! waited for, within the caller's wait); clients contending for one name
 //! are served in turn where waiters poll (the queue of waiters); on
-//! PostgreSQL a release wakes one waiter, who passes the wake on; and one
+//! PostgreSQL a release wakes one waiter, who passes the wake on; clients
+//! taking names new to the table all at once are served (no deadlock
+//! reaches them); and one
 //! client keeps 10 000 locks alive for a long hold, extending them in
 //! batches (table) or keeping its sessions alive (session; the session
 //! strategy's own load cases are in `tests/session.rs`).
@@ -235,6 +237,44 @@ async fn contending_clients_are_served_in_turn(what: &str, url: &str) {
     );
 }
 
+/// Clients that each take a semaphore permit, a read lock and a mutex on
+/// names of their own, all at once and on names new to the database, are
+/// all served: their grants touch neighbouring rows of the same tables
+/// (on MySQL/MariaDB, gap locks meet in deadlocks that the database breaks
+/// by failing one statement), and none of that reaches the caller. On a
+/// table of its own, empty at the first round: the grants then all meet in
+/// one gap.
+async fn clients_at_once_on_new_names_are_served(what: &str, url: &str) {
+    let url = &own_table(url, "new_names");
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 12;
+    let backends = futures::future::join_all((0..CLIENTS).map(|_| connect(what, url))).await;
+    let ttl = Duration::from_secs(30);
+    let waiting = AcquireOptions::new(ttl).with_wait(Wait::For(Duration::from_secs(20)));
+    let modes = [Mode::Permit { limit: 3 }, Mode::Shared, Mode::Exclusive];
+    for round in 0..ROUNDS {
+        let mode = modes[round % modes.len()];
+        let outcomes = futures::future::join_all(backends.iter().enumerate().map(|(i, b)| {
+            let lock = name("new-names", &format!("{round}-{i}"));
+            let waiting = &waiting;
+            async move {
+                let lease = b.acquire_as(&lock, mode, waiting).await?;
+                let lease = lease.expect("a name of its own is free");
+                b.release(&lease).await
+            }
+        }))
+        .await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            if let Err(e) = outcome {
+                panic!("{what}: client {i} of {CLIENTS}, {mode:?} on a new name: {e}");
+            }
+        }
+    }
+    if let Some(backend) = backends.first() {
+        common::drop_tables(backend).await;
+    }
+}
+
 /// One release wakes one waiter of a backend, and readers that get in
 /// on a wake pass it on: three readers waiting (only notifications wake
 /// them: their wait ends long after) behind a `holder` (a writer, or under
@@ -357,6 +397,12 @@ mod sqlite {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clients_at_once_on_new_names_are_served() {
+        let file = SqliteFile::new("load-new-names");
+        super::clients_at_once_on_new_names_are_served("sqlite", &file.url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn contending_clients_are_served_in_turn() {
         let file = SqliteFile::new("load-contention");
         super::contending_clients_are_served_in_turn("sqlite", &file.url).await;
@@ -377,6 +423,13 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn many_acquisitions_in_flight_are_served() {
         super::many_acquisitions_in_flight_are_served("postgres", &postgres_table_url()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clients_at_once_on_new_names_are_served() {
+        let (table, session) = (postgres_table_url(), super::common::postgres_session_url());
+        super::clients_at_once_on_new_names_are_served("postgres", &table).await;
+        super::clients_at_once_on_new_names_are_served("postgres session", &session).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -417,6 +470,13 @@ mod mariadb {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn contending_clients_are_served_in_turn() {
         super::contending_clients_are_served_in_turn("mariadb", &mysql_table_url()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clients_at_once_on_new_names_are_served() {
+        let (table, session) = (mysql_table_url(), super::common::mysql_session_url());
+        super::clients_at_once_on_new_names_are_served("mariadb", &table).await;
+        super::clients_at_once_on_new_names_are_served("mariadb session", &session).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
