@@ -221,13 +221,15 @@ impl Keeping {
         let server_id = self.session.server_id();
         let (key, gate, hold) = (self.key.clone(), self.gate, self.hold);
         let owner = self.lease.owner().to_hex();
+        // The session holds the lock until now: the hold is owed from here.
+        let owed_until = tokio::time::Instant::now() + hold;
         tokio::spawn(async move {
             let held = conn.hold_then_give_back(&key, gate, hold, &owner).await;
             if let Err(e) = held {
                 tracing::debug!(error = %e, "distlock.sql.kept_hold_failed");
             }
         });
-        self.seen_running(server_id).await
+        self.seen_running(server_id, owed_until).await
     }
 
     /// The rows beside a session lock kept after its release: a leader's
@@ -255,14 +257,20 @@ impl Keeping {
         Ok(())
     }
 
-    /// Waits until the server shows the session running its kept hold's
+    /// Waits until the server shows the session asleep in its kept hold's
     /// statement (one look, then more at growing intervals), within the
-    /// statement timeout.
-    async fn seen_running(&self, server_id: i64) -> Result<()> {
+    /// statement timeout — or until `owed_until`, when the hold is no
+    /// longer owed: a short hold's statement may have slept and ended
+    /// between two looks, and the session, whose connection this process
+    /// kept open meanwhile, held the lock until then either way.
+    async fn seen_running(&self, server_id: i64, owed_until: tokio::time::Instant) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut nap = Duration::from_millis(1);
         loop {
             if self.bounded(self.db.holding(server_id)).await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= owed_until {
                 return Ok(());
             }
             if tokio::time::Instant::now() + nap > deadline {
