@@ -12,8 +12,7 @@
 #   6. chaos     `distlock chaos` on every backend shared between processes: client
 #                processes killed, paused and cut off, server nodes killed and restarted;
 #                fails on any overlap, falling fencing token, stale write accepted or
-#                loss not signalled (docs/reliability.md); three lanes of runs at once,
-#                on servers no other lane uses
+#                loss not signalled (docs/reliability.md)
 #   7. examples  every example program, each of which checks its own outcome and
 #                exits non-zero when its invariant breaks
 # Then prints one summary line over both test phases: "tests: N passed, N failed, N skipped".
@@ -116,49 +115,22 @@ phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_
 # on MySQL and SQLite, ZooKeeper, etcd) run with a 100 ms waiter-liveness window, as
 # docs/reliability.md advises where waiters die often; Redis detects a dead waiter by
 # its closed connection. The runner prints each URL without its password.
-#
-# The runs spend most of their time waiting out ttls after kills, so they go in three
-# lanes at once, each lane's runs one after another. A lane's backends share no server
-# with another lane's (the node faults kill and restart the servers of their own run
-# only; Redlock's instances include the single Redis instance, so those two share a
-# lane). Each lane's output is kept in target/test-logs/chaos-<lane>.log and printed
-# once all lanes are done; the phase fails if any run does.
-chaos_lane() {
-  local lane="$1" url
-  shift
-  for url in "$@"; do
-    "${CARGO_TARGET_DIR:-$ROOT/target}/debug/distlock" chaos --backend "$url" \
-      --acquisitions "${DISTLOCK_CHAOS_ACQUISITIONS:-2000}" --hold-max 5ms --max-duration 5m || return
-  done >"$LOG_DIR/chaos-$lane.log" 2>&1
-}
-
 run_chaos() {
-  local hosts window="waiter_timeout=100ms" lane rc=0 pids=()
+  local url hosts window="waiter_timeout=100ms"
   hosts="${DISTLOCK_REDIS_URLS//redis:\/\//}"
-  cargo build --quiet -p distlock-cli --all-features || return
-  chaos_lane sqlite-postgres \
+  for url in \
     "sqlite://$ROOT/target/chaos-locks.db?$window" \
     "$DISTLOCK_POSTGRES_URL" \
-    "$DISTLOCK_POSTGRES_URL?strategy=table" &
-  pids+=($!)
-  chaos_lane mysql-zookeeper \
+    "$DISTLOCK_POSTGRES_URL?strategy=table" \
     "$DISTLOCK_MYSQL_URL" \
     "$DISTLOCK_MYSQL_URL?strategy=table&$window" \
-    "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s&$window" &
-  pids+=($!)
-  chaos_lane redis-etcd \
     "${DISTLOCK_REDIS_URLS%%,*}" \
     "redlock://$hosts" \
-    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s&$window" &
-  pids+=($!)
-  for lane in "${pids[@]}"; do
-    wait "$lane" || rc=$?
+    "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s&$window" \
+    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s&$window"; do
+    cargo run --quiet -p distlock-cli --all-features -- chaos --backend "$url" \
+      --acquisitions "${DISTLOCK_CHAOS_ACQUISITIONS:-2000}" --hold-max 5ms --max-duration 5m || return
   done
-  for lane in sqlite-postgres mysql-zookeeper redis-etcd; do
-    echo "-- chaos lane $lane"
-    cat "$LOG_DIR/chaos-$lane.log"
-  done
-  return "$rc"
 }
 
 # The seed scenarios, run as users run them; each verifies its own outcome.
