@@ -102,12 +102,15 @@ async fn open_pool(
     }
 }
 
-/// Whether SQLite answered `SQLITE_BUSY` (any of its extended codes).
-fn busy(e: &sqlx::Error) -> bool {
+/// Whether SQLite answered `SQLITE_BUSY` (any of its extended codes): the
+/// file's write lock stayed with another connection until the busy handler
+/// gave up.
+pub(crate) fn busy(e: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = e else {
         return false;
     };
-    db.code()
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .and_then(sqlx::error::DatabaseError::code)
         .and_then(|code| code.parse::<i32>().ok())
         .is_some_and(|code| code & 0xff == 5)
 }

@@ -459,7 +459,20 @@ pub(crate) enum BatchFailure {
     Db(Arc<sqlx::Error>),
 }
 
-/// Connection trouble is `Unavailable`; what the database itself reports is
+/// Whether `e` is SQLite's answer that the file's write lock stayed taken
+/// past the busy handler's timeout: the database was not available within
+/// the timeout, like a server that did not answer.
+fn file_locked(e: &sqlx::Error) -> bool {
+    #[cfg(feature = "sqlite")]
+    if crate::sqlite::busy(e) {
+        return true;
+    }
+    let _ = e;
+    false
+}
+
+/// Connection trouble (and a SQLite file kept locked past the timeout) is
+/// `Unavailable`; what the database itself reports is
 /// `Backend` with the driver error as its source. Neither carries the URL
 /// (driver errors never include it).
 pub(crate) fn driver_error<E>(
@@ -478,6 +491,9 @@ where
         err @ (sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed) => {
             Some(format!("{context}: {err}"))
         }
+        err if file_locked(err) => Some(format!(
+            "{context}: the database file stayed locked by another connection for {limit:?}"
+        )),
         _ => None,
     };
     match unavailable {

@@ -27,13 +27,11 @@ fn settings() -> Settings {
     }
 }
 
-/// Who holds the name now, and the most permit or reader holders seen at
-/// once.
+/// Who holds the name now.
 #[derive(Default)]
 struct Tally {
     shared: usize,
     writers: usize,
-    most_shared: usize,
 }
 
 impl Tally {
@@ -53,7 +51,6 @@ impl Tally {
             self.writers += 1;
         } else {
             self.shared += 1;
-            self.most_shared = self.most_shared.max(self.shared);
         }
     }
 
@@ -67,9 +64,9 @@ impl Tally {
 }
 
 /// Runs `workload`'s modes on `floor` with [`CLIENTS`] clients of
-/// [`CYCLES`] cycles each, checking the holders at every take; returns the
-/// most permit or reader holders seen at once.
-async fn most_shared(floor: &RawFloor, workload: Workload) -> usize {
+/// [`CYCLES`] cycles each, checking the holders at every take (the tally
+/// asserts that no holder is admitted beyond the recipe).
+async fn run_checked(floor: &RawFloor, workload: Workload) {
     let name = LockName::new(format!("floor-test/{:x}", rand::random::<u64>())).unwrap();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut tasks = Vec::new();
@@ -91,19 +88,45 @@ async fn most_shared(floor: &RawFloor, workload: Workload) -> usize {
     for t in tasks {
         t.await.unwrap();
     }
-    let most = lock(&tally).most_shared;
-    most
+}
+
+/// How long a take that the recipe must grant at once may wait before the
+/// recipe counts as having refused it.
+const AT_ONCE: Duration = Duration::from_secs(10);
+
+/// Takes `mode` on a fresh name with `holders` contenders of `workload`'s
+/// primitive, each while the ones before it hold: the recipe must admit
+/// them all together. Panics naming `url` if one is not admitted.
+async fn all_at_once(url: &str, floor: &RawFloor, workload: Workload, mode: Mode, holders: usize) {
+    let name = LockName::new(format!("floor-test/{:x}", rand::random::<u64>())).unwrap();
+    let mut held = Vec::new();
+    for n in 0..holders {
+        let c = floor.contender(workload.primitive()).await.unwrap();
+        let c = c.expect("a recipe for the workload");
+        tokio::time::timeout(AT_ONCE, c.take(&name, mode))
+            .await
+            .unwrap_or_else(|_| panic!("{url}: {mode:?} holder {n} not admitted beside {n} others"))
+            .unwrap();
+        held.push(c);
+    }
+    for c in held {
+        c.give_back(&name, mode).await.unwrap();
+    }
 }
 
 /// Checks the three recipes of the floor of `url`: its mutex never lets two
-/// holders overlap (the tally asserts it at every take).
+/// holders overlap, nor its permits and readers more than they may (the
+/// tally asserts it at every take); its permits and readers are admitted
+/// together, so it does not measure a mutex.
 async fn check(url: &str) {
     let floor = for_url(url).await.unwrap().expect("a floor");
-    most_shared(&floor, Workload::Contended).await;
-    let permits = most_shared(&floor, Workload::Semaphore).await;
-    assert!(permits > 1, "{url}: the permits never overlapped");
-    let readers = most_shared(&floor, Workload::ReadWrite).await;
-    assert!(readers > 1, "{url}: the readers never overlapped");
+    run_checked(&floor, Workload::Contended).await;
+    run_checked(&floor, Workload::Semaphore).await;
+    run_checked(&floor, Workload::ReadWrite).await;
+    let permits = Workload::Semaphore.mode(settings(), 0, 0);
+    let limit = settings().permits as usize;
+    all_at_once(url, &floor, Workload::Semaphore, permits, limit).await;
+    all_at_once(url, &floor, Workload::ReadWrite, Mode::Shared, CLIENTS).await;
 }
 
 /// A setting from `scripts/services.sh env`, or its default there.
@@ -114,6 +137,23 @@ fn env(var: &str, default: &str) -> String {
 #[tokio::test]
 async fn the_memory_floor_admits_what_its_recipes_say() {
     check("memory://floor-test").await;
+}
+
+/// A recipe that admits one holder at a time (the mutex's, asked for two
+/// writers together) fails the check.
+#[tokio::test]
+async fn a_recipe_that_admits_one_at_a_time_is_caught() {
+    let floor = for_url("memory://floor-test")
+        .await
+        .unwrap()
+        .expect("a floor");
+    let two = async move {
+        all_at_once("memory", &floor, Workload::Contended, Mode::Exclusive, 2).await;
+    };
+    let err = tokio::spawn(two)
+        .await
+        .expect_err("the second writer is not admitted");
+    assert!(err.is_panic());
 }
 
 #[cfg(feature = "sqlite")]

@@ -164,3 +164,44 @@ async fn a_busy_pool_is_waited_for_within_the_callers_wait() {
         other => panic!("a try-once caller waited for the pool past the timeout: {other:?}"),
     }
 }
+
+/// SQLite's `SQLITE_BUSY` (another connection kept the file's write lock
+/// past the busy handler's timeout) is `Unavailable`, like a server that
+/// did not answer; the database's other refusals stay `Backend`.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_sqlite_file_kept_locked_is_unavailable_and_other_refusals_are_not() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Executor};
+
+    let path = std::env::temp_dir().join(format!("distlock-store-busy-{}.db", std::process::id()));
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .busy_timeout(Duration::ZERO);
+    let mut holder = options.connect().await.unwrap();
+    holder.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+    holder.execute("BEGIN IMMEDIATE").await.unwrap();
+    let mut other = options.connect().await.unwrap();
+    let busy = other
+        .execute("INSERT INTO t VALUES (1)")
+        .await
+        .expect_err("the write lock is taken");
+    let refused = other
+        .execute("INSERT INTO missing VALUES (1)")
+        .await
+        .expect_err("no such table");
+    holder.execute("COMMIT").await.unwrap();
+    drop((holder, other));
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+
+    let err = super::driver_error("sqlite", "acquiring `x`".into(), TIMEOUT, busy);
+    assert!(
+        matches!(&err, LockError::Unavailable { reason, .. } if reason.contains("stayed locked")),
+        "{err:?}"
+    );
+    let err = super::driver_error("sqlite", "acquiring `x`".into(), TIMEOUT, refused);
+    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+}
