@@ -100,8 +100,13 @@ impl LockBackend for SqlBackend {
         if let Some(sessions) = self.sessions() {
             return sessions.grant(self.store(), request).await;
         }
-        let subscription = self.subscription(request.options.wait).await?;
-        acquire(self.store(), request, subscription).await
+        // Boxed, so that the session strategy's takes do not set up (and
+        // move) a future the size of this one at every take.
+        Box::pin(async {
+            let subscription = self.subscription(request.options.wait).await?;
+            acquire(self.store(), request, subscription).await
+        })
+        .await
     }
 
     /// Extends the lease to `ttl` from the database's now, if its owner
@@ -172,11 +177,15 @@ impl LockBackend for SqlBackend {
         }
         let (store, name) = (self.store(), lease.name());
         let owner = lease.owner().to_hex();
-        let released = if lease.mode() == Mode::Exclusive {
-            store.release(name, &key(name), &owner).await?
-        } else {
-            store.release_holder(name, &key(name), &owner).await?
-        };
+        // Boxed, as in `grant`.
+        let released = Box::pin(async {
+            if lease.mode() == Mode::Exclusive {
+                store.release(name, &key(name), &owner).await
+            } else {
+                store.release_holder(name, &key(name), &owner).await
+            }
+        })
+        .await?;
         if released {
             Ok(())
         } else {

@@ -62,7 +62,11 @@ async fn attempt(
         Took::Taken(taken, token, granted) => {
             acquired(engine, request, key, taken, (token, granted)).await
         }
-        Took::Readers(taken) => readers_leave(engine, request, key, taken, deadline).await,
+        // Boxed: rare (MySQL's writer meeting readers), and the largest
+        // future of the take.
+        Took::Readers(taken) => {
+            Box::pin(readers_leave(engine, request, key, taken, deadline)).await
+        }
         Took::Refused | Took::Joined(_) => Ok(Attempt::Held { remaining: None }),
     }
 }
@@ -84,13 +88,11 @@ async fn acquired(
     (token, sent): (u64, Instant),
 ) -> Result<Attempt> {
     let labelled = request.label.is_some();
-    if let Some(label) = &request.label {
-        let stored = super::rows::store_label(engine, key, request, label, token).await;
-        if let Err(e) = stored {
-            taken.give_back().await;
-            return Err(e);
-        }
-    }
+    let taken = match &request.label {
+        // Boxed: a leader's take only.
+        Some(label) => Box::pin(labelled_by(engine, key, request, label, (taken, token))).await?,
+        None => taken,
+    };
     let session = taken.keep(request.owner);
     Ok(Attempt::Acquired(engine.granted(
         token,
@@ -98,6 +100,29 @@ async fn acquired(
         Some(session),
         labelled,
     )))
+}
+
+/// `taken` with its label row stored (one statement); given back if that
+/// fails.
+///
+/// # Cancel safety
+///
+/// A dropped future gives the lock back, and deletes the label row, in
+/// the background.
+async fn labelled_by(
+    engine: &SessionEngine,
+    key: &Key,
+    request: &AcquireRequest,
+    label: &str,
+    (taken, token): (Taken, u64),
+) -> Result<Taken> {
+    match super::rows::store_label(engine, key, request, label, token).await {
+        Ok(()) => Ok(taken),
+        Err(e) => {
+            taken.give_back().await;
+            Err(e)
+        }
+    }
 }
 
 /// The writer, holding the name's session lock while rows are in its way

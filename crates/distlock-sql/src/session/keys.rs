@@ -27,8 +27,9 @@ pub(crate) struct Key {
     pub id: i64,
     /// The MySQL/MariaDB `GET_LOCK` name.
     pub named: Named,
-    /// The name's key in the locks and holders tables.
-    pub row: String,
+    /// The name's key in the locks and holders tables (shared: a key is
+    /// cloned into every clean-up armed for it).
+    pub row: std::sync::Arc<str>,
 }
 
 /// Tells a name's presence slots apart from its lock in a session's book
@@ -55,7 +56,7 @@ impl Key {
         Key {
             id: i64::from_be_bytes(first),
             named: Named(named),
-            row: row_key(name),
+            row: row_key(name).into(),
         }
     }
 
@@ -114,7 +115,7 @@ mod tests {
         assert_ne!(a.named, other_table.named);
         // The separator keeps ("ab", "c") apart from ("a", "bc").
         assert_ne!(key("ab", "c").id, key("a", "bc").id);
-        assert_eq!(a.row, "jobs/nightly");
+        assert_eq!(&*a.row, "jobs/nightly");
     }
 
     #[test]

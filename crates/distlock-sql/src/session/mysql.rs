@@ -84,8 +84,9 @@ impl Statements {
         mut query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
         key: &'q Key,
     ) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+        let named = key.named.as_str();
         for _ in 0..self.slots {
-            query = query.bind(key.named.as_str());
+            query = query.bind(named);
         }
         query
     }

@@ -271,7 +271,7 @@ impl SessionDb for PgSessions {
     async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error> {
         let row = sqlx::query(&self.rows.seen)
             .bind(key.id)
-            .bind(key.row.as_str())
+            .bind(&*key.row)
             .fetch_one(&self.pool)
             .await?;
         let held: i64 = row.try_get("held")?;
@@ -294,7 +294,7 @@ impl SessionDb for PgSessions {
 
     async fn label(&self, key: &Key, owner: &str, label: Label<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(&self.rows.label)
-            .bind(key.row.as_str())
+            .bind(&*key.row)
             .bind(owner)
             .bind(i64::try_from(label.term).unwrap_or(i64::MAX))
             .bind(ttl_micros(label.ttl))
@@ -307,7 +307,7 @@ impl SessionDb for PgSessions {
 
     async fn relabel(&self, key: &Key, owner: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(&self.rows.relabel)
-            .bind(key.row.as_str())
+            .bind(&*key.row)
             .bind(owner)
             .bind(ttl_micros(ttl))
             .execute(&self.pool)
@@ -317,7 +317,7 @@ impl SessionDb for PgSessions {
 
     async fn unlabel(&self, key: &Key, owner: &str) -> Result<(), sqlx::Error> {
         sqlx::query(&self.rows.unlabel)
-            .bind(key.row.as_str())
+            .bind(&*key.row)
             .bind(owner)
             .bind(self.rows.released.as_str())
             .execute(&self.pool)
@@ -454,7 +454,7 @@ impl SessionConn for PgSession {
         let row = sqlx::query(text)
             .bind(key.id)
             .bind(ttl_micros(hold))
-            .bind(key.row.as_str())
+            .bind(&*key.row)
             .bind(owner)
             .bind(s.released.as_str())
             .fetch_one(&mut self.conn)

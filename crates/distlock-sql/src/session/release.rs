@@ -180,19 +180,29 @@ pub(crate) async fn revoke(engine: &SessionEngine, store: &Store, lease: &Lease)
             .release_holder(name, &key.row, &lease.owner().to_hex())
             .await
     };
+    // Every case but a mutex's or writer's is boxed, so that theirs (the
+    // most frequent) does not set up a future the size of the largest.
     let released = match parts(lease) {
         Parts::Session if is_labelled(lease) => {
-            // The lock first: observers reading after the notice of the
-            // label row's deletion find the name free (or the next leader).
-            let released = release_session_lock(engine, lease).await?;
-            unlabel(engine, lease).await;
-            released
+            Box::pin(async {
+                // The lock first: observers reading after the notice of the
+                // label row's deletion find the name free (or the next
+                // leader).
+                let released = release_session_lock(engine, lease).await?;
+                unlabel(engine, lease).await;
+                Ok::<_, LockError>(released)
+            })
+            .await?
         }
         Parts::Session => release_session_lock(engine, lease).await?,
-        Parts::Row => row_release().await?,
+        Parts::Row => Box::pin(row_release()).await?,
         Parts::Both => {
-            let (session, row) = tokio::join!(release_session_lock(engine, lease), row_release());
-            session? & row?
+            Box::pin(async {
+                let (session, row) =
+                    tokio::join!(release_session_lock(engine, lease), row_release());
+                Ok::<_, LockError>(session? & row?)
+            })
+            .await?
         }
     };
     if released {

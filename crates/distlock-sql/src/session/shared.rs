@@ -109,7 +109,13 @@ pub(crate) async fn grant(
     };
     let key = engine.key(&request.name);
     let owner = request.owner.to_hex();
-    let a = Attempts::new(store, request, key.row.clone(), owner, "reader's intent");
+    let a = Attempts::new(
+        store,
+        request,
+        key.row.to_string(),
+        owner,
+        "reader's intent",
+    );
     let deadline = request.options.wait.deadline(Instant::now());
     let subscription = match request.options.wait {
         Wait::NoWait => None,

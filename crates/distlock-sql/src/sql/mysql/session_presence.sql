@@ -4,9 +4,7 @@
 -- `WHEN GET_LOCK(CONCAT(?, ':<i>'), 0) = 1 THEN <i + 1>` per slot (CASE
 -- tries them in order and stops at the first taken).
 -- Parameters: the GET_LOCK name once per slot.
--- Returns one row (token, readers_us, busy_us): token the slot taken plus
--- one, NULL when every slot is held by other sessions; readers_us NULL;
--- busy_us 0 (it never waits).
+-- Returns one row (token, busy_us): token the slot taken plus one, NULL
+-- when every slot is held by other sessions; busy_us 0 (it never waits).
 SELECT CAST(CASE {slots} ELSE NULL END AS UNSIGNED) AS token,
-       CAST(NULL AS SIGNED) AS readers_us,
        CAST(0 AS SIGNED) AS busy_us

@@ -11,7 +11,7 @@
 -- session_readers.sql.
 -- Parameters: the GET_LOCK name, the wait in seconds (0 = try), the GET_LOCK
 -- name once per slot.
--- Returns one row (token, readers_us, busy_us):
+-- Returns one row (token, busy_us):
 --   token NULL: not taken (held by another session, or the wait ran out);
 --   token 0: taken, but some presence slot is held; the writer keeps the
 --     lock (so no new reader or permit comes in) and asks
@@ -23,11 +23,9 @@
 -- has returned (IF evaluates one branch, AND stops at the first held slot),
 -- so they see every reader granted before: a reader takes its slot and
 -- commits its row while it holds this GET_LOCK.
--- readers_us: always NULL here.
 -- busy_us: how long the server spent on the statement (NOW() is the
 -- statement's start, SYSDATE() the moment it is evaluated).
 SELECT CAST(IF(GET_LOCK(?, ?) = 1,
                IF({free}, UUID_SHORT(), 0),
                NULL) AS UNSIGNED) AS token,
-       CAST(NULL AS SIGNED) AS readers_us,
        TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) AS busy_us
