@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use distlock_core::tls::{diagnose, DIAGNOSE_WITHIN};
 use distlock_core::{Liveness, LockError, Result, SessionLiveness, TlsSettings};
@@ -63,9 +63,17 @@ impl Drop for Session {
     }
 }
 
+/// The pauses before opening a session is tried again when no host could
+/// be reached.
+const OPEN_RETRIES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(200)];
+
 impl Session {
     /// Opens a session: one connect handshake (plus one auth packet, and a
-    /// TLS handshake when TLS is on), given up after `within`.
+    /// TLS handshake when TLS is on), given up after `within`. When no host
+    /// could be reached (a refused connection, a failed handshake), it is
+    /// tried again after [`OPEN_RETRIES`]' pauses while `within` allows: a
+    /// server that drops one connection among many does not fail the open,
+    /// and one that is down still fails it within a third of a second.
     ///
     /// # Cancel safety
     ///
@@ -77,23 +85,44 @@ impl Session {
         if let Some(auth) = config.digest_auth() {
             connector = connector.with_auth("digest", &auth);
         }
-        let hosts = config.connect_string();
-        let bound = within;
-        let connecting = match config.tls() {
+        let secure = match config.tls() {
             Some(tls) => {
-                let connector = connector.with_tls(tls_options(tls)?);
-                futures::future::Either::Left(connector.secure_connect(&hosts))
+                connector = connector.with_tls(tls_options(tls)?);
+                true
             }
-            None => futures::future::Either::Right(connector.connect(&hosts)),
+            None => false,
         };
-        let client = match tokio::time::timeout(bound, connecting).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(not_opened(config, &hosts, e).await),
-            Err(_) => {
-                return Err(LockError::unavailable(
-                    BACKEND,
-                    format!("no session with {hosts} within {bound:?}"),
-                ))
+        let hosts = config.connect_string();
+        let deadline = Instant::now() + within;
+        let mut pauses = OPEN_RETRIES.iter();
+        let client = loop {
+            let attempt = connector.clone();
+            let connecting = if secure {
+                futures::future::Either::Left(attempt.secure_connect(&hosts))
+            } else {
+                futures::future::Either::Right(attempt.connect(&hosts))
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, connecting).await {
+                Ok(Ok(client)) => break client,
+                Ok(Err(e)) => {
+                    let retry = pauses
+                        .next()
+                        .filter(|&&pause| {
+                            matches!(e, zk::Error::NoHosts) && Instant::now() + pause < deadline
+                        })
+                        .copied();
+                    match retry {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => return Err(not_opened(config, &hosts, e).await),
+                    }
+                }
+                Err(_) => {
+                    return Err(LockError::unavailable(
+                        BACKEND,
+                        format!("no session with {hosts} within {within:?}"),
+                    ))
+                }
             }
         };
         let id = client.session_id().0;

@@ -391,6 +391,43 @@ async fn an_unreachable_ensemble_is_an_error_not_a_hang() {
 }
 
 #[tokio::test]
+async fn a_connection_dropped_while_opening_does_not_fail_the_open() {
+    // A proxy that drops the first connection it accepts and forwards the
+    // others to a server of the ensemble.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let server = common::hosts()[0].clone();
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&dropped);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                drop(inbound);
+                continue;
+            }
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&server).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let config = common::config_for(vec![proxy], &common::unique_root(), SESSION);
+    let backend = ZkBackend::from_config(config)
+        .await
+        .expect("opened once the proxy forwards");
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let name = LockName::new("through-the-proxy").unwrap();
+    let lease = backend
+        .acquire(&name, &AcquireOptions::try_once(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("free");
+    backend.release(&lease).await.unwrap();
+}
+
+#[tokio::test]
 async fn errors_and_debug_output_never_show_the_password() {
     let hosts = common::hosts().join(",");
     let url = format!(
