@@ -146,7 +146,9 @@ impl Statements {
 /// on it:
 ///
 /// - the sequence only ever moves up, by one per grant or to the clock plus
-///   [`LEAD`] at an open, so while fewer than one grant a microsecond are
+///   [`LEAD`] at an open (opens take turns, [`FENCE_LOCK`]; a grant that
+///   draws between an open's read and its setting draws below the clock it
+///   read), so while fewer than one grant a microsecond are
 ///   drawn it is never more than `LEAD` ahead of the clock, and neither is
 ///   any token;
 /// - a restart ends every session, so every grant after it runs on a
@@ -165,6 +167,15 @@ const TOKEN: &str = "nextval('\"{table}_fence\"')";
 const FLOOR: &str = "(SELECT CASE WHEN v.n < v.c THEN setval('\"{table}_fence\"', v.c + {lead}) ELSE v.n END \
      FROM (SELECT nextval('\"{table}_fence\"') AS n, \
                   4503599627370496 + (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS c) v)";
+
+/// Serializes the sessions that set the fencing sequence ahead (see
+/// [`FLOOR`]) until the transaction ends: without it, two sessions opening
+/// at once could each read the sequence behind the clock and set it, the
+/// later setting with the earlier clock moving it back below tokens the
+/// other's grants had drawn. The two-key form keeps it apart from the
+/// single-key advisory locks that hold names. `$1`: the table's name.
+const FENCE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('distlock-fence'), hashtext($1))::text";
 
 /// How far ahead of the server's clock a new session sets the fencing
 /// sequence (see [`FLOOR`]); earlier versions set it this far ahead at a
@@ -228,16 +239,26 @@ impl SessionDb for PgSessions {
         true
     }
 
-    /// Round trips: the connection, the setup statement, and a ping that
-    /// checks the same backend process answers (a pooler in transaction
-    /// mode would hand the statements to different sessions).
+    /// Round trips: the connection; the setup statement in a transaction
+    /// that first takes the table's fence lock (`BEGIN`, lock, setup,
+    /// `COMMIT`), so that sessions opening at once set the sequence ahead
+    /// one after another and it never moves back (see [`FLOOR`]); and a
+    /// ping that checks the same backend process answers (a pooler in
+    /// transaction mode would hand the statements to different sessions).
     async fn open(&self) -> Result<Opened, sqlx::Error> {
         let mut conn = self.options.connect().await?;
+        let mut tx = sqlx::Connection::begin(&mut conn).await?;
+        sqlx::query(FENCE_LOCK)
+            // The table's name.
+            .bind(&self.statements.released)
+            .execute(&mut *tx)
+            .await?;
         let setup = sqlx::query(&self.statements.open)
             .bind(&self.idle)
             .bind(&self.check)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *tx)
             .await?;
+        tx.commit().await?;
         let pid: i64 = setup.try_get("pid")?;
         if !setup.try_get::<bool, _>("bounded")? {
             tracing::warn!(
