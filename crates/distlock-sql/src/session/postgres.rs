@@ -146,11 +146,12 @@ impl Statements {
 /// on it:
 ///
 /// - the sequence only ever moves up, by one per grant or to the clock plus
-///   [`LEAD`] at an open (opens take turns, [`FENCE_LOCK`]; a grant that
-///   draws between an open's read and its setting draws below the clock it
-///   read), so while fewer than one grant a microsecond are
-///   drawn it is never more than `LEAD` ahead of the clock, and neither is
-///   any token;
+///   [`LEAD`] at an open (opens take turns, [`FENCE_LOCK`]; grants that
+///   draw between an open's read and its setting, within one statement,
+///   stay below the setting unless 10,000 of them — `LEAD` in microseconds
+///   — are drawn in that time), so while fewer than one grant a
+///   microsecond are drawn it is never more than `LEAD` ahead of the clock,
+///   and neither is any token;
 /// - a restart ends every session, so every grant after it runs on a
 ///   session opened after it, which set the sequence to at least the clock
 ///   at that open plus `LEAD`: above every earlier token, as long as the
