@@ -5,14 +5,16 @@
 #   1. services  scripts/services.sh up, then load its settings (DISTLOCK_* variables)
 #   2. fmt       cargo fmt --all -- --check
 #   3. clippy    cargo clippy --workspace --all-targets --all-features -- -D warnings
-#   4. tests     cargo test --workspace --all-features, except tests named faults_*
+#   4. tests     the tests of cargo test --workspace --all-features, except tests named
+#                faults_*: built once, then run in two lanes at once (run_tests)
 #   5. faults    the fault-injection tests (named faults_*), one at a time: they stop
 #                and restart servers through scripts/services.sh, so they must not
 #                run concurrently with each other (or with the other tests)
 #   6. chaos     `distlock chaos` on every backend shared between processes: client
 #                processes killed, paused and cut off, server nodes killed and restarted;
 #                fails on any overlap, falling fencing token, stale write accepted or
-#                loss not signalled (docs/reliability.md)
+#                loss not signalled (docs/reliability.md); in four lanes at once, the
+#                runs on the same servers one after another (run_chaos)
 #   7. examples  every example program, each of which checks its own outcome and
 #                exits non-zero when its invariant breaks
 # Then prints one summary line over both test phases: "tests: N passed, N failed, N skipped".
@@ -58,19 +60,72 @@ phase() {
 # Print the summary line over all test phases run so far.
 summary() { echo "tests: $PASSED passed, $FAILED failed, $IGNORED skipped"; }
 
-# cargo test, output also kept in target/test-logs/<name>.log; adds the counts of
-# its "test result:" lines to the totals (also when it fails).
-cargo_test() {
-  local name="$1" rc=0 line
-  shift
-  cargo test "$@" 2>&1 | tee "$LOG_DIR/$name.log" || rc=$?
+# Adds the counts of a log's "test result:" lines to the totals.
+count_results() {
+  local line
   while read -r line; do
     [[ $line =~ ([0-9]+)\ passed\;\ ([0-9]+)\ failed\;\ ([0-9]+)\ ignored ]] || continue
     PASSED=$((PASSED + BASH_REMATCH[1]))
     FAILED=$((FAILED + BASH_REMATCH[2]))
     IGNORED=$((IGNORED + BASH_REMATCH[3]))
-  done < <(grep '^test result:' "$LOG_DIR/$name.log" || true)
+  done < <(grep '^test result:' "$1" || true)
+}
+
+# cargo test, output also kept in target/test-logs/<name>.log; adds the counts of
+# its "test result:" lines to the totals (also when it fails).
+cargo_test() {
+  local name="$1" rc=0
+  shift
+  cargo test "$@" 2>&1 | tee "$LOG_DIR/$name.log" || rc=$?
+  count_results "$LOG_DIR/$name.log"
   if ((rc != 0)); then summary; fi
+  return "$rc"
+}
+
+# The tests phase: every test binary of the workspace (and the doc tests), except
+# tests named faults_*, as `cargo test --workspace --all-features` runs them, but in
+# two lanes at once once built: the SQL and ZooKeeper crates' binaries and the doc
+# tests in one, every other crate's in the other (most of a test's time waits on a
+# server, a ttl or a timeout). Each binary runs in its package's directory, as cargo
+# runs it. A lane goes on past a failing binary; each lane's output is printed whole
+# when it ends, and kept in target/test-logs/tests-<lane>.log.
+run_tests() {
+  local built="$LOG_DIR/tests-built.txt" rc=0 lane
+  local -a pids=()
+  cargo test --workspace --all-features --no-run --message-format=json-render-diagnostics \
+    | grep '"profile":{[^}]*"test":true' \
+    | sed -n 's/.*"manifest_path":"\([^"]*\)\/Cargo.toml".*"executable":"\([^"]*\)".*/\1 \2/p' \
+      >"$built" || return
+  [[ -s $built ]] || { echo "no test binary was built"; return 1; }
+  grep -E '/crates/distlock-(sql|zookeeper) ' "$built" >"$LOG_DIR/tests-sql.txt" || true
+  grep -v -E '/crates/distlock-(sql|zookeeper) ' "$built" >"$LOG_DIR/tests-rest.txt" || true
+  test_lane sql "$LOG_DIR/tests-sql.txt" doc >"$LOG_DIR/tests-sql.log" 2>&1 &
+  pids+=($!)
+  test_lane rest "$LOG_DIR/tests-rest.txt" >"$LOG_DIR/tests-rest.log" 2>&1 &
+  pids+=($!)
+  for lane in 0 1; do
+    wait "${pids[lane]}" || rc=1
+  done
+  for lane in sql rest; do
+    cat "$LOG_DIR/tests-$lane.log"
+    count_results "$LOG_DIR/tests-$lane.log"
+  done
+  if ((rc != 0)); then summary; fi
+  return "$rc"
+}
+
+# One lane of the tests phase: the binaries listed in file $2 ("<package dir>
+# <executable>" lines), then the doc tests if $3 is `doc`. Fails if any failed.
+test_lane() {
+  local rc=0 dir exe start=$SECONDS
+  while read -r dir exe; do
+    echo "     Running $exe (in $dir)"
+    (cd "$dir" && "$exe" --skip faults_) || rc=1
+  done <"$2"
+  if [[ ${3:-} == doc ]]; then
+    cargo test --workspace --all-features --no-fail-fast --doc -- --skip faults_ || rc=1
+  fi
+  echo "-- lane $1 done in $((SECONDS - start)) s"
   return "$rc"
 }
 
@@ -104,7 +159,7 @@ fi
 cargo --version
 phase fmt cargo fmt --all -- --check
 phase clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
-phase tests cargo_test tests --workspace --all-features --no-fail-fast -- --skip faults_
+phase tests run_tests
 # Fault-injection tests: every test whose name contains "faults_", serially.
 # The SQL load tests hold 10 000 locks per database and strategy this long.
 export DISTLOCK_HOLD_SECS="${DISTLOCK_HOLD_SECS:-60}"
@@ -115,21 +170,44 @@ phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_
 # on MySQL and SQLite, ZooKeeper, etcd) run with a 100 ms waiter-liveness window, as
 # docs/reliability.md advises where waiters die often; Redis detects a dead waiter by
 # its closed connection. The runner prints each URL without its password.
+# The runs go in four lanes at once (a run keeps about half a core busy; most of its
+# time waits out ttls, pauses and restarts). Runs against the same servers share a
+# lane, one after another: a `nodes` fault kills and restarts its backend's servers,
+# and Redlock's instances include the single Redis's. Each lane's output is printed
+# whole when it ends, and kept in target/test-logs/chaos-<lane>.log.
 run_chaos() {
-  local url hosts window="waiter_timeout=100ms"
+  local hosts window="waiter_timeout=100ms" lane rc=0
+  local -a pids=()
   hosts="${DISTLOCK_REDIS_URLS//redis:\/\//}"
-  for url in \
-    "sqlite://$ROOT/target/chaos-locks.db?$window" \
-    "$DISTLOCK_POSTGRES_URL" \
-    "$DISTLOCK_POSTGRES_URL?strategy=table" \
-    "$DISTLOCK_MYSQL_URL" \
-    "$DISTLOCK_MYSQL_URL?strategy=table&$window" \
-    "${DISTLOCK_REDIS_URLS%%,*}" \
-    "redlock://$hosts" \
-    "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s&$window" \
-    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s&$window"; do
+  cargo build --quiet -p distlock-cli --all-features || return
+  chaos_lane "$DISTLOCK_POSTGRES_URL" "$DISTLOCK_POSTGRES_URL?strategy=table" \
+    "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s&$window" >"$LOG_DIR/chaos-1.log" 2>&1 &
+  pids+=($!)
+  chaos_lane "$DISTLOCK_MYSQL_URL" "$DISTLOCK_MYSQL_URL?strategy=table&$window" \
+    >"$LOG_DIR/chaos-2.log" 2>&1 &
+  pids+=($!)
+  chaos_lane "${DISTLOCK_REDIS_URLS%%,*}" "redlock://$hosts" \
+    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s&$window" \
+    >"$LOG_DIR/chaos-3.log" 2>&1 &
+  pids+=($!)
+  chaos_lane "sqlite://$ROOT/target/chaos-locks.db?$window" >"$LOG_DIR/chaos-4.log" 2>&1 &
+  pids+=($!)
+  for lane in 1 2 3 4; do
+    wait "${pids[lane - 1]}" || rc=1
+    echo "-- chaos lane $lane"
+    cat "$LOG_DIR/chaos-$lane.log"
+  done
+  return "$rc"
+}
+
+# One chaos lane: its runs one after another, stopping at the first that fails.
+chaos_lane() {
+  local url start
+  for url in "$@"; do
+    start=$SECONDS
     cargo run --quiet -p distlock-cli --all-features -- chaos --backend "$url" \
       --acquisitions "${DISTLOCK_CHAOS_ACQUISITIONS:-2000}" --hold-max 5ms --max-duration 5m || return
+    echo "-- chaos run done in $((SECONDS - start)) s"
   done
 }
 
