@@ -171,8 +171,8 @@ phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_
 # on MySQL and SQLite, ZooKeeper, etcd) run with a 100 ms waiter-liveness window, as
 # docs/reliability.md advises where waiters die often; Redis detects a dead waiter by
 # its closed connection. The runner prints each URL without its password.
-# SQLite's run goes first, alone: its clients commit to a file, and beside the
-# servers' runs (restarts, fsyncs) it once took over 5 minutes instead of about one.
+# SQLite's run goes first, alone: beside the servers' runs it once took over 5 minutes
+# instead of about one (its clients commit to a file; why it slowed so is not known).
 # Then the others go in three lanes at once (a run keeps about half a core busy; most
 # of its time waits out ttls, pauses and restarts). Runs against the same servers
 # share a lane, one after another: a `nodes` fault kills and restarts its backend's
