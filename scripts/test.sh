@@ -83,16 +83,40 @@ cargo_test() {
   return "$rc"
 }
 
+# Lanes: commands run at once in the background, each one's output kept whole in
+# target/test-logs/<lane>.log and printed when every lane has ended.
+LANES=()
+start_lane() {
+  local name="$1"
+  shift
+  "$@" >"$LOG_DIR/$name.log" 2>&1 &
+  LANES+=("$name:$!")
+}
+
+# Waits for every lane started, then prints each one's output in the order started.
+# Fails if any lane failed.
+finish_lanes() {
+  local lane rc=0
+  for lane in "${LANES[@]}"; do
+    wait "${lane#*:}" || rc=1
+  done
+  for lane in "${LANES[@]}"; do
+    echo "-- lane ${lane%%:*}"
+    cat "$LOG_DIR/${lane%%:*}.log"
+  done
+  LANES=()
+  return "$rc"
+}
+
 # The tests phase: every test binary of the workspace (and the doc tests), except
 # tests named faults_*, as `cargo test --workspace --all-features` runs them, but in
 # two lanes at once once built: the SQL and ZooKeeper crates' binaries and the doc
 # tests in one, every other crate's in the other (most of a test's time waits on a
 # server, a ttl or a timeout). Each binary runs in its package's directory, as cargo
 # runs it. A lane goes on past a failing binary; each lane's output is printed whole
-# when it ends, and kept in target/test-logs/tests-<lane>.log.
+# when both have ended, and kept in target/test-logs/tests-sql.log and tests-rest.log.
 run_tests() {
-  local built="$LOG_DIR/tests-built.txt" rc=0 lane
-  local -a pids=()
+  local built="$LOG_DIR/tests-built.txt" rc=0
   cargo test --workspace --all-features --no-run --message-format=json-render-diagnostics \
     | grep '"profile":{[^}]*"test":true' \
     | sed -n 's/.*"manifest_path":"\([^"]*\)\/Cargo.toml".*"executable":"\([^"]*\)".*/\1 \2/p' \
@@ -100,33 +124,27 @@ run_tests() {
   [[ -s $built ]] || { echo "no test binary was built"; return 1; }
   grep -E '/crates/distlock-(sql|zookeeper) ' "$built" >"$LOG_DIR/tests-sql.txt" || true
   grep -v -E '/crates/distlock-(sql|zookeeper) ' "$built" >"$LOG_DIR/tests-rest.txt" || true
-  test_lane sql "$LOG_DIR/tests-sql.txt" doc >"$LOG_DIR/tests-sql.log" 2>&1 &
-  pids+=($!)
-  test_lane rest "$LOG_DIR/tests-rest.txt" >"$LOG_DIR/tests-rest.log" 2>&1 &
-  pids+=($!)
-  for lane in 0 1; do
-    wait "${pids[lane]}" || rc=1
-  done
-  for lane in sql rest; do
-    cat "$LOG_DIR/tests-$lane.log"
-    count_results "$LOG_DIR/tests-$lane.log"
-  done
+  start_lane tests-sql test_lane "$LOG_DIR/tests-sql.txt" doc
+  start_lane tests-rest test_lane "$LOG_DIR/tests-rest.txt"
+  finish_lanes || rc=1
+  count_results "$LOG_DIR/tests-sql.log"
+  count_results "$LOG_DIR/tests-rest.log"
   if ((rc != 0)); then summary; fi
   return "$rc"
 }
 
-# One lane of the tests phase: the binaries listed in file $2 ("<package dir>
-# <executable>" lines), then the doc tests if $3 is `doc`. Fails if any failed.
+# One lane of the tests phase: the binaries listed in file $1 ("<package dir>
+# <executable>" lines), then the doc tests if $2 is `doc`. Fails if any failed.
 test_lane() {
   local rc=0 dir exe start=$SECONDS
   while read -r dir exe; do
     echo "     Running $exe (in $dir)"
     (cd "$dir" && "$exe" --skip faults_) || rc=1
-  done <"$2"
-  if [[ ${3:-} == doc ]]; then
+  done <"$1"
+  if [[ ${2:-} == doc ]]; then
     cargo test --workspace --all-features --no-fail-fast --doc -- --skip faults_ || rc=1
   fi
-  echo "-- lane $1 done in $((SECONDS - start)) s"
+  echo "-- lane done in $((SECONDS - start)) s"
   return "$rc"
 }
 
@@ -177,29 +195,19 @@ phase faults cargo_test faults --workspace --all-features --no-fail-fast faults_
 # of its time waits out ttls, pauses and restarts). Runs against the same servers
 # share a lane, one after another: a `nodes` fault kills and restarts its backend's
 # servers, and Redlock's instances include the single Redis's. Each lane's output is
-# printed whole when it ends, and kept in target/test-logs/chaos-<lane>.log.
+# printed whole when all have ended, and kept in target/test-logs/chaos-<lane>.log.
 run_chaos() {
-  local hosts window="waiter_timeout=100ms" lane rc=0
-  local -a pids=()
+  local hosts window="waiter_timeout=100ms"
   hosts="${DISTLOCK_REDIS_URLS//redis:\/\//}"
   cargo build --quiet -p distlock-cli --all-features || return
   chaos_lane "sqlite://$ROOT/target/chaos-locks.db?$window" || return
-  chaos_lane "$DISTLOCK_POSTGRES_URL" "$DISTLOCK_POSTGRES_URL?strategy=table" \
-    "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s&$window" >"$LOG_DIR/chaos-1.log" 2>&1 &
-  pids+=($!)
-  chaos_lane "$DISTLOCK_MYSQL_URL" "$DISTLOCK_MYSQL_URL?strategy=table&$window" \
-    >"$LOG_DIR/chaos-2.log" 2>&1 &
-  pids+=($!)
-  chaos_lane "${DISTLOCK_REDIS_URLS%%,*}" "redlock://$hosts" \
-    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s&$window" \
-    >"$LOG_DIR/chaos-3.log" 2>&1 &
-  pids+=($!)
-  for lane in 1 2 3; do
-    wait "${pids[lane - 1]}" || rc=1
-    echo "-- chaos lane $lane"
-    cat "$LOG_DIR/chaos-$lane.log"
-  done
-  return "$rc"
+  start_lane chaos-postgres chaos_lane "$DISTLOCK_POSTGRES_URL" \
+    "$DISTLOCK_POSTGRES_URL?strategy=table" "zk://$DISTLOCK_ZK_HOSTS?session_timeout=2s&$window"
+  start_lane chaos-mariadb chaos_lane "$DISTLOCK_MYSQL_URL" \
+    "$DISTLOCK_MYSQL_URL?strategy=table&$window"
+  start_lane chaos-redis chaos_lane "${DISTLOCK_REDIS_URLS%%,*}" "redlock://$hosts" \
+    "etcd://${DISTLOCK_ETCD_ENDPOINTS//http:\/\//}?session_timeout=2s&$window"
+  finish_lanes
 }
 
 # One chaos lane: its runs one after another, stopping at the first that fails.
