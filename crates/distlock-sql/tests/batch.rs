@@ -25,6 +25,11 @@ use common::connect;
 const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(300);
 
+/// The ttl of the large batches' leases: taking 10 000 of them beside
+/// other tests on a busy machine has taken over 30 s, and nothing
+/// extends them meanwhile.
+const MANY_TTL: Duration = Duration::from_secs(600);
+
 fn name(test: &str, what: &str) -> LockName {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -313,7 +318,7 @@ async fn take_many(backend: &SqlBackend, what: &str, count: usize) -> Vec<Lease>
         .map(|i| async move {
             let tail = AWKWARD.get(i).copied().unwrap_or_default();
             let lock = name(what, &format!("many-{i}{tail}"));
-            (i, take(backend, lock, LONG).await)
+            (i, take(backend, lock, MANY_TTL).await)
         })
         .buffer_unordered(64)
         .collect()
