@@ -74,7 +74,7 @@ impl Key {
 }
 
 /// The length of a `GET_LOCK` name: `dl:` and 40 hex digits.
-const NAMED_LEN: usize = 43;
+pub(crate) const NAMED_LEN: usize = 43;
 
 /// Lower-case hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -32,12 +32,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool};
-use sqlx::{ConnectOptions, Row};
+use sqlx::{Arguments, ConnectOptions, Row};
 
 use super::db::{broken, micros, sqlstate, Answer, Gate, Opened, Outcome, Patience, SessionConn};
 use super::db::{uncommented, Label, Seen, SeenHolder, SessionDb};
-use super::keys::Key;
+use super::keys::{Key, NAMED_LEN};
 use crate::dialect::ttl_micros;
+use crate::key::MAX_KEY_BYTES;
 
 /// Gives the lock back. Returns 1 when this session held it, 0 when
 /// another does, NULL when nobody does.
@@ -78,6 +79,20 @@ struct Statements {
 }
 
 impl Statements {
+    /// `sql` with room reserved for its arguments: the GET_LOCK name once
+    /// per presence slot and a few more values. Bound one at a time into
+    /// empty buffers, a writer's ten arguments would grow them several
+    /// times per statement.
+    fn query<'q>(
+        &self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+        let values = self.slots as usize + 4;
+        let mut arguments = sqlx::mysql::MySqlArguments::default();
+        arguments.reserve(values, values * (NAMED_LEN + 1) + 2 * (MAX_KEY_BYTES + 3));
+        sqlx::query_with(sql, arguments)
+    }
+
     /// Binds the GET_LOCK name once per presence slot.
     fn slots<'q>(
         &self,
@@ -210,7 +225,9 @@ impl SessionDb for MySqlSessions {
 
     /// A label row counts while a session holds the `GET_LOCK`.
     async fn seen(&self, key: &Key) -> Result<Seen, sqlx::Error> {
-        let query = self.statements.slots(sqlx::query(&self.rows.seen), key);
+        let query = self
+            .statements
+            .slots(self.statements.query(&self.rows.seen), key);
         let row = query
             .bind(key.row.as_bytes())
             .bind(key.named.as_str())
@@ -318,11 +335,11 @@ impl SessionConn for MySqlSession {
         let s = &self.statements;
         let query = match gate {
             Gate::Exclusive => {
-                let query = sqlx::query(&s.take).bind(key.named.as_str()).bind(secs);
+                let query = s.query(&s.take).bind(key.named.as_str()).bind(secs);
                 s.slots(query, key)
             }
             Gate::Shared => sqlx::query(&s.gate).bind(key.named.as_str()).bind(secs),
-            Gate::Presence => s.slots(sqlx::query(&s.presence), key),
+            Gate::Presence => s.slots(s.query(&s.presence), key),
         };
         let row = query.fetch_one(&mut self.conn).await?;
         let token: Option<u64> = row.try_get("token")?;
@@ -340,7 +357,7 @@ impl SessionConn for MySqlSession {
     async fn readers_left(&mut self, key: &Key) -> Result<Outcome, sqlx::Error> {
         let query = self
             .statements
-            .slots(sqlx::query(&self.statements.readers), key);
+            .slots(self.statements.query(&self.statements.readers), key);
         let row = query
             .bind(key.row.as_bytes())
             .bind(key.row.as_bytes())
@@ -362,7 +379,7 @@ impl SessionConn for MySqlSession {
         if gate == Gate::Presence {
             let s = &self.statements;
             let row = s
-                .slots(sqlx::query(&s.presence_release), key)
+                .slots(s.query(&s.presence_release), key)
                 .fetch_one(&mut self.conn)
                 .await?;
             let given: i64 = row.try_get("given")?;
