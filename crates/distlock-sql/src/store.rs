@@ -115,7 +115,10 @@ impl Store {
         let limit = request_bound(self.timeout, deadline);
         let conn = self
             .within(limit, self.dialect.connection(), || {
-                self.about("acquiring", name)
+                self.about(
+                    "getting a connection (opened if none is idle) for acquiring",
+                    name,
+                )
             })
             .await?;
         Ok(StoreConnection {
