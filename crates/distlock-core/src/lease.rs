@@ -39,13 +39,8 @@ impl OwnerToken {
         let bad = || LockError::InvalidLease {
             reason: "owner token must be 32 hex digits".into(),
         };
-        if s.len() != 32 || !s.is_ascii() {
-            return Err(bad());
-        }
         let mut bytes = [0u8; 16];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| bad())?;
         Ok(OwnerToken(bytes))
     }
 }

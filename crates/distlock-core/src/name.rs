@@ -139,12 +139,7 @@ impl std::str::FromStr for LockName {
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// Percent-encodes every byte outside `[A-Za-z0-9_.-]` (as `%XX`).

@@ -49,10 +49,8 @@ impl Key {
         first.copy_from_slice(&digest[..8]);
         let mut named = [0u8; NAMED_LEN];
         named[..3].copy_from_slice(b"dl:");
-        for (i, b) in digest[..20].iter().enumerate() {
-            named[3 + 2 * i] = HEX[usize::from(b >> 4)];
-            named[4 + 2 * i] = HEX[usize::from(b & 15)];
-        }
+        // 20 bytes fill the 40 digits exactly, so this cannot fail.
+        let _ = hex::encode_to_slice(&digest[..20], &mut named[3..]);
         Key {
             id: i64::from_be_bytes(first),
             named: Named(named),
@@ -75,9 +73,6 @@ impl Key {
 
 /// The length of a `GET_LOCK` name: `dl:` and 40 hex digits.
 pub(crate) const NAMED_LEN: usize = 43;
-
-/// Lower-case hex digits.
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A `GET_LOCK` name (`dl:` and 40 lower-case hex digits), kept inline.
 #[derive(Clone, Copy, PartialEq, Eq)]
