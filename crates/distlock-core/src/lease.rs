@@ -418,6 +418,22 @@ mod tests {
     }
 
     #[test]
+    fn owner_tokens_are_exactly_32_hex_digits() {
+        let token = OwnerToken::random();
+        assert_eq!(OwnerToken::from_hex(&token.to_hex()).ok(), Some(token));
+        let upper = token.to_hex().to_uppercase();
+        assert_eq!(OwnerToken::from_hex(&upper).ok(), Some(token));
+        for bad in [
+            "+f".repeat(16),
+            "0".repeat(31),
+            "0".repeat(33),
+            "g".repeat(32),
+        ] {
+            assert!(OwnerToken::from_hex(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn debug_hides_most_of_the_owner_token() {
         let l = lease();
         let dbg = format!("{l:?}");
