@@ -9,6 +9,8 @@
 //! batches (table) or keeping its sessions alive (session; the session
 //! strategy's own load cases are in `tests/session.rs`).
 //!
+//! Tries queued on one session are each bounded from when they are sent.
+//!
 //! The hold test is named `faults_…`: it keeps the servers busy for tens
 //! of seconds and needs its watchdog undisturbed, so it runs in the serial
 //! phase. `DISTLOCK_HOLD_SECS` sets how long it holds (default 20 s).
@@ -316,6 +318,44 @@ async fn woken_readers_pass_the_wake_on(what: &str, url: &str, holder: Mode) {
     }
 }
 
+/// Tries queued on one session (`sessions=1`), more of them than run
+/// within the statement timeout one after the other: each is bounded from
+/// when it is sent, not from when it was asked, so every one is answered
+/// (none `Unavailable` for the wait behind its own client's statements).
+async fn tries_queued_on_one_session_are_all_answered(what: &str, url: &str) {
+    const TRIES: usize = 3_000;
+    let url = common::with_params(url, "sessions=1&timeout=500ms&connect_timeout=10s");
+    let backend = Arc::new(connect(what, &url).await);
+    let options = AcquireOptions::try_once(Duration::from_secs(60));
+    let started = Instant::now();
+    let leases = futures::future::join_all((0..TRIES).map(|i| {
+        let (backend, options) = (&backend, &options);
+        async move {
+            let lock = name("queued", &i.to_string());
+            let asked = Instant::now();
+            let lease = backend.acquire(&lock, options).await;
+            (asked.elapsed(), lease)
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    let mut held = Vec::with_capacity(TRIES);
+    let mut longest = Duration::ZERO;
+    for (i, (waited, lease)) in leases.into_iter().enumerate() {
+        match lease {
+            Ok(Some(lease)) => held.push(lease),
+            Ok(None) => panic!("{what}: try {i} of {TRIES} refused a free name"),
+            Err(e) => panic!("{what}: try {i} of {TRIES} after {waited:?}: {e}"),
+        }
+        longest = longest.max(waited);
+    }
+    println!("{what}: {TRIES} tries on one session in {took:?}, the longest {longest:?}");
+    let given = futures::future::join_all(held.iter().map(|l| backend.release(l))).await;
+    for (i, outcome) in given.into_iter().enumerate() {
+        outcome.unwrap_or_else(|e| panic!("{what}: release {i} of {TRIES}: {e}"));
+    }
+}
+
 /// How long the hold test holds (`DISTLOCK_HOLD_SECS`, default 20).
 fn hold_secs() -> u64 {
     std::env::var("DISTLOCK_HOLD_SECS")
@@ -452,6 +492,12 @@ mod postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn tries_queued_on_one_session_are_all_answered() {
+        let url = super::common::postgres_session_url();
+        super::tries_queued_on_one_session_are_all_answered("postgres session", &url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn faults_ten_thousand_session_locks_are_held_without_loss() {
         let url = super::own_table(&super::common::postgres_session_url(), "shold");
         super::ten_thousand_locks_are_held_without_loss("postgres session", &url).await;
@@ -483,6 +529,12 @@ mod mariadb {
     async fn faults_ten_thousand_locks_are_held_without_loss() {
         let url = super::own_table(&mysql_table_url(), "hold");
         super::ten_thousand_locks_are_held_without_loss("mariadb", &url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn tries_queued_on_one_session_are_all_answered() {
+        let url = super::common::mysql_session_url();
+        super::tries_queued_on_one_session_are_all_answered("mariadb session", &url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

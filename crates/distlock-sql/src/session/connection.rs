@@ -344,88 +344,85 @@ impl Session {
         }
     }
 
-    /// `take` on the connection.
-    pub async fn take(&self, key: &Key, gate: Gate, patience: Patience) -> Result<Answer, Failure> {
-        let mut queued = self.enqueue();
-        let mut conn = self.conn.lock().await;
-        let Some(c) = self.usable(&mut conn) else {
-            return Err(self.gone_failure());
-        };
+    /// `take` on the connection, bounded by `limit` once sent (see
+    /// [`turn`](Session::turn)).
+    pub async fn take(
+        &self,
+        key: &Key,
+        gate: Gate,
+        patience: Patience,
+        limit: Option<Duration>,
+    ) -> Result<Answer, Failure> {
+        let mut turn = self.turn().await;
         let sent = Instant::now();
-        let result = c.take(key, gate, patience).await;
+        let result = within(limit, turn.conn()?.take(key, gate, patience)).await?;
         let busy = result.as_ref().map_or(Duration::ZERO, |a| a.busy);
-        queued.done();
-        self.settle(&mut conn, sent, busy, result)
+        turn.settle(sent, busy, result)
     }
 
-    /// `readers_left` on the connection.
+    /// `readers_left` on the connection, within the statement timeout once
+    /// sent: its answer and when it was sent.
     pub async fn readers_left(&self, key: &Key) -> Result<(Outcome, Instant), Failure> {
-        let mut queued = self.enqueue();
-        let mut conn = self.conn.lock().await;
-        let Some(c) = self.usable(&mut conn) else {
-            return Err(self.gone_failure());
-        };
+        let mut turn = self.turn().await;
         let sent = Instant::now();
-        let result = c.readers_left(key).await;
-        queued.done();
-        self.settle(&mut conn, sent, Duration::ZERO, result)
-            .map(|o| (o, sent))
+        let result = within(Some(self.timeout), turn.conn()?.readers_left(key)).await?;
+        turn.settle(sent, Duration::ZERO, result).map(|o| (o, sent))
     }
 
-    /// `token` on the connection.
+    /// `token` on the connection, within the statement timeout once sent.
     pub async fn token(&self) -> Result<u64, Failure> {
-        let mut queued = self.enqueue();
-        let mut conn = self.conn.lock().await;
-        let Some(c) = self.usable(&mut conn) else {
-            return Err(self.gone_failure());
-        };
+        let mut turn = self.turn().await;
         let sent = Instant::now();
-        let result = c.token().await;
-        queued.done();
-        self.settle(&mut conn, sent, Duration::ZERO, result)
+        let result = within(Some(self.timeout), turn.conn()?.token()).await?;
+        turn.settle(sent, Duration::ZERO, result)
     }
 
-    /// `give_back` on the connection, within the statement timeout.
+    /// `give_back` on the connection, within the statement timeout once sent.
     pub async fn give_back(&self, key: &Key, gate: Gate) -> Result<bool, Failure> {
-        match tokio::time::timeout(self.timeout, self.give_back_unbounded(key, gate)).await {
-            Ok(given) => given,
-            Err(_) => Err(Failure::NoAnswer(self.timeout)),
-        }
+        let mut turn = self.turn().await;
+        let sent = Instant::now();
+        let result = within(Some(self.timeout), turn.conn()?.give_back(key, gate)).await?;
+        turn.settle(sent, Duration::ZERO, result)
     }
 
-    /// `give_back` on the connection.
-    async fn give_back_unbounded(&self, key: &Key, gate: Gate) -> Result<bool, Failure> {
-        let mut queued = self.enqueue();
-        let mut conn = self.conn.lock().await;
-        let Some(c) = self.usable(&mut conn) else {
-            return Err(self.gone_failure());
-        };
+    /// Pings the session, bounded by `limit` once sent: the instant the
+    /// ping was sent, once the server answered. An answer from another
+    /// server session than the one set up (a pooler in between) loses the
+    /// session.
+    pub async fn ping(&self, limit: Option<Duration>) -> Result<Instant, Failure> {
+        let mut turn = self.turn().await;
         let sent = Instant::now();
-        let result = c.give_back(key, gate).await;
-        queued.done();
-        self.settle(&mut conn, sent, Duration::ZERO, result)
-    }
-
-    /// Pings the session: the instant the ping was sent, once the server
-    /// answered. An answer from another server session than the one set up
-    /// (a pooler in between) loses the session.
-    pub async fn ping(&self) -> Result<Instant, Failure> {
-        let mut queued = self.enqueue();
-        let mut conn = self.conn.lock().await;
-        let Some(c) = self.usable(&mut conn) else {
-            return Err(self.gone_failure());
-        };
-        let sent = Instant::now();
-        let result = c.ping().await;
-        queued.done();
-        let server_id = self.settle(&mut conn, sent, Duration::ZERO, result)?;
+        let result = within(limit, turn.conn()?.ping()).await?;
+        let server_id = turn.settle(sent, Duration::ZERO, result)?;
         if server_id != self.server_id {
             let why = super::db::pooled(self.server_id, server_id).to_string();
-            *conn = None;
+            *turn.conn = None;
             self.lose(&why);
             return Err(Failure::Gone(why));
         }
         Ok(sent)
+    }
+
+    /// The connection, once the statements queued before are done (the
+    /// statement counted on the queue meanwhile).
+    ///
+    /// A statement's bound starts when it is sent: its wait in the queue
+    /// is not the server's silence. That wait is bounded by the statements
+    /// ahead (each by its own bound, a waiting statement alone on its
+    /// session), so a client with many requests in flight on few sessions
+    /// waits its turn instead of failing with `Unavailable`.
+    async fn turn(&self) -> Turn<'_> {
+        lock(&self.book).queued += 1;
+        let queued = Queued {
+            session: self,
+            done: false,
+        };
+        let conn = self.conn.lock().await;
+        Turn {
+            session: self,
+            queued,
+            conn,
+        }
     }
 
     /// The connection, unless the session is gone (then it is closed).
@@ -445,16 +442,6 @@ impl Session {
             _ => "the session is closed".to_string(),
         };
         Failure::Gone(why)
-    }
-
-    /// Counts a statement queued on the session until it is done (or
-    /// dropped).
-    fn enqueue(&self) -> Queued<'_> {
-        lock(&self.book).queued += 1;
-        Queued {
-            session: self,
-            done: false,
-        }
     }
 
     /// Records what a statement sent at `sent` (on which the server spent
@@ -506,6 +493,49 @@ impl Session {
 /// granted, give or take the token's drawing.
 pub(crate) fn heard(sent: Instant, busy: Duration) -> Instant {
     sent + busy.mul_f64(0.99)
+}
+
+/// A statement's turn on its session's connection (see [`Session::turn`]).
+struct Turn<'a> {
+    session: &'a Session,
+    queued: Queued<'a>,
+    conn: tokio::sync::MutexGuard<'a, Option<Box<dyn SessionConn>>>,
+}
+
+impl Turn<'_> {
+    /// The connection, unless the session is gone (then it is closed).
+    fn conn(&mut self) -> Result<&mut Box<dyn SessionConn>, Failure> {
+        let Turn { session, conn, .. } = self;
+        match session.usable(conn) {
+            Some(c) => Ok(c),
+            None => Err(session.gone_failure()),
+        }
+    }
+
+    /// Ends the turn with what the statement sent at `sent` gave (see
+    /// [`Session::settle`]).
+    fn settle<T>(
+        &mut self,
+        sent: Instant,
+        busy: Duration,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, Failure> {
+        self.queued.done();
+        self.session.settle(&mut self.conn, sent, busy, result)
+    }
+}
+
+/// `statement` within `limit` (`None`: unbounded); past it, no answer.
+async fn within<T>(
+    limit: Option<Duration>,
+    statement: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, statement)
+            .await
+            .map_err(|_| Failure::NoAnswer(limit)),
+        None => Ok(statement.await),
+    }
 }
 
 /// A statement counted on its session's queue.

@@ -145,11 +145,9 @@ async fn readers_leave(
     let mut backoff = request.options.backoff.delays();
     let session = taken.session().clone();
     loop {
-        let asked = tokio::time::timeout(engine.timeout, session.readers_left(key)).await;
-        let (outcome, sent) = match asked {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(failure)) => return Err(engine.failed("acquiring", key, failure)),
-            Err(_) => return Err(engine.no_answer("acquiring", key)),
+        let (outcome, sent) = match session.readers_left(key).await {
+            Ok(answer) => answer,
+            Err(failure) => return Err(engine.failed("acquiring", key, failure)),
         };
         let left = match outcome {
             Outcome::Taken(token) => {

@@ -56,7 +56,7 @@ pub(crate) async fn keep(
                 suspend_at,
                 lost_at,
             } => {
-                let ping = s.ping();
+                let ping = s.ping(None);
                 tokio::pin!(ping);
                 let mut suspended = false;
                 loop {

@@ -327,12 +327,11 @@ impl SessionEngine {
             return Ok(contact);
         }
         let ping = async {
-            match tokio::time::timeout(self.timeout, session.ping()).await {
-                Ok(Ok(sent)) => PingResult::Alive(sent),
-                Ok(Err(Failure::Gone(_))) => PingResult::Gone,
-                Ok(Err(Failure::Db(e))) => PingResult::Refused(e.to_string()),
-                Ok(Err(Failure::NoAnswer(_))) => PingResult::NoAnswer,
-                Err(_) => PingResult::NoAnswer,
+            match session.ping(Some(self.timeout)).await {
+                Ok(sent) => PingResult::Alive(sent),
+                Err(Failure::Gone(_)) => PingResult::Gone,
+                Err(Failure::Db(e)) => PingResult::Refused(e.to_string()),
+                Err(Failure::NoAnswer(_)) => PingResult::NoAnswer,
             }
         };
         match pinged.once(session.id(), ping).await {

@@ -141,14 +141,10 @@ async fn attempt(
     );
     let (gate, token) = match take(engine, key, Gate::Shared, how, request.owner, deadline).await? {
         Took::Taken(taken, token, _) => (Gated::Taken(taken), token),
-        Took::Joined(joined) => {
-            let drawn = tokio::time::timeout(engine.timeout, joined.session().token()).await;
-            match drawn {
-                Ok(Ok(token)) => (Gated::Joined(joined), token),
-                Ok(Err(failure)) => return Err(engine.failed("acquiring", key, failure)),
-                Err(_) => return Err(engine.no_answer("acquiring", key)),
-            }
-        }
+        Took::Joined(joined) => match joined.session().token().await {
+            Ok(token) => (Gated::Joined(joined), token),
+            Err(failure) => return Err(engine.failed("acquiring", key, failure)),
+        },
         Took::Refused | Took::Readers(_) => return Ok(Attempt::Held { remaining: None }),
     };
     let presence = match engine.marks_presence() {

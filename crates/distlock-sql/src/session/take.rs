@@ -104,17 +104,17 @@ async fn take_on(
     let session = Arc::clone(claim.session());
     let (patience, limit, mut undo) = prepare(engine, &claim, key, gate, patience, deadline);
     let sent = Instant::now();
-    let answered = match limit {
-        Some(limit) => tokio::time::timeout(limit, session.take(key, gate, patience))
-            .await
-            .map_err(|_| Failure::NoAnswer(limit))?,
-        None => session.take(key, gate, patience).await,
-    };
+    // `sent` is before the statement's wait for its turn: the grant is
+    // dated no later than it was.
+    let answered = session.take(key, gate, patience, limit).await;
+    // Not answered, the clean-up stays armed: it gives back, or closes the
+    // session, which stays occupied until then.
+    if let Err(failure @ Failure::NoAnswer(_)) = answered {
+        return Err(failure);
+    }
     // Answered: a waiting statement no longer occupies the session — unless
     // the session is the request's own, occupied until the hold is kept
-    // (dedicated) or given back. (Not answered, the clean-up stays armed:
-    // it gives back, or closes the session, which stays occupied until
-    // then.)
+    // (dedicated) or given back.
     if !own {
         claim.unblock();
     }
